@@ -1,0 +1,99 @@
+"""Numbered schema migrations for the run store, applied in order and recorded in ``user_version``.
+
+Each migration only adds tables, columns or indexes, so a store written by a newer version of
+comfy_widgets (a higher ``user_version`` and columns this version does not know) still opens and
+works here: every statement in ``store.py`` names its columns explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE IF NOT EXISTS workflows (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            content_hash TEXT NOT NULL UNIQUE,
+            format TEXT,
+            workflow_json TEXT NOT NULL,
+            default_parameters TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL
+        );
+        CREATE TABLE IF NOT EXISTS batches (
+            id TEXT PRIMARY KEY,
+            workflow_id INTEGER REFERENCES workflows(id),
+            total_count INTEGER NOT NULL DEFAULT 0,
+            completed_count INTEGER NOT NULL DEFAULT 0,
+            failed_count INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'pending',
+            spec_json TEXT,
+            plan_seed INTEGER,
+            plan_json TEXT,
+            servers_json TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL
+        );
+        CREATE TABLE IF NOT EXISTS generations (
+            id INTEGER PRIMARY KEY,
+            workflow_id INTEGER REFERENCES workflows(id),
+            prompt_id TEXT NOT NULL UNIQUE,
+            server TEXT,
+            status TEXT NOT NULL,
+            parameters_json TEXT,
+            prompt_json TEXT,
+            outputs_json TEXT,
+            error TEXT,
+            error_node TEXT,
+            queued_at REAL,
+            started_at REAL,
+            finished_at REAL,
+            batch_id TEXT REFERENCES batches(id),
+            batch_index INTEGER,
+            created_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS generations_batch_item
+            ON generations(batch_id, batch_index) WHERE batch_id IS NOT NULL;
+        CREATE INDEX IF NOT EXISTS generations_workflow ON generations(workflow_id);
+        CREATE INDEX IF NOT EXISTS generations_status ON generations(status);
+        CREATE INDEX IF NOT EXISTS generations_created ON generations(created_at);
+        """,
+    ),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database up to ``LATEST`` in one write transaction; return the resulting version.
+
+    The version is re-read after the write lock is taken, so two processes opening a new store at
+    the same moment apply each migration exactly once. A newer store is left untouched.
+    """
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= LATEST:
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in MIGRATIONS:
+            if number > version:
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {int(number)}")
+                version = number
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return version
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into single statements (no semicolons inside our DDL)."""
+    return [part.strip() for part in script.split(";") if part.strip()]

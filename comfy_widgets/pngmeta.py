@@ -1,0 +1,106 @@
+"""ComfyUI-compatible PNG metadata: write and read ``prompt``/``workflow``/``parameters`` chunks.
+
+ComfyUI's SaveImage stores ``json.dumps(prompt)`` in a ``prompt`` tEXt chunk and the UI graph in a
+``workflow`` chunk; its frontend loads a dropped PNG from those. We splice the chunks into the
+PNG byte stream directly, so the pixels the server produced are kept bit for bit.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TEXT_TYPES = (b"tEXt", b"iTXt", b"zTXt")
+
+
+def is_png(data: bytes) -> bool:
+    """True when ``data`` starts with the PNG signature."""
+    return data[:8] == PNG_SIGNATURE
+
+
+def comfy_text_chunks(
+    prompt: dict | None, workflow: dict | None = None, parameters: dict | None = None
+) -> dict[str, str]:
+    """The text chunks ComfyUI would write for this prompt, plus our ``parameters`` (all JSON)."""
+    chunks: dict[str, str] = {}
+    if prompt is not None:
+        chunks["prompt"] = json.dumps(prompt)
+    if workflow is not None:
+        chunks["workflow"] = json.dumps(workflow)
+    if parameters is not None:
+        chunks["parameters"] = json.dumps(parameters, default=str)
+    return chunks
+
+
+def with_text_chunks(png: bytes, texts: dict[str, str]) -> bytes:
+    """Return ``png`` with one text chunk per key of ``texts``, replacing chunks of the same key.
+
+    Values that are not Latin-1 go into an iTXt chunk (UTF-8), the rest into tEXt, as Pillow does.
+    """
+    if not is_png(png):
+        raise ValueError("not a PNG file")
+    chunks = list(_iter_chunks(png))
+    kept = [c for c in chunks if not (c[0] in TEXT_TYPES and _chunk_key(c[1]) in texts)]
+    new = [_text_chunk(key, value) for key, value in texts.items()]
+    out = [PNG_SIGNATURE]
+    inserted = False
+    for ctype, body in kept:
+        if ctype == b"IDAT" and not inserted:
+            out.extend(new)
+            inserted = True
+        out.append(_chunk(ctype, body))
+    return b"".join(out)
+
+
+def read_text_chunks(source: bytes | str | Path) -> dict[str, str]:
+    """All text chunks (tEXt, zTXt, iTXt) of a PNG given as bytes or a path."""
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return {k: v for k, v in getattr(image, "text", {}).items() if isinstance(v, str)}
+
+
+def read_comfy_metadata(source: bytes | str | Path) -> dict[str, Any]:
+    """The parsed JSON of whichever ``prompt``, ``workflow`` and ``parameters`` chunks exist."""
+    texts = read_text_chunks(source)
+    keys = ("prompt", "workflow", "parameters")
+    return {key: json.loads(texts[key]) for key in keys if key in texts}
+
+
+def _iter_chunks(png: bytes):
+    """Yield ``(type, body)`` for every chunk after the signature."""
+    pos = 8
+    while pos + 8 <= len(png):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        ctype = png[pos + 4 : pos + 8]
+        yield ctype, png[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if ctype == b"IEND":
+            return
+
+
+def _chunk(ctype: bytes, body: bytes) -> bytes:
+    """Serialise one chunk with its length and CRC."""
+    crc = zlib.crc32(ctype + body) & 0xFFFFFFFF
+    return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", crc)
+
+
+def _text_chunk(key: str, value: str) -> bytes:
+    """A tEXt chunk when ``value`` is Latin-1, else an uncompressed iTXt chunk."""
+    try:
+        return _chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1"))
+    except UnicodeEncodeError:
+        body = key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")
+        return _chunk(b"iTXt", body)
+
+
+def _chunk_key(body: bytes) -> str:
+    """The keyword of a text chunk (the bytes before the first NUL)."""
+    return body.split(b"\0", 1)[0].decode("latin-1")

@@ -1,0 +1,650 @@
+"""The run store: every workflow, generation and batch recorded in an embedded SQLite file.
+
+One file per working folder (``$COMFY_WIDGETS_HOME/store.sqlite``, else
+``./.comfy_widgets/store.sqlite``) in WAL mode with a busy timeout, so a kernel, a script and a
+resumed run can write to it at the same time. Jobs call the ``job_*`` hooks as they go, so a crash
+loses nothing that happened before it. Output files are written next to it under ``outputs/``
+with ComfyUI's PNG metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from comfy_widgets import pngmeta
+from comfy_widgets.migrations import migrate
+
+log = logging.getLogger(__name__)
+
+STORE_FILENAME = "store.sqlite"
+TERMINAL_STATES = ("completed", "failed", "cancelled", "lost")
+BUSY_TIMEOUT_MS = 30_000
+MIME_SUFFIX = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "video/mp4": ".mp4",
+    "video/webm": ".webm",
+    "audio/flac": ".flac",
+    "audio/mpeg": ".mp3",
+    "audio/wav": ".wav",
+    "text/plain": ".txt",
+}
+
+
+def default_store_path() -> Path:
+    """The store file used by default: in ``$COMFY_WIDGETS_HOME``, else in ``./.comfy_widgets``."""
+    home = os.environ.get("COMFY_WIDGETS_HOME")
+    folder = Path(home) if home else Path.cwd() / ".comfy_widgets"
+    return folder / STORE_FILENAME
+
+
+def clean_url(url: str | None) -> str | None:
+    """Strip user info, query and fragment from a server URL so no credential is ever stored."""
+    if not url:
+        return url
+    parts = urlsplit(str(url))
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+def to_json(value: Any) -> str | None:
+    """JSON text for a stored value (None stays NULL); numpy scalars and odd objects become str."""
+    if value is None:
+        return None
+    return json.dumps(value, default=_json_default, sort_keys=False)
+
+
+def from_json(text: str | None) -> Any:
+    """The value stored by ``to_json`` (NULL gives None)."""
+    return None if text is None else json.loads(text)
+
+
+def _json_default(value: Any) -> Any:
+    """Make numpy scalars, paths and other objects JSON-serialisable."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return item()
+        except (TypeError, ValueError):
+            pass
+    return str(value)
+
+
+def workflow_hash(source: Any) -> str:
+    """sha256 of the canonical JSON of a workflow (the same rule as ``Workflow.content_hash``)."""
+    canonical = json.dumps(source, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def safe_name(text: str) -> str:
+    """A folder-safe version of a workflow or batch name."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")
+    return cleaned[:80] or "unnamed"
+
+
+class Store:
+    """An open run store: a SQLite connection shared by the threads of this process."""
+
+    _defaults: dict[Path, Store] = {}
+    _defaults_lock = threading.Lock()
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        target = Path(path) if path is not None else default_store_path()
+        if target.is_dir() or target.suffix == "":
+            target = target / STORE_FILENAME
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.path = target.resolve()
+        self.home = self.path.parent
+        self.outputs_dir = self.home / "outputs"
+        self._lock = threading.RLock()
+        self._conn = _connect(self.path)
+        self.schema_version = migrate(self._conn)
+
+    @classmethod
+    def default(cls) -> Store:
+        """The shared store for the current default path (one instance per resolved path)."""
+        path = default_store_path().resolve()
+        with cls._defaults_lock:
+            store = cls._defaults.get(path)
+            if store is None:
+                store = cls._defaults[path] = cls(path)
+            return store
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    def close(self) -> None:
+        """Close the connection (the file stays; a new Store can reopen it)."""
+        with self._lock:
+            self._conn.close()
+
+    # --- low level -------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``): waits for other writers, never deadlocks."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def query(self, sql: str, args: tuple | list = ()) -> list[dict[str, Any]]:
+        """Run a read query and return its rows as dicts."""
+        with self._lock:
+            return [dict(row) for row in self._conn.execute(sql, args).fetchall()]
+
+    # --- workflows -------------------------------------------------------------------------
+
+    def save_workflow(self, workflow: Any) -> int:
+        """Record a workflow once per content hash and return its row id."""
+        with self.transaction() as conn:
+            return _upsert_workflow(conn, workflow)
+
+    def workflow_record(self, workflow_id: int) -> dict[str, Any] | None:
+        """The stored workflow row (with ``workflow`` parsed from JSON), or None."""
+        rows = self.query("SELECT * FROM workflows WHERE id = ?", (workflow_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        row["workflow"] = from_json(row.pop("workflow_json"))
+        row["default_parameters"] = from_json(row["default_parameters"]) or {}
+        return row
+
+    def last_used(self, workflow: Any) -> dict[str, Any]:
+        """The parameter values last used with this workflow ({} if it was never run)."""
+        rows = self.query(
+            "SELECT default_parameters FROM workflows WHERE content_hash = ?",
+            (_workflow_fields(workflow)["content_hash"],),
+        )
+        return (from_json(rows[0]["default_parameters"]) or {}) if rows else {}
+
+    def set_last_used(self, workflow: Any, values: dict[str, Any]) -> None:
+        """Remember ``values`` as this workflow's last-used parameters (the form's defaults)."""
+        with self.transaction() as conn:
+            workflow_id = _upsert_workflow(conn, workflow)
+            conn.execute(
+                "UPDATE workflows SET default_parameters = ?, updated_at = ? WHERE id = ?",
+                (to_json(dict(values)), time.time(), workflow_id),
+            )
+
+    # --- job hooks -------------------------------------------------------------------------
+
+    def job_queued(self, job: Any) -> None:
+        """Record a job the server accepted (status ``queued``)."""
+        self._write_job(job, status="queued")
+        if getattr(job, "batch_id", None) is None and getattr(job, "workflow", None) is not None:
+            self.set_last_used(job.workflow, dict(getattr(job, "parameters", None) or {}))
+
+    def job_started(self, job: Any) -> None:
+        """Mark a job as running (ComfyUI's ``execution_start``)."""
+        self._write_job(job, status="running")
+
+    def job_finished(self, job: Any) -> None:
+        """Save the job's outputs as files and record its final state; repeats write nothing."""
+        prompt_id = str(job.prompt_id)
+        if self._is_finished(prompt_id):
+            return
+        folder = self.outputs_dir / self._output_folder(job)
+        outputs = [
+            self._save_output(folder, prompt_id, n, output, job)
+            for n, output in enumerate(getattr(job, "outputs", None) or [])
+        ]
+        status = getattr(job, "state", None) or "completed"
+        self._write_job(job, status=status, outputs=outputs)
+
+    def record_outputs(
+        self,
+        prompt_id: str,
+        status: str,
+        outputs: list[Any],
+        *,
+        error: str | None = None,
+        error_node: str | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> bool:
+        """Finish a generation with outputs fetched later (resume); False if it was done already."""
+        rows = self.query("SELECT * FROM generations WHERE prompt_id = ?", (prompt_id,))
+        if not rows or rows[0]["status"] in TERMINAL_STATES:
+            return False
+        record = _GenerationView(self, rows[0])
+        record.outputs = outputs
+        record.state = status
+        record.error_message = error
+        record.error_node = error_node
+        record.timings = {k: v for k, v in (timings or {}).items() if v is not None}
+        self.job_finished(record)
+        return True
+
+    def mark_generation(self, prompt_id: str, status: str, error: str | None = None) -> None:
+        """Set a generation's status without outputs (e.g. ``lost`` when the server forgot it)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE generations SET status = ?, error = COALESCE(?, error),"
+                " finished_at = COALESCE(finished_at, ?) WHERE prompt_id = ?",
+                (status, error, time.time(), prompt_id),
+            )
+            row = conn.execute(
+                "SELECT batch_id FROM generations WHERE prompt_id = ?", (prompt_id,)
+            ).fetchone()
+            if row and row["batch_id"] is not None:
+                _refresh_batch_counts(conn, row["batch_id"])
+
+    def _is_finished(self, prompt_id: str) -> bool:
+        """True when the generation already has its final state recorded."""
+        rows = self.query("SELECT status FROM generations WHERE prompt_id = ?", (prompt_id,))
+        return bool(rows) and rows[0]["status"] in TERMINAL_STATES
+
+    def _output_folder(self, job: Any) -> str:
+        """Output subfolder: the batch id for batch items, else the workflow's name."""
+        batch_id = getattr(job, "batch_id", None)
+        if batch_id is not None:
+            return safe_name(batch_id)
+        workflow = getattr(job, "workflow", None)
+        return safe_name(getattr(workflow, "name", None) or "prompts")
+
+    def _save_output(self, folder: Path, prompt_id: str, n: int, output: Any, job: Any) -> dict:
+        """Write one output's bytes (PNGs get ComfyUI metadata); return its stored description."""
+        record = {
+            "node_id": _str_or_none(getattr(output, "node_id", None)),
+            "filename": getattr(output, "filename", None),
+            "subfolder": getattr(output, "subfolder", "") or "",
+            "type": getattr(output, "type", None),
+            "kind": getattr(output, "kind", None),
+            "mime": getattr(output, "mime", None),
+            "local_path": None,
+        }
+        data = getattr(output, "data", None)
+        if data is None and getattr(output, "local_path", None):
+            record["local_path"] = str(output.local_path)
+            return record
+        if not data:
+            return record
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if pngmeta.is_png(data):
+            data = pngmeta.with_text_chunks(data, _png_texts(job))
+        path = folder / f"{safe_name(prompt_id)}_{n}{_suffix(record)}"
+        _atomic_write(path, data)
+        record["local_path"] = str(path)
+        return record
+
+    def _write_job(self, job: Any, *, status: str, outputs: list[dict] | None = None) -> None:
+        """Insert or update the generation row of ``job`` in one transaction."""
+        fields = _job_fields(job)
+        with self.transaction() as conn:
+            workflow = getattr(job, "workflow", None)
+            workflow_id = _upsert_workflow(conn, workflow) if workflow is not None else None
+            if fields["batch_id"] is not None:
+                _ensure_batch(conn, fields["batch_id"], workflow_id)
+            existing = _find_generation(conn, fields)
+            values = {
+                **fields,
+                "workflow_id": workflow_id,
+                "status": status,
+                "outputs_json": to_json(outputs) if outputs is not None else None,
+            }
+            if existing is None:
+                _insert_generation(conn, values)
+            elif existing["prompt_id"] != fields["prompt_id"]:
+                _replace_generation(conn, existing["id"], values)
+            elif existing["status"] not in TERMINAL_STATES or outputs is not None:
+                _update_generation(conn, existing["id"], values)
+            if fields["batch_id"] is not None:
+                _refresh_batch_counts(conn, fields["batch_id"])
+
+    # --- batches ---------------------------------------------------------------------------
+
+    def create_batch(
+        self,
+        batch_id: str,
+        workflow: Any,
+        total_count: int,
+        spec: dict[str, Any] | None = None,
+        plan_seed: int | None = None,
+        plan_rows: list[dict[str, Any]] | None = None,
+        servers: list[str] | None = None,
+        status: str = "pending",
+    ) -> str:
+        """Record a batch and its full plan before anything is queued, so resume can finish it."""
+        now = time.time()
+        with self.transaction() as conn:
+            workflow_id = _upsert_workflow(conn, workflow) if workflow is not None else None
+            values = {
+                "workflow_id": workflow_id,
+                "total_count": int(total_count),
+                "status": status,
+                "spec_json": to_json(spec),
+                "plan_seed": None if plan_seed is None else int(plan_seed),
+                "plan_json": to_json(plan_rows),
+                "servers_json": to_json([clean_url(s) for s in servers or []]),
+                "updated_at": now,
+            }
+            if conn.execute("SELECT 1 FROM batches WHERE id = ?", (batch_id,)).fetchone():
+                sets = ", ".join(f"{k} = ?" for k in values)
+                conn.execute(
+                    f"UPDATE batches SET {sets} WHERE id = ?", (*values.values(), batch_id)
+                )
+            else:
+                cols = ", ".join(["id", "created_at", *values])
+                marks = ", ".join("?" * (len(values) + 2))
+                conn.execute(
+                    f"INSERT INTO batches ({cols}) VALUES ({marks})",
+                    (batch_id, now, *values.values()),
+                )
+        return batch_id
+
+    def update_batch(self, batch_id: str, *, status: str | None = None) -> None:
+        """Set a batch's status (counts are kept up to date from its generations)."""
+        with self.transaction() as conn:
+            _ensure_batch(conn, batch_id, None)
+            if status is not None:
+                conn.execute(
+                    "UPDATE batches SET status = ?, updated_at = ? WHERE id = ?",
+                    (status, time.time(), batch_id),
+                )
+            _refresh_batch_counts(conn, batch_id)
+
+    def batch_updated(self, batch: Any) -> None:
+        """Hook for a Batch object: record its current status."""
+        self.update_batch(str(batch.id), status=getattr(batch, "status", None))
+
+    def batch_record(self, batch_id: str) -> dict[str, Any] | None:
+        """The stored batch row with its JSON fields parsed, or None."""
+        rows = self.query("SELECT * FROM batches WHERE id = ?", (batch_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        row["spec"] = from_json(row.pop("spec_json"))
+        row["plan"] = from_json(row.pop("plan_json")) or []
+        row["servers"] = from_json(row.pop("servers_json")) or []
+        return row
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def generation_records(
+        self,
+        *,
+        workflow: Any = None,
+        batch_id: str | None = None,
+        status: str | list[str] | None = None,
+        since: Any = None,
+        generation_id: int | str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Generation rows (JSON parsed, workflow name joined) that match every given filter."""
+        where, args = _generation_filters(workflow, batch_id, status, since, generation_id)
+        sql = (
+            "SELECT g.*, w.name AS workflow_name FROM generations g"
+            " LEFT JOIN workflows w ON w.id = g.workflow_id"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY COALESCE(g.batch_id, ''), g.batch_index, g.created_at, g.id"
+        )
+        return [_parse_generation(row) for row in self.query(sql, args)]
+
+    def generations(
+        self,
+        workflow: Any = None,
+        batch_id: str | None = None,
+        status: str | list[str] | None = None,
+        since: Any = None,
+    ):
+        """Recorded generations as a pandas DataFrame (see ``comfy_widgets.history``)."""
+        from comfy_widgets.history import history
+
+        return history(workflow=workflow, batch_id=batch_id, status=status, since=since, store=self)
+
+
+class _GenerationView:
+    """A stored generation dressed as a Job, so ``job_finished`` can complete it after a restart."""
+
+    def __init__(self, store: Store, row: dict[str, Any]):
+        record = store.workflow_record(row["workflow_id"]) if row["workflow_id"] else None
+        self.prompt_id = row["prompt_id"]
+        self.client = None
+        self.server = row["server"]
+        self.workflow = _StoredWorkflow(record) if record else None
+        self.parameters = from_json(row["parameters_json"]) or {}
+        self.prompt = from_json(row["prompt_json"])
+        self.batch_id = row["batch_id"]
+        self.batch_index = row["batch_index"]
+        self.state = row["status"]
+        self.outputs: list[Any] = []
+        self.error_message: str | None = row["error"]
+        self.error_node: str | None = row["error_node"]
+        self.timings: dict[str, float] = {}
+
+
+class _StoredWorkflow:
+    """The fields of a stored workflow that the store itself needs (name, source, format, hash)."""
+
+    def __init__(self, record: dict[str, Any]):
+        self.name = record["name"]
+        self.source = record["workflow"]
+        self.format = record["format"]
+        self.content_hash = record["content_hash"]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open the SQLite file in autocommit mode with WAL, foreign keys and a busy timeout."""
+    conn = sqlite3.connect(
+        str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _workflow_fields(workflow: Any) -> dict[str, Any]:
+    """Name, format, source and content hash of a Workflow (or of a plain workflow dict)."""
+    if isinstance(workflow, dict):
+        source, name, fmt = workflow, None, ("ui" if "nodes" in workflow else "api")
+        digest = workflow_hash(workflow)
+    else:
+        source = getattr(workflow, "source", None)
+        name = getattr(workflow, "name", None)
+        fmt = getattr(workflow, "format", None)
+        digest = getattr(workflow, "content_hash", None) or workflow_hash(source)
+    return {"name": name or "workflow", "format": fmt, "source": source, "content_hash": digest}
+
+
+def _upsert_workflow(conn: sqlite3.Connection, workflow: Any) -> int:
+    """Return the id of the workflow row with this content hash, inserting it if new."""
+    fields = _workflow_fields(workflow)
+    row = conn.execute(
+        "SELECT id FROM workflows WHERE content_hash = ?", (fields["content_hash"],)
+    ).fetchone()
+    if row:
+        return int(row["id"])
+    cursor = conn.execute(
+        "INSERT INTO workflows (name, content_hash, format, workflow_json, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (fields["name"], fields["content_hash"], fields["format"], to_json(fields["source"]),
+         time.time()),
+    )
+    return int(cursor.lastrowid)
+
+
+def _ensure_batch(conn: sqlite3.Connection, batch_id: str, workflow_id: int | None) -> None:
+    """Create a minimal batch row if a job of an unrecorded batch arrives first."""
+    conn.execute(
+        "INSERT OR IGNORE INTO batches (id, workflow_id, status, created_at) VALUES (?, ?, ?, ?)",
+        (batch_id, workflow_id, "running", time.time()),
+    )
+
+
+def _job_fields(job: Any) -> dict[str, Any]:
+    """The columns a Job (or a stand-in with the same attributes) provides."""
+    client = getattr(job, "client", None)
+    server = getattr(client, "url", None) or getattr(job, "server", None)
+    timings = dict(getattr(job, "timings", None) or {})
+    batch_id = getattr(job, "batch_id", None)
+    batch_index = getattr(job, "batch_index", None)
+    return {
+        "prompt_id": str(job.prompt_id),
+        "server": clean_url(server),
+        "parameters_json": to_json(dict(getattr(job, "parameters", None) or {})),
+        "prompt_json": to_json(getattr(job, "prompt", None)),
+        "error": _str_or_none(getattr(job, "error_message", None)),
+        "error_node": _str_or_none(getattr(job, "error_node", None)),
+        "queued_at": timings.get("queued_at"),
+        "started_at": timings.get("started_at"),
+        "finished_at": timings.get("finished_at"),
+        "batch_id": None if batch_id is None else str(batch_id),
+        "batch_index": None if batch_index is None else int(batch_index),
+    }
+
+
+def _find_generation(conn: sqlite3.Connection, fields: dict[str, Any]) -> sqlite3.Row | None:
+    """The row for this prompt id, else the row holding the same batch item (a re-sent item)."""
+    row = conn.execute(
+        "SELECT id, status, prompt_id FROM generations WHERE prompt_id = ?", (fields["prompt_id"],)
+    ).fetchone()
+    if row is None and fields["batch_id"] is not None and fields["batch_index"] is not None:
+        row = conn.execute(
+            "SELECT id, status, prompt_id FROM generations WHERE batch_id = ? AND batch_index = ?",
+            (fields["batch_id"], fields["batch_index"]),
+        ).fetchone()
+    return row
+
+
+def _insert_generation(conn: sqlite3.Connection, values: dict[str, Any]) -> None:
+    """Insert a generation row from the given column values."""
+    values = {**values, "created_at": time.time()}
+    cols = ", ".join(values)
+    conn.execute(
+        f"INSERT INTO generations ({cols}) VALUES ({', '.join('?' * len(values))})",
+        tuple(values.values()),
+    )
+
+
+def _update_generation(conn: sqlite3.Connection, row_id: int, values: dict[str, Any]) -> None:
+    """Update a generation row, keeping stored values where the new ones are unknown (None)."""
+    keep_old = [k for k in values if k not in ("status",)]
+    sets = ", ".join(
+        ["status = ?"] + [f"{k} = COALESCE(?, {k})" for k in keep_old]
+    )
+    conn.execute(
+        f"UPDATE generations SET {sets} WHERE id = ?",
+        (values["status"], *(values[k] for k in keep_old), row_id),
+    )
+
+
+def _replace_generation(conn: sqlite3.Connection, row_id: int, values: dict[str, Any]) -> None:
+    """Overwrite a batch item's row with a new attempt (a new prompt id for the same item)."""
+    sets = ", ".join(f"{k} = ?" for k in values)
+    conn.execute(f"UPDATE generations SET {sets} WHERE id = ?", (*values.values(), row_id))
+
+
+def _refresh_batch_counts(conn: sqlite3.Connection, batch_id: str) -> None:
+    """Recount a batch's completed and failed items from its generations."""
+    conn.execute(
+        "UPDATE batches SET"
+        " completed_count = (SELECT COUNT(*) FROM generations"
+        "   WHERE batch_id = :b AND status = 'completed'),"
+        " failed_count = (SELECT COUNT(*) FROM generations"
+        "   WHERE batch_id = :b AND status IN ('failed', 'lost')),"
+        " updated_at = :now WHERE id = :b",
+        {"b": batch_id, "now": time.time()},
+    )
+
+
+def _generation_filters(
+    workflow: Any, batch_id: Any, status: Any, since: Any, generation_id: Any
+) -> tuple[list[str], list[Any]]:
+    """SQL conditions and arguments for ``generation_records``."""
+    where: list[str] = []
+    args: list[Any] = []
+    if workflow is not None:
+        if isinstance(workflow, int):
+            where.append("g.workflow_id = ?")
+            args.append(workflow)
+        elif isinstance(workflow, str):
+            where.append("(w.name = ? OR w.content_hash = ?)")
+            args += [workflow, workflow]
+        else:
+            where.append("w.content_hash = ?")
+            args.append(_workflow_fields(workflow)["content_hash"])
+    if batch_id is not None:
+        where.append("g.batch_id = ?")
+        args.append(str(batch_id))
+    if status is not None:
+        statuses = [status] if isinstance(status, str) else list(status)
+        where.append(f"g.status IN ({', '.join('?' * len(statuses))})")
+        args += statuses
+    if since is not None:
+        where.append("COALESCE(g.queued_at, g.created_at) >= ?")
+        args.append(_unix_time(since))
+    if generation_id is not None:
+        if isinstance(generation_id, int):
+            where.append("g.id = ?")
+        else:
+            where.append("g.prompt_id = ?")
+        args.append(generation_id)
+    return where, args
+
+
+def _parse_generation(row: dict[str, Any]) -> dict[str, Any]:
+    """Decode a generation row's JSON columns into ``parameters``, ``prompt`` and ``outputs``."""
+    row["parameters"] = from_json(row.pop("parameters_json")) or {}
+    row["prompt"] = from_json(row.pop("prompt_json"))
+    row["outputs"] = from_json(row.pop("outputs_json")) or []
+    return row
+
+
+def _unix_time(value: Any) -> float:
+    """Unix seconds from a number, a datetime, a pandas Timestamp or an ISO string."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    import pandas as pd
+
+    return pd.Timestamp(value).to_pydatetime().timestamp()
+
+
+def _png_texts(job: Any) -> dict[str, str]:
+    """The ComfyUI text chunks for a job: the API prompt, the UI workflow (if UI format), params."""
+    workflow = getattr(job, "workflow", None)
+    ui = getattr(workflow, "source", None) if getattr(workflow, "format", None) == "ui" else None
+    return pngmeta.comfy_text_chunks(
+        getattr(job, "prompt", None), ui, dict(getattr(job, "parameters", None) or {})
+    )
+
+
+def _suffix(record: dict[str, Any]) -> str:
+    """File suffix of an output: from its server filename, else from its MIME type."""
+    suffix = Path(record.get("filename") or "").suffix
+    return suffix or MIME_SUFFIX.get(record.get("mime") or "", ".bin")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write a file via a temporary name and rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _str_or_none(value: Any) -> str | None:
+    """``str(value)`` unless it is None."""
+    return None if value is None else str(value)
