@@ -95,7 +95,7 @@ def launch(port: int = 8888, open_browser: bool = True, root_dir: Path | None = 
             server = sim.serve(port=0)
             stack.callback(server.stop)
             env["COMFYUI_URL"] = server.url
-            print(f"comfy-widgets: simulated ComfyUI at {server.url} (set COMFYUI_URL otherwise)")
+            print(f"comfy-widgets: simulated ComfyUI at {server.url}", flush=True)
         settings = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cw-lab-")))
         write_settings_overrides(settings, default_app_settings_dir())
         argv = lab_argv(

@@ -1,0 +1,166 @@
+"""`comfy-widgets lab`: settings overrides, the JupyterLab command line, and a real launch."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from jupyter_client import BlockingKernelClient
+
+from comfy_widgets.lab import LAB_OVERRIDES, QUICKSTART, lab_argv, write_settings_overrides
+
+WIDGETS_PLUGIN = "@jupyter-widgets/jupyterlab-manager:plugin"
+NEWS_PLUGIN = "@jupyterlab/apputils-extension:notification"
+
+
+def test_overrides_turn_on_widget_state_and_off_news(tmp_path):
+    target = write_settings_overrides(tmp_path / "settings")
+    written = json.loads(target.read_text())
+    assert written[WIDGETS_PLUGIN] == {"saveState": True}
+    assert written[NEWS_PLUGIN]["fetchNews"] == "false"
+    assert written[NEWS_PLUGIN]["checkForUpdates"] is False
+
+
+def test_overrides_keep_the_site_settings(tmp_path):
+    base = tmp_path / "site"
+    base.mkdir()
+    (base / "page_config.json").write_text('{"disabledExtensions": {}}')
+    (base / "overrides.json").write_text(json.dumps({
+        "@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"},
+        WIDGETS_PLUGIN: {"saveState": False, "other": 1},
+    }))
+    target = write_settings_overrides(tmp_path / "settings", base)
+    written = json.loads(target.read_text())
+    assert written["@jupyterlab/apputils-extension:themes"] == {"theme": "JupyterLab Dark"}
+    assert written[WIDGETS_PLUGIN] == {"saveState": True, "other": 1}
+    assert (tmp_path / "settings" / "page_config.json").is_file()
+    assert json.loads((base / "overrides.json").read_text())[WIDGETS_PLUGIN]["saveState"] is False
+
+
+def test_argv_opens_the_quickstart_when_present(tmp_path):
+    (tmp_path / QUICKSTART).write_text("{}")
+    argv = lab_argv(tmp_path, tmp_path / "s", port=9999, open_browser=False)
+    assert argv[:3] == [sys.executable, "-m", "jupyterlab"]
+    assert "--ServerApp.port=9999" in argv
+    assert "--ServerApp.ip=127.0.0.1" in argv
+    assert "--ServerApp.open_browser=False" in argv
+    assert f"--ServerApp.default_url=/lab/tree/{QUICKSTART}" in argv
+    assert f"--LabApp.app_settings_dir={tmp_path / 's'}" in argv
+
+
+def test_argv_without_quickstart_opens_the_folder(tmp_path):
+    argv = lab_argv(tmp_path, tmp_path / "s")
+    assert not any(a.startswith("--ServerApp.default_url") for a in argv)
+    assert "--ServerApp.open_browser=True" in argv
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, token: str) -> tuple[int, bytes, str]:
+    req = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return resp.status, resp.read(), resp.url
+
+
+def _wait_for(url: str, token: str, proc: subprocess.Popen, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "comfy-widgets lab exited early"
+        try:
+            return _get(url, token)
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+CONSOLE_SCRIPT = str(Path(sys.executable).with_name("comfy-widgets"))
+
+
+@pytest.fixture
+def lab_process(tmp_path):
+    """`comfy-widgets lab --no-browser` on a free port, with the simulator (COMFYUI_URL unset)."""
+    root = tmp_path / "nb"
+    root.mkdir()
+    (root / QUICKSTART).write_text(json.dumps({
+        "cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+    }))
+    port, token = _free_port(), "lab-test-token"
+    env = {k: v for k, v in os.environ.items() if k != "COMFYUI_URL"}
+    env.update(JUPYTER_TOKEN=token, JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"),
+               JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"))
+    proc = subprocess.Popen(
+        [CONSOLE_SCRIPT, "lab", str(root), "--no-browser", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    yield proc, f"http://127.0.0.1:{port}", token, tmp_path / "rt"
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+
+
+def _post(url: str, token: str) -> bytes:
+    req = urllib.request.Request(url, method="POST", headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return resp.read()
+
+
+def _kernel_env(runtime_dir: Path, kernel_id: str, name: str) -> str:
+    """Ask a running kernel for one environment variable through its connection file."""
+    client = BlockingKernelClient(connection_file=str(runtime_dir / f"kernel-{kernel_id}.json"))
+    client.load_connection_file()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=30)
+        outputs: list[str] = []
+        reply = client.execute_interactive(
+            f"import os; print(os.environ.get({name!r}))", timeout=30,
+            output_hook=lambda msg: outputs.append(msg["content"].get("text", "")),
+        )
+        assert reply["content"]["status"] == "ok"
+        return "".join(outputs).strip()
+    finally:
+        client.stop_channels()
+
+
+def test_lab_launch_serves_quickstart_with_widget_state_and_a_simulator(lab_process):
+    proc, base, token, runtime_dir = lab_process
+    line = proc.stdout.readline().decode()
+    sim_url = re.search(r"simulated ComfyUI at (http://127\.0\.0\.1:\d+)", line)
+    assert sim_url, line
+    sim_url = sim_url.group(1)
+    _wait_for(f"{base}/api/status", token, proc)
+    assert _get(f"{sim_url}/system_stats", token)[0] == 200
+
+    _, _, final_url = _get(f"{base}/?token={token}", token)
+    assert final_url.endswith(f"/lab/tree/{QUICKSTART}")
+    _, body, _ = _get(f"{base}/lab/api/settings/{WIDGETS_PLUGIN}", token)
+    assert json.loads(body)["composite"]["saveState"] is True
+    _, body, _ = _get(f"{base}/lab/api/settings/{NEWS_PLUGIN}", token)
+    assert json.loads(body)["composite"]["fetchNews"] == LAB_OVERRIDES[NEWS_PLUGIN]["fetchNews"]
+
+    kernel = json.loads(_post(f"{base}/api/kernels", token))
+    assert _kernel_env(runtime_dir, kernel["id"], "COMFYUI_URL") == sim_url
+
+    _post(f"{base}/api/shutdown", token)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_console_script_help_lists_the_subcommands():
+    out = subprocess.run([CONSOLE_SCRIPT, "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    for command in ("lab", "run", "sim"):
+        assert command in out
