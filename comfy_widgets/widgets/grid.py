@@ -1,0 +1,320 @@
+"""ResultGrid: compare the results of a batch as an X/Y/Z plot in the notebook.
+
+The Python side owns the layout (which row goes in which cell, page and batch filter) and sends
+only small JPEG thumbnails; full-size outputs and difference images travel on request as custom
+messages with binary buffers, so they never bloat the saved notebook.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import pandas as pd
+import traitlets
+from PIL import Image, ImageChops, ImageOps
+
+from comfy_widgets import gridimage
+
+_JS = Path(__file__).parents[2] / "js"
+PLAYABLE_MIMES = frozenset({"image/gif", "image/webp", "image/apng"})
+COMPARE_MAX_SIDE = 1024
+FALLBACK_CELL = 128
+
+
+class ResultGrid(anywidget.AnyWidget):
+    """Images of a results DataFrame arranged by two columns (X/Y), paged by a third.
+
+    `ResultGrid(df, x="cfg", y="prompt", page="sampler_name", batch=None)`; click an image for
+    full size, tick two to compare them (with a difference view); `grid.save("grid.png")`.
+    Row numbers used by `compare`, `diff_image` and the front end are positions (iloc) in `df`.
+    """
+
+    _esm = _JS / "grid.js"
+    _css = _JS / "grid.css"
+
+    x = traitlets.Unicode(None, allow_none=True).tag(sync=True)
+    y = traitlets.Unicode(None, allow_none=True).tag(sync=True)
+    page = traitlets.Unicode(None, allow_none=True).tag(sync=True)
+    batch = traitlets.Unicode(None, allow_none=True).tag(sync=True)
+    page_index = traitlets.Int(0).tag(sync=True)
+    thumb_size = traitlets.Int(256).tag(sync=True)
+
+    axis_options = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    batches = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    x_labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    y_labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    page_labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    cells = traitlets.List(traitlets.Dict()).tag(sync=True)
+    total = traitlets.Int(0).tag(sync=True)
+
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        x: str | None = None,
+        y: str | None = None,
+        page: str | None = None,
+        batch: Any = None,
+        *,
+        thumb_size: int = 256,
+        **kwargs: Any,
+    ) -> None:
+        self.df = df.reset_index(drop=True)
+        self._thumbs: dict[tuple[int, int], dict[str, Any]] = {}
+        if x is None and y is None:
+            x, y = gridimage.default_axes(self.df)
+        for name in (x, y, page):
+            _check_column(self.df, name)
+        super().__init__(
+            x=x,
+            y=y,
+            page=page,
+            batch=getattr(batch, "id", batch),
+            thumb_size=thumb_size,
+            axis_options=gridimage.axis_candidates(self.df),
+            batches=_batch_ids(self.df),
+            **kwargs,
+        )
+        self._relayout()
+        self.observe(self._on_axes, names=["x", "y", "page", "batch"])
+        self.observe(self._on_page, names=["page_index", "thumb_size"])
+        self.on_msg(self._on_msg)
+
+    # --- layout -----------------------------------------------------------------------------
+
+    @property
+    def view(self) -> pd.DataFrame:
+        """The rows shown: `df` filtered by `batch` (the index keeps the positions in `df`)."""
+        if self.batch is None or "batch_id" not in self.df.columns:
+            return self.df
+        return self.df[self.df["batch_id"].astype(str) == self.batch]
+
+    def _on_axes(self, change: dict[str, Any]) -> None:
+        _check_column(self.df, change["new"] if change["name"] != "batch" else None)
+        self._relayout()
+
+    def _on_page(self, _change: dict[str, Any]) -> None:
+        self.cells = self._page_cells()
+
+    def _relayout(self) -> None:
+        view = self.view
+        self._grid = gridimage.build_layout(view, self.x, self.y, self.page)
+        self._positions = list(view.index)
+        self._captions = [
+            c
+            for c in gridimage.axis_candidates(view)
+            if c not in (self.x, self.y, self.page) and gridimage.distinct_count(view[c]) > 1
+        ]
+        with self.hold_sync():
+            self.x_labels = _labels(self.x, self._grid.x_values)
+            self.y_labels = _labels(self.y, self._grid.y_values)
+            self.page_labels = _labels(self.page, self._grid.page_values)
+            self.total = len(view)
+            if self.page_index >= len(self._grid.page_values):
+                self.page_index = 0
+            self.cells = self._page_cells()
+
+    def _page_cells(self) -> list[dict[str, Any]]:
+        """One dict per image of the current page: where it goes, its thumbnail and its labels."""
+        out = []
+        cells = self._grid.page_cells(min(self.page_index, len(self._grid.page_values) - 1))
+        for (xi, yi), rows in sorted(cells.items(), key=lambda item: (item[0][1], item[0][0])):
+            for k, view_pos in enumerate(rows):
+                row = self._positions[view_pos]
+                out.append({"row": row, "xi": xi, "yi": yi, "k": k, **self._thumb(row)})
+        return out
+
+    def _thumb(self, row: int) -> dict[str, Any]:
+        """Thumbnail data URI and labels of one row, cached per (row, size)."""
+        key = (row, self.thumb_size)
+        if key not in self._thumbs:
+            self._thumbs[key] = self._describe(row)
+        return self._thumbs[key]
+
+    def _describe(self, row: int) -> dict[str, Any]:
+        image = gridimage.row_image(self.df, row, self.thumb_size)
+        ref = _ref(self.df, row)
+        mime = str(getattr(ref, "mime", "") or "")
+        kind = str(getattr(ref, "kind", "") or ("image" if image is not None else ""))
+        status = _cell(self.df, "status", row)
+        error = _cell(self.df, "error", row)
+        return {
+            "src": _data_uri(image) if image is not None else "",
+            "kind": kind,
+            "mime": mime,
+            "playable": kind == "video" or mime in PLAYABLE_MIMES,
+            "status": "" if status is None else str(status),
+            "error": "" if error is None else str(error),
+            "caption": " · ".join(
+                gridimage.axis_label(c, self.df[c].iat[row]) for c in self._captions
+            ),
+            "title": _tooltip(self.df, row),
+            "placeholder": "" if image is not None else gridimage.placeholder_text(self.df, row),
+        }
+
+    # --- full size and comparison -------------------------------------------------------------
+
+    def full(self, row: int) -> tuple[bytes, str]:
+        """The full-size output of `row` as (bytes, mime), loaded on demand."""
+        ref = _ref(self.df, row)
+        if hasattr(ref, "load"):
+            return ref.load(), str(getattr(ref, "mime", "") or "application/octet-stream")
+        image = gridimage.row_image(self.df, row)
+        if image is None:
+            raise LookupError(f"row {row} has no output to show")
+        return _encode(image, "PNG"), "image/png"
+
+    def diff_image(self, a: int, b: int, threshold: int = 16) -> tuple[Image.Image, float]:
+        """A picture of where rows `a` and `b` differ, and the fraction of pixels that differ.
+
+        A pixel differs when any channel differs by more than `threshold` (0-255).
+        The first image is shown dimmed in grey; changed pixels are painted red, stronger where
+        the difference is larger. `b` is resized to `a`'s size if they differ.
+        """
+        first, second = _pair(self.df, a, b)
+        bands = ImageChops.difference(first, second).split()
+        diff = bands[0]
+        for band in bands[1:]:
+            diff = ImageChops.lighter(diff, band)
+        changed = diff.point(lambda v: 255 if v > threshold else 0)
+        fraction = changed.histogram()[255] / (diff.width * diff.height)
+        strength = diff.point(lambda v: min(255, v * 4))
+        base = ImageOps.grayscale(first).point(lambda v: 64 + v // 2).convert("RGB")
+        red = Image.new("RGB", first.size, (255, 32, 32))
+        return Image.composite(red, base, strength), fraction
+
+    def compare(self, a: int, b: int) -> dict[str, Any]:
+        """Rows `a` and `b` side by side plus their difference, as PNG bytes ready to display."""
+        first, second = _pair(self.df, a, b)
+        diff, fraction = self.diff_image(a, b)
+        return {
+            "a": a,
+            "b": b,
+            "changed": fraction,
+            "size": list(first.size),
+            "images": [_encode(_shrink(img), "PNG") for img in (first, second, diff)],
+        }
+
+    def _on_msg(self, _widget: Any, content: dict[str, Any], _buffers: list[bytes]) -> None:
+        kind = content.get("type")
+        try:
+            if kind == "full":
+                data, mime = self.full(int(content["row"]))
+                self.send({"type": "full", "row": content["row"], "mime": mime}, [data])
+            elif kind == "compare":
+                result = self.compare(int(content["a"]), int(content["b"]))
+                images = result.pop("images")
+                self.send({"type": "compare", **result}, images)
+        except Exception as exc:  # the front end shows what went wrong instead of hanging
+            self.send({"type": "error", "request": kind, "message": f"{type(exc).__name__}: {exc}"})
+
+    # --- export and static fallback ----------------------------------------------------------
+
+    def image(self, *, cell_size: int | None = None, thumbnails: bool = False) -> Image.Image:
+        """The labelled X/Y/Z plot of the shown rows (every page, stacked) as a PIL image."""
+        return gridimage.grid_image(
+            self.view, self.x, self.y, self.page, cell_size=cell_size, thumbnails=thumbnails
+        )
+
+    def save(self, path: str | Path, *, cell_size: int | None = None) -> Path:
+        """Write one labelled PNG (A1111 X/Y/Z plot look) of the shown rows; returns the path."""
+        return gridimage.save_grid(self.view, path, self.x, self.y, self.page, cell_size=cell_size)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The live widget plus a compact picture, for viewers where widgets do not run."""
+        data, metadata = super()._repr_mimebundle_(**kwargs) or ({}, {})
+        sheet = self.image(cell_size=FALLBACK_CELL, thumbnails=True)
+        jpeg = base64.b64encode(_encode(sheet, "JPEG")).decode("ascii")
+        summary = self._summary()
+        data["text/plain"] = summary
+        data["text/html"] = (
+            f'<figure class="cw-grid-static" style="margin:0">'
+            f'<img alt="{_escape(summary)}" src="data:image/jpeg;base64,{jpeg}"/>'
+            f"<figcaption>{_escape(summary)}</figcaption></figure>"
+        )
+        data["image/png"] = base64.b64encode(_encode(sheet.quantize(128), "PNG")).decode("ascii")
+        return data, metadata
+
+    def _summary(self) -> str:
+        axes = ", ".join(f"{k}={getattr(self, k)!r}" for k in ("x", "y", "page"))
+        return f"ResultGrid({self.total} results, {axes})"
+
+
+def _check_column(df: pd.DataFrame, name: str | None) -> None:
+    if name is not None and name not in df.columns:
+        raise KeyError(f"no column {name!r} in the DataFrame; columns: {list(df.columns)}")
+
+
+def _batch_ids(df: pd.DataFrame) -> list[str]:
+    if "batch_id" not in df.columns:
+        return []
+    return [str(b) for b in pd.unique(df["batch_id"].dropna())]
+
+
+def _labels(column: str | None, values: list[Any]) -> list[str]:
+    return [gridimage.axis_label(column, v) if column else "" for v in values]
+
+
+def _cell(df: pd.DataFrame, column: str, row: int) -> Any:
+    if column not in df.columns:
+        return None
+    value = df[column].iat[row]
+    return None if gridimage.value_key(value) is None else value
+
+
+def _ref(df: pd.DataFrame, row: int) -> Any:
+    """The output reference of a row: its `image`, else its first `outputs` entry."""
+    ref = _cell(df, "image", row)
+    if ref is None:
+        outputs = _cell(df, "outputs", row)
+        ref = outputs[0] if isinstance(outputs, (list, tuple)) and outputs else None
+    return ref
+
+
+def _tooltip(df: pd.DataFrame, row: int) -> str:
+    parts = [gridimage.axis_label(c, df[c].iat[row]) for c in gridimage.axis_candidates(df)]
+    for column in ("batch_index", "status", "error"):
+        value = _cell(df, column, row)
+        if value is not None:
+            parts.append(f"{column}: {value}")
+    return "\n".join(parts)
+
+
+def _pair(df: pd.DataFrame, a: int, b: int) -> tuple[Image.Image, Image.Image]:
+    first = gridimage.row_image(df, a)
+    second = gridimage.row_image(df, b)
+    if first is None or second is None:
+        missing = a if first is None else b
+        raise LookupError(f"row {missing} has no image to compare")
+    first, second = gridimage.to_rgb(first), gridimage.to_rgb(second)
+    if second.size != first.size:
+        second = second.resize(first.size, Image.Resampling.LANCZOS)
+    return first, second
+
+
+def _shrink(image: Image.Image) -> Image.Image:
+    if max(image.size) <= COMPARE_MAX_SIDE:
+        return image
+    image = image.copy()
+    image.thumbnail((COMPARE_MAX_SIDE, COMPARE_MAX_SIDE))
+    return image
+
+
+def _encode(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        gridimage.to_rgb(image).save(buffer, "JPEG", quality=82, optimize=True)
+    else:
+        image.save(buffer, fmt, optimize=True)
+    return buffer.getvalue()
+
+
+def _data_uri(image: Image.Image) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(_encode(image, "JPEG")).decode("ascii")
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
