@@ -1,0 +1,317 @@
+"""One WebSocket per (server, client_id), run as an asyncio task in the client's loop.
+
+It routes parsed events to the Jobs watching each prompt_id, attributes legacy previews to the
+running prompt, refreshes queue positions on ``status`` broadcasts, reconnects by itself and,
+after every (re)connect, reconciles unfinished jobs through ``/queue`` and ``/history``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import websockets
+from websockets.asyncio.client import connect as ws_connect
+
+from comfy_widgets.errors import ComfyWidgetsError
+from comfy_widgets.events import (
+    Event,
+    ExecutingEvent,
+    ExecutionErrorEvent,
+    ExecutionInterruptedEvent,
+    ExecutionStartEvent,
+    FeatureFlagsEvent,
+    PreviewEvent,
+    ProgressEvent,
+    ProgressStateEvent,
+    StatusEvent,
+    TextEvent,
+    parse_frame,
+)
+
+if TYPE_CHECKING:
+    from comfy_widgets.client import Client
+    from comfy_widgets.jobs import Job
+
+log = logging.getLogger(__name__)
+
+FEATURE_FLAGS = {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
+FIRST_RETRY_S = 0.05
+MAX_RETRY_S = 5.0
+CONNECT_WAIT_S = 5.0
+POLL_WHILE_DOWN_S = 3.0
+
+
+def retry_delays() -> Iterator[float]:
+    """Reconnect delays: 50 ms, doubling, capped at 5 s."""
+    delay = FIRST_RETRY_S
+    while True:
+        yield delay
+        delay = min(delay * 2, MAX_RETRY_S)
+
+
+class _RedactHeaders(logging.Filter):
+    """Blank header values in websockets' handshake debug lines, so credentials never log."""
+
+    def __init__(self, names: set[str]):
+        super().__init__()
+        self.names = {n.lower() for n in names}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 2 and str(args[0]).lower() in self.names:
+            record.args = (args[0], "<redacted>")
+        return True
+
+
+def _ws_url(http_url: str, client_id: str) -> str:
+    scheme, rest = http_url.split("://", 1)
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws?clientId={client_id}"
+
+
+def _queue_ids(queue: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Running prompt ids, and pending ones in run order (sorted by number)."""
+    running = [str(item[1]) for item in queue.get("queue_running") or []]
+    pending = sorted(queue.get("queue_pending") or [], key=lambda item: item[0])
+    return running, [str(item[1]) for item in pending]
+
+
+class Monitor:
+    """The WebSocket of one client: connection, reconnects, routing to jobs."""
+
+    def __init__(self, client: Client, loop: asyncio.AbstractEventLoop):
+        self.client = client
+        self.loop = loop
+        self.jobs: dict[str, Job] = {}
+        self.listeners: list[Callable[[Event], None]] = []
+        self.running_prompt_id: str | None = None
+        self.queue_remaining: int | None = None
+        self.server_features: dict[str, Any] = {}
+        self.connects = 0
+        self.connected_at: float | None = None
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._ws: Any = None
+        self._stopping = False
+        self._refresh_task: asyncio.Task[None] | None = None
+        self._refresh_again = False
+        self._last_poll = 0.0
+        self._reconcile_lock = asyncio.Lock()
+        self._ws_logger = logging.getLogger(f"{__name__}.websocket")
+        self._ws_logger.addFilter(_RedactHeaders(set(client._headers)))
+
+    # --- lifetime -----------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while the WebSocket is open."""
+        return self._connected.is_set()
+
+    def ensure_started(self) -> None:
+        """Start the connection task if it is not running (call on the client's loop)."""
+        if self._task is None or self._task.done():
+            self._stopping = False
+            self._task = self.loop.create_task(self._run(), name="comfy_widgets-monitor")
+
+    async def wait_connected(self, timeout: float = CONNECT_WAIT_S) -> bool:
+        """Wait until the socket is open (so no early message is missed); False on timeout."""
+        self.ensure_started()
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def stop(self) -> None:
+        """Close the socket and end the task."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+        self._connected.clear()
+
+    async def drop_connection(self) -> None:
+        """Close the current socket (the task reconnects); used by tests and benchmarks."""
+        if self._ws is not None:
+            await self._ws.close()
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    def watch(self, job: Job) -> None:
+        """Route events of ``job.prompt_id`` to ``job`` (call before POSTing it)."""
+        self.jobs[job.prompt_id] = job
+        self.ensure_started()
+
+    def unwatch(self, job: Job) -> None:
+        """Stop routing events to a finished job."""
+        if self.jobs.get(job.prompt_id) is job:
+            del self.jobs[job.prompt_id]
+
+    # --- the connection loop ------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delays = retry_delays()
+        while not self._stopping:
+            try:
+                await self._session()
+                delays = retry_delays()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
+                log.info("WebSocket to %s failed: %r", self.client.url, exc)
+            except Exception:
+                log.exception("WebSocket session to %s ended by an error", self.client.url)
+            if self._stopping:
+                break
+            await self._poll_while_down()
+            await asyncio.sleep(next(delays))
+
+    async def _session(self) -> None:
+        """One socket: open, announce features first, read until closed.
+
+        Leaving ``async with`` waits for the close to finish, so the next socket with the same
+        clientId never overlaps this one (ComfyUI would orphan the newer socket).
+        """
+        async with ws_connect(
+            _ws_url(self.client.url, self.client.client_id),
+            additional_headers=self.client._headers,
+            max_size=None,
+            open_timeout=CONNECT_WAIT_S,
+            close_timeout=2,
+            logger=self._ws_logger,
+            compression=None,
+        ) as ws:
+            self._ws = ws
+            try:
+                await ws.send(json.dumps(FEATURE_FLAGS))
+                self.connects += 1
+                self.connected_at = time.monotonic()
+                self._connected.set()
+                log.debug("WebSocket connected to %s (connect #%d)", self.client.url, self.connects)
+                self._start_reconcile()
+                async for frame in ws:
+                    self.dispatch(parse_frame(frame))
+            finally:
+                self._connected.clear()
+                self._ws = None
+
+    async def _poll_while_down(self) -> None:
+        """While the socket is down, keep jobs honest through HTTP every few seconds."""
+        if time.monotonic() - self._last_poll < POLL_WHILE_DOWN_S or not self._posted_jobs():
+            return
+        self._last_poll = time.monotonic()
+        with contextlib.suppress(ComfyWidgetsError):
+            await self.reconcile(self._posted_jobs(), lost="resubmit")
+
+    # --- routing ------------------------------------------------------------------------------
+
+    def dispatch(self, event: Event | None) -> None:
+        """Route one parsed event to listeners and to the job it belongs to."""
+        if event is None:
+            return
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("monitor listener failed")
+        if isinstance(event, StatusEvent):
+            self.queue_remaining = event.queue_remaining
+            self.request_queue_refresh()
+            return
+        if isinstance(event, FeatureFlagsEvent):
+            self.server_features = dict(event.flags)
+            return
+        prompt_id = self._attribute(event)
+        job = self.jobs.get(prompt_id) if prompt_id else None
+        if job is not None:
+            job.handle_event(event)
+
+    def _attribute(self, event: Event) -> str | None:
+        """The prompt an event belongs to; tracks which prompt is running."""
+        prompt_id = event.prompt_id
+        if prompt_id is None and isinstance(event, (ExecutingEvent, PreviewEvent, TextEvent)):
+            prompt_id = self.running_prompt_id
+        if isinstance(event, (ExecutionStartEvent, ProgressEvent, ProgressStateEvent)):
+            self.running_prompt_id = prompt_id
+        elif isinstance(event, ExecutingEvent):
+            self.running_prompt_id = prompt_id if event.node is not None else None
+        elif isinstance(event, (ExecutionErrorEvent, ExecutionInterruptedEvent)):
+            self.running_prompt_id = None
+        return prompt_id
+
+    # --- reconciling with /queue and /history -------------------------------------------------
+
+    def _posted_jobs(self) -> list[Job]:
+        return [job for job in self.jobs.values() if job.posted and not job.done()]
+
+    def _start_reconcile(self) -> None:
+        jobs = self._posted_jobs()
+        if jobs:
+            self.client.forget_uploads()
+            self.loop.create_task(self._reconcile_quietly(jobs, "resubmit"))
+
+    async def _reconcile_quietly(self, jobs: list[Job], lost: str) -> None:
+        try:
+            await self.reconcile(jobs, lost=lost)
+        except ComfyWidgetsError as exc:
+            log.info("could not reconcile jobs with %s: %s", self.client.url, exc)
+
+    async def reconcile(self, jobs: list[Job], *, lost: str) -> None:
+        """Bring jobs up to date from ``/queue`` and ``/history``.
+
+        A prompt in neither was lost by the server (restart): ``lost="resubmit"`` queues it
+        again under the same prompt_id, ``lost="cancel"`` marks it cancelled (deleted). One
+        reconcile runs at a time, in order, so a prompt is never resubmitted twice.
+        """
+        async with self._reconcile_lock:
+            await self._reconcile_locked(jobs, lost)
+
+    async def _reconcile_locked(self, jobs: list[Job], lost: str) -> None:
+        running, pending = _queue_ids(await self.client.get_queue())
+        if running and self.running_prompt_id is None:
+            self.running_prompt_id = running[0]
+        for job in jobs:
+            if job.done():
+                continue
+            if job.prompt_id in running:
+                job.mark_running()
+            elif job.prompt_id in pending:
+                job.set_queue_position(pending.index(job.prompt_id))
+            else:
+                await self._settle_missing(job, lost)
+
+    async def _settle_missing(self, job: Job, lost: str) -> None:
+        entry = (await self.client.get_history(job.prompt_id) or {}).get(job.prompt_id)
+        if job.done():
+            return
+        if entry is not None:
+            await job.apply_history(entry)
+        elif lost == "cancel" or job.cancel_requested:
+            await job.finish("cancelled")
+        else:
+            log.info("prompt %s was lost by the server; queueing it again", job.prompt_id)
+            await job.resubmit()
+
+    def request_queue_refresh(self) -> None:
+        """Refresh queue positions of queued jobs (one request at a time, coalesced)."""
+        if not any(job.state == "queued" for job in self._posted_jobs()):
+            return
+        if self._refresh_task is not None and not self._refresh_task.done():
+            self._refresh_again = True
+            return
+        self._refresh_task = self.loop.create_task(self._refresh_queue())
+
+    async def _refresh_queue(self) -> None:
+        self._refresh_again = True
+        while self._refresh_again:
+            self._refresh_again = False
+            queued = [job for job in self._posted_jobs() if job.state == "queued"]
+            if queued:
+                await self._reconcile_quietly(queued, "cancel")

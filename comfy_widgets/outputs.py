@@ -1,0 +1,99 @@
+"""Output files of a prompt: where ComfyUI put them (ui output refs) and their fetched bytes."""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class OutputFileRef:
+    """One file named in a node's ui output (``{"filename", "subfolder", "type"}``)."""
+
+    node_id: str
+    filename: str
+    subfolder: str = ""
+    type: str = "output"
+
+
+@dataclass
+class Output:
+    """One output of a finished prompt; ``data`` is the file (or the text, utf-8)."""
+
+    node_id: str
+    filename: str
+    subfolder: str
+    type: str
+    kind: str
+    mime: str
+    data: bytes = field(repr=False)
+    _image: Image.Image | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def image(self) -> Image.Image | None:
+        """The output decoded as a PIL image (None for non-images); decoded once."""
+        if self.kind != "image":
+            return None
+        if self._image is None:
+            image = Image.open(io.BytesIO(self.data))
+            image.load()
+            self._image = image
+        return self._image
+
+    @property
+    def text(self) -> str | None:
+        """The output as text, for text outputs."""
+        return self.data.decode("utf-8") if self.kind == "text" else None
+
+
+def guess_mime(filename: str) -> str:
+    """MIME type from a file name (``application/octet-stream`` when unknown)."""
+    mime, _ = mimetypes.guess_type(filename)
+    return mime or "application/octet-stream"
+
+
+def kind_of(mime: str) -> str:
+    """``image``, ``video``, ``audio`` or ``file`` for a MIME type."""
+    major = mime.split("/", 1)[0]
+    return major if major in ("image", "video", "audio") else "file"
+
+
+def file_refs(node_id: str, ui_output: dict[str, Any]) -> list[OutputFileRef]:
+    """Every file named in one node's ui output (images, gifs, audio, video, …)."""
+    refs = []
+    for value in ui_output.values():
+        if not isinstance(value, list):
+            continue
+        for item in value:
+            if isinstance(item, dict) and isinstance(item.get("filename"), str):
+                refs.append(
+                    OutputFileRef(
+                        node_id,
+                        item["filename"],
+                        str(item.get("subfolder") or ""),
+                        str(item.get("type") or "output"),
+                    )
+                )
+    return refs
+
+
+def text_outputs(node_id: str, ui_output: dict[str, Any]) -> list[Output]:
+    """Text results in one node's ui output (``{"text": ["..."]}``) as Outputs."""
+    texts = ui_output.get("text")
+    if not isinstance(texts, list):
+        return []
+    return [
+        Output(node_id, "", "", "", "text", "text/plain", str(t).encode("utf-8"))
+        for t in texts
+        if isinstance(t, str)
+    ]
+
+
+def output_from_file(ref: OutputFileRef, data: bytes) -> Output:
+    """An Output for a fetched file."""
+    mime = guess_mime(ref.filename)
+    return Output(ref.node_id, ref.filename, ref.subfolder, ref.type, kind_of(mime), mime, data)
