@@ -1,0 +1,293 @@
+"""BatchView: live progress of a whole batch, one card per item, a summary and Stop remaining.
+
+Per-item status and progress are small list traitlets sent at most 20 times a second; thumbnails
+(live previews while an item runs, its first image once done) go as binary custom messages, each
+picture once, so a long sweep does not resend every picture on every update.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+from PIL import Image
+
+from comfy_widgets import gridimage
+from comfy_widgets.widgets.throttle import Throttle
+
+_JS = Path(__file__).parents[2] / "js"
+MESSAGE_RATE = 20.0
+PREVIEW_RATE = 4.0
+THUMB_SIZE = 128
+FINISHED = ("completed", "partial", "cancelled", "failed")
+JOB_DONE = ("completed", "failed", "cancelled")
+
+
+class BatchView(anywidget.AnyWidget):
+    """Cards with each item's status, progress and thumbnail; a summary; a Stop remaining button."""
+
+    _esm = _JS / "batch.js"
+    _css = _JS / "batch.css"
+
+    batch_id = traitlets.Unicode("").tag(sync=True)
+    labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    statuses = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    progress = traitlets.List(traitlets.Float()).tag(sync=True)
+    errors = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    batch_status = traitlets.Unicode("pending").tag(sync=True)
+    total = traitlets.Int(0).tag(sync=True)
+    completed = traitlets.Int(0).tag(sync=True)
+    failed = traitlets.Int(0).tag(sync=True)
+    elapsed = traitlets.Float(0.0).tag(sync=True)
+    stopping = traitlets.Bool(False).tag(sync=True)
+
+    def __init__(self, batch: Any, **kwargs: Any) -> None:
+        self.batch = batch
+        self._display_handle: Any = None
+        self._static_status = ""
+        self._thumbs: dict[int, tuple[str, bytes, bool]] = {}  # index -> (mime, bytes, final)
+        self._watched: dict[int, Any] = {}
+        self._unsubscribers: list[Any] = []
+        batch_id = str(getattr(batch, "id", ""))
+        super().__init__(batch_id=batch_id, labels=item_labels(batch), **kwargs)
+        self._throttle = Throttle(self._apply, MESSAGE_RATE)
+        self._previews = Throttle(self._send_previews, PREVIEW_RATE)
+        self.on_msg(self._on_msg)
+        self._apply({})
+        self._unsubscribers.append(batch.subscribe(self._on_change))
+
+    # --- batch -> browser ---------------------------------------------------------------------
+
+    def _on_change(self, *_args: Any) -> None:
+        """Called on the loop thread after any change of the batch or one of its jobs."""
+        self._watch_new_jobs()
+        previews = {}
+        for index, job in self._watched.items():
+            preview = getattr(job, "preview", None)
+            known = self._thumbs.get(index)
+            if getattr(job, "state", "") == "running" and preview and not (known and known[2]):
+                if known is None or known[1] is not preview:
+                    previews[index] = (getattr(job, "preview_mime", None) or "image/jpeg", preview)
+        if previews:
+            self._previews.push(previews)
+        self._throttle.push({"update": True})
+
+    def _watch_new_jobs(self) -> None:
+        for position, job in enumerate(list(getattr(self.batch, "jobs", None) or [])):
+            if job is None:
+                continue
+            index = _index_of(job, position)
+            if index not in self._watched:
+                self._watched[index] = job
+                self._unsubscribers.append(job.subscribe(self._on_change))
+
+    def _apply(self, _changes: dict[str, Any]) -> None:
+        """Bring every trait up to date with the batch in one comm message."""
+        self._watch_new_jobs()
+        state = self.snapshot()
+        new_thumbs = self._final_thumbnails()
+        with self.hold_sync():
+            for name, value in state.items():
+                setattr(self, name, value)
+        if new_thumbs:
+            self._send_thumbs(new_thumbs)
+        if state["batch_status"] in FINISHED:
+            self._refresh_static_output()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The browser's view of the batch as plain JSON values (no pictures)."""
+        total = int(getattr(self.batch, "total", 0) or len(self.labels))
+        status = str(getattr(self.batch, "status", "pending"))
+        jobs = [self._watched.get(i) for i in range(total)]
+        statuses = [item_status(job, status) for job in jobs]
+        progress = [item_progress(job) for job in jobs]
+        errors = [str(getattr(job, "error_message", "") or "") for job in jobs]
+        return {
+            "batch_status": status,
+            "total": total,
+            "completed": int(getattr(self.batch, "completed_count", statuses.count("completed"))),
+            "failed": int(getattr(self.batch, "failed_count", statuses.count("failed"))),
+            "statuses": statuses,
+            "progress": progress,
+            "errors": errors,
+            "elapsed": round(self._elapsed(status), 1),
+        }
+
+    def _elapsed(self, status: str) -> float:
+        """Seconds from the first item queued to the last one finished (or to now while running)."""
+        timings = [getattr(job, "timings", None) or {} for job in self._watched.values()]
+        starts = [t["queued_at"] for t in timings if t.get("queued_at")]
+        if not starts:
+            return 0.0
+        ends = [t["finished_at"] for t in timings if t.get("finished_at")]
+        end = max(ends) if status in FINISHED and ends else time.time()
+        return max(0.0, end - min(starts))
+
+    def _final_thumbnails(self) -> dict[int, tuple[str, bytes, bool]]:
+        """Thumbnails of items that finished since the last update (each made once)."""
+        new = {}
+        for index, job in self._watched.items():
+            known = self._thumbs.get(index)
+            if (known and known[2]) or getattr(job, "state", "") not in JOB_DONE:
+                continue
+            data = first_image_bytes(job)
+            if data is not None:
+                new[index] = ("image/jpeg", thumbnail_jpeg(data), True)
+        return new
+
+    def _send_previews(self, previews: dict[int, tuple[str, bytes]]) -> None:
+        fresh = {
+            index: (mime, data, False)
+            for index, (mime, data) in previews.items()
+            if not (self._thumbs.get(index) or ("", b"", False))[2]
+        }
+        if fresh:
+            self._send_thumbs(fresh)
+
+    def _send_thumbs(self, thumbs: dict[int, tuple[str, bytes, bool]]) -> None:
+        self._thumbs.update(thumbs)
+        indexes = sorted(thumbs)
+        self.send(
+            {
+                "type": "thumbs",
+                "indexes": indexes,
+                "mimes": [thumbs[i][0] for i in indexes],
+                "final": [thumbs[i][2] for i in indexes],
+            },
+            [thumbs[i][1] for i in indexes],
+        )
+
+    # --- browser -> batch ---------------------------------------------------------------------
+
+    def _on_msg(self, _widget: Any, content: dict[str, Any], _buffers: list[bytes]) -> None:
+        kind = content.get("type")
+        if kind == "stop":
+            self.stop()
+        elif kind == "ready" and self._thumbs:
+            self._send_thumbs(dict(self._thumbs))
+
+    def stop(self) -> None:
+        """Stop the remaining items (thread-safe: `batch.stop` hands the work to the loop)."""
+        self.stopping = True
+        self.batch.stop()
+
+    # --- static fallback ----------------------------------------------------------------------
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The live widget plus a static HTML summary with thumbnails for shared notebooks."""
+        data, metadata = super()._repr_mimebundle_(**kwargs) or ({}, {})
+        data["text/plain"] = self.summary_text()
+        data["text/html"] = self.static_html()
+        return data, metadata
+
+    def _ipython_display_(self) -> None:
+        """Display with a display id, so the static HTML can be refreshed when the batch ends."""
+        from IPython.display import display
+
+        data, metadata = self._repr_mimebundle_()
+        self._static_status = self.batch_status
+        self._display_handle = display(data, metadata=metadata, raw=True, display_id=True)
+
+    def _refresh_static_output(self) -> None:
+        """Rewrite the displayed output once the batch ended, so a saved notebook shows the end."""
+        if self._display_handle is None or self._static_status == self.batch_status:
+            return
+        self._static_status = self.batch_status
+        data, metadata = self._repr_mimebundle_()
+        self._display_handle.update(data, metadata=metadata, raw=True)
+
+    def summary_text(self) -> str:
+        """One line: status, completed/failed/total and elapsed time."""
+        return (
+            f"Batch {self.batch_id[:8]} {self.batch_status}: {self.completed} completed, "
+            f"{self.failed} failed of {self.total} ({self.elapsed:.1f} s)"
+        )
+
+    def static_html(self) -> str:
+        """The current state as self-contained HTML (inline styles, thumbnails as data URIs)."""
+        esc = html.escape
+        cards = []
+        for i, (label, status) in enumerate(zip(self.labels, self.statuses, strict=False)):
+            thumb = self._thumbs.get(i)
+            picture = (
+                f'<img src="data:{thumb[0]};base64,{base64.b64encode(thumb[1]).decode()}" '
+                f'style="width:96px;height:96px;object-fit:cover;display:block"/>'
+                if thumb and thumb[2]
+                else '<div style="width:96px;height:96px;background:#8884"></div>'
+            )
+            cards.append(
+                f'<div style="display:inline-block;margin:2px;vertical-align:top;width:96px;'
+                f'font-size:11px" title="{esc(label)}">{picture}#{i} {esc(status)}</div>'
+            )
+        return (
+            '<div class="cw-batch-static" style="font-family:var(--jp-ui-font-family,sans-serif)">'
+            f"<div><b>{esc(self.summary_text())}</b></div>{''.join(cards)}</div>"
+        )
+
+    def close(self) -> None:
+        """Stop listening to the batch and its jobs and close the widget."""
+        for unsubscribe in self._unsubscribers:
+            unsubscribe()
+        self._unsubscribers = []
+        if hasattr(self, "_throttle"):
+            self._throttle.close()
+            self._previews.close()
+        super().close()
+
+
+def item_labels(batch: Any) -> list[str]:
+    """One label per item from the batch's plan: its varied values and seed ('cfg: 7 · seed: 3')."""
+    plan = getattr(batch, "plan", None)
+    if plan is None or len(plan) == 0:
+        return [f"#{i}" for i in range(int(getattr(batch, "total", 0) or 0))]
+    columns = [c for c in plan.columns if c != "batch_index"]
+    return [
+        " · ".join(gridimage.axis_label(c, plan[c].iat[i]) for c in columns)
+        for i in range(len(plan))
+    ]
+
+
+def item_status(job: Any, batch_status: str) -> str:
+    """An item's status: its job's state, or 'cancelled' if the batch ended before queuing it."""
+    if job is None:
+        return "cancelled" if batch_status in FINISHED else "pending"
+    return str(getattr(job, "state", "pending"))
+
+
+def item_progress(job: Any) -> float:
+    """An item's progress in percent (100 once completed)."""
+    if job is None:
+        return 0.0
+    if getattr(job, "state", "") == "completed":
+        return 100.0
+    return round(float(getattr(job, "progress", 0.0) or 0.0), 1)
+
+
+def first_image_bytes(job: Any) -> bytes | None:
+    """The encoded bytes of a job's first image output, or None."""
+    for output in getattr(job, "outputs", None) or []:
+        if getattr(output, "kind", "") == "image" and getattr(output, "data", None):
+            return output.data
+    return None
+
+
+def thumbnail_jpeg(data: bytes, size: int = THUMB_SIZE) -> bytes:
+    """A small JPEG of encoded image `data` (first frame, transparency flattened)."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.seek(0)
+        thumb = gridimage.to_rgb(image.convert("RGBA") if image.mode == "P" else image.copy())
+    thumb.thumbnail((size, size))
+    buffer = io.BytesIO()
+    thumb.save(buffer, "JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def _index_of(job: Any, position: int) -> int:
+    index = getattr(job, "batch_index", None)
+    return position if index is None else int(index)

@@ -1,0 +1,220 @@
+"""BatchView: per-item status/progress traitlets, thumbnails as messages, Stop remaining."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import pandas as pd
+from PIL import Image
+
+from comfy_widgets.widgets.batch_view import BatchView, item_labels, thumbnail_jpeg
+
+
+def png(rgb=(200, 30, 30), size=(64, 64)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, rgb).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+class FakeOutput:
+    def __init__(self, data: bytes, kind: str = "image"):
+        self.data = data
+        self.kind = kind
+
+
+class FakeJob:
+    """The Job attributes BatchView reads, with a way to change them and notify subscribers."""
+
+    def __init__(self, index: int):
+        self.batch_index = index
+        self.state = "queued"
+        self.progress = 0.0
+        self.preview: bytes | None = None
+        self.preview_mime = "image/jpeg"
+        self.outputs: list[FakeOutput] = []
+        self.error_message: str | None = None
+        self.timings = {"queued_at": 1000.0 + index, "started_at": None, "finished_at": None}
+        self._subscribers = []
+
+    def subscribe(self, callback):
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def update(self, **changes):
+        for name, value in changes.items():
+            setattr(self, name, value)
+        for callback in list(self._subscribers):
+            callback(self)
+
+
+class FakeBatch:
+    """The Batch attributes BatchView reads; stop() records the call and the calling thread."""
+
+    def __init__(self, total: int = 3):
+        self.id = "batch-1234abcd"
+        self.total = total
+        cfgs = [5.0 + i for i in range(total)]
+        self.plan = pd.DataFrame({"batch_index": range(total), "cfg": cfgs, "seed": range(total)})
+        self.jobs: list[FakeJob] = []
+        self.status = "pending"
+        self.stop_calls: list[str] = []
+        self._subscribers = []
+
+    @property
+    def completed_count(self):
+        return sum(j.state == "completed" for j in self.jobs)
+
+    @property
+    def failed_count(self):
+        return sum(j.state == "failed" for j in self.jobs)
+
+    def subscribe(self, callback):
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def notify(self):
+        for callback in list(self._subscribers):
+            callback(self)
+
+    def stop(self, interrupt: bool = False):
+        self.stop_calls.append(threading.current_thread().name)
+
+
+def recorder(view: BatchView) -> list:
+    sent = []
+    view.send = lambda content, buffers=None: sent.append((content, buffers or []))
+    return sent
+
+
+def settle(view: BatchView) -> None:
+    """Wait for the throttle's trailing send (it runs on a timer thread outside a loop)."""
+    deadline = time.monotonic() + 5
+    while (view._throttle.pending or view._previews.pending) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_labels_come_from_the_plan():
+    assert item_labels(FakeBatch(2)) == ["cfg: 5 · seed: 0", "cfg: 6 · seed: 1"]
+
+
+def test_initial_state_is_pending_cards():
+    view = BatchView(FakeBatch(3))
+    assert view.batch_id == "batch-1234abcd"
+    assert view.total == 3 and view.statuses == ["pending"] * 3
+    assert view.progress == [0.0] * 3 and view.completed == 0
+    assert view.labels[2] == "cfg: 7 · seed: 2"
+
+
+def test_items_follow_their_jobs():
+    batch = FakeBatch(3)
+    view = BatchView(batch)
+    sent = recorder(view)
+    batch.jobs = [FakeJob(0), FakeJob(1)]
+    batch.status = "running"
+    batch.notify()
+    batch.jobs[0].update(state="running", progress=40.0, preview=b"jpeg-bytes")
+    batch.jobs[1].update(state="failed", error_message="KSampler: out of memory")
+    settle(view)
+    assert view.statuses == ["running", "failed", "pending"]
+    assert view.progress == [40.0, 0.0, 0.0]
+    assert view.errors[1] == "KSampler: out of memory"
+    assert view.failed == 1 and view.batch_status == "running"
+    previews = [(c, b) for c, b in sent if c["type"] == "thumbs"]
+    assert previews and previews[-1][0]["final"] == [False]
+    assert previews[-1][1] == [b"jpeg-bytes"]
+
+
+def test_a_finished_item_sends_its_thumbnail_once():
+    batch = FakeBatch(2)
+    batch.jobs = [FakeJob(0), FakeJob(1)]
+    view = BatchView(batch)
+    sent = recorder(view)
+    batch.jobs[0].update(state="completed", progress=100.0, outputs=[FakeOutput(png())])
+    settle(view)
+    batch.jobs[1].update(progress=10.0)
+    settle(view)
+    thumbs = [(c, b) for c, b in sent if c["type"] == "thumbs"]
+    assert len(thumbs) == 1
+    content, buffers = thumbs[0]
+    assert content == {"type": "thumbs", "indexes": [0], "mimes": ["image/jpeg"], "final": [True]}
+    thumb = Image.open(io.BytesIO(buffers[0]))
+    assert thumb.format == "JPEG" and thumb.size == (64, 64)
+    assert view.statuses[0] == "completed" and view.progress[0] == 100.0
+
+
+def test_a_new_browser_view_gets_the_known_thumbnails():
+    batch = FakeBatch(1)
+    batch.jobs = [FakeJob(0)]
+    batch.jobs[0].state = "completed"
+    batch.jobs[0].outputs = [FakeOutput(png())]
+    view = BatchView(batch)
+    sent = recorder(view)
+    view._on_msg(view, {"type": "ready"}, [])
+    assert sent[-1][0]["indexes"] == [0] and len(sent[-1][1]) == 1
+
+
+def test_stop_button_calls_batch_stop_from_a_callback_thread():
+    batch = FakeBatch(2)
+    view = BatchView(batch)
+    worker = threading.Thread(
+        target=view._on_msg, args=(view, {"type": "stop"}, []), name="subshell-test"
+    )
+    worker.start()
+    worker.join()
+    assert batch.stop_calls == ["subshell-test"]
+    assert view.stopping
+
+
+def test_unqueued_items_show_cancelled_after_the_batch_ends():
+    batch = FakeBatch(3)
+    batch.jobs = [FakeJob(0)]
+    batch.jobs[0].state = "completed"
+    batch.jobs[0].timings.update(started_at=1001.0, finished_at=1004.5)
+    batch.status = "cancelled"
+    view = BatchView(batch)
+    assert view.statuses == ["completed", "cancelled", "cancelled"]
+    assert view.elapsed == 4.5
+    assert view.completed == 1
+
+
+def test_rapid_changes_are_coalesced_and_the_last_one_arrives():
+    batch = FakeBatch(1)
+    batch.jobs = [FakeJob(0)]
+    view = BatchView(batch)
+    for step in range(1, 201):
+        batch.jobs[0].update(state="running", progress=step / 2)
+    settle(view)
+    assert view._throttle.sends < 200
+    assert view.progress == [100.0]
+
+
+def test_static_fallback_summarises_the_batch():
+    batch = FakeBatch(2)
+    batch.jobs = [FakeJob(0), FakeJob(1)]
+    batch.jobs[0].update(state="completed", outputs=[FakeOutput(png())])
+    batch.status = "partial"
+    batch.jobs[1].update(state="failed", error_message="boom")
+    view = BatchView(batch)
+    data, _ = view._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert data["text/plain"].startswith("Batch batch-12 partial: 1 completed, 1 failed of 2")
+    assert data["text/html"].count("data:image/jpeg;base64,") == 1
+    assert "#1 failed" in data["text/html"]
+
+
+def test_close_unsubscribes_from_batch_and_jobs():
+    batch = FakeBatch(1)
+    batch.jobs = [FakeJob(0)]
+    view = BatchView(batch)
+    assert batch._subscribers and batch.jobs[0]._subscribers
+    view.close()
+    assert not batch._subscribers and not batch.jobs[0]._subscribers
+
+
+def test_thumbnail_of_a_transparent_palette_image():
+    buffer = io.BytesIO()
+    Image.new("RGBA", (300, 150), (0, 0, 0, 0)).convert("P").save(buffer, "PNG")
+    thumb = Image.open(io.BytesIO(thumbnail_jpeg(buffer.getvalue())))
+    assert thumb.size == (128, 64)
