@@ -1,0 +1,262 @@
+"""ParameterForm: a workflow's parameters as a form, with Run and Batch buttons.
+
+One section per node (prompts first), the real limits and option lists from object_info, seeds
+with 🎲 and control-after-generate, an "Advanced" fold for every other widget input, errors shown
+next to the field they name, and the last-used values of the same workflow restored.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+
+import ipywidgets as w
+import traitlets
+
+from comfy_widgets.errors import ComfyWidgetsError, ParameterError, PromptValidationError
+from comfy_widgets.widgets.fields import Field, ImageField, SelectField, build_field
+from comfy_widgets.widgets.loop import call_on, current_loop, spawn_on
+
+log = logging.getLogger(__name__)
+PROMPT_NAMES = ("prompt", "negative_prompt")
+
+
+def _section_order(params: list[Any]) -> list[str]:
+    """Node ids in display order: the positive prompt's node, the negative's, then graph order."""
+    order: list[str] = []
+    for name in PROMPT_NAMES:
+        order += [p.node_id for p in params if p.name == name and p.node_id not in order]
+    order += [p.node_id for p in params if p.node_id not in order]
+    return order
+
+
+def _section(title: str, fields: list[Field]) -> w.VBox:
+    header = w.HTML(f"<b>{html.escape(title)}</b>")
+    header.add_class("cw-form-section-title")
+    box = w.VBox([header, *(f.box for f in fields)], layout=w.Layout(margin="0 0 8px 0"))
+    box.add_class("cw-form-section")
+    return box
+
+
+def node_error_messages(node_errors: dict[str, Any]) -> dict[str, str]:
+    """ComfyUI's ``node_errors`` as {"<node_id>.<input>": message} (or {"<node_id>": ...})."""
+    messages: dict[str, str] = {}
+    for node_id, info in (node_errors or {}).items():
+        for err in (info or {}).get("errors", []):
+            extra = err.get("extra_info") or {}
+            field = extra.get("input_name")
+            message = err.get("message") or err.get("type") or "invalid"
+            details = err.get("details") or ""
+            if details and details != field:
+                message = f"{message}: {details}"
+            key = f"{node_id}.{field}" if field else str(node_id)
+            messages[key] = f"{messages[key]}; {message}" if key in messages else message
+    return messages
+
+
+def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
+    """The values that can be remembered as JSON (uploaded image bytes are not)."""
+    return {k: v for k, v in values.items() if isinstance(v, (str, int, float, bool))}
+
+
+class ParameterForm(w.VBox):
+    """A form for a workflow's parameters; ``form.values`` is what Run sends to ``client.run``."""
+
+    values = traitlets.Dict(help="name -> current value of every parameter")
+
+    def __init__(self, workflow: Any, client: Any = None) -> None:
+        if not hasattr(workflow, "parameters"):
+            from comfy_widgets.workflow import Workflow
+
+            workflow = Workflow.load(workflow)
+        self.workflow = workflow
+        self.client = client
+        self.last_job: Any = None
+        self._loop = current_loop() or (client.loop if client is not None else None)
+        self.fields: dict[str, Field] = {}
+        self._by_key: dict[str, Field] = {}
+        params = list(self.workflow.parameters())
+        for param in params:
+            field = build_field(param)
+            self.fields[param.name] = field
+            self._by_key[param.key] = field
+
+        self.run_button = w.Button(description="Run", button_style="primary", icon="play")
+        self.batch_button = w.Button(description="Batch", icon="th")
+        self.run_button.add_class("cw-run")
+        self.batch_button.add_class("cw-batch")
+        self.message = w.HTML("")
+        self.message.add_class("cw-form-message")
+        self.output = w.VBox([])
+        self.output.add_class("cw-form-output")
+        super().__init__(
+            children=[
+                *self._sections(params),
+                w.HBox([self.run_button, self.batch_button, self.message]),
+                self.output,
+            ],
+            layout=w.Layout(width="100%", max_width="760px"),
+        )
+        self.add_class("cw-form")
+        self.set_values(self._store().last_used(self.workflow))
+        self.values = self._collect()
+        for field in self.fields.values():
+            field.on_change(self._on_field_change)
+        self.run_button.on_click(lambda _b: call_on(self._loop, self.run))
+        self.batch_button.on_click(lambda _b: call_on(self._loop, self.open_batch))
+        if client is not None:
+            spawn_on(self._loop, self._load_from_server())
+
+    # --- layout ---------------------------------------------------------------------------
+
+    def _sections(self, params: list[Any]) -> list[w.Widget]:
+        basic = [p for p in params if not p.advanced]
+        advanced = [p for p in params if p.advanced]
+        children: list[w.Widget] = [self._node_section(basic, nid) for nid in _section_order(basic)]
+        if advanced:
+            inner = w.VBox([self._node_section(advanced, nid) for nid in _section_order(advanced)])
+            fold = w.Accordion(children=[inner], titles=("Advanced",), selected_index=None)
+            fold.add_class("cw-form-advanced")
+            children.append(fold)
+        return children
+
+    def _node_section(self, params: list[Any], node_id: str) -> w.VBox:
+        mine = [p for p in params if p.node_id == node_id]
+        title = mine[0].node_title or mine[0].node_class or f"#{node_id}"
+        return _section(f"{title}  #{node_id}", [self.fields[p.name] for p in mine])
+
+    # --- values ---------------------------------------------------------------------------
+
+    def _collect(self) -> dict[str, Any]:
+        return {name: field.value for name, field in self.fields.items()}
+
+    def _on_field_change(self) -> None:
+        self.values = self._collect()
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        """Put values (by name or canonical key) into the fields, skipping ones that do not fit."""
+        for name, value in (values or {}).items():
+            field = self.fields.get(name) or self._by_key.get(name)
+            if field is not None:
+                field.set_value(value)
+        self.values = self._collect()
+
+    def _changed_values(self) -> dict[str, Any]:
+        """The values that differ from the workflow's own (what Run needs to send)."""
+        return {
+            name: value
+            for name, value in self._collect().items()
+            if value != self.fields[name].param.value
+        }
+
+    # --- errors ---------------------------------------------------------------------------
+
+    def clear_errors(self) -> None:
+        """Hide every error message."""
+        for field in self.fields.values():
+            field.show_error("")
+        self._say("")
+
+    def show_errors(self, errors: dict[str, str]) -> None:
+        """Show each message next to the field it names (name or key); the rest by the buttons."""
+        leftover = []
+        for name, message in errors.items():
+            field = self.fields.get(name) or self._by_key.get(name)
+            if field is None:
+                leftover.append(f"{name}: {message}" if name else message)
+            else:
+                field.show_error(message)
+        if leftover:
+            self._say("; ".join(leftover), error=True)
+        elif errors:
+            self._say("Fix the fields marked above; nothing was queued.", error=True)
+
+    def _say(self, text: str, *, error: bool = False) -> None:
+        color = "var(--jp-error-color1)" if error else "var(--jp-ui-font-color2)"
+        self.message.value = (
+            f'<span style="color: {color}">{html.escape(text)}</span>' if text else ""
+        )
+
+    # --- actions --------------------------------------------------------------------------
+
+    def run(self) -> Any:
+        """Queue the workflow with the form's values and show its progress; returns the Job."""
+        self.clear_errors()
+        try:
+            client = self._ensure_client()
+            job = client.run(self.workflow, self._changed_values())
+        except ParameterError as exc:
+            self.show_errors(exc.errors or {"": str(exc)})
+            return None
+        except ComfyWidgetsError as exc:
+            self._say(str(exc), error=True)
+            return None
+        self.last_job = job
+        self._remember()
+        for field in self.fields.values():
+            field.after_run()
+        job.subscribe(self._on_job_change)
+        from comfy_widgets.widgets.progress import ProgressView
+
+        self.output.children = [ProgressView(job)]
+        return job
+
+    def _on_job_change(self, job: Any) -> None:
+        """Show the server's validation errors (the prompt was not queued) next to their fields."""
+        if job.state == "failed" and isinstance(job.error, PromptValidationError):
+            messages = node_error_messages(job.error.node_errors)
+            self.show_errors(messages or {"": str(job.error)})
+
+    def open_batch(self) -> Any:
+        """Open the batch panel for this form below the buttons."""
+        try:
+            from comfy_widgets.widgets.batch_panel import BatchPanel
+        except ImportError as exc:
+            self._say(f"The batch panel is not available: {exc}", error=True)
+            return None
+        panel = BatchPanel(self)
+        self.output.children = [panel]
+        return panel
+
+    def _ensure_client(self) -> Any:
+        if self.client is None:
+            from comfy_widgets.client import connect
+
+            self.client = connect()
+        return self.client
+
+    def _store(self) -> Any:
+        store = getattr(self.client, "store", None)
+        if store:
+            return store
+        from comfy_widgets.store import Store
+
+        return Store.default()
+
+    def _remember(self) -> None:
+        try:
+            self._store().set_last_used(self.workflow, _json_safe(self._collect()))
+        except Exception:  # remembering is a convenience; never block a run on it
+            log.warning("could not save last-used values", exc_info=True)
+
+    # --- server data ----------------------------------------------------------------------
+
+    async def _load_from_server(self) -> None:
+        """Fill option lists from the server's object_info and fetch image-input thumbnails."""
+        try:
+            info = await self.client.get_object_info()
+        except ComfyWidgetsError as exc:
+            self._say(f"Using the bundled node list ({exc})")
+            return
+        self.workflow = self.workflow.with_object_info(info)
+        for param in self.workflow.parameters():
+            field = self._by_key.get(param.key)
+            if isinstance(field, SelectField) and param.options:
+                field.set_options(list(param.options))
+        for field in self.fields.values():
+            if isinstance(field, ImageField) and field.filename:
+                try:
+                    field.show_thumbnail(await self.client.view(field.filename, type="input"))
+                except ComfyWidgetsError:
+                    field.name.value = f"{field.filename} (not on the server)"
