@@ -25,9 +25,9 @@ import math
 import random
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -44,6 +44,7 @@ _RANGE_RE = re.compile(
     rf"(?:\(\s*(?P<step>{_NUMBER})\s*\)|\[\s*(?P<num>\d+)\s*\])?\s*$"
 )
 _NUMBER_RE = re.compile(rf"^\s*{_NUMBER}\s*$")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -199,18 +200,18 @@ class VariationPlan:
             },
         }
 
-    def prompts(self, workflow: Any) -> list[dict]:
-        """Validate every item with ``workflow.apply``; return the API prompts in item order.
+    def validate(self, prepare: Callable[[dict[str, Any]], T]) -> list[T]:
+        """Run ``prepare`` (e.g. ``workflow.apply``) on every item; return its results in order.
 
-        Raises one ParameterError naming, per bad parameter, the first item that failed, so a bad
-        value in a sweep queues nothing.
+        Collects the ParameterErrors into one that names, per bad parameter, the first item
+        that failed, so a bad value anywhere in a sweep queues nothing.
         """
-        prompts: list[dict] = []
+        prepared: list[T] = []
         errors: dict[str, str] = {}
         first_bad: int | None = None
         for index, item in enumerate(self.items):
             try:
-                prompts.append(workflow.apply(item))
+                prepared.append(prepare(item))
             except ParameterError as exc:
                 first_bad = index if first_bad is None else first_bad
                 for name, message in (exc.errors or {"?": str(exc)}).items():
@@ -220,7 +221,7 @@ class VariationPlan:
             raise ParameterError(
                 f"batch item {first_bad} is invalid, nothing was queued: {detail}", errors=errors
             )
-        return prompts
+        return prepared
 
     # -- building --
 

@@ -326,15 +326,15 @@ class RangeCheckingWorkflow:
         return {"3": {"class_type": "KSampler", "inputs": dict(values)}}
 
 
-def test_prompts_validates_every_item():
+def test_validate_validates_every_item():
     wf = RangeCheckingWorkflow()
-    prompts = plan(cfg=sweep(5, 9, 2)).prompts(wf)
+    prompts = plan(cfg=sweep(5, 9, 2)).validate(wf.apply)
     assert [p["3"]["inputs"]["cfg"] for p in prompts] == [5, 7, 9]
     assert wf.calls == 3
 
 
-def test_prompts_names_the_first_bad_item_and_parameter():
+def test_validate_names_the_first_bad_item_and_parameter():
     with pytest.raises(ParameterError) as info:
-        plan(count=2, cfg=sweep(6, 14, 4)).prompts(RangeCheckingWorkflow())
+        plan(count=2, cfg=sweep(6, 14, 4)).validate(RangeCheckingWorkflow().apply)
     assert "batch item 2" in str(info.value)
     assert info.value.errors["cfg"].startswith("item 2 (cfg=14)")
