@@ -36,6 +36,8 @@ MIGRATIONS: list[tuple[int, str]] = [
             spec_json TEXT,
             plan_seed INTEGER,
             plan_json TEXT,
+            prompts_json TEXT,
+            columns_json TEXT,
             servers_json TEXT,
             created_at REAL NOT NULL,
             updated_at REAL
@@ -76,8 +78,9 @@ def migrate(conn: sqlite3.Connection) -> int:
     The version is re-read after the write lock is taken, so two processes opening a new store at
     the same moment apply each migration exactly once. A newer store is left untouched.
     """
-    if conn.execute("PRAGMA user_version").fetchone()[0] >= LATEST:
-        return conn.execute("PRAGMA user_version").fetchone()[0]
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current >= LATEST:
+        return current
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]

@@ -191,13 +191,13 @@ class Store:
 
     def job_queued(self, job: Any) -> None:
         """Record a job the server accepted (status ``queued``)."""
-        self._write_job(job, status="queued")
+        self.record_job(job, "queued")
         if getattr(job, "batch_id", None) is None and getattr(job, "workflow", None) is not None:
             self.set_last_used(job.workflow, dict(getattr(job, "parameters", None) or {}))
 
     def job_started(self, job: Any) -> None:
         """Mark a job as running (ComfyUI's ``execution_start``)."""
-        self._write_job(job, status="running")
+        self.record_job(job, "running")
 
     def job_finished(self, job: Any) -> None:
         """Save the job's outputs as files and record its final state; repeats write nothing."""
@@ -210,7 +210,7 @@ class Store:
             for n, output in enumerate(getattr(job, "outputs", None) or [])
         ]
         status = getattr(job, "state", None) or "completed"
-        self._write_job(job, status=status, outputs=outputs)
+        self.record_job(job, status, outputs=outputs)
 
     def record_outputs(
         self,
@@ -288,8 +288,11 @@ class Store:
         record["local_path"] = str(path)
         return record
 
-    def _write_job(self, job: Any, *, status: str, outputs: list[dict] | None = None) -> None:
-        """Insert or update the generation row of ``job`` in one transaction."""
+    def record_job(self, job: Any, status: str, *, outputs: list[dict] | None = None) -> None:
+        """Insert or update the generation row of ``job`` with ``status``, in one transaction.
+
+        A finished row only changes again when outputs come with the call (``job_finished``).
+        """
         fields = _job_fields(job)
         with self.transaction() as conn:
             workflow = getattr(job, "workflow", None)
@@ -324,8 +327,15 @@ class Store:
         plan_rows: list[dict[str, Any]] | None = None,
         servers: list[str] | None = None,
         status: str = "pending",
+        prompts: list[dict[str, Any]] | None = None,
+        columns: list[str] | None = None,
     ) -> str:
-        """Record a batch and its full plan before anything is queued, so resume can finish it."""
+        """Record a batch and its full plan before anything is queued, so resume can finish it.
+
+        ``plan_rows`` are the values of every item (``VariationPlan.items``), ``prompts`` the API
+        prompts built from them (sent as they are by ``resume``), ``columns`` the varied parameter
+        columns of the results DataFrame (``VariationPlan.columns``).
+        """
         now = time.time()
         with self.transaction() as conn:
             workflow_id = _upsert_workflow(conn, workflow) if workflow is not None else None
@@ -336,6 +346,8 @@ class Store:
                 "spec_json": to_json(spec),
                 "plan_seed": None if plan_seed is None else int(plan_seed),
                 "plan_json": to_json(plan_rows),
+                "prompts_json": to_json(prompts),
+                "columns_json": to_json(columns),
                 "servers_json": to_json([clean_url(s) for s in servers or []]),
                 "updated_at": now,
             }
@@ -376,6 +388,8 @@ class Store:
         row = rows[0]
         row["spec"] = from_json(row.pop("spec_json"))
         row["plan"] = from_json(row.pop("plan_json")) or []
+        row["prompts"] = from_json(row.pop("prompts_json")) or []
+        row["columns"] = from_json(row.pop("columns_json"))
         row["servers"] = from_json(row.pop("servers_json")) or []
         return row
 
@@ -421,7 +435,7 @@ class _GenerationView:
         self.prompt_id = row["prompt_id"]
         self.client = None
         self.server = row["server"]
-        self.workflow = _StoredWorkflow(record) if record else None
+        self.workflow = StoredWorkflow(record) if record else None
         self.parameters = from_json(row["parameters_json"]) or {}
         self.prompt = from_json(row["prompt_json"])
         self.batch_id = row["batch_id"]
@@ -433,7 +447,7 @@ class _GenerationView:
         self.timings: dict[str, float] = {}
 
 
-class _StoredWorkflow:
+class StoredWorkflow:
     """The fields of a stored workflow that the store itself needs (name, source, format, hash)."""
 
     def __init__(self, record: dict[str, Any]):

@@ -1,0 +1,440 @@
+"""Reading the run store back: ``cw.history``, ``cw.load_batch``, ``cw.resume`` and ``cw.rerun``.
+
+``resume`` finishes a batch whose kernel died: it asks the server (``/queue``, ``/history``) about
+every item that was not finished, fetches the outputs of those that finished meanwhile, follows the
+ones still queued or running, sends the items that were planned but never queued, and marks the
+ones the server forgot as ``lost``. Every step goes through the store, so it can be interrupted and
+run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from comfy_widgets.client import running_loop
+from comfy_widgets.errors import ComfyWidgetsError
+from comfy_widgets.outputs import file_refs, output_from_file, text_outputs
+from comfy_widgets.results import TAIL_COLUMNS, OutputRef, build_frame, columns_for, empty_row
+from comfy_widgets.store import TERMINAL_STATES, Store, StoredWorkflow
+
+SEED_FIELDS = ("seed", "noise_seed")
+HISTORY_HEAD = ["generation_id", "prompt_id", "workflow", "batch_id", "batch_index", "server",
+                "status", "parameters", "seed"]
+
+
+def history(
+    workflow: Any = None,
+    batch_id: str | None = None,
+    status: str | list[str] | None = None,
+    since: Any = None,
+    store: Store | None = None,
+) -> pd.DataFrame:
+    """Every recorded generation matching the filters, one row per generation.
+
+    ``workflow`` is a name, a content hash, a workflow id or a Workflow; ``since`` a unix time,
+    datetime or date string; ``status`` one status or a list. Timestamps are UTC; image cells
+    are OutputRefs, so the frame displays with thumbnails.
+    """
+    store = store or Store.default()
+    records = store.generation_records(
+        workflow=workflow, batch_id=batch_id, status=status, since=since
+    )
+    rows = [_history_row(r) for r in records]
+    return build_frame(rows, [*HISTORY_HEAD, *TAIL_COLUMNS, "error_node", "prompt"])
+
+
+def load_batch(batch_id: str, store: Store | None = None) -> pd.DataFrame:
+    """A recorded batch as its results DataFrame (the columns of ``await batch``).
+
+    Items that were planned but never sent appear with status ``pending``, so the frame always
+    has one row per planned item, ready for ``ResultGrid``.
+    """
+    store = store or Store.default()
+    record = store.batch_record(batch_id)
+    if record is None:
+        raise ComfyWidgetsError(f"no batch {batch_id!r} in {store.path}")
+    records = {r["batch_index"]: r for r in store.generation_records(batch_id=batch_id)}
+    plan = record["plan"]
+    total = max(record["total_count"], len(plan), max(records, default=-1) + 1)
+    varied = _varied_columns(record)
+    rows = []
+    for index in range(total):
+        gen = records.get(index)
+        values = gen["parameters"] if gen else (plan[index] if index < len(plan) else {})
+        row = {"batch_id": batch_id, "batch_index": index}
+        row.update({name: values.get(name) for name in varied})
+        row["seed"] = seed_of(values)
+        row.update(_generation_columns(gen) if gen else empty_row("pending"))
+        rows.append(row)
+    return build_frame(rows, columns_for(varied))
+
+
+def output_refs(outputs: list[dict[str, Any]], server: str | None) -> list[OutputRef]:
+    """OutputRefs for stored output descriptions (the store's local copy is used first)."""
+    return [OutputRef.from_record(o, server=server) for o in outputs]
+
+
+def _history_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One ``history()`` row from a stored generation."""
+    return {
+        "generation_id": record["id"],
+        "workflow": record["workflow_name"],
+        "batch_id": record["batch_id"],
+        "batch_index": record["batch_index"],
+        "parameters": record["parameters"],
+        "seed": seed_of(record["parameters"]),
+        **_generation_columns(record),
+        "error_node": record["error_node"],
+        "prompt": record["prompt"],
+    }
+
+
+def _generation_columns(record: dict[str, Any]) -> dict[str, Any]:
+    """The prompt id, server, status, outputs, timing and error columns of a stored generation."""
+    refs = output_refs(record["outputs"], record["server"])
+    images = [ref for ref in refs if ref.kind == "image"]
+    started, finished = record["started_at"], record["finished_at"]
+    both = started is not None and finished is not None
+    return {
+        "prompt_id": record["prompt_id"],
+        "server": record["server"],
+        "status": record["status"],
+        "image": images[0] if images else None,
+        "outputs": refs,
+        "queued_at": _utc(record["queued_at"]),
+        "started_at": _utc(started),
+        "finished_at": _utc(finished),
+        "duration_s": (finished - started) if both else None,
+        "error": record["error"],
+    }
+
+
+def _utc(value: float | None) -> pd.Timestamp | None:
+    """A stored unix time as a UTC Timestamp (the results DataFrame's time type)."""
+    return None if value is None else pd.Timestamp(value, unit="s", tz="UTC")
+
+
+def _varied_columns(record: dict[str, Any]) -> list[str]:
+    """The varied-parameter columns of a batch: as recorded, else the plan keys that change."""
+    columns = record["columns"]
+    if columns is None:
+        plan = record["plan"]
+        keys = list(dict.fromkeys(k for row in plan for k in row))
+        columns = [k for k in keys if len({repr(row.get(k)) for row in plan}) > 1]
+    return [c for c in columns if c != "seed" and c.rsplit(".", 1)[-1] not in SEED_FIELDS]
+
+
+def seed_of(values: dict[str, Any]) -> Any:
+    """The seed among parameter values: ``seed``, else the first ``*.seed``/``noise_seed`` key."""
+    if "seed" in values:
+        return values["seed"]
+    for name, value in values.items():
+        if name.rsplit(".", 1)[-1] in SEED_FIELDS:
+            return value
+    return None
+
+
+# --- resume ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ResumedJob:
+    """The Job attributes the store hooks read, for an item that ``resume`` sends or adopts."""
+
+    prompt_id: str
+    client: Any
+    workflow: Any
+    parameters: dict[str, Any]
+    prompt: dict[str, Any]
+    batch_id: str
+    batch_index: int
+    state: str = "pending"
+    outputs: list[Any] = field(default_factory=list)
+    error_message: str | None = None
+    error_node: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def resume(
+    batch_id: str,
+    client: Any = None,
+    *,
+    store: Store | None = None,
+    requeue_lost: bool = False,
+    poll_interval: float = 0.25,
+) -> Any:
+    """Finish a recorded batch after a restart; returns its DataFrame (awaitable inside a loop).
+
+    In a notebook cell use ``df = await cw.resume(batch_id)``; in a script ``cw.resume(batch_id)``
+    blocks. ``client`` defaults to a client for the batch's recorded server (pass one that has
+    the credentials if the server needs them). ``requeue_lost=True`` sends lost items again.
+    """
+    store = store or Store.default()
+    client = client or _client_for(store, batch_id)
+    coro = aresume(
+        batch_id, client, store=store, requeue_lost=requeue_lost, poll_interval=poll_interval
+    )
+    future = client.spawn(coro)
+    if running_loop() is not None:
+        return asyncio.wrap_future(future)
+    return future.result()
+
+
+async def aresume(
+    batch_id: str,
+    client: Any,
+    *,
+    store: Store | None = None,
+    requeue_lost: bool = False,
+    poll_interval: float = 0.25,
+) -> pd.DataFrame:
+    """The coroutine behind ``resume``: reconcile, send what was never sent, follow to the end."""
+    store = store or Store.default()
+    record = store.batch_record(batch_id)
+    if record is None:
+        raise ComfyWidgetsError(f"no batch {batch_id!r} in {store.path}")
+    store.update_batch(batch_id, status="running")
+    server = await _ServerView.read(client)
+    recorded = {r["batch_index"]: r for r in store.generation_records(batch_id=batch_id)}
+    follow: list[str] = []
+    for index in range(max(record["total_count"], len(record["plan"]))):
+        row = recorded.get(index)
+        if row is None:
+            follow.append(await _start_unsent(client, store, record, index, server))
+        elif row["status"] not in TERMINAL_STATES:
+            follow.append(await _reconcile(client, store, row, server, requeue_lost))
+        elif row["status"] == "lost" and requeue_lost:
+            follow.append(await _send(client, store, _job_for(client, store, record, index)))
+    await _follow(client, store, [p for p in follow if p], poll_interval)
+    store.update_batch(batch_id, status=_final_status(store, batch_id))
+    return load_batch(batch_id, store)
+
+
+@dataclass
+class _ServerView:
+    """One look at the server: prompt ids in its queue, and its history by prompt id."""
+
+    queued: set[str]
+    history: dict[str, Any]
+    queued_prompts: dict[str, Any]
+
+    @classmethod
+    async def read(cls, client: Any) -> _ServerView:
+        """Fetch ``/queue`` then ``/history`` (in that order, so nothing slips between them)."""
+        items = _queue_items(await client.get_queue())
+        history = await client.get_history()
+        return cls({i[1] for i in items}, history, {i[1]: i[2] for i in items})
+
+    def find_prompt(self, prompt: dict[str, Any], known: set[str]) -> str | None:
+        """The id of a prompt equal to ``prompt`` that the server has and the store does not."""
+        candidates = list(self.queued_prompts.items()) + [
+            (pid, (entry.get("prompt") or [None, None, None])[2])
+            for pid, entry in self.history.items()
+        ]
+        return next((pid for pid, p in candidates if p == prompt and pid not in known), None)
+
+
+def _queue_items(queue: dict[str, Any]) -> list[list]:
+    """The running and pending items of a ``/queue`` answer: ``[number, prompt_id, prompt, …]``."""
+    return [item for key in ("queue_running", "queue_pending") for item in queue.get(key) or []]
+
+
+async def _reconcile(
+    client: Any, store: Store, row: dict, server: _ServerView, requeue_lost: bool
+) -> str | None:
+    """Settle a recorded, unfinished item: record it, keep following it, resend it, or lose it."""
+    prompt_id = row["prompt_id"]
+    if prompt_id in server.history:
+        await _record_history(client, store, prompt_id, server.history[prompt_id])
+        return None
+    if prompt_id in server.queued:
+        return prompt_id
+    if row["status"] == "pending" or requeue_lost:
+        job = _job_for(client, store, store.batch_record(row["batch_id"]), row["batch_index"])
+        job.prompt_id = prompt_id if row["status"] == "pending" else job.prompt_id
+        return await _send(client, store, job)
+    store.mark_generation(prompt_id, "lost", "not in the server's queue or history")
+    return None
+
+
+async def _start_unsent(
+    client: Any, store: Store, record: dict, index: int, server: _ServerView
+) -> str | None:
+    """An item with no record: adopt the server's copy if it was sent just before a crash,
+    else send it now."""
+    job = _job_for(client, store, record, index)
+    if job.prompt is None:
+        job.prompt = await _build_prompt(client, job.workflow, job.parameters)
+    known = {r["prompt_id"] for r in store.generation_records(batch_id=record["id"])}
+    orphan = server.find_prompt(job.prompt, known)
+    if orphan is None:
+        return await _send(client, store, job)
+    job.prompt_id = orphan
+    store.job_queued(job)
+    if orphan in server.history:
+        await _record_history(client, store, orphan, server.history[orphan])
+        return None
+    return orphan
+
+
+def _job_for(client: Any, store: Store, record: dict, index: int) -> ResumedJob:
+    """A job-like record of batch item ``index`` from the stored plan (prompt None if unknown)."""
+    plan, prompts = record["plan"], record["prompts"]
+    return ResumedJob(
+        prompt_id=str(uuid.uuid4()),
+        client=client,
+        workflow=_workflow_of(store, record),
+        parameters=plan[index] if index < len(plan) else {},
+        prompt=prompts[index] if index < len(prompts) else None,
+        batch_id=record["id"],
+        batch_index=index,
+    )
+
+
+async def _send(client: Any, store: Store, job: ResumedJob) -> str:
+    """Record the item as ``pending`` under its prompt id, POST it, then record it ``queued``.
+
+    Recording first means a crash during the POST leaves a row the next resume can check.
+    """
+    if job.prompt is None:
+        job.prompt = await _build_prompt(client, job.workflow, job.parameters)
+    store.record_job(job, "pending")
+    await client.queue_prompt(job.prompt, prompt_id=job.prompt_id)
+    job.state = "queued"
+    job.timings["queued_at"] = time.time()
+    store.job_queued(job)
+    return job.prompt_id
+
+
+async def _follow(client: Any, store: Store, prompt_ids: list[str], poll_interval: float) -> None:
+    """Poll until each prompt is in the server's history (record it) or gone (mark it lost)."""
+    pending = list(prompt_ids)
+    while pending:
+        await asyncio.sleep(poll_interval)
+        in_queue = {item[1] for item in _queue_items(await client.get_queue())}
+        still = []
+        for prompt_id in pending:
+            entry = (await client.get_history(prompt_id)).get(prompt_id)
+            if entry is not None:
+                await _record_history(client, store, prompt_id, entry)
+            elif prompt_id in in_queue:
+                still.append(prompt_id)
+            else:
+                store.mark_generation(prompt_id, "lost", "not in the server's queue or history")
+        pending = still
+
+
+async def _record_history(client: Any, store: Store, prompt_id: str, entry: dict) -> None:
+    """Fetch a finished prompt's outputs (as a Job would) and record its final state."""
+    status, error, error_node, timings = _history_status(entry)
+    refs, outputs = [], []
+    for node_id, ui_output in (entry.get("outputs") or {}).items():
+        if isinstance(ui_output, dict):
+            refs.extend(file_refs(str(node_id), ui_output))
+            outputs.extend(text_outputs(str(node_id), ui_output))
+    datas = await asyncio.gather(*(client.view(r.filename, r.subfolder, r.type) for r in refs))
+    files = [output_from_file(ref, data) for ref, data in zip(refs, datas, strict=True)]
+    store.record_outputs(
+        prompt_id, status, files + outputs, error=error, error_node=error_node, timings=timings
+    )
+
+
+def _history_status(entry: dict) -> tuple[str, str | None, str | None, dict[str, float]]:
+    """Status, error message, error node and timings from a HistoryEntry's status messages."""
+    status = entry.get("status") or {}
+    messages = {name: data for name, data in status.get("messages") or []}
+    timings = {}
+    if "execution_start" in messages:
+        timings["started_at"] = messages["execution_start"].get("timestamp", 0) / 1000
+    for name in ("execution_success", "execution_error", "execution_interrupted"):
+        if name in messages:
+            timings["finished_at"] = messages[name].get("timestamp", 0) / 1000
+    if status.get("status_str") == "success":
+        return "completed", None, None, timings
+    if "execution_error" in messages:
+        err = messages["execution_error"]
+        return "failed", err.get("exception_message"), _text(err.get("node_id")), timings
+    if "execution_interrupted" in messages:
+        node = messages["execution_interrupted"].get("node_id")
+        return "cancelled", "interrupted", _text(node), timings
+    return "failed", status.get("status_str") or "failed", None, timings
+
+
+async def _build_prompt(client: Any, workflow: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """Build an item's prompt from the stored workflow with the server's object_info."""
+    from comfy_widgets.workflow import Workflow
+
+    if workflow is None:
+        raise ComfyWidgetsError("the batch has no recorded workflow or prompts to resume from")
+    wf = Workflow.load(workflow.source, name=workflow.name, allow_unknown_nodes=True)
+    return wf.with_object_info(await client.get_object_info()).apply(values)
+
+
+def _workflow_of(store: Store, record: dict) -> Any:
+    """The batch's stored workflow (name, source, format, hash), or None."""
+    stored = store.workflow_record(record["workflow_id"]) if record["workflow_id"] else None
+    return StoredWorkflow(stored) if stored else None
+
+
+def _final_status(store: Store, batch_id: str) -> str:
+    """``completed`` when every item completed, ``failed`` when none did, else ``partial``."""
+    statuses = [r["status"] for r in store.generation_records(batch_id=batch_id)]
+    done = statuses.count("completed")
+    if statuses and done == len(statuses):
+        return "completed"
+    return "failed" if done == 0 else "partial"
+
+
+def _client_for(store: Store, batch_id: str) -> Any:
+    """A client for the server the batch ran on (recorded without credentials)."""
+    from comfy_widgets.client import connect
+
+    record = store.batch_record(batch_id)
+    if record is None:
+        raise ComfyWidgetsError(f"no batch {batch_id!r} in {store.path}")
+    servers = record["servers"] or [
+        r["server"] for r in store.generation_records(batch_id=batch_id) if r["server"]
+    ]
+    return connect(servers[0] if servers else None, store=store)
+
+
+# --- rerun -----------------------------------------------------------------------------------
+
+
+def rerun(generation_id: int | str, client: Any = None, *, store: Store | None = None) -> Any:
+    """Queue the exact prompt a recorded generation sent, again; returns the new Job.
+
+    ``generation_id`` is the ``generation_id`` column of ``history()`` or a prompt id.
+    """
+    store = store or Store.default()
+    found = store.generation_records(generation_id=generation_id)
+    if not found or found[0]["prompt"] is None:
+        raise ComfyWidgetsError(f"no recorded prompt for generation {generation_id!r}")
+    record = found[0]
+    if client is None:
+        from comfy_widgets.client import connect
+
+        client = connect(record["server"], store=store)
+    workflow = _stored_workflow(store, record["workflow_id"])
+    return client.submit(record["prompt"], workflow=workflow, parameters=record["parameters"])
+
+
+def _stored_workflow(store: Store, workflow_id: int | None) -> Any:
+    """The recorded workflow as a Workflow object (for the new Job's record), or None."""
+    stored = store.workflow_record(workflow_id) if workflow_id else None
+    if stored is None:
+        return None
+    from comfy_widgets.workflow import Workflow
+
+    return Workflow.load(stored["workflow"], name=stored["name"], allow_unknown_nodes=True)
+
+
+def _text(value: Any) -> str | None:
+    """``str(value)`` unless None."""
+    return None if value is None else str(value)

@@ -1,0 +1,86 @@
+"""history() and load_batch(): recorded generations back as DataFrames with OutputRefs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from comfy_widgets.errors import ComfyWidgetsError
+from comfy_widgets.history import history, load_batch
+from comfy_widgets.results import OutputRef, columns_for
+from comfy_widgets.store import Store
+from tests.store_fakes import API_PROMPT, FakeJob, FakeWorkflow, finish
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store(tmp_path / "store.sqlite")
+    yield store
+    store.close()
+
+
+def _record_batch(store: Store, batch_id: str = "b1") -> list[FakeJob]:
+    """A 4-item batch: two completed, one failed, one never sent."""
+    wf = FakeWorkflow(API_PROMPT, name="sweep")
+    plan = [{"seed": 10 + i, "cfg": 5 + i % 2, "prompt": "cat"} for i in range(4)]
+    store.create_batch(batch_id, wf, 4, {"cfg": [5, 6]}, 7, plan, ["http://127.0.0.1:1"],
+                       columns=["cfg", "seed"])
+    jobs = [FakeJob(workflow=wf, batch_id=batch_id, batch_index=i, parameters=plan[i])
+            for i in range(3)]
+    for job in jobs:
+        store.job_queued(job)
+    store.job_finished(finish(jobs[0]))
+    store.job_finished(finish(jobs[1], images=2))
+    jobs[2].error_message = "node 3 failed"
+    store.job_finished(finish(jobs[2], state="failed", images=0))
+    return jobs
+
+
+def test_load_batch_has_the_results_columns_and_planned_rows(store):
+    jobs = _record_batch(store)
+    df = load_batch("b1", store)
+    assert list(df.columns) == columns_for(["cfg"])
+    assert list(df["status"]) == ["completed", "completed", "failed", "pending"]
+    assert list(df["seed"]) == [10, 11, 12, 13]
+    assert list(df["cfg"]) == [5, 6, 5, 6]
+    assert df["prompt_id"].iloc[0] == jobs[0].prompt_id and pd.isna(df["prompt_id"].iloc[3])
+    assert isinstance(df["image"].iloc[0], OutputRef)
+    assert len(df["outputs"].iloc[1]) == 2 and df["outputs"].iloc[3] == []
+    assert df["image"].iloc[1].image().size == (8, 8)
+    assert df["error"].iloc[2] == "node 3 failed"
+    assert df["duration_s"].iloc[0] == pytest.approx(2.5)
+    assert df["finished_at"].iloc[0] == pd.Timestamp(1003.5, unit="s", tz="UTC")
+
+
+def test_load_batch_unknown_id_raises(store):
+    with pytest.raises(ComfyWidgetsError, match="no batch"):
+        load_batch("nope", store)
+
+
+def test_load_batch_without_recorded_columns_uses_plan_keys_that_vary(store):
+    store.create_batch("b2", None, 2, plan_rows=[{"seed": 1, "steps": 4, "cfg": 5},
+                                                 {"seed": 2, "steps": 4, "cfg": 6}])
+    df = load_batch("b2", store)
+    assert list(df.columns) == columns_for(["cfg"])
+
+
+def test_history_filters_and_columns(store):
+    jobs = _record_batch(store)
+    single = finish(FakeJob(workflow=FakeWorkflow({"other": {}}, name="solo"),
+                            parameters={"3.seed": 99}))
+    store.job_finished(single)
+    df = history(store=store)
+    assert len(df) == 4
+    assert {"generation_id", "prompt_id", "workflow", "parameters", "seed", "image", "prompt",
+            "duration_s"} <= set(df.columns)
+    assert list(history(status="failed", store=store)["prompt_id"]) == [jobs[2].prompt_id]
+    solo = history(workflow="solo", store=store)
+    assert list(solo["seed"]) == [99] and solo["batch_id"].isna().all()
+    assert len(history(batch_id="b1", store=store)) == 3
+    assert history(since="2100-01-01", store=store).empty
+
+
+def test_history_uses_default_store(_isolated_store_home):
+    Store.default().job_finished(finish(FakeJob()))
+    df = history()
+    assert len(df) == 1 and df["status"].iloc[0] == "completed"
