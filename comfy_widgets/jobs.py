@@ -188,6 +188,11 @@ class Job:
         """Id of the node that failed, if known."""
         return getattr(self.error, "node_id", None)
 
+    @property
+    def finishing(self) -> bool:
+        """True once the outcome is known and outputs are being fetched (or the job is done)."""
+        return self._finishing
+
     def done(self) -> bool:
         """True once the job completed, failed or was cancelled."""
         return self._future.done()
