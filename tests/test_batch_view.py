@@ -25,9 +25,10 @@ class FakeOutput:
 
 
 class FakeJob:
-    """The Job attributes BatchView reads, with a way to change them and notify subscribers."""
+    """The Job attributes BatchView reads, with a way to change them."""
 
-    def __init__(self, index: int):
+    def __init__(self, index: int, batch: FakeBatch):
+        self.batch = batch
         self.batch_index = index
         self.state = "queued"
         self.progress = 0.0
@@ -36,17 +37,12 @@ class FakeJob:
         self.outputs: list[FakeOutput] = []
         self.error_message: str | None = None
         self.timings = {"queued_at": 1000.0 + index, "started_at": None, "finished_at": None}
-        self._subscribers = []
-
-    def subscribe(self, callback):
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
 
     def update(self, **changes):
+        """Change the job; like the real Batch, the batch tells its subscribers."""
         for name, value in changes.items():
             setattr(self, name, value)
-        for callback in list(self._subscribers):
-            callback(self)
+        self.batch.notify()
 
 
 class FakeBatch:
@@ -61,6 +57,11 @@ class FakeBatch:
         self.status = "pending"
         self.stop_calls: list[str] = []
         self._subscribers = []
+
+    def add_jobs(self, n: int) -> list[FakeJob]:
+        start = len(self.jobs)
+        self.jobs += [FakeJob(start + i, self) for i in range(n)]
+        return self.jobs
 
     @property
     def completed_count(self):
@@ -111,7 +112,7 @@ def test_items_follow_their_jobs():
     batch = FakeBatch(3)
     view = BatchView(batch)
     sent = recorder(view)
-    batch.jobs = [FakeJob(0), FakeJob(1)]
+    batch.add_jobs(2)
     batch.status = "running"
     batch.notify()
     batch.jobs[0].update(state="running", progress=40.0, preview=b"jpeg-bytes")
@@ -128,7 +129,7 @@ def test_items_follow_their_jobs():
 
 def test_a_finished_item_sends_its_thumbnail_once():
     batch = FakeBatch(2)
-    batch.jobs = [FakeJob(0), FakeJob(1)]
+    batch.add_jobs(2)
     view = BatchView(batch)
     sent = recorder(view)
     batch.jobs[0].update(state="completed", progress=100.0, outputs=[FakeOutput(png())])
@@ -146,7 +147,7 @@ def test_a_finished_item_sends_its_thumbnail_once():
 
 def test_a_new_browser_view_gets_the_known_thumbnails():
     batch = FakeBatch(1)
-    batch.jobs = [FakeJob(0)]
+    batch.add_jobs(1)
     batch.jobs[0].state = "completed"
     batch.jobs[0].outputs = [FakeOutput(png())]
     view = BatchView(batch)
@@ -169,7 +170,7 @@ def test_stop_button_calls_batch_stop_from_a_callback_thread():
 
 def test_unqueued_items_show_cancelled_after_the_batch_ends():
     batch = FakeBatch(3)
-    batch.jobs = [FakeJob(0)]
+    batch.add_jobs(1)
     batch.jobs[0].state = "completed"
     batch.jobs[0].timings.update(started_at=1001.0, finished_at=1004.5)
     batch.status = "cancelled"
@@ -181,7 +182,7 @@ def test_unqueued_items_show_cancelled_after_the_batch_ends():
 
 def test_rapid_changes_are_coalesced_and_the_last_one_arrives():
     batch = FakeBatch(1)
-    batch.jobs = [FakeJob(0)]
+    batch.add_jobs(1)
     view = BatchView(batch)
     for step in range(1, 201):
         batch.jobs[0].update(state="running", progress=step / 2)
@@ -192,7 +193,7 @@ def test_rapid_changes_are_coalesced_and_the_last_one_arrives():
 
 def test_static_fallback_summarises_the_batch():
     batch = FakeBatch(2)
-    batch.jobs = [FakeJob(0), FakeJob(1)]
+    batch.add_jobs(2)
     batch.jobs[0].update(state="completed", outputs=[FakeOutput(png())])
     batch.status = "partial"
     batch.jobs[1].update(state="failed", error_message="boom")
@@ -204,13 +205,12 @@ def test_static_fallback_summarises_the_batch():
     assert "#1 failed" in data["text/html"]
 
 
-def test_close_unsubscribes_from_batch_and_jobs():
+def test_close_unsubscribes_from_the_batch():
     batch = FakeBatch(1)
-    batch.jobs = [FakeJob(0)]
     view = BatchView(batch)
-    assert batch._subscribers and batch.jobs[0]._subscribers
+    assert batch._subscribers
     view.close()
-    assert not batch._subscribers and not batch.jobs[0]._subscribers
+    assert not batch._subscribers
 
 
 def test_thumbnail_of_a_transparent_palette_image():

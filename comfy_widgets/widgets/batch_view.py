@@ -65,7 +65,7 @@ class BatchView(anywidget.AnyWidget):
     # --- batch -> browser ---------------------------------------------------------------------
 
     def _on_change(self, *_args: Any) -> None:
-        """Called on the loop thread after any change of the batch or one of its jobs."""
+        """Called on the loop thread after any change of the batch or of one of its jobs."""
         self._watch_new_jobs()
         previews = {}
         for index, job in self._watched.items():
@@ -79,13 +79,10 @@ class BatchView(anywidget.AnyWidget):
         self._throttle.push({"update": True})
 
     def _watch_new_jobs(self) -> None:
+        """Map item index -> Job for the jobs created so far (the batch reports their changes)."""
         for position, job in enumerate(list(getattr(self.batch, "jobs", None) or [])):
-            if job is None:
-                continue
-            index = _index_of(job, position)
-            if index not in self._watched:
-                self._watched[index] = job
-                self._unsubscribers.append(job.subscribe(self._on_change))
+            if job is not None:
+                self._watched.setdefault(_index_of(job, position), job)
 
     def _apply(self, _changes: dict[str, Any]) -> None:
         """Bring every trait up to date with the batch in one comm message."""
@@ -231,7 +228,7 @@ class BatchView(anywidget.AnyWidget):
         )
 
     def close(self) -> None:
-        """Stop listening to the batch and its jobs and close the widget."""
+        """Stop listening to the batch and close the widget."""
         for unsubscribe in self._unsubscribers:
             unsubscribe()
         self._unsubscribers = []
