@@ -10,6 +10,7 @@ const LABELS = {
   cancelled: "cancelled",
 };
 const ACTIVE = new Set(["pending", "queued", "running"]);
+const CHIP_MARKS = { cached: "↺ ", done: "✓ ", running: "▶ ", error: "✕ ", pending: "" };
 
 function h(tag, className, text) {
   const node = document.createElement(tag);
@@ -36,7 +37,7 @@ function render({ model, el }) {
   const badge = h("span", "cw-badge");
   const pct = h("span", "cw-pct");
   const clock = h("span", "cw-clock");
-  const cancel = h("button", "cw-cancel jp-mod-styled", "Cancel");
+  const cancel = h("button", "cw-cancel", "Cancel");
   cancel.type = "button";
   cancel.title = "Cancel this job (remove it from the queue or interrupt it)";
   head.append(badge, pct, clock, h("span", "cw-spacer"), cancel);
@@ -109,7 +110,7 @@ function render({ model, el }) {
   function renderTimeline() {
     timeline.replaceChildren(
       ...model.get("nodes").map((n) => {
-        const chip = h("span", `cw-chip cw-chip-${n.state}`, n.title);
+        const chip = h("span", `cw-chip cw-chip-${n.state}`, `${CHIP_MARKS[n.state] ?? ""}${n.title}`);
         chip.title = `#${n.id} ${n.title}: ${n.state}`;
         chip.dataset.state = n.state;
         return chip;

@@ -304,3 +304,34 @@ def test_uploaded_image_becomes_the_value():
     field.set_value(b"\x89PNG fake bytes")
     assert form.values["image"] == b"\x89PNG fake bytes"
     assert field.preview.value == b"\x89PNG fake bytes"
+
+
+async def test_run_clicked_on_a_subshell_thread_runs_on_the_main_loop():
+    import asyncio
+    import threading
+
+    client = FakeClient()
+    threads: list[str] = []
+    original = client.run
+
+    def run(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    client.run = run
+    form = make(client)
+
+    def click_from_subshell():
+        async def clicked():  # a second loop on another thread, like ipykernel's subshells
+            form.run_button.click()
+
+        asyncio.run(clicked())
+
+    worker = threading.Thread(target=click_from_subshell, name="subshell-test")
+    worker.start()
+    await asyncio.to_thread(worker.join)
+    for _ in range(100):
+        if threads:
+            break
+        await asyncio.sleep(0.01)
+    assert threads == [threading.main_thread().name]
