@@ -1,0 +1,168 @@
+"""Model lists and the served object_info: the bundled snapshot with its file combos patched.
+
+The recorded server had a single checkpoint, so the simulator serves every model file that the
+workflows in the project's reference set name, plus whatever the caller adds.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+from functools import cache
+from pathlib import Path
+
+DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "object_info.json.gz"
+
+# Every file the reference workflows (ui, api and expected) name, by ComfyUI model folder.
+DEFAULT_MODELS: dict[str, list[str]] = {
+    "checkpoints": [
+        "512-inpainting-ema.safetensors",
+        "DreamShaper_8_pruned.safetensors",
+        "dreamshaper_8.safetensors",
+        "ltx-av-step-1751000_vocoder_24K.safetensors",
+        "random_sd15.safetensors",
+        "sd_xl_base_1.0.safetensors",
+        "sd_xl_refiner_1.0.safetensors",
+        "v1-5-pruned-emaonly-fp16.safetensors",
+        "v1-5-pruned-emaonly.safetensors",
+    ],
+    "configs": [],
+    "loras": [
+        "MoXinV1.safetensors",
+        "blindbox_v1_mix.safetensors",
+        "wan2.2_i2v_lightx2v_4steps_lora_v1_high_noise.safetensors",
+        "wan2.2_i2v_lightx2v_4steps_lora_v1_low_noise.safetensors",
+    ],
+    "vae": ["ae.safetensors", "wan_2.1_vae.safetensors"],
+    "text_encoders": [
+        "clip_g_hidream.safetensors",
+        "clip_l.safetensors",
+        "clip_l_hidream.safetensors",
+        "llama_3.1_8b_instruct_fp8_scaled.safetensors",
+        "qwen_3_4b.safetensors",
+        "t5xxl_fp16.safetensors",
+        "t5xxl_fp8_e4m3fn_scaled.safetensors",
+        "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+    ],
+    "diffusion_models": [
+        "flux1-dev.safetensors",
+        "hidream_e1_1_bf16.safetensors",
+        "wan2.2_fun_inpaint_high_noise_14B_fp8_scaled.safetensors",
+        "wan2.2_fun_inpaint_low_noise_14B_fp8_scaled.safetensors",
+        "z_image_turbo_bf16.safetensors",
+    ],
+    "clip_vision": ["sigclip_vision_patch14_384.safetensors"],
+    "style_models": ["flux1-redux-dev.safetensors"],
+    "embeddings": [],
+    "diffusers": [],
+    "vae_approx": [],
+    "controlnet": [],
+    "gligen": [],
+    "upscale_models": ["RealESRGAN_x4plus.pth"],
+    "custom_nodes": [],
+    "hypernetworks": [],
+    "photomaker": [],
+    "classifiers": [],
+    "model_patches": [],
+    "audio_encoders": [],
+}
+
+# Input images the reference workflows load (LoadImage), created at start-up in the input folder.
+DEFAULT_INPUT_IMAGES = [
+    "example.png",
+    "flux_redux_model_example_reference_image_1.png",
+    "flux_redux_model_example_reference_image_2.png",
+    "hidream_e1_1_input_image.jpg",
+    "image2image_input_image.jpg",
+    "inpaint_example_input_image.png",
+    "video_wan2_2_14B_fun_inpaint_end_image.png",
+    "video_wan2_2_14B_fun_inpaint_start_image.png",
+]
+
+# Which combo input of which node lists which model folder (ComfyUI's loaders).
+COMBO_FOLDERS: dict[tuple[str, str], str] = {
+    **{(c, "ckpt_name"): "checkpoints" for c in (
+        "CheckpointLoaderSimple", "CheckpointLoader", "unCLIPCheckpointLoader",
+        "ImageOnlyCheckpointLoader", "CreateHookModelAsLora", "CreateHookModelAsLoraModelOnly")},
+    **{(c, "lora_name"): "loras" for c in (
+        "LoraLoader", "LoraLoaderModelOnly", "CreateHookLora", "CreateHookLoraModelOnly")},
+    ("VAELoader", "vae_name"): "vae",
+    ("UNETLoader", "unet_name"): "diffusion_models",
+    ("CLIPLoader", "clip_name"): "text_encoders",
+    **{("DualCLIPLoader", f"clip_name{i}"): "text_encoders" for i in (1, 2)},
+    **{("TripleCLIPLoader", f"clip_name{i}"): "text_encoders" for i in (1, 2, 3)},
+    **{("QuadrupleCLIPLoader", f"clip_name{i}"): "text_encoders" for i in (1, 2, 3, 4)},
+    ("CLIPVisionLoader", "clip_name"): "clip_vision",
+    ("StyleModelLoader", "style_model_name"): "style_models",
+    ("UpscaleModelLoader", "model_name"): "upscale_models",
+    ("ControlNetLoader", "control_net_name"): "controlnet",
+    ("DiffControlNetLoader", "control_net_name"): "controlnet",
+    ("GLIGENLoader", "gligen_name"): "gligen",
+    ("HypernetworkLoader", "hypernetwork_name"): "hypernetworks",
+    ("PhotoMakerLoader", "photomaker_model_name"): "photomaker",
+    ("AudioEncoderLoader", "audio_encoder_name"): "audio_encoders",
+    ("ModelPatchLoader", "name"): "model_patches",
+}
+
+IMAGE_COMBOS = {("LoadImage", "image"), ("LoadImageMask", "image")}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
+
+
+@cache
+def bundled_object_info() -> dict:
+    """The recorded server's /object_info (read once; callers get deep copies)."""
+    with gzip.open(DATA_FILE, "rt", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def model_lists(extra: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Default model lists merged with `extra`, each sorted like ComfyUI's get_filename_list."""
+    merged = {folder: set(files) for folder, files in DEFAULT_MODELS.items()}
+    for folder, files in (extra or {}).items():
+        merged.setdefault(folder, set()).update(files)
+    return {folder: sorted(files) for folder, files in merged.items()}
+
+
+def input_image_names(input_dir: Path) -> list[str]:
+    """Image files in the input folder, sorted, as LoadImage lists them."""
+    if not input_dir.is_dir():
+        return []
+    return sorted(p.name for p in input_dir.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _set_options(spec: list, options: list[str], keep_tail: bool) -> None:
+    """Replace a combo spec's option list in place (old `[[...], {...}]` or new COMBO form)."""
+    if isinstance(spec[0], list):
+        tail = [o for o in spec[0] if o not in options] if keep_tail else []
+        spec[0] = options + tail
+    elif spec[0] == "COMBO" and len(spec) > 1:
+        spec[1]["options"] = options
+
+
+def served_object_info(models: dict[str, list[str]], input_images: list[str]) -> dict:
+    """A deep copy of the bundled object_info with model and input-image combos filled in."""
+    info = copy.deepcopy(bundled_object_info())
+    for (class_type, name), folder in COMBO_FOLDERS.items():
+        spec = _combo_spec(info, class_type, name)
+        if spec is not None:
+            # VAELoader also lists built-in approximations (taesd, pixel_space): keep them last.
+            _set_options(spec, list(models.get(folder, [])), keep_tail=class_type == "VAELoader")
+    for class_type, name in IMAGE_COMBOS:
+        spec = _combo_spec(info, class_type, name)
+        if spec is not None:
+            _set_options(spec, list(input_images), keep_tail=False)
+    return info
+
+
+def _combo_spec(info: dict, class_type: str, name: str) -> list | None:
+    """The input spec list of `class_type.name`, or None if the class or input is absent."""
+    node = info.get(class_type)
+    if node is None:
+        return None
+    for category in ("required", "optional"):
+        spec = node["input"].get(category, {}).get(name)
+        if spec is not None:
+            return spec
+    return None

@@ -1,0 +1,134 @@
+"""Pictures drawn from generation parameters, so that every knob visibly changes the output.
+
+seed -> background gradient and shape layout; prompt -> palette (hashed) and the caption;
+steps -> detail (number of shapes); cfg -> contrast; width/height -> size (capped, aspect kept).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+import textwrap
+
+from PIL import Image, ImageDraw, ImageEnhance, ImageFont
+from PIL.PngImagePlugin import PngInfo
+
+MAX_SIDE = 1024
+PREVIEW_SIDE = 256
+MAX_SHAPES = 160
+
+
+def output_size(width: object, height: object, cap: int = MAX_SIDE) -> tuple[int, int]:
+    """(w, h) from the requested size, scaled down proportionally so the longer side <= cap."""
+    w = max(1, int(width or 512))
+    h = max(1, int(height or 512))
+    scale = min(1.0, cap / max(w, h))
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def palette(text: str, count: int = 6) -> list[tuple[int, int, int]]:
+    """Colours derived from a hash of the prompt text (same text -> same palette)."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return [(digest[3 * i], digest[3 * i + 1], digest[3 * i + 2]) for i in range(count)]
+
+
+def solid_color(color: int) -> tuple[int, int, int]:
+    """ComfyUI's EmptyImage colour integer 0xRRGGBB as an RGB tuple."""
+    color = int(color)
+    return (color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF
+
+
+def _gradient(size: tuple[int, int], rng: random.Random, colors: list) -> Image.Image:
+    """A smooth 2x2 colour field scaled up to `size`."""
+    corners = Image.new("RGB", (2, 2))
+    corners.putdata([rng.choice(colors) for _ in range(4)])
+    return corners.resize(size, Image.Resampling.BILINEAR)
+
+
+def _shapes(image: Image.Image, rng: random.Random, colors: list, count: int) -> None:
+    """Draw `count` seeded ellipses and rectangles on the image."""
+    draw = ImageDraw.Draw(image, "RGBA")
+    w, h = image.size
+    for _ in range(count):
+        x, y = rng.uniform(0, w), rng.uniform(0, h)
+        r = rng.uniform(0.03, 0.25) * min(w, h) + 1
+        fill = (*rng.choice(colors), rng.randint(90, 220))
+        box = (x - r, y - r * rng.uniform(0.5, 1.5), x + r, y + r)
+        if rng.random() < 0.6:
+            draw.ellipse(box, fill=fill)
+        else:
+            draw.rectangle(box, fill=fill)
+
+
+def _caption(image: Image.Image, text: str, seed: int) -> None:
+    """Write the prompt text and seed along the bottom edge."""
+    w, h = image.size
+    size = max(8, min(w, h) // 18)
+    font = ImageFont.load_default(size=size)
+    chars = max(8, int(w / (size * 0.55)))
+    lines = textwrap.wrap(text, chars)[:3] + [f"seed {seed}"]
+    draw = ImageDraw.Draw(image, "RGBA")
+    top = h - (len(lines) * (size + 2)) - 4
+    draw.rectangle((0, top - 2, w, h), fill=(0, 0, 0, 110))
+    for i, line in enumerate(lines):
+        draw.text((4, top + i * (size + 2)), line, fill=(255, 255, 255, 230), font=font)
+
+
+def render(params: dict, index: int = 0, cap: int = MAX_SIDE) -> Image.Image:
+    """The picture for one generation (`index` is the position within the batch)."""
+    size = output_size(params.get("width"), params.get("height"), cap)
+    if "color" in params and not params.get("sampled"):
+        return Image.new("RGB", size, solid_color(params["color"]))
+    seed = int(params.get("seed", 0)) + index
+    text = str(params.get("prompt", ""))
+    rng = random.Random(seed)
+    colors = palette(text + "|" + str(params.get("negative", "")))
+    image = _gradient(size, rng, colors)
+    steps = int(params.get("steps", 20))
+    _shapes(image, rng, colors, min(MAX_SHAPES, 4 + 3 * steps))
+    cfg = float(params.get("cfg", 7.0))
+    image = ImageEnhance.Contrast(image).enhance(max(0.2, min(3.0, 0.35 + cfg / 8)))
+    if min(size) >= 48:
+        _caption(image, text, seed)
+    return image
+
+
+def preview_jpeg(final: Image.Image, step: int, total: int, seed: int) -> bytes:
+    """A sampler preview at `step` of `total`: the small final picture emerging from noise."""
+    noise = Image.effect_noise(final.size, 80).convert("RGB")
+    tint = Image.new("RGB", final.size, palette(str(seed))[0])
+    start = Image.blend(noise, tint, 0.35)
+    frame = Image.blend(start, final, max(0.0, min(1.0, step / max(1, total))))
+    buf = io.BytesIO()
+    frame.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def small_copy(image: Image.Image, side: int = PREVIEW_SIDE) -> Image.Image:
+    """A copy no larger than `side` on its longer edge (for previews)."""
+    copy = image.copy()
+    copy.thumbnail((side, side))
+    return copy
+
+
+def png_bytes(image: Image.Image, prompt: dict | None, extra_pnginfo: dict | None) -> bytes:
+    """PNG bytes with ComfyUI's tEXt chunks: `prompt` and one chunk per extra_pnginfo key."""
+    info = PngInfo()
+    if prompt is not None:
+        info.add_text("prompt", json.dumps(prompt))
+    for key, value in (extra_pnginfo or {}).items():
+        info.add_text(key, json.dumps(value))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", pnginfo=info, compress_level=4)
+    return buf.getvalue()
+
+
+def webp_bytes(frames: list[Image.Image], fps: float) -> bytes:
+    """An animated WEBP of the frames (SaveAnimatedWEBP)."""
+    buf = io.BytesIO()
+    duration = int(1000 / max(0.01, float(fps)))
+    frames[0].save(buf, format="WEBP", save_all=True, append_images=frames[1:],
+                   duration=duration, lossless=False, quality=80)
+    return buf.getvalue()

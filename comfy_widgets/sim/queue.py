@@ -1,0 +1,99 @@
+"""ComfyUI's PromptQueue: a heap ordered by `number`, the running items, and the history.
+
+Every change calls `on_change` (the server broadcasts a `status` frame), as PromptQueue does
+through `server.queue_updated()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import heapq
+from collections.abc import Callable
+
+MAX_HISTORY = 10000
+
+
+class PromptQueue:
+    """Pending items `[number, prompt_id, prompt, extra_data, outputs]`, running ones, history."""
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self.on_change = on_change
+        self.pending: list[tuple] = []
+        self.running: dict[int, list] = {}
+        self.history: dict[str, dict] = {}
+        self._task_counter = 0
+        self._wakeup = asyncio.Event()
+
+    def put(self, item: list) -> None:
+        """Queue an item; the heap orders by number, then prompt_id."""
+        heapq.heappush(self.pending, tuple(item))
+        self._wakeup.set()
+        self.on_change()
+
+    async def get(self) -> tuple[int, list]:
+        """Wait for the next item, mark it running and return (task id, item)."""
+        while not self.pending:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        item = list(heapq.heappop(self.pending))
+        task_id = self._task_counter
+        self._task_counter += 1
+        self.running[task_id] = copy.deepcopy(item)
+        self.on_change()
+        return task_id, item
+
+    def task_done(self, task_id: int, outputs: dict, meta: dict, status: dict) -> None:
+        """Move a finished item to the history (oldest first, capped) and announce it."""
+        item = self.running.pop(task_id)
+        if len(self.history) > MAX_HISTORY:
+            self.history.pop(next(iter(self.history)))
+        self.history[item[1]] = {"prompt": item, "outputs": outputs, "status": status,
+                                 "meta": meta}
+        self.on_change()
+
+    def remaining(self) -> int:
+        """Pending plus running items, as `queue_remaining` reports."""
+        return len(self.pending) + len(self.running)
+
+    def snapshot(self) -> dict:
+        """The GET /queue body: running items and the pending heap in heap order."""
+        return {"queue_running": [copy.deepcopy(i) for i in self.running.values()],
+                "queue_pending": [list(copy.deepcopy(i)) for i in self.pending]}
+
+    def running_ids(self) -> list[str]:
+        """prompt_ids of the running items."""
+        return [item[1] for item in self.running.values()]
+
+    def delete(self, prompt_ids: list) -> None:
+        """Remove pending items by prompt_id (unknown ids are ignored), then announce."""
+        for prompt_id in prompt_ids:
+            for i, item in enumerate(self.pending):
+                if item[1] == prompt_id:
+                    self.pending.pop(i)
+                    heapq.heapify(self.pending)
+                    self.on_change()
+                    break
+
+    def clear(self) -> None:
+        """Drop every pending item."""
+        self.pending = []
+        self.on_change()
+
+    def get_history(self, prompt_id: str | None = None, max_items: int | None = None) -> dict:
+        """History entries: one by id ({} if unknown), or the last `max_items`, oldest first."""
+        if prompt_id is not None:
+            entry = self.history.get(prompt_id)
+            return {prompt_id: copy.deepcopy(entry)} if entry is not None else {}
+        keys = list(self.history)
+        if max_items is not None:
+            keys = keys[max(0, len(keys) - max_items):]
+        return {k: copy.deepcopy(self.history[k]) for k in keys}
+
+    def wipe_history(self) -> None:
+        """POST /history {"clear": true}."""
+        self.history.clear()
+
+    def delete_history(self, prompt_id: str) -> None:
+        """POST /history {"delete": [...]} for one id."""
+        self.history.pop(prompt_id, None)

@@ -1,0 +1,245 @@
+"""HTTP routes of the simulated server, each also under /api, answering as ComfyUI 0.3.64 does.
+
+A body that is not JSON makes a handler raise, and aiohttp answers 500 "Server got itself in
+trouble" in text/plain, which is exactly what ComfyUI (also aiohttp) sends.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import os
+import platform
+import sys
+import uuid
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from comfy_widgets.sim.validation import validate_prompt
+
+if TYPE_CHECKING:
+    from comfy_widgets.sim.server import SimServer
+
+EXTENSIONS = ["/extensions/core/groupNode.js", "/extensions/core/clipspace.js",
+              "/extensions/core/widgetInputs.js"]
+FORCE_DOWNLOAD = {"text/html", "text/html-sandboxed", "application/xhtml+xml",
+                  "text/javascript", "text/css"}
+VERSION = "0.3.64"
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+def _prompt_error(error: dict, node_errors: dict | None = None) -> web.Response:
+    return _json({"error": error, "node_errors": node_errors or {}}, status=400)
+
+
+class Routes:
+    """The request handlers of one SimServer."""
+
+    def __init__(self, server: SimServer) -> None:
+        self.server = server
+
+    # -- prompts and queue ----------------------------------------------------------------
+    async def get_prompt(self, request: web.Request) -> web.Response:
+        return _json(self.server.queue_info())
+
+    async def post_prompt(self, request: web.Request) -> web.Response:
+        server = self.server
+        data = await request.json()
+        if "number" in data:
+            number = float(data["number"])
+        else:
+            number = server.number
+            if "front" in data and data["front"]:
+                number = -number
+            server.number += 1
+        if "prompt" not in data:
+            return _prompt_error({"type": "no_prompt", "message": "No prompt provided",
+                                  "details": "No prompt provided", "extra_info": {}})
+        prompt = data["prompt"]
+        prompt_id = str(data.get("prompt_id", uuid.uuid4()))
+        targets = data.get("partial_execution_targets")
+        result = validate_prompt(prompt, server.object_info(), server.input_file_exists)
+        if not result.ok:
+            return _prompt_error(result.error, result.node_errors)
+        outputs = [o for o in result.outputs if targets is None or o in targets]
+        extra_data = dict(data.get("extra_data", {}))
+        if "client_id" in data:
+            extra_data["client_id"] = data["client_id"]
+        server.enqueue(number, prompt_id, prompt, extra_data, outputs)
+        return _json({"prompt_id": prompt_id, "number": number,
+                      "node_errors": result.node_errors})
+
+    async def get_queue(self, request: web.Request) -> web.Response:
+        return _json(self.server.queue.snapshot())
+
+    async def post_queue(self, request: web.Request) -> web.Response:
+        data = await request.json()
+        if "clear" in data and data["clear"]:
+            self.server.queue.clear()
+        if "delete" in data:
+            self.server.queue.delete(list(data["delete"]))
+        return web.Response(status=200)
+
+    async def post_interrupt(self, request: web.Request) -> web.Response:
+        try:
+            data = await request.json()
+        except json.JSONDecodeError:
+            data = {}
+        self.server.interrupt(data.get("prompt_id"))
+        return web.Response(status=200)
+
+    async def post_free(self, request: web.Request) -> web.Response:
+        await request.json()
+        return web.Response(status=200)
+
+    # -- history --------------------------------------------------------------------------
+    async def get_history(self, request: web.Request) -> web.Response:
+        max_items = request.rel_url.query.get("max_items")
+        return _json(self.server.queue.get_history(
+            max_items=int(max_items) if max_items is not None else None))
+
+    async def get_history_item(self, request: web.Request) -> web.Response:
+        return _json(self.server.queue.get_history(request.match_info["prompt_id"]))
+
+    async def post_history(self, request: web.Request) -> web.Response:
+        data = await request.json()
+        if "clear" in data and data["clear"]:
+            self.server.queue.wipe_history()
+        for prompt_id in data.get("delete", []) if "delete" in data else []:
+            self.server.queue.delete_history(prompt_id)
+        return web.Response(status=200)
+
+    # -- files ----------------------------------------------------------------------------
+    async def view(self, request: web.Request) -> web.StreamResponse:
+        query = request.rel_url.query
+        name = query.get("filename")
+        if name is None:
+            return web.Response(status=404)
+        if not name or name[0] == "/" or ".." in name:
+            return web.Response(status=400)
+        base = self.server.folder(query.get("type", "output"))
+        if base is None:
+            return web.Response(status=400)
+        folder = os.path.abspath(base)
+        if "subfolder" in query:
+            wanted = os.path.abspath(os.path.join(folder, query["subfolder"]))
+            if os.path.commonpath((wanted, folder)) != folder:
+                return web.Response(status=403)
+            folder = wanted
+        name = os.path.basename(name)
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            return web.Response(status=404)
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if content_type in FORCE_DOWNLOAD:
+            content_type = "application/octet-stream"
+        return web.FileResponse(path, headers={"Content-Disposition": f'filename="{name}"',
+                                               "Content-Type": content_type})
+
+    async def upload_image(self, request: web.Request) -> web.Response:
+        post = await request.post()
+        image = post.get("image")
+        if image is None or not hasattr(image, "file") or not image.filename:
+            return web.Response(status=400)
+        kind = post.get("type") or "input"
+        base = self.server.folder(kind)
+        if base is None:
+            return web.Response(status=400)
+        base_str = os.path.abspath(base)
+        subfolder = str(post.get("subfolder", ""))
+        folder = os.path.join(base_str, os.path.normpath(subfolder))
+        filename = image.filename
+        path = os.path.abspath(os.path.join(folder, filename))
+        if os.path.commonpath((base_str, path)) != base_str:
+            return web.Response(status=400)
+        os.makedirs(folder, exist_ok=True)
+        content = image.file.read()
+        if post.get("overwrite") not in ("true", "1"):
+            stem, ext = os.path.splitext(filename)
+            i = 1
+            while os.path.exists(path):
+                if open(path, "rb").read() == content:  # same bytes: reuse the file
+                    return _json({"name": filename, "subfolder": subfolder, "type": kind})
+                filename = f"{stem} ({i}){ext}"
+                path = os.path.join(folder, filename)
+                i += 1
+        with open(path, "wb") as f:
+            f.write(content)
+        return _json({"name": filename, "subfolder": subfolder, "type": kind})
+
+    # -- server information ---------------------------------------------------------------
+    async def object_info(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.server.object_info_body(),
+                            content_type="application/json", charset="utf-8")
+
+    async def object_info_one(self, request: web.Request) -> web.Response:
+        name = request.match_info["node_class"]
+        info = self.server.object_info()
+        return _json({name: info[name]} if name in info else {})
+
+    async def system_stats(self, request: web.Request) -> web.Response:
+        total = 16 * 1024**3
+        return _json({
+            "system": {"os": os.name, "ram_total": total, "ram_free": total // 2,
+                       "comfyui_version": VERSION, "required_frontend_version": "1.27.10",
+                       "installed_templates_version": "0.1.95",
+                       "required_templates_version": "0.1.95",
+                       "python_version": sys.version, "pytorch_version": "simulated",
+                       "embedded_python": False,
+                       "argv": ["comfy_widgets.sim", "--port", str(self.server.port)]},
+            "devices": [{"name": f"simulated {platform.machine()} cpu", "type": "cpu",
+                         "index": None, "vram_total": total, "vram_free": total // 2,
+                         "torch_vram_total": total, "torch_vram_free": total // 2}]})
+
+    async def features(self, request: web.Request) -> web.Response:
+        from comfy_widgets.sim.server import SERVER_FEATURES
+
+        return _json(SERVER_FEATURES)
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        return _json(self.server.models().get("embeddings", []))
+
+    async def model_folders(self, request: web.Request) -> web.Response:
+        return _json(list(self.server.models()))
+
+    async def model_files(self, request: web.Request) -> web.Response:
+        folder = request.match_info["folder"]
+        models = self.server.models()
+        if folder not in models:
+            return web.Response(status=404)
+        return _json(models[folder])
+
+    async def extensions(self, request: web.Request) -> web.Response:
+        return _json(EXTENSIONS)
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.Response(text="comfy_widgets simulated ComfyUI " + VERSION,
+                            content_type="text/plain")
+
+
+def build_app(server: SimServer) -> web.Application:
+    """The aiohttp application with every route, also under /api."""
+    r = Routes(server)
+    table = [
+        ("GET", "/ws", server.websocket), ("GET", "/prompt", r.get_prompt),
+        ("POST", "/prompt", r.post_prompt), ("GET", "/queue", r.get_queue),
+        ("POST", "/queue", r.post_queue), ("POST", "/interrupt", r.post_interrupt),
+        ("POST", "/free", r.post_free), ("GET", "/history", r.get_history),
+        ("GET", "/history/{prompt_id}", r.get_history_item), ("POST", "/history", r.post_history),
+        ("GET", "/view", r.view), ("POST", "/upload/image", r.upload_image),
+        ("GET", "/object_info", r.object_info),
+        ("GET", "/object_info/{node_class}", r.object_info_one),
+        ("GET", "/system_stats", r.system_stats), ("GET", "/features", r.features),
+        ("GET", "/embeddings", r.embeddings), ("GET", "/models", r.model_folders),
+        ("GET", "/models/{folder}", r.model_files), ("GET", "/extensions", r.extensions),
+    ]
+    app = web.Application(client_max_size=104857600)
+    for method, path, handler in table:
+        app.router.add_route(method, path, handler)
+        app.router.add_route(method, "/api" + path, handler)
+    app.router.add_route("GET", "/", r.index)
+    return app
