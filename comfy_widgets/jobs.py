@@ -104,10 +104,6 @@ def _nodes_of(prompt: dict[str, Any]) -> dict[str, NodeState]:
     return nodes
 
 
-def _ms(timestamp: int | None) -> float:
-    return timestamp / 1000.0 if timestamp else time.time()
-
-
 class Job:
     """One prompt on one server: awaitable, observable, cancellable."""
 
@@ -293,7 +289,7 @@ class Job:
         if self.done() or self._finishing:
             return
         if isinstance(event, ExecutionStartEvent):
-            self._on_start(_ms(event.timestamp))
+            self._on_start(time.time())
         elif isinstance(event, ExecutionCachedEvent):
             self._on_cached(event)
         elif isinstance(event, ExecutingEvent):
@@ -395,7 +391,7 @@ class Job:
 
     def _on_success(self, event: ExecutionSuccessEvent) -> None:
         self._succeeded = True
-        self.timings["finished_at"] = _ms(event.timestamp)
+        self.timings["finished_at"] = time.time()
         self.client.loop.call_later(SUCCESS_GRACE_S, self._success_grace_over)
 
     def _success_grace_over(self) -> None:

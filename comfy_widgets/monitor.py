@@ -58,15 +58,14 @@ def retry_delays() -> Iterator[float]:
 class _RedactHeaders(logging.Filter):
     """Blank header values in websockets' handshake debug lines, so credentials never log."""
 
-    def __init__(self, names: set[str]):
-        super().__init__()
-        self.names = {n.lower() for n in names}
-
     def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) == 2 and str(args[0]).lower() in self.names:
-            record.args = (args[0], "<redacted>")
+        if record.msg in ("> %s: %s", "< %s: %s") and isinstance(record.args, tuple):
+            record.args = (record.args[0], "<redacted>")
         return True
+
+
+_WS_LOGGER = logging.getLogger(f"{__name__}.websocket")
+_WS_LOGGER.addFilter(_RedactHeaders())
 
 
 def _ws_url(http_url: str, client_id: str) -> str:
@@ -102,8 +101,6 @@ class Monitor:
         self._refresh_again = False
         self._last_poll = 0.0
         self._reconcile_lock = asyncio.Lock()
-        self._ws_logger = logging.getLogger(f"{__name__}.websocket")
-        self._ws_logger.addFilter(_RedactHeaders(set(client._headers)))
 
     # --- lifetime -----------------------------------------------------------------------------
 
@@ -185,7 +182,7 @@ class Monitor:
             max_size=None,
             open_timeout=CONNECT_WAIT_S,
             close_timeout=2,
-            logger=self._ws_logger,
+            logger=_WS_LOGGER,
             compression=None,
         ) as ws:
             self._ws = ws

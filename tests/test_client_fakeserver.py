@@ -37,6 +37,7 @@ class FakeComfy:
         self.queue: list[tuple[int, str]] = []
         self.uploads: dict[str, bytes] = {}
         self.number = 0
+        self.running: str | None = None
         self.hold = asyncio.Event()
         self.hold.set()
         self.feature_flags_reply = feature_flags_reply
@@ -134,8 +135,8 @@ class FakeComfy:
             body = self.prompts[pid]
             return [number, pid, body["prompt"], {"client_id": body.get("client_id")}, []]
 
-        running = [item(*self.queue[0])] if self.queue and not self.hold.is_set() else []
-        pending = [item(*q) for q in (self.queue[1:] if running else self.queue)]
+        running = [item(*q) for q in self.queue if q[1] == self.running]
+        pending = [item(*q) for q in self.queue if q[1] != self.running]
         return web.json_response({"queue_running": running, "queue_pending": pending[::-1]})
 
     async def _post_queue(self, request: web.Request) -> web.Response:
@@ -175,7 +176,9 @@ class FakeComfy:
                 if not self.queue:
                     break
                 _, pid = self.queue[0]
+                self.running = pid
                 await self._run(pid, self.prompts[pid])
+                self.running = None
                 self.queue.pop(0)
                 await self.broadcast_status()
                 await self.send(self.prompts[pid]["client_id"], _msg("executing", node=None,
