@@ -21,7 +21,7 @@ from comfy_widgets.client import running_loop
 from comfy_widgets.errors import ComfyWidgetsError
 from comfy_widgets.outputs import file_refs, output_from_file, text_outputs
 from comfy_widgets.results import TAIL_COLUMNS, OutputRef, build_frame, columns_for, empty_row
-from comfy_widgets.store import TERMINAL_STATES, Store, StoredWorkflow
+from comfy_widgets.store import TERMINAL_STATES, Store, StoredWorkflow, text_or_none
 
 SEED_FIELDS = ("seed", "noise_seed")
 HISTORY_HEAD = ["generation_id", "prompt_id", "workflow", "batch_id", "batch_index", "server",
@@ -35,7 +35,7 @@ def history(
     since: Any = None,
     store: Store | None = None,
 ) -> pd.DataFrame:
-    """Every recorded generation matching the filters, one row per generation.
+    """Every recorded generation matching the filters, one row each, in the order recorded.
 
     ``workflow`` is a name, a content hash, a workflow id or a Workflow; ``since`` a unix time,
     datetime or date string; ``status`` one status or a list. Timestamps are UTC; image cells
@@ -359,10 +359,10 @@ def _history_status(entry: dict) -> tuple[str, str | None, str | None, dict[str,
         return "completed", None, None, timings
     if "execution_error" in messages:
         err = messages["execution_error"]
-        return "failed", err.get("exception_message"), _text(err.get("node_id")), timings
+        return "failed", err.get("exception_message"), text_or_none(err.get("node_id")), timings
     if "execution_interrupted" in messages:
         node = messages["execution_interrupted"].get("node_id")
-        return "cancelled", "interrupted", _text(node), timings
+        return "cancelled", "interrupted", text_or_none(node), timings
     return "failed", status.get("status_str") or "failed", None, timings
 
 
@@ -421,20 +421,6 @@ def rerun(generation_id: int | str, client: Any = None, *, store: Store | None =
         from comfy_widgets.client import connect
 
         client = connect(record["server"], store=store)
-    workflow = _stored_workflow(store, record["workflow_id"])
+    stored = store.workflow_record(record["workflow_id"]) if record["workflow_id"] else None
+    workflow = StoredWorkflow(stored) if stored else None
     return client.submit(record["prompt"], workflow=workflow, parameters=record["parameters"])
-
-
-def _stored_workflow(store: Store, workflow_id: int | None) -> Any:
-    """The recorded workflow as a Workflow object (for the new Job's record), or None."""
-    stored = store.workflow_record(workflow_id) if workflow_id else None
-    if stored is None:
-        return None
-    from comfy_widgets.workflow import Workflow
-
-    return Workflow.load(stored["workflow"], name=stored["name"], allow_unknown_nodes=True)
-
-
-def _text(value: Any) -> str | None:
-    """``str(value)`` unless None."""
-    return None if value is None else str(value)

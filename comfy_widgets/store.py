@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
+import numbers
 import os
 import re
 import sqlite3
@@ -25,8 +25,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from comfy_widgets import pngmeta
 from comfy_widgets.migrations import migrate
-
-log = logging.getLogger(__name__)
 
 STORE_FILENAME = "store.sqlite"
 TERMINAL_STATES = ("completed", "failed", "cancelled", "lost")
@@ -265,7 +263,7 @@ class Store:
     def _save_output(self, folder: Path, prompt_id: str, n: int, output: Any, job: Any) -> dict:
         """Write one output's bytes (PNGs get ComfyUI metadata); return its stored description."""
         record = {
-            "node_id": _str_or_none(getattr(output, "node_id", None)),
+            "node_id": text_or_none(getattr(output, "node_id", None)),
             "filename": getattr(output, "filename", None),
             "subfolder": getattr(output, "subfolder", "") or "",
             "type": getattr(output, "type", None),
@@ -410,7 +408,7 @@ class Store:
             "SELECT g.*, w.name AS workflow_name FROM generations g"
             " LEFT JOIN workflows w ON w.id = g.workflow_id"
             + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY COALESCE(g.batch_id, ''), g.batch_index, g.created_at, g.id"
+            + " ORDER BY g.id"
         )
         return [_parse_generation(row) for row in self.query(sql, args)]
 
@@ -520,8 +518,8 @@ def _job_fields(job: Any) -> dict[str, Any]:
         "server": clean_url(server),
         "parameters_json": to_json(dict(getattr(job, "parameters", None) or {})),
         "prompt_json": to_json(getattr(job, "prompt", None)),
-        "error": _str_or_none(getattr(job, "error_message", None)),
-        "error_node": _str_or_none(getattr(job, "error_node", None)),
+        "error": text_or_none(getattr(job, "error_message", None)),
+        "error_node": text_or_none(getattr(job, "error_node", None)),
         "queued_at": timings.get("queued_at"),
         "started_at": timings.get("started_at"),
         "finished_at": timings.get("finished_at"),
@@ -591,9 +589,9 @@ def _generation_filters(
     where: list[str] = []
     args: list[Any] = []
     if workflow is not None:
-        if isinstance(workflow, int):
+        if isinstance(workflow, numbers.Integral):
             where.append("g.workflow_id = ?")
-            args.append(workflow)
+            args.append(int(workflow))
         elif isinstance(workflow, str):
             where.append("(w.name = ? OR w.content_hash = ?)")
             args += [workflow, workflow]
@@ -611,11 +609,12 @@ def _generation_filters(
         where.append("COALESCE(g.queued_at, g.created_at) >= ?")
         args.append(_unix_time(since))
     if generation_id is not None:
-        if isinstance(generation_id, int):
+        if isinstance(generation_id, numbers.Integral):
             where.append("g.id = ?")
+            args.append(int(generation_id))
         else:
             where.append("g.prompt_id = ?")
-        args.append(generation_id)
+            args.append(str(generation_id))
     return where, args
 
 
@@ -659,6 +658,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _str_or_none(value: Any) -> str | None:
+def text_or_none(value: Any) -> str | None:
     """``str(value)`` unless it is None."""
     return None if value is None else str(value)

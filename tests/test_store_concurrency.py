@@ -58,7 +58,7 @@ def test_two_processes_write_one_store_without_losing_rows(tmp_path):
     store = Store(path)
     assert store.query("PRAGMA integrity_check")[0]["integrity_check"] == "ok"
     rows = store.generation_records(batch_id="shared-batch")
-    assert [r["batch_index"] for r in rows] == list(range(2 * JOBS_PER_WRITER))
+    assert sorted(r["batch_index"] for r in rows) == list(range(2 * JOBS_PER_WRITER))
     assert {r["status"] for r in rows} == {"completed"}
     assert all(Path(r["outputs"][0]["local_path"]).is_file() for r in rows)
     record = store.batch_record("shared-batch")

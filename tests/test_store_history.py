@@ -78,6 +78,8 @@ def test_history_filters_and_columns(store):
     assert list(solo["seed"]) == [99] and solo["batch_id"].isna().all()
     assert len(history(batch_id="b1", store=store)) == 3
     assert history(since="2100-01-01", store=store).empty
+    gid = df["generation_id"].iloc[-1]
+    assert store.generation_records(generation_id=gid)[0]["prompt_id"] == single.prompt_id
 
 
 def test_history_uses_default_store(_isolated_store_home):
