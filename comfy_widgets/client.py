@@ -388,7 +388,7 @@ class Client:
         job.start()
         return job
 
-    def batch(self, workflow: Any, count: int = 1, **variations: Any) -> Batch:
+    def batch(self, workflow: Any, count: int | None = None, **variations: Any) -> Batch:
         """Run many variations of a workflow (see comfy_widgets.batch.Batch)."""
         from comfy_widgets.batch import Batch
 

@@ -1,0 +1,387 @@
+"""The batch runner: many variations of one workflow, queued a few at a time on one or more servers.
+
+``Batch`` builds the variation plan, validates every item (a bad value queues nothing), records
+the batch in the store, then keeps at most ``concurrency`` items in flight per server, sending
+each next item to the least-loaded server. Each item is a Job (``batch_id``/``batch_index`` set),
+so it has its own progress and store record. ``batch.df`` / ``await batch`` give the results as
+a DataFrame (see ``comfy_widgets.results``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import uuid
+from collections.abc import Callable, Generator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from comfy_widgets.client import Client, connect, running_loop
+from comfy_widgets.errors import BlockingCallError
+from comfy_widgets.plan import VariationPlan
+from comfy_widgets.results import (
+    OutputRef,
+    ResultsFrame,
+    build_frame,
+    columns_for,
+    empty_row,
+    job_row,
+)
+from comfy_widgets.uploads import prepare_image_values
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from comfy_widgets.jobs import Job
+    from comfy_widgets.workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 8
+STATUSES = ("pending", "running", "completed", "partial", "cancelled", "failed")
+
+
+class Batch:
+    """Runs every item of a variation plan and collects the results (see module docstring).
+
+    Made by ``client.batch(workflow, count=..., **variations)``; starts at once and returns
+    without waiting. ``servers`` is a list of Clients or URLs to spread the work over (default:
+    ``client`` alone). ``concurrency`` bounds the items queued or running per server.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        workflow: Any,
+        count: int | None = None,
+        *,
+        mode: str = "grid",
+        concurrency: int = DEFAULT_CONCURRENCY,
+        servers: Sequence[Client | str] | None = None,
+        plan_seed: int | None = None,
+        **variations: Any,
+    ):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, not {concurrency}")
+        self.client = client
+        self.workflow = _load_workflow(workflow)
+        self.id = str(uuid.uuid4())
+        self.concurrency = concurrency
+        self.servers = _server_clients(client, servers)
+        self.variation_plan = VariationPlan(
+            variations,
+            count=count,
+            mode=mode,
+            plan_seed=plan_seed,
+            parameters=self.workflow.parameters(),
+        )
+        self._items = self.variation_plan.validate(self._prepare_item)
+        self.plan: pd.DataFrame = self.variation_plan.to_frame()
+        self.status = "pending"
+        self._jobs: list[Job | None] = [None] * len(self._items)
+        self._refs: dict[int, list[OutputRef]] = {}
+        self._stopping = False
+        self._subscribers: list[Callable[[Batch], None]] = []
+        self._future: concurrent.futures.Future[ResultsFrame] = concurrent.futures.Future()
+        self._wake = asyncio.Event()
+        self._live: dict[Client, set[int]] = {server: set() for server in self.servers}
+        self._sent: dict[Client, int] = dict.fromkeys(self.servers, 0)
+        self._finished = 0
+        self._record()
+        client.spawn(self._run())
+
+    def __repr__(self) -> str:
+        return (
+            f"<Batch {self.id[:8]} {self.status} {self.completed_count}/{self.total} completed"
+            f"{f', {self.failed_count} failed' if self.failed_count else ''}>"
+        )
+
+    # --- counts and views -------------------------------------------------------------------
+
+    @property
+    def total(self) -> int:
+        """Number of items in the plan."""
+        return len(self._items)
+
+    @property
+    def plan_seed(self) -> int:
+        """The seed random seeds were drawn from; pass it as ``plan_seed`` to get them again."""
+        return self.variation_plan.plan_seed
+
+    @property
+    def varied(self) -> list[str]:
+        """Names of the parameters that vary across items."""
+        return self.variation_plan.varied
+
+    @property
+    def jobs(self) -> list[Job]:
+        """The Jobs created so far, in item order (items not yet sent have none)."""
+        return [job for job in self._jobs if job is not None]
+
+    def _count(self, state: str) -> int:
+        return sum(1 for job in self._jobs if job is not None and job.state == state)
+
+    @property
+    def completed_count(self) -> int:
+        """Items that completed."""
+        return self._count("completed")
+
+    @property
+    def failed_count(self) -> int:
+        """Items that failed."""
+        return self._count("failed")
+
+    @property
+    def cancelled_count(self) -> int:
+        """Items cancelled, including those never sent because the batch was stopped."""
+        never_sent = sum(1 for job in self._jobs if job is None) if self.done() else 0
+        return self._count("cancelled") + never_sent
+
+    @property
+    def running_count(self) -> int:
+        """Items running on a server now."""
+        return self._count("running")
+
+    def done(self) -> bool:
+        """True once every item has finished (or was never sent because of a stop)."""
+        return self._future.done()
+
+    @property
+    def df(self) -> ResultsFrame:
+        """The results so far: one row per item, in batch_index order."""
+        rows = []
+        for index in range(self.total):
+            row = {"batch_id": self.id, "batch_index": index, **self.variation_plan.row(index)}
+            row.update(self._item_columns(index))
+            rows.append(row)
+        return build_frame(rows, columns_for(self.variation_plan.columns))
+
+    def _item_columns(self, index: int) -> dict[str, Any]:
+        job = self._jobs[index]
+        if job is None:
+            return empty_row("cancelled" if self._stopping or self.done() else "pending")
+        refs = self._refs.get(index)
+        if refs is None:
+            refs = [OutputRef.from_output(o, client=job.client) for o in job.outputs]
+            if job.done():
+                self._refs[index] = refs  # keep the thumbnails cache of finished items
+        return job_row(job, refs)
+
+    # --- observers --------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[Batch], None]) -> Callable[[], None]:
+        """Call ``callback(batch)`` (loop thread) after each item change; returns unsubscribe."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _on_job(self, job: Job) -> None:
+        """A job changed: free its server slot once it is done, then tell subscribers."""
+        live = self._live[job.client]
+        if job.done() and job.batch_index in live:
+            live.discard(job.batch_index)
+            self._finished += 1
+        self._changed()
+
+    def _changed(self) -> None:
+        self._wake.set()
+        for callback in list(self._subscribers):
+            try:
+                callback(self)
+            except Exception:
+                log.exception("batch subscriber failed")
+
+    # --- preparing --------------------------------------------------------------------------
+
+    def _prepare_item(self, values: dict[str, Any]) -> tuple[dict, dict, list]:
+        """Validate one item: its API prompt, the values used and the images to upload."""
+        image_names = {
+            n for p in self.workflow.parameters() if p.type == "image" for n in (p.name, p.key)
+        }
+        merged, uploads = prepare_image_values(image_names, values)
+        return self.workflow.apply(merged), merged, uploads
+
+    def _record(self) -> None:
+        """Record the batch and its whole plan in the store before anything is queued."""
+        store = self.client.store
+        if store is None or store is False:
+            return
+        try:
+            store.create_batch(
+                self.id,
+                self.workflow,
+                self.total,
+                spec=self.variation_plan.describe(),
+                plan_seed=self.plan_seed,
+                plan_rows=[values for _, values, _ in self._items],
+                servers=[server.url for server in self.servers],
+                status=self.status,
+                prompts=[prompt for prompt, _, _ in self._items],
+                columns=self.variation_plan.columns,
+            )
+        except Exception:
+            log.exception("store.create_batch failed for batch %s", self.id)
+
+    def _store_status(self) -> None:
+        store = self.client.store
+        if store is None or store is False:
+            return
+        try:
+            store.batch_updated(self)
+        except Exception:
+            log.exception("store.batch_updated failed for batch %s", self.id)
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """Send items in order while a server has a free slot; finish when all are done."""
+        self._set_status("running")
+        try:
+            for index in range(self.total):
+                server = await self._free_server()
+                if server is None:
+                    break
+                self._send(index, server)
+            await self._wait_until(lambda: self._finished == sum(self._sent.values()))
+        except Exception:
+            log.exception("batch %s stopped by an unexpected error", self.id)
+            self._stopping = True
+        self.status = self._final_status()
+        self._future.set_result(self.df)  # before notifying, so subscribers see done()
+        self._store_status()
+        self._changed()
+
+    async def _free_server(self) -> Client | None:
+        """The least-loaded server with a free slot (waits for one); None once stopping."""
+        await self._wait_until(lambda: self._stopping or bool(self._open_servers()))
+        if self._stopping:
+            return None
+        return min(self._open_servers(), key=self._load)
+
+    def _open_servers(self) -> list[Client]:
+        return [s for s in self.servers if len(self._live[s]) < self.concurrency]
+
+    def _load(self, server: Client) -> tuple[int, int]:
+        """In-flight items first, then items sent so far, so equal servers take turns."""
+        return len(self._live[server]), self._sent[server]
+
+    def _send(self, index: int, server: Client) -> None:
+        prompt, values, uploads = self._items[index]
+        job = server.submit(
+            prompt,
+            workflow=self.workflow,
+            parameters=values,
+            uploads=uploads,
+            batch_id=self.id,
+            batch_index=index,
+        )
+        self._jobs[index] = job
+        self._live[server].add(index)
+        self._sent[server] += 1
+        job.subscribe(self._on_job)
+        if job.done():  # finished before we subscribed (e.g. failed at once)
+            self._on_job(job)
+        self._changed()
+
+    async def _wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait on the loop until ``predicate()`` holds (re-checked after every change)."""
+        while not predicate():
+            self._wake.clear()
+            await self._wake.wait()
+
+    def _set_status(self, status: str) -> None:
+        self.status = status
+        self._store_status()
+        self._changed()
+
+    def _final_status(self) -> str:
+        """completed, failed (nothing completed), partial, or cancelled (stopped early)."""
+        states = [job.state if job is not None else "cancelled" for job in self._jobs]
+        if self._stopping and "cancelled" in states:
+            return "cancelled"
+        if all(s == "completed" for s in states):
+            return "completed"
+        if "completed" not in states:
+            return "failed"
+        return "partial"
+
+    # --- stopping ---------------------------------------------------------------------------
+
+    def stop(self, interrupt: bool = False) -> concurrent.futures.Future[None]:
+        """Stop remaining items from any thread: nothing more is sent, queued items are deleted.
+
+        Items already running finish, unless ``interrupt=True``. Returns a future that resolves
+        once the servers have been told (``await batch.stop_async()`` inside a loop).
+        """
+        self._stopping = True
+        return self.client.spawn(self.stop_async(interrupt))
+
+    async def stop_async(self, interrupt: bool = False) -> None:
+        """Stop remaining items and wait until the servers have been told (see ``stop``)."""
+        self._stopping = True
+        self._changed()
+        await self._wait_until(lambda: all(j is None or j.posted or j.done() for j in self._jobs))
+        live = [j for j in self._jobs if j is not None and not j.done()]
+        by_server: dict[Client, list[Job]] = {}
+        for job in live:
+            by_server.setdefault(job.client, []).append(job)
+        await asyncio.gather(*(self._stop_on(s, jobs, interrupt) for s, jobs in by_server.items()))
+
+    async def _stop_on(self, server: Client, jobs: list[Job], interrupt: bool) -> None:
+        """Delete this server's queued items, settle them, and interrupt running ones if asked."""
+        queued = [j for j in jobs if j.state == "queued"]
+        if queued:
+            await server.delete_queued([j.prompt_id for j in queued])
+            await server.monitor.reconcile(queued, lost="cancel")
+        if interrupt:
+            running = [j for j in jobs if not j.done()]
+            await asyncio.gather(*(j.cancel_async() for j in running))
+
+    # --- results ----------------------------------------------------------------------------
+
+    def __await__(self) -> Generator[Any, None, ResultsFrame]:
+        return asyncio.wrap_future(self._future).__await__()
+
+    def result(self, timeout: float | None = None) -> ResultsFrame:
+        """Block until every item is done (plain scripts); inside a running loop ``await batch``."""
+        if running_loop() is not None:
+            raise BlockingCallError(
+                "batch.result() would block the running event loop; use `await batch` instead"
+            )
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"batch {self.id} not done after {timeout} s") from None
+
+    def export(self, folder: str | Path, **kwargs: Any) -> Path:
+        """Write the results (CSV/Parquet, output files, grid.png, index.html) to ``folder``."""
+        from comfy_widgets.export import export_batch
+
+        return export_batch(self.df, folder, store=self.client.store or None, **kwargs)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """Show the live batch progress view (cards, summary, Stop remaining)."""
+        from comfy_widgets.widgets.batch_view import BatchView
+
+        return BatchView(self)._repr_mimebundle_(**kwargs)
+
+
+def _load_workflow(workflow: Any) -> Workflow:
+    """A Workflow from a Workflow, path, dict or JSON text."""
+    from comfy_widgets.workflow import Workflow
+
+    return workflow if isinstance(workflow, Workflow) else Workflow.load(workflow)
+
+
+def _server_clients(client: Client, servers: Sequence[Client | str] | None) -> list[Client]:
+    """The pool: ``client`` alone, or the given Clients and URLs (URLs share client's store)."""
+    if not servers:
+        return [client]
+    pool = [s if isinstance(s, Client) else connect(s, store=client.store) for s in servers]
+    return list(dict.fromkeys(pool))
