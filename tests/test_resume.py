@@ -1,0 +1,155 @@
+"""resume() and rerun() against the simulated server: every way a batch item can be left behind."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from comfy_widgets import pngmeta, sim
+from comfy_widgets.client import connect
+from comfy_widgets.history import history, rerun, resume
+from comfy_widgets.store import Store
+from tests.store_fakes import FakeWorkflow
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "comfy_widgets" / "examples"
+TRACES = Path(__file__).resolve().parents[2] / "shared" / "comfyui-reference" / "traces"
+EMPTY_IMAGE = json.loads((EXAMPLES / "empty_image_api.json").read_text())
+
+
+def empty_image(color: int) -> dict:
+    """A model-free prompt whose image depends on ``color``."""
+    prompt = copy.deepcopy(EMPTY_IMAGE)
+    prompt["1"]["inputs"].update(width=32, height=32, color=color)
+    return prompt
+
+
+@pytest.fixture
+def server():
+    with sim.serve(seconds_per_step=0.01) as handle:
+        yield handle
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store(tmp_path / "store.sqlite")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def client(server, store):
+    client = connect(server.url, store=store)
+    yield client
+    client.close()
+
+
+def _call(client, coro):
+    """Run a client coroutine from this (loop-less) test thread."""
+    return client.spawn(coro).result(timeout=30)
+
+
+def _finished(store, job, timeout: float = 30):
+    """Wait for the job, then for its store record (the hook runs right after the job resolves)."""
+    job.result(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = store.generation_records(generation_id=job.prompt_id)
+        if rows and rows[0]["status"] == "completed":
+            return rows[0]
+        time.sleep(0.01)
+    raise AssertionError(f"job {job.prompt_id} was not recorded as completed")
+
+
+def _item(store, client, batch_id: str, index: int, prompt: dict, prompt_id: str):
+    """A job-like record of one batch item, for writing states by hand."""
+    from comfy_widgets.history import ResumedJob
+
+    return ResumedJob(prompt_id, client, None, {"color": index}, prompt, batch_id, index)
+
+
+def test_resume_settles_every_kind_of_unfinished_item(server, store, client):
+    prompts = [empty_image(1000 + i) for i in range(6)]
+    workflow = FakeWorkflow(EMPTY_IMAGE, name="empty")
+    store.create_batch("b", workflow, 6, {}, 0, [{"color": 1000 + i} for i in range(6)],
+                       [server.url], prompts=prompts, columns=["color"])
+    # 0: ran through a Job with store hooks (completed before the "crash")
+    client.submit(prompts[0], batch_id="b", batch_index=0).result(timeout=30)
+    # 1: queued and recorded, finished on the server while nobody listened
+    ids = [str(uuid.uuid4()) for _ in range(6)]
+    _call(client, client.queue_prompt(prompts[1], prompt_id=ids[1]))
+    store.job_queued(_item(store, client, "b", 1, prompts[1], ids[1]))
+    # 2: recorded as queued but the server never had it (lost, e.g. server restart)
+    store.job_queued(_item(store, client, "b", 2, prompts[2], ids[2]))
+    # 3: recorded pending, crashed before the POST
+    store.record_job(_item(store, client, "b", 3, prompts[3], ids[3]), "pending")
+    # 4: POSTed, crashed before it was recorded
+    _call(client, client.queue_prompt(prompts[4], prompt_id=ids[4]))
+    # 5: never recorded, never sent
+
+    df = resume("b", client, store=store, poll_interval=0.02)
+
+    assert list(df["status"]) == ["completed", "completed", "lost", "completed", "completed",
+                                  "completed"]
+    assert df["prompt_id"].iloc[3] == ids[3] and df["prompt_id"].iloc[4] == ids[4]
+    assert store.batch_record("b")["status"] == "partial"
+    done = df[df["status"] == "completed"]
+    assert all(Path(ref.local_path).is_file() for ref in done["image"])
+    server_history = _call(client, client.get_history())
+    sent = [entry["prompt"][2] for entry in server_history.values()]
+    assert [sent.count(p) for p in prompts] == [1, 1, 0, 1, 1, 1]
+
+    again = resume("b", client, store=store, requeue_lost=True, poll_interval=0.02)
+    assert set(again["status"]) == {"completed"}
+    assert store.batch_record("b")["status"] == "completed"
+    assert len(history(batch_id="b", store=store)) == 6
+    files = list((store.outputs_dir / "b").glob("*.png"))
+    assert len(files) == 6
+
+
+def test_resume_follows_items_still_queued_and_records_failures(server, store, client):
+    blocker = json.loads((TRACES / "g1_ksampler_real_no_feature_flags" / "workflow_api.json")
+                         .read_text())
+    blocker["3"]["inputs"]["steps"] = 40
+    _call(client, client.queue_prompt(blocker))
+    server.faults.fail_node("EmptyImage")
+    prompts = [empty_image(7 + i) for i in range(3)]
+    store.create_batch("r", None, 3, prompts=prompts, plan_rows=[{}, {}, {}])
+    ids = [str(uuid.uuid4()) for _ in prompts]
+    for i, (prompt, prompt_id) in enumerate(zip(prompts, ids, strict=True)):
+        _call(client, client.queue_prompt(prompt, prompt_id=prompt_id))
+        store.job_queued(_item(store, client, "r", i, prompt, prompt_id))
+    df = resume("r", client, store=store, poll_interval=0.01)
+    assert list(df["prompt_id"]) == ids
+    assert list(df["status"]) == ["failed", "completed", "completed"]
+    assert "Simulated failure" in df["error"].iloc[0]
+    assert df["started_at"].iloc[1] <= df["finished_at"].iloc[1]
+    assert store.batch_record("r")["status"] == "partial"
+
+
+def test_resumed_png_prompt_chunk_requeues_unchanged(server, store, client):
+    prompt = empty_image(4242)
+    row = _finished(store, client.submit(prompt))
+    path = row["outputs"][0]["local_path"]
+    meta = pngmeta.read_comfy_metadata(path)
+    assert meta["prompt"] == prompt
+    again = client.submit(meta["prompt"])
+    _finished(store, again)
+    entry = _call(client, client.get_history(again.prompt_id))[again.prompt_id]
+    assert entry["prompt"][2] == prompt
+
+
+def test_rerun_queues_the_recorded_prompt(server, store, client):
+    prompt = empty_image(77)
+    _finished(store, client.submit(prompt, workflow=FakeWorkflow(prompt, name="wf")))
+    generation_id = history(store=store)["generation_id"].iloc[0]
+    job = rerun(generation_id, client, store=store)
+    _finished(store, job)
+    df = history(store=store)
+    assert len(df) == 2 and list(df["workflow"]) == ["wf", "wf"]
+    assert df["prompt"].iloc[0] == df["prompt"].iloc[1] == prompt
+    assert df["prompt_id"].iloc[1] == job.prompt_id
