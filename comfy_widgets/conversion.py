@@ -1,0 +1,632 @@
+"""UI (litegraph) workflow -> API prompt, following the rules of ComfyUI frontend 1.27.10.
+
+This mirrors ``graphToPrompt`` in the frontend (``executionUtil.ts`` and ``ExecutableNodeDTO``):
+nodes are visited in execution order with subgraph instances expanded into ``"<inst>:<inner>"``
+ids; widget values come first in widget order, then resolved links in input-slot order; virtual,
+muted and bypassed nodes are dropped, links through bypassed nodes and Reroutes are resolved to
+the real source, and inputs left pointing at dropped nodes are removed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from comfy_widgets.errors import UnknownNodeTypeError, WorkflowError
+from comfy_widgets.object_info import ObjectInfo, Widget
+
+#: Frontend-only node types: never sent to the server.
+VIRTUAL_TYPES = frozenset({"PrimitiveNode", "Reroute", "Note", "MarkdownNote"})
+MODE_MUTED = 2
+MODE_BYPASS = 4
+SUBGRAPH_INPUT_NODE = -10
+SUBGRAPH_OUTPUT_NODE = -20
+
+
+@dataclass(frozen=True)
+class Link:
+    """One link of a graph: from an output slot to an input slot."""
+
+    id: Any
+    origin_id: Any
+    origin_slot: int
+    target_id: Any
+    target_slot: int
+    type: Any
+
+
+@dataclass
+class Graph:
+    """The root graph or one subgraph definition, with nodes in their stored order."""
+
+    key: str
+    nodes: dict[Any, dict[str, Any]]
+    links: dict[Any, Link]
+    definition: dict[str, Any] | None = None
+
+
+@dataclass
+class WidgetState:
+    """A node's widgets after load: slots in order and their current values."""
+
+    slots: list[Widget]
+    values: list[Any]
+    promoted_targets: list[tuple[str, Any, str] | None] = field(default_factory=list)
+
+    def index(self, name: str) -> int:
+        """Index of the first widget with this name, or -1."""
+        for i, slot in enumerate(self.slots):
+            if slot.name == name:
+                return i
+        return -1
+
+
+@dataclass
+class Node:
+    """An executable view of one node at one place in the expanded graph (the frontend's DTO)."""
+
+    exec_id: str
+    graph: Graph
+    raw: dict[str, Any]
+    path: tuple[str, ...]
+    instance: Node | None
+    inputs: list[dict[str, Any]]
+
+    @property
+    def type(self) -> str:
+        """The node's type (class name, virtual type, or subgraph definition id)."""
+        return str(self.raw.get("type"))
+
+    @property
+    def mode(self) -> int:
+        """0 active, 2 muted, 4 bypassed."""
+        return self.raw.get("mode") or 0
+
+    @property
+    def outputs(self) -> list[dict[str, Any]]:
+        """The node's output slots as stored."""
+        return self.raw.get("outputs") or []
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Where an input's value comes from: a node output, or a literal widget value."""
+
+    origin_id: str = ""
+    origin_slot: int = -1
+    is_value: bool = False
+    value: Any = None
+
+
+def parse_links(raw_links: Any) -> dict[Any, Link]:
+    """Read links stored either as 6-arrays (root graph) or as objects (subgraphs)."""
+    links: dict[Any, Link] = {}
+    for item in raw_links or []:
+        if isinstance(item, (list, tuple)) and len(item) >= 5:
+            link = Link(item[0], item[1], int(item[2]), item[3], int(item[4]),
+                        item[5] if len(item) > 5 else None)
+        elif isinstance(item, dict) and "id" in item:
+            link = Link(item["id"], item.get("origin_id"), int(item.get("origin_slot") or 0),
+                        item.get("target_id"), int(item.get("target_slot") or 0),
+                        item.get("type"))
+        else:
+            continue
+        links[link.id] = link
+    return links
+
+
+def _make_graph(key: str, data: dict[str, Any], definition: dict[str, Any] | None) -> Graph:
+    """Index one graph's nodes by id (keeping stored order) and its links by id."""
+    nodes: dict[Any, dict[str, Any]] = {}
+    for node in data.get("nodes") or []:
+        if not isinstance(node, dict) or "id" not in node:
+            raise WorkflowError(f"a node in graph {key!r} has no id: {str(node)[:80]}")
+        nodes[node["id"]] = node
+    return Graph(key, nodes, parse_links(data.get("links")), definition)
+
+
+def is_valid_connection(type_a: Any, type_b: Any) -> bool:
+    """litegraph's type compatibility check: ``*``/empty match anything, ``A,B`` lists match."""
+    if type_a in ("", "*", None, 0) or type_b in ("", "*", None, 0) or type_a == type_b:
+        return True
+    a, b = str(type_a).lower(), str(type_b).lower()
+    if "," not in a and "," not in b:
+        return a == b
+    return any(x == y for x in a.split(",") for y in b.split(","))
+
+
+def js_number(value: Any) -> Any:
+    """Write integral floats as ints (as JavaScript does) inside any JSON value."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    if isinstance(value, list):
+        return [js_number(v) for v in value]
+    if isinstance(value, dict):
+        return {k: js_number(v) for k, v in value.items()}
+    return value
+
+
+def js_key_order(obj: dict[str, Any]) -> dict[str, Any]:
+    """Reorder keys as JavaScript objects do: integer-like keys ascending, then insertion order."""
+    ints = [k for k in obj if _is_array_index(k)]
+    if not ints:
+        return obj
+    ordered = {k: obj[k] for k in sorted(ints, key=int)}
+    ordered.update((k, v) for k, v in obj.items() if not _is_array_index(k))
+    return ordered
+
+
+def _is_array_index(key: str) -> bool:
+    """True for canonical non-negative integer strings below 2**32 - 1 (JS array indices)."""
+    return key.isdigit() and (key == "0" or not key.startswith("0")) and int(key) < 2**32 - 1
+
+
+class Converter:
+    """Converts one UI workflow; create one per conversion (it keeps per-run widget state)."""
+
+    def __init__(self, ui: dict[str, Any], object_info: ObjectInfo,
+                 allow_unknown_nodes: bool = False):
+        self.object_info = object_info
+        self.allow_unknown = allow_unknown_nodes
+        self.root = _make_graph("root", ui, None)
+        self.subgraphs: dict[str, Graph] = {}
+        for sub in (ui.get("definitions") or {}).get("subgraphs") or []:
+            if isinstance(sub, dict) and sub.get("id"):
+                self.subgraphs[str(sub["id"])] = _make_graph(str(sub["id"]), sub, sub)
+        self.states: dict[tuple[str, Any], WidgetState] = {}
+        self.nodes: dict[str, Node] = {}
+        #: ``control_after_generate`` of each emitted node's widgets: {exec_id: {field: mode}}.
+        self.controls: dict[str, dict[str, str]] = {}
+        #: Inputs fed by one PrimitiveNode: [(title, [(exec_id, field), ...]), ...].
+        self.primitive_groups: list[tuple[str | None, list[tuple[str, str]]]] = []
+
+    # --- public -------------------------------------------------------------------------------
+
+    def convert(self) -> dict[str, Any]:
+        """Run the whole conversion and return the API prompt."""
+        self._configure_all()
+        for node in self._execution_order(self.root):
+            self._expand(node, (), None)
+        self._apply_primitives()
+        output: dict[str, Any] = {}
+        for node in self.nodes.values():
+            entry = self._serialize(node)
+            if entry is not None:
+                output[node.exec_id] = entry
+        _drop_dangling(output)
+        return js_key_order(output)
+
+    # --- loading: widget values ---------------------------------------------------------------
+
+    def _is_subgraph(self, raw: dict[str, Any]) -> bool:
+        return str(raw.get("type")) in self.subgraphs
+
+    def _is_known(self, raw: dict[str, Any]) -> bool:
+        node_type = str(raw.get("type"))
+        return (node_type in VIRTUAL_TYPES or node_type in self.subgraphs
+                or self.object_info.has(node_type))
+
+    def _configure_all(self) -> None:
+        """Give every node its widget values, then build subgraph instances' promoted widgets."""
+        graphs = [*self.subgraphs.values(), self.root]
+        for graph in graphs:
+            for node_id, raw in graph.nodes.items():
+                if not self._is_subgraph(raw):
+                    self.states[(graph.key, node_id)] = self._node_widgets(raw)
+        for graph in graphs:
+            for node_id, raw in graph.nodes.items():
+                if self._is_subgraph(raw):
+                    self._configure_instance(graph, node_id, raw, set())
+
+    def _node_widgets(self, raw: dict[str, Any]) -> WidgetState:
+        """Widgets of a regular node, filled positionally from ``widgets_values``."""
+        stored = raw.get("widgets_values")
+        stored = stored if isinstance(stored, list) else []
+        node_type = str(raw.get("type"))
+        if node_type == "PrimitiveNode":
+            return WidgetState([Widget("value")], [stored[0] if stored else None])
+        if node_type in VIRTUAL_TYPES:
+            return WidgetState([], [])
+        if not self.object_info.has(node_type):
+            return WidgetState([Widget("UNKNOWN")] * len(stored),
+                               [_placeholder_value(v) for v in stored])
+        slots = list(self.object_info.widgets(node_type))
+        values = [_default_value(slot) for slot in slots]
+        position = 0
+        for i, slot in enumerate(slots):
+            if not slot.stored:
+                continue
+            if position >= len(stored):
+                break
+            values[i] = stored[position]
+            position += 1
+        return WidgetState(slots, values)
+
+    def _configure_instance(self, graph: Graph, node_id: Any, raw: dict[str, Any],
+                            seen: set[str]) -> WidgetState:
+        """Promote one widget per subgraph input and apply the instance's stored values."""
+        key = (graph.key, node_id)
+        if key in self.states:
+            return self.states[key]
+        sub = self.subgraphs[str(raw.get("type"))]
+        if sub.key in seen:
+            raise WorkflowError(f"subgraph {sub.key} contains itself (node {node_id})")
+        state = WidgetState([], [])
+        for inp in self._instance_inputs(raw):
+            sub_input = _find_subgraph_input(sub, inp.get("name"))
+            if sub_input is None:
+                continue
+            target = self._promoted_target(sub, sub_input, seen | {sub.key})
+            if target is not None:
+                state.slots.append(Widget(str(sub_input.get("name"))))
+                state.values.append(self._widget_value(*target))
+                state.promoted_targets.append(target)
+        self.states[key] = state
+        stored = raw.get("widgets_values")
+        for i, value in enumerate(stored if isinstance(stored, list) else []):
+            if i < len(state.slots):
+                self._set_widget(graph.key, node_id, state.slots[i].name, value)
+        return state
+
+    def _promoted_target(self, sub: Graph, sub_input: dict[str, Any],
+                         seen: set[str]) -> tuple[str, Any, str] | None:
+        """The inner widget a subgraph input promotes: the first linked input with a widget."""
+        for link_id in sub_input.get("linkIds") or []:
+            link = sub.links.get(link_id)
+            target = sub.nodes.get(link.target_id) if link else None
+            if target is None:
+                continue
+            inputs = target.get("inputs") or []
+            if link.target_slot >= len(inputs):
+                continue
+            widget_name = (inputs[link.target_slot].get("widget") or {}).get("name")
+            if not widget_name:
+                continue
+            if self._is_subgraph(target):
+                state = self._configure_instance(sub, target["id"], target, seen)
+            else:
+                state = self.states.get((sub.key, target["id"]))
+            if state is not None and state.index(widget_name) >= 0:
+                return (sub.key, target["id"], widget_name)
+        return None
+
+    def _instance_inputs(self, raw: dict[str, Any]) -> list[dict[str, Any]]:
+        """An instance's input slots: the definition's, overwritten by index by the stored ones."""
+        sub = self.subgraphs[str(raw.get("type"))]
+        slots: list[dict[str, Any]] = [
+            {"name": s.get("name"), "type": s.get("type"), "link": None}
+            for s in (sub.definition or {}).get("inputs") or []
+        ]
+        for i, saved in enumerate(raw.get("inputs") or []):
+            if i < len(slots):
+                slots[i] = saved
+            else:
+                slots.append(saved)
+        return slots
+
+    def _widget_value(self, graph_key: str, node_id: Any, name: str) -> Any:
+        state = self.states.get((graph_key, node_id))
+        if state is None:
+            return None
+        i = state.index(name)
+        return state.values[i] if i >= 0 else None
+
+    def _set_widget(self, graph_key: str, node_id: Any, name: str, value: Any) -> None:
+        """Set a widget value; a promoted widget also writes through to its inner widget."""
+        state = self.states.get((graph_key, node_id))
+        if state is None:
+            return
+        i = state.index(name)
+        if i < 0:
+            return
+        state.values[i] = value
+        if state.promoted_targets:
+            self._set_widget(*state.promoted_targets[i], value)
+
+    # --- execution order and subgraph expansion ---------------------------------------------
+
+    def _execution_order(self, graph: Graph) -> list[dict[str, Any]]:
+        """litegraph's computeExecutionOrder: Kahn's algorithm over stored node order."""
+        pending: dict[Any, int] = {}
+        ready: list[dict[str, Any]] = []
+        for node_id, raw in graph.nodes.items():
+            count = sum(1 for inp in raw.get("inputs") or [] if inp.get("link") is not None)
+            if count == 0:
+                ready.append(raw)
+            else:
+                pending[node_id] = count
+        order: list[dict[str, Any]] = []
+        done: set[Any] = set()
+        visited_links: set[Any] = set()
+        while ready:
+            raw = ready.pop(0)
+            order.append(raw)
+            done.add(raw["id"])
+            for output in raw.get("outputs") or []:
+                for link_id in output.get("links") or []:
+                    link = graph.links.get(link_id)
+                    if link is None or link_id in visited_links:
+                        continue
+                    visited_links.add(link_id)
+                    if link.target_id not in graph.nodes or link.target_id not in pending:
+                        continue
+                    pending[link.target_id] -= 1
+                    if pending[link.target_id] == 0:
+                        ready.append(graph.nodes[link.target_id])
+        rest = [raw for node_id, raw in graph.nodes.items() if node_id not in done]
+        rest.sort(key=lambda raw: _js_key_rank(raw["id"]))
+        return order + rest
+
+    def _expand(self, raw: dict[str, Any], path: tuple[str, ...], instance: Node | None) -> None:
+        """Register a node (and, for a subgraph instance, its inner nodes depth-first)."""
+        graph = self.root if instance is None else self.subgraphs[instance.type]
+        exec_id = ":".join((*path, str(raw["id"])))
+        is_sub = self._is_subgraph(raw)
+        inputs = self._instance_inputs(raw) if is_sub else list(raw.get("inputs") or [])
+        node = Node(exec_id, graph, raw, path, instance, inputs)
+        if exec_id not in self.nodes:
+            self.nodes[exec_id] = node
+        if not is_sub:
+            return
+        if len(path) > 32:
+            raise WorkflowError(f"subgraphs nested too deeply at node {exec_id}")
+        sub = self.subgraphs[node.type]
+        for inner in sub.nodes.values():
+            self._expand(inner, (*path, str(raw["id"])), node)
+
+    # --- primitives ------------------------------------------------------------------------
+
+    def _apply_primitives(self) -> None:
+        """Each PrimitiveNode writes its value into the widget of every input it feeds."""
+        for node in list(self.nodes.values()):
+            if node.type != "PrimitiveNode":
+                continue
+            outputs = node.outputs
+            link_ids = (outputs[0].get("links") or []) if outputs else []
+            links = [node.graph.links[i] for i in link_ids if i in node.graph.links]
+            if not links:
+                continue
+            value = self._widget_value(node.graph.key, node.raw["id"], "value")
+            first = node.graph.nodes.get(links[0].target_id)
+            if first is not None and not self._is_known(first):
+                value = None
+            targets: list[tuple[str, str]] = []
+            self.primitive_groups.append((node.raw.get("title"), targets))
+            for link in links:
+                target = node.graph.nodes.get(link.target_id)
+                if target is None:
+                    continue
+                inputs = target.get("inputs") or []
+                if link.target_slot >= len(inputs):
+                    continue
+                widget_name = (inputs[link.target_slot].get("widget") or {}).get("name")
+                if widget_name:
+                    self._set_widget(node.graph.key, target["id"], widget_name, value)
+                    targets.append((":".join((*node.path, str(target["id"]))), widget_name))
+
+    # --- serialization ----------------------------------------------------------------------
+
+    def _serialize(self, node: Node) -> dict[str, Any] | None:
+        """The API entry for one node, or None for virtual, muted and bypassed nodes."""
+        if (node.type in VIRTUAL_TYPES or self._is_subgraph(node.raw)
+                or node.mode in (MODE_MUTED, MODE_BYPASS)):
+            return None
+        known = self.object_info.has(node.type)
+        if not known and not self.allow_unknown:
+            title = node.raw.get("title")
+            raise UnknownNodeTypeError(
+                f"node {node.exec_id} has type {node.type!r}"
+                + (f" (title {title!r})" if title else "")
+                + ", which this ComfyUI server does not know; install the custom node or pass "
+                "allow_unknown_nodes=True",
+                node_id=node.exec_id, node_type=node.type, title=title,
+            )
+        inputs: dict[str, Any] = {}
+        state = self.states.get((node.graph.key, node.raw["id"]))
+        for slot, value in zip(state.slots if state else [], state.values if state else [],
+                               strict=True):
+            if slot.in_prompt and slot.name:
+                inputs[slot.name] = _wrap(slot.fixed if slot.has_fixed else value)
+        for i, inp in enumerate(node.inputs):
+            resolved = self._resolve_input(node, i, set())
+            if resolved is None:
+                continue
+            name = str(inp.get("name"))
+            if resolved.is_value:
+                inputs[name] = _wrap(resolved.value)
+            else:
+                inputs[name] = [resolved.origin_id, resolved.origin_slot]
+        inputs = js_key_order(inputs)
+        if state is not None:
+            self._record_controls(node.exec_id, state)
+        if not known:
+            return {"inputs": inputs, "_meta": {}}
+        title = node.raw.get("title") or self.object_info.display_name(node.type)
+        return {"inputs": inputs, "class_type": node.type, "_meta": {"title": title}}
+
+    def _record_controls(self, exec_id: str, state: WidgetState) -> None:
+        """Remember the control mode stored after each seed-like widget."""
+        for i, slot in enumerate(state.slots):
+            if slot.name == "control_after_generate" and i > 0:
+                mode = state.values[i]
+                if isinstance(mode, str):
+                    self.controls.setdefault(exec_id, {})[state.slots[i - 1].name] = mode
+
+    # --- link resolution (ExecutableNodeDTO.resolveInput / resolveOutput) ---------------------
+
+    def _node_at(self, path: tuple[str, ...], node_id: Any) -> Node:
+        exec_id = ":".join((*path, str(node_id)))
+        node = self.nodes.get(exec_id)
+        if node is None:
+            raise WorkflowError(f"no node {exec_id} in the expanded graph")
+        return node
+
+    def _resolve_input(self, node: Node, slot: int, visited: set[tuple],
+                       wanted_type: Any = None) -> Resolved | None:
+        """Follow the link into an input to a real node output (or a promoted widget value)."""
+        key = (node.graph.key, node.raw["id"], "I", slot)
+        if key in visited:
+            raise WorkflowError(
+                f"circular link while resolving input {slot} of node {node.exec_id}")
+        visited.add(key)
+        if slot >= len(node.inputs):
+            raise WorkflowError(f"node {node.exec_id} has no input slot {slot}")
+        inp = node.inputs[slot]
+        link_id = inp.get("link")
+        if link_id is None:
+            return None
+        link = node.graph.links.get(link_id)
+        if link is None:
+            return None
+        if node.instance is not None and link.origin_id == SUBGRAPH_INPUT_NODE:
+            return self._resolve_from_instance(node.instance, link.origin_slot, visited)
+        if link.origin_id not in node.graph.nodes:
+            raise WorkflowError(
+                f"input {inp.get('name')!r} of node {node.exec_id} is linked to node "
+                f"{link.origin_id}, which does not exist")
+        origin = self._node_at(node.path, link.origin_id)
+        return self._resolve_output(origin, link.origin_slot,
+                                    wanted_type if wanted_type is not None else inp.get("type"),
+                                    visited)
+
+    def _resolve_from_instance(self, instance: Node, slot: int,
+                               visited: set[tuple]) -> Resolved | None:
+        """A link from a subgraph's input node: continue outside, or use the promoted widget."""
+        if slot >= len(instance.inputs):
+            raise WorkflowError(f"subgraph instance {instance.exec_id} has no input slot {slot}")
+        outer = instance.inputs[slot]
+        if outer.get("link") is None:
+            state = self.states.get((instance.graph.key, instance.raw["id"]))
+            name = str(outer.get("name"))
+            if state is None or state.index(name) < 0:
+                return None
+            return Resolved(origin_id=instance.exec_id, is_value=True,
+                            value=state.values[state.index(name)])
+        outer_link = instance.graph.links.get(outer["link"])
+        if outer_link is None:
+            return None
+        return self._resolve_input(instance, outer_link.target_slot, visited)
+
+    def _resolve_output(self, node: Node, slot: int, wanted_type: Any,
+                        visited: set[tuple]) -> Resolved | None:
+        """The real output behind a node's output slot (through bypass, reroute, subgraph)."""
+        key = (node.graph.key, node.raw["id"], "O", slot)
+        if key in visited:
+            raise WorkflowError(
+                f"circular link while resolving output {slot} of node {node.exec_id}")
+        visited.add(key)
+        if node.mode == MODE_BYPASS:
+            index = _bypass_slot(node, slot, wanted_type)
+            return None if index < 0 else self._resolve_input(node, index, visited)
+        if self._is_subgraph(node.raw):
+            return self._resolve_subgraph_output(node, slot, wanted_type, visited)
+        if node.type in VIRTUAL_TYPES:
+            if slot < len(node.inputs):
+                return self._resolve_input(node, slot, visited, wanted_type)
+            return None
+        return Resolved(origin_id=node.exec_id, origin_slot=slot)
+
+    def _resolve_subgraph_output(self, node: Node, slot: int, wanted_type: Any,
+                                 visited: set[tuple]) -> Resolved | None:
+        """Follow a subgraph instance's output to the inner node that produces it."""
+        sub = self.subgraphs[node.type]
+        outputs = (sub.definition or {}).get("outputs") or []
+        if slot >= len(outputs):
+            raise WorkflowError(f"subgraph instance {node.exec_id} has no output slot {slot}")
+        link_ids = outputs[slot].get("linkIds") or []
+        link = sub.links.get(link_ids[0]) if link_ids else None
+        if link is None:
+            return None
+        if link.origin_id == SUBGRAPH_INPUT_NODE:
+            return self._resolve_from_instance(node, link.origin_slot, visited)
+        if link.origin_id not in sub.nodes:
+            raise WorkflowError(
+                f"output {slot} of subgraph {sub.key} comes from missing node {link.origin_id}")
+        inner = self._node_at((*node.path, str(node.raw["id"])), link.origin_id)
+        return self._resolve_output(inner, link.origin_slot, wanted_type, visited)
+
+
+def _bypass_slot(node: Node, slot: int, wanted_type: Any) -> int:
+    """Which input a bypassed node passes to output ``slot``: same slot, exact type, compatible."""
+    inputs = node.inputs
+    outputs = node.outputs
+    if slot >= len(outputs):
+        return -1
+    output_type = outputs[slot].get("type")
+    if wanted_type in ("*", ""):
+        if not inputs:
+            return -1
+        return slot if len(inputs) > slot else 0
+    if slot < len(inputs):
+        opposite = inputs[slot].get("type")
+        if is_valid_connection(opposite, output_type) and is_valid_connection(opposite,
+                                                                              wanted_type):
+            return slot
+    for i, inp in enumerate(inputs):
+        if inp.get("type") == wanted_type:
+            return i
+    for i, inp in enumerate(inputs):
+        if is_valid_connection(inp.get("type"), output_type) and is_valid_connection(
+                inp.get("type"), wanted_type):
+            return i
+    return -1
+
+
+def _find_subgraph_input(sub: Graph, name: Any) -> dict[str, Any] | None:
+    for sub_input in (sub.definition or {}).get("inputs") or []:
+        if sub_input.get("name") == name:
+            return sub_input
+    return None
+
+
+def _drop_dangling(output: dict[str, Any]) -> None:
+    """Delete inputs whose link points at a node that is not in the prompt."""
+    for entry in output.values():
+        inputs = entry["inputs"]
+        for name in [k for k, v in inputs.items()
+                     if isinstance(v, list) and len(v) == 2 and v[0] not in output]:
+            del inputs[name]
+
+
+def _wrap(value: Any) -> Any:
+    """List widget values are wrapped so the backend cannot take them for links."""
+    value = js_number(value)
+    return {"__value__": value} if isinstance(value, list) else value
+
+
+def _default_value(slot: Widget) -> Any:
+    """A widget's value before ``widgets_values`` is applied: the spec's default."""
+    spec = slot.spec
+    if spec is None:
+        return slot.default
+    if "default" in spec.options:
+        return spec.options["default"]
+    if spec.type == "COMBO":
+        return spec.choices[0] if spec.choices else None
+    if spec.type in ("INT", "FLOAT"):
+        return spec.options.get("min", 0)
+    if spec.type == "BOOLEAN":
+        return False
+    if spec.type == "STRING":
+        return ""
+    return None
+
+
+def _placeholder_value(value: Any) -> Any:
+    """The frontend keeps scalar values of unknown nodes and JSON-stringifies the rest."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value if value is not None else json.dumps(None)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _js_key_rank(node_id: Any) -> tuple[int, int]:
+    """Sort key of ``for (key in object)`` over node ids: integer keys first (sort is stable)."""
+    text = str(node_id)
+    return (0, int(text)) if _is_array_index(text) else (1, 0)
+
+
+def convert_ui_to_api(ui: dict[str, Any], object_info: ObjectInfo,
+                      allow_unknown_nodes: bool = False) -> dict[str, Any]:
+    """Convert a UI workflow dict to an API prompt exactly as frontend 1.27.10 would."""
+    return Converter(ui, object_info, allow_unknown_nodes).convert()

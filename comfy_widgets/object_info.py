@@ -1,0 +1,276 @@
+"""Node definitions from a ComfyUI server's ``GET /object_info``, and the widgets they imply.
+
+The frontend builds each node's widget list from these definitions; UI workflows store widget
+values by position in that list, so conversion and parameter detection both start here.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Literal
+
+Source = Literal["bundled", "server", "user"]
+
+#: Input types the frontend (1.27.10) renders as a widget; any other type is a link socket.
+WIDGET_TYPES = frozenset(
+    {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "MARKDOWN", "FILEUPLOAD", "COLOR",
+     "IMAGECOMPARE", "TREESELECT", "MULTISELECT", "CHART", "GALLERIA", "SELECTBUTTON",
+     "TEXTAREA", "WEBCAM", "AUDIO_RECORD", "LOAD_3D", "LOAD_3D_ANIMATION"}
+)
+#: Folders whose file lists describe one machine only (models, inputs).
+MODEL_LIST_INPUTS = {
+    "ckpt_name": "checkpoints",
+    "lora_name": "loras",
+    "vae_name": "vae",
+    "unet_name": "diffusion_models",
+    "clip_name": "text_encoders",
+    "clip_name1": "text_encoders",
+    "clip_name2": "text_encoders",
+    "clip_name3": "text_encoders",
+    "clip_name4": "text_encoders",
+    "control_net_name": "controlnet",
+    "style_model_name": "style_models",
+    "model_name": "upscale_models",
+    "upscale_model": "upscale_models",
+    "gligen_name": "gligen",
+    "audio_encoder_name": "audio_encoders",
+    "model_patch_name": "model_patches",
+    "image": "input",
+    "audio": "input",
+    "video": "input",
+    "file": "input",
+    "model_file": "input",
+}
+#: Nodes to which the frontend adds an ``audioUI`` widget (always serialized as "").
+AUDIO_UI_NODES = frozenset({"LoadAudio", "SaveAudio", "PreviewAudio", "SaveAudioMP3",
+                            "SaveAudioOpus"})
+_UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input of a node definition: its name, type (``COMBO`` for choice lists) and options."""
+
+    name: str
+    type: str
+    options: dict[str, Any]
+    required: bool
+    choices: tuple[Any, ...] | None = None
+
+    @property
+    def is_widget(self) -> bool:
+        """True when the frontend shows this input as a widget rather than a link socket."""
+        widget_type = self.options.get("widgetType") or self.type
+        return widget_type in WIDGET_TYPES and not self.options.get("forceInput")
+
+    @property
+    def has_control(self) -> bool:
+        """True when the frontend adds a hidden ``control_after_generate`` widget after it."""
+        flag = self.options.get("control_after_generate")
+        if self.type == "INT":
+            return bool(flag) if flag is not None else self.name in ("seed", "noise_seed")
+        return self.type == "COMBO" and bool(flag)
+
+
+@dataclass(frozen=True)
+class Widget:
+    """A widget slot on a node, in the frontend's order.
+
+    ``in_prompt`` is False for UI-only widgets (control values, upload buttons); ``stored`` is
+    False for widgets that take no place in ``widgets_values``; ``fixed`` is a value the
+    frontend always sends instead of the stored one.
+    """
+
+    name: str
+    spec: InputSpec | None = None
+    in_prompt: bool = True
+    stored: bool = True
+    fixed: Any = None
+    has_fixed: bool = False
+    default: Any = None
+
+
+def _parse_spec(name: str, raw: Any, required: bool) -> InputSpec:
+    """Parse a V1 (``[[choices], {}]``) or V3 (``["COMBO", {"options": []}]``) input spec."""
+    if not isinstance(raw, (list, tuple)) or not raw:
+        return InputSpec(name, str(raw), {}, required)
+    head = raw[0]
+    options = raw[1] if len(raw) > 1 and isinstance(raw[1], dict) else {}
+    if isinstance(head, list):
+        return InputSpec(name, "COMBO", options, required, tuple(head))
+    if head == "COMBO":
+        return InputSpec(name, "COMBO", options, required, tuple(options.get("options") or ()))
+    return InputSpec(name, str(head), options, required)
+
+
+class ObjectInfo:
+    """The node definitions in use, and where they came from.
+
+    ``source`` is ``"server"`` for a live server's answer (its model lists can be trusted),
+    ``"bundled"`` for the snapshot shipped with the package, ``"user"`` for anything else.
+    """
+
+    def __init__(self, raw: dict[str, Any], source: Source = "server"):
+        if not isinstance(raw, dict):
+            raise TypeError("object_info must be a dict of node class -> definition")
+        self.raw = raw
+        self.source: Source = source
+        self._inputs: dict[str, tuple[InputSpec, ...]] = {}
+        self._widgets: dict[str, tuple[Widget, ...]] = {}
+
+    @classmethod
+    def bundled(cls) -> ObjectInfo:
+        """The snapshot of a ComfyUI 0.3.64 server bundled with the package (cached)."""
+        return _bundled()
+
+    @property
+    def trusts_model_lists(self) -> bool:
+        """True when file-list options (checkpoints, LoRAs…) describe the server that will run."""
+        return self.source == "server"
+
+    def has(self, class_type: str) -> bool:
+        """Whether this server knows the node class."""
+        return class_type in self.raw
+
+    def node(self, class_type: str) -> dict[str, Any]:
+        """The raw NodeInfo dict of one class (KeyError if unknown)."""
+        return self.raw[class_type]
+
+    def display_name(self, class_type: str) -> str:
+        """The default node title: the frontend's English name for the class, else the server's."""
+        title = _frontend_titles().get(class_type)
+        if title:
+            return title
+        info = self.raw.get(class_type) or {}
+        return info.get("display_name") or info.get("name") or class_type
+
+    def inputs(self, class_type: str) -> tuple[InputSpec, ...]:
+        """Required then optional inputs of a class, in the server's order."""
+        cached = self._inputs.get(class_type)
+        if cached is None:
+            cached = tuple(_iter_inputs(self.raw.get(class_type) or {}))
+            self._inputs[class_type] = cached
+        return cached
+
+    def input(self, class_type: str, name: str) -> InputSpec | None:
+        """One input spec by name, or None."""
+        for spec in self.inputs(class_type):
+            if spec.name == name:
+                return spec
+        return None
+
+    def widgets(self, class_type: str) -> tuple[Widget, ...]:
+        """The widget slots the frontend creates for a class, in ``widgets_values`` order."""
+        cached = self._widgets.get(class_type)
+        if cached is None:
+            cached = tuple(_build_widgets(class_type, self.raw.get(class_type) or {}))
+            self._widgets[class_type] = cached
+        return cached
+
+    def model_folder(self, class_type: str, name: str) -> str | None:
+        """The folder name when an input's options are server files (e.g. ``"checkpoints"``)."""
+        spec = self.input(class_type, name)
+        if spec is None or spec.type != "COMBO":
+            return None
+        folder = MODEL_LIST_INPUTS.get(name)
+        if folder is None and spec.options.get("image_upload"):
+            folder = "input"
+        if folder is None and any(str(c).endswith((".safetensors", ".ckpt", ".pt", ".pth",
+                                                   ".bin", ".gguf"))
+                                  for c in (spec.choices or ())):
+            folder = "models"
+        return folder
+
+    def __repr__(self) -> str:
+        return f"ObjectInfo({len(self.raw)} node classes, source={self.source!r})"
+
+
+def _iter_inputs(info: dict[str, Any]):
+    """Yield InputSpec for the required then optional inputs of a NodeInfo dict."""
+    inputs = info.get("input") or {}
+    for section in ("required", "optional"):
+        specs = inputs.get(section) or {}
+        for name, raw in specs.items():
+            yield _parse_spec(name, raw, section == "required")
+
+
+def _frontend_inputs(class_type: str, info: dict[str, Any]) -> list[InputSpec]:
+    """Inputs in the order the frontend creates them, with the extensions' pseudo-inputs.
+
+    Extensions append ``audioUI`` and ``upload`` to the required inputs; a later optional
+    input of the same name replaces a required one. ``input_order`` then decides the order,
+    and inputs it does not list (the pseudo-inputs) come last.
+    """
+    record: dict[str, InputSpec] = {}
+    for spec in _iter_inputs(info):
+        if not spec.required:
+            break
+        record[spec.name] = spec
+    if class_type in AUDIO_UI_NODES:
+        record["audioUI"] = InputSpec("audioUI", "AUDIO_UI", {}, True)
+    audio = record.get("audio")
+    if audio is not None and audio.options.get("audio_upload") is True:
+        record["upload"] = InputSpec("upload", "AUDIOUPLOAD", {}, True)
+    if any(s.type == "COMBO" and any(s.options.get(f) is True for f in _UPLOAD_FLAGS)
+           for s in list(record.values())):
+        record["upload"] = InputSpec("upload", "IMAGEUPLOAD", {}, True)
+    for spec in _iter_inputs(info):
+        if not spec.required:
+            record[spec.name] = spec
+    order = info.get("input_order")
+    if not isinstance(order, dict):
+        return list(record.values())
+    ordered: list[InputSpec] = []
+    for section, required in (("required", True), ("optional", False)):
+        for name in order.get(section) or []:
+            spec = record.get(name)
+            if spec is not None and spec.required == required and spec not in ordered:
+                ordered.append(spec)
+    ordered.extend(spec for spec in record.values() if spec not in ordered)
+    return ordered
+
+
+def _build_widgets(class_type: str, info: dict[str, Any]):
+    """Yield the widget slots frontend 1.27.10 creates for a node class, hidden ones included."""
+    for spec in _frontend_inputs(class_type, info):
+        yield from _widgets_for(spec)
+    if class_type == "PreviewAny":
+        yield Widget("preview", stored=False, fixed="", has_fixed=True)
+
+
+def _widgets_for(spec: InputSpec):
+    """Yield the widget(s) one input creates: the value widget and its hidden companions."""
+    widget_type = spec.options.get("widgetType") or spec.type
+    if spec.options.get("forceInput"):
+        return
+    if widget_type == "AUDIO_UI":
+        yield Widget(spec.name, stored=False, fixed="", has_fixed=True)
+    elif widget_type in ("IMAGEUPLOAD", "AUDIOUPLOAD"):
+        yield Widget(spec.name, in_prompt=False)
+    elif widget_type in WIDGET_TYPES:
+        yield Widget(spec.name, spec)
+        if widget_type == "COMBO" and isinstance(spec.options.get("remote"), dict) and \
+                spec.options["remote"].get("refresh_button"):
+            yield Widget("refresh", default="refresh")
+        if spec.has_control:
+            yield Widget("control_after_generate", in_prompt=False)
+            if widget_type == "COMBO":
+                yield Widget("control_filter_list", in_prompt=False)
+
+
+@lru_cache(maxsize=1)
+def _bundled() -> ObjectInfo:
+    """Load the bundled snapshot once."""
+    data = resources.files("comfy_widgets").joinpath("data/object_info.json.gz").read_bytes()
+    return ObjectInfo(json.loads(gzip.decompress(data)), source="bundled")
+
+
+@lru_cache(maxsize=1)
+def _frontend_titles() -> dict[str, str]:
+    """English display names that frontend 1.27.10 shows (and sends) instead of the server's."""
+    data = resources.files("comfy_widgets").joinpath("data/frontend_titles.json.gz").read_bytes()
+    return json.loads(gzip.decompress(data))

@@ -1,0 +1,355 @@
+"""A workflow's editable parameters: discovery, friendly names, validation and application.
+
+Every literal widget input of an API prompt can be a parameter (its canonical name is
+``"<node_id>.<field>"``); the well-known ones (see :mod:`comfy_widgets.detection`) are not
+``advanced`` and get a friendly name such as ``seed``, ``steps`` or ``prompt`` when exactly one
+input answers to it. Values are checked against the node definitions before anything is queued.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from comfy_widgets.detection import (
+    DETECTION_TABLE,
+    friendly_alias,
+    is_seed_field,
+    prompt_roles,
+)
+from comfy_widgets.errors import ParameterError
+from comfy_widgets.object_info import InputSpec, ObjectInfo
+
+if TYPE_CHECKING:
+    from comfy_widgets.workflow import Workflow
+
+_PRIMITIVES = frozenset({"PrimitiveInt", "PrimitiveFloat", "PrimitiveString",
+                         "PrimitiveStringMultiline", "PrimitiveBoolean"})
+_SCALAR_TYPES = {"INT": "number", "FLOAT": "number", "STRING": "string", "BOOLEAN": "boolean",
+                 "COMBO": "select"}
+_MAX_LISTED_OPTIONS = 12
+
+
+@dataclass
+class WorkflowParameter:
+    """One editable input of a workflow, with what a form or a validator needs to know."""
+
+    name: str
+    key: str
+    node_id: str
+    field: str
+    label: str
+    type: str
+    value: Any
+    options: list[Any] | None = None
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    multiline: bool = False
+    node_class: str = ""
+    node_title: str = ""
+    control_after_generate: str | None = None
+    is_integer: bool = False
+    advanced: bool = False
+    model_list: str | None = None
+    tooltip: str | None = None
+    #: Other canonical keys set together with this one (inputs fed by one PrimitiveNode).
+    linked_keys: tuple[str, ...] = ()
+    #: Friendly names that may refer to this parameter (ambiguous ones included).
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass
+class ParameterSet:
+    """A workflow's parameters and the name lookup used to apply values."""
+
+    parameters: list[WorkflowParameter]
+    by_name: dict[str, list[WorkflowParameter]]
+    object_info: ObjectInfo
+
+    def resolve(self, name: str) -> WorkflowParameter:
+        """The parameter a user-supplied name refers to; raises KeyError with a message."""
+        found = self.by_name.get(name)
+        if not found:
+            raise KeyError(self._unknown_message(name))
+        if len(found) > 1:
+            choices = ", ".join(f"{p.key} ({p.node_title})" for p in found)
+            raise KeyError(f"{name!r} is ambiguous: it matches {choices}; "
+                           "use one of those names")
+        return found[0]
+
+    def _unknown_message(self, name: str) -> str:
+        node_id, _, input_name = name.partition(".")
+        node_params = [p for p in self.parameters if p.node_id == node_id]
+        if input_name and node_params:
+            fields = ", ".join(p.field for p in node_params)
+            return (f"unknown parameter {name!r}: node {node_id} ({node_params[0].node_title}) "
+                    f"has no editable input {input_name!r}; its inputs are: {fields}")
+        known = sorted(self.by_name)
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        return f"unknown parameter {name!r}{hint}"
+
+
+def build_parameter_set(prompt: dict[str, Any], object_info: ObjectInfo, *,
+                        controls: dict[str, dict[str, str]] | None = None,
+                        groups: list[tuple[str | None, list[tuple[str, str]]]] | None = None,
+                        ) -> ParameterSet:
+    """Discover the parameters of an API prompt (plus UI extras: control modes, primitives)."""
+    controls = controls or {}
+    roles = prompt_roles(prompt, object_info)
+    grouped = _group_index(prompt, groups or [])
+    params: list[WorkflowParameter] = []
+    for node_id, node in prompt.items():
+        for field_name, spec in _literal_inputs(node, object_info):
+            key = f"{node_id}.{field_name}"
+            members = grouped.get(key)
+            if members is not None and members[0] != key:
+                continue
+            param = _make_parameter(node_id, node, field_name, spec, object_info,
+                                    controls.get(node_id, {}).get(field_name))
+            if members is not None:
+                param.linked_keys = tuple(members[1:])
+                role = next((roles[_split(k)] for k in members if _split(k) in roles), None)
+            else:
+                role = roles.get((node_id, field_name))
+            param.aliases = _aliases(param, node, role)
+            params.append(param)
+    return ParameterSet(params, _name_index(params, prompt), object_info)
+
+
+def _split(key: str) -> tuple[str, str]:
+    node_id, _, field_name = key.rpartition(".")
+    return node_id, field_name
+
+
+def _group_index(prompt: dict[str, Any],
+                 groups: list[tuple[str | None, list[tuple[str, str]]]]) -> dict[str, list[str]]:
+    """Map each key driven by a PrimitiveNode to all keys of its group (first one leads)."""
+    index: dict[str, list[str]] = {}
+    for _title, targets in groups:
+        keys = [f"{node_id}.{name}" for node_id, name in targets
+                if node_id in prompt and _is_literal((prompt[node_id].get("inputs") or {})
+                                                     .get(name, [None, None]))]
+        if len(keys) > 1:
+            for key in keys:
+                index[key] = keys
+    return index
+
+
+def _is_literal(value: Any) -> bool:
+    return not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str))
+
+
+def _literal_inputs(node: dict[str, Any], object_info: ObjectInfo):
+    """Yield (field, spec) for a node's widget inputs that hold a value (not a link)."""
+    class_type = str(node.get("class_type"))
+    inputs = node.get("inputs") or {}
+    if object_info.has(class_type):
+        for spec in object_info.inputs(class_type):
+            if spec.is_widget and spec.type in _SCALAR_TYPES and spec.name in inputs \
+                    and _is_literal(inputs[spec.name]):
+                yield spec.name, spec
+        return
+    for name, value in inputs.items():
+        if isinstance(value, (str, int, float, bool)) and not isinstance(value, dict):
+            yield name, None
+
+
+def _make_parameter(node_id: str, node: dict[str, Any], field_name: str,
+                    spec: InputSpec | None, object_info: ObjectInfo,
+                    control: str | None) -> WorkflowParameter:
+    """Describe one input as a WorkflowParameter (type, range, options, model list)."""
+    class_type = str(node.get("class_type"))
+    value = node["inputs"][field_name]
+    if isinstance(value, dict) and "__value__" in value:
+        value = value["__value__"]
+    title = (node.get("_meta") or {}).get("title") or object_info.display_name(class_type)
+    options = spec.options if spec is not None else {}
+    kind = _param_type(class_type, field_name, spec, value)
+    param = WorkflowParameter(
+        name=f"{node_id}.{field_name}", key=f"{node_id}.{field_name}", node_id=node_id,
+        field=field_name, label=field_name.replace("_", " ").capitalize(), type=kind,
+        value=value, node_class=class_type, node_title=str(title),
+        control_after_generate=control if kind in ("seed", "number", "select") else None,
+        advanced=field_name not in DETECTION_TABLE.get(class_type, ()),
+        tooltip=options.get("tooltip"),
+        multiline=bool(options.get("multiline")),
+        is_integer=(spec.type == "INT") if spec is not None else isinstance(value, int)
+        and not isinstance(value, bool) and kind in ("number", "seed"),
+    )
+    if spec is not None and spec.type in ("INT", "FLOAT"):
+        param.min = options.get("min")
+        param.max = options.get("max")
+        param.step = options.get("step", 1 if spec.type == "INT" else None)
+    if spec is not None and spec.type == "COMBO":
+        param.options = list(spec.choices or ())
+        param.model_list = object_info.model_folder(class_type, field_name)
+    return param
+
+
+def _param_type(class_type: str, field_name: str, spec: InputSpec | None, value: Any) -> str:
+    """The parameter's kind: seed, number, string, boolean, select or image."""
+    if spec is not None:
+        if spec.type == "COMBO" and spec.options.get("image_upload"):
+            return "image"
+        if is_seed_field(field_name, spec.type):
+            return "seed"
+        return _SCALAR_TYPES.get(spec.type, "string")
+    if class_type == "LoadImage" and field_name == "image":
+        return "image"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "seed" if is_seed_field(field_name, None) and isinstance(value, int) else "number"
+    return "string"
+
+
+def _aliases(param: WorkflowParameter, node: dict[str, Any], role: str | None) -> tuple[str, ...]:
+    """Friendly names for a parameter, best first."""
+    names: list[str] = []
+    if role is not None:
+        names.append(role)
+    if param.node_class in _PRIMITIVES:
+        title = (node.get("_meta") or {}).get("title") or ""
+        slug = "_".join(str(title).lower().split())
+        if slug and slug.replace("_", "").isalnum() and not slug.startswith(("primitive", "int",
+                                                                             "float", "string",
+                                                                             "boolean")):
+            names.append(slug)
+    else:
+        names.append(friendly_alias(param.node_class, param.field))
+        names.append(param.field)
+    return tuple(dict.fromkeys(names))
+
+
+def _is_active_seed(param: WorkflowParameter, prompt: dict[str, Any]) -> bool:
+    """A seed on a sampler that adds no noise (``add_noise`` off) does not matter."""
+    add_noise = (prompt.get(param.node_id, {}).get("inputs") or {}).get("add_noise")
+    return add_noise not in ("disable", False)
+
+
+def _name_index(params: list[WorkflowParameter],
+                prompt: dict[str, Any]) -> dict[str, list[WorkflowParameter]]:
+    """Canonical keys always; a friendly alias names the one parameter that answers to it."""
+    candidates: dict[str, list[WorkflowParameter]] = {}
+    for param in params:
+        for alias in param.aliases:
+            candidates.setdefault(alias, []).append(param)
+    for alias, found in candidates.items():
+        if alias == "seed" and len(found) > 1:
+            active = [p for p in found if _is_active_seed(p, prompt)]
+            if active:
+                candidates[alias] = active
+    index: dict[str, list[WorkflowParameter]] = dict(candidates)
+    for param in params:
+        unique = next((a for a in param.aliases if candidates.get(a) == [param]), None)
+        param.name = unique or param.key
+        index[param.key] = [param]
+        for key in param.linked_keys:
+            index[key] = [param]
+    return index
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def check_value(param: WorkflowParameter, value: Any, trust_model_lists: bool) -> Any:
+    """Return the value to send, or raise ValueError saying what is allowed."""
+    where = f"{param.field!r} of node {param.node_id} ({param.node_title})"
+    if value is None:
+        raise ValueError(f"None is not a value for {where}")
+    kind = param.type
+    if kind in ("number", "seed"):
+        return _check_number(param, value, where)
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise ValueError(f"{value!r} is not a boolean (True/False) for {where}")
+        return value
+    if kind in ("string", "image"):
+        if not isinstance(value, str):
+            raise ValueError(f"{value!r} is not a string for {where}")
+        if kind == "image" and not value:
+            raise ValueError(f"an image file name is required for {where}")
+        return value
+    if kind == "select":
+        return _check_choice(param, value, where, trust_model_lists)
+    return value
+
+
+def _check_number(param: WorkflowParameter, value: Any, where: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{value!r} is not a number for {where}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{value!r} is not a finite number for {where}")
+    if param.is_integer:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{value!r} is not a whole number for {where}")
+        value = int(value)
+    if param.min is not None and value < param.min:
+        raise ValueError(f"{value!r} is below the minimum {param.min} for {where} "
+                         f"(allowed: {param.min} to {param.max})")
+    if param.max is not None and value > param.max:
+        raise ValueError(f"{value!r} is above the maximum {param.max} for {where} "
+                         f"(allowed: {param.min} to {param.max})")
+    return value
+
+
+def _check_choice(param: WorkflowParameter, value: Any, where: str, trust: bool) -> Any:
+    options = param.options or []
+    if value in options and type(value) in {type(o) for o in options}:
+        return value
+    if param.model_list is not None and not trust and isinstance(value, str):
+        return value  # the bundled snapshot's file lists describe another machine
+    shown = ", ".join(repr(o) for o in options[:_MAX_LISTED_OPTIONS])
+    more = f" … ({len(options)} in all)" if len(options) > _MAX_LISTED_OPTIONS else ""
+    raise ValueError(f"{value!r} is not among the allowed values for {where}: {shown}{more}")
+
+
+# --- applying --------------------------------------------------------------------------------
+
+
+def apply_to_prompt(prompt: dict[str, Any], pset: ParameterSet,
+                    values: dict[str, Any]) -> dict[str, Any]:
+    """A new prompt with the values applied; one ParameterError lists every bad name."""
+    errors: dict[str, str] = {}
+    updates: list[tuple[WorkflowParameter, Any]] = []
+    trust = pset.object_info.trusts_model_lists
+    for name, value in values.items():
+        try:
+            param = pset.resolve(str(name))
+        except KeyError as exc:
+            errors[str(name)] = str(exc.args[0])
+            continue
+        try:
+            updates.append((param, check_value(param, value, trust)))
+        except ValueError as exc:
+            errors[str(name)] = f"{name}: {exc}"
+    if errors:
+        lines = "\n".join(f"  - {msg}" for msg in errors.values())
+        raise ParameterError(f"{len(errors)} invalid parameter(s):\n{lines}", errors=errors)
+    result = copy.deepcopy(prompt)
+    for param, value in updates:
+        sent = {"__value__": copy.deepcopy(value)} if isinstance(value, list) else value
+        for key in (param.key, *param.linked_keys):
+            node_id, field_name = _split(key)
+            result[node_id]["inputs"][field_name] = sent
+    return result
+
+
+def extract_parameters(wf_json: dict[str, Any] | str | Workflow,
+                       object_info: ObjectInfo | None = None) -> list[WorkflowParameter]:
+    """The parameters of a workflow given as a dict (API or UI format), a path or JSON text."""
+    from comfy_widgets.workflow import Workflow
+
+    return Workflow.load(wf_json, object_info).parameters()
+
+
+def apply_parameters(wf_json: dict[str, Any] | str | Workflow, values: dict[str, Any] | None = None,
+                     object_info: ObjectInfo | None = None, **kw: Any) -> dict[str, Any]:
+    """A new API prompt with ``values`` applied (friendly names or canonical keys)."""
+    from comfy_widgets.workflow import Workflow
+
+    return Workflow.load(wf_json, object_info).apply(values, **kw)

@@ -1,0 +1,201 @@
+"""A loaded workflow: API or UI format in, API prompt and parameters out.
+
+``Workflow.load`` accepts a path, a dict or JSON text, detects the format, converts UI workflows
+the way ComfyUI's frontend does (:mod:`comfy_widgets.conversion`), checks the graph (links to
+missing nodes, cycles) and exposes the parameters (:mod:`comfy_widgets.parameters`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from comfy_widgets.conversion import Converter
+from comfy_widgets.errors import WorkflowError
+from comfy_widgets.object_info import ObjectInfo
+from comfy_widgets.parameters import (
+    ParameterSet,
+    WorkflowParameter,
+    apply_to_prompt,
+    build_parameter_set,
+)
+
+Format = Literal["api", "ui"]
+
+
+class Workflow:
+    """One workflow, immutable once loaded; every method returns new objects."""
+
+    def __init__(self, source: dict[str, Any], *, name: str = "workflow",
+                 object_info: ObjectInfo | None = None, allow_unknown_nodes: bool = False):
+        self.source: dict[str, Any] = copy.deepcopy(source)
+        self.name = name
+        self.object_info = object_info if object_info is not None else ObjectInfo.bundled()
+        self.allow_unknown_nodes = allow_unknown_nodes
+        self.format: Format = detect_format(self.source)
+        self.content_hash = content_hash(self.source)
+        controls: dict[str, dict[str, str]] = {}
+        groups: list[tuple[str | None, list[tuple[str, str]]]] = []
+        if self.format == "ui":
+            converter = Converter(self.source, self.object_info, allow_unknown_nodes)
+            self._api = converter.convert()
+            controls, groups = converter.controls, converter.primitive_groups
+        else:
+            self._api = copy.deepcopy(self.source)
+        check_graph(self._api)
+        self._params: ParameterSet = build_parameter_set(
+            self._api, self.object_info, controls=controls, groups=groups)
+
+    @classmethod
+    def load(cls, src: str | Path | dict[str, Any] | Workflow,
+             object_info: ObjectInfo | dict[str, Any] | None = None, *, name: str | None = None,
+             allow_unknown_nodes: bool = False) -> Workflow:
+        """Load a workflow from a path, a dict, JSON text, or another Workflow."""
+        if isinstance(object_info, dict):
+            object_info = ObjectInfo(object_info, source="user")
+        if isinstance(src, Workflow):
+            return src if object_info is None else src.with_object_info(object_info)
+        data, default_name = _read_source(src)
+        return cls(data, name=name or default_name, object_info=object_info,
+                   allow_unknown_nodes=allow_unknown_nodes)
+
+    def to_api(self) -> dict[str, Any]:
+        """The API prompt (a new dict), as ComfyUI's frontend would send it."""
+        return copy.deepcopy(self._api)
+
+    def parameters(self) -> list[WorkflowParameter]:
+        """The workflow's parameters, in node order (copies: changing them changes nothing)."""
+        return copy.deepcopy(self._params.parameters)
+
+    def parameter(self, name: str) -> WorkflowParameter:
+        """One parameter by friendly name or canonical key (ParameterError if unknown)."""
+        from comfy_widgets.errors import ParameterError
+
+        try:
+            return copy.deepcopy(self._params.resolve(name))
+        except KeyError as exc:
+            raise ParameterError(str(exc.args[0]), errors={name: str(exc.args[0])}) from None
+
+    def apply(self, values: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+        """A validated API prompt with these values; raises ParameterError before any change."""
+        merged = {**(values or {}), **kw}
+        return apply_to_prompt(self._api, self._params, merged)
+
+    def with_object_info(self, object_info: ObjectInfo | dict[str, Any]) -> Workflow:
+        """The same workflow read with another server's node definitions (e.g. its model lists)."""
+        if isinstance(object_info, dict):
+            object_info = ObjectInfo(object_info, source="server")
+        return Workflow(self.source, name=self.name, object_info=object_info,
+                        allow_unknown_nodes=self.allow_unknown_nodes)
+
+    def node_title(self, node_id: str) -> str | None:
+        """The title of a node of the API prompt (as shown in ComfyUI), or None."""
+        node = self._api.get(str(node_id))
+        return None if node is None else (node.get("_meta") or {}).get("title")
+
+    def __repr__(self) -> str:
+        return (f"Workflow({self.name!r}, format={self.format!r}, nodes={len(self._api)}, "
+                f"parameters={len(self._params.parameters)})")
+
+
+def _read_source(src: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Parse the input into a dict and pick a default name (the file stem when there is one)."""
+    if isinstance(src, dict):
+        return src, "workflow"
+    if isinstance(src, Path) or (isinstance(src, str) and not src.lstrip().startswith(("{", "["))):
+        path = Path(src)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise WorkflowError(f"cannot read workflow file {str(path)!r}: {exc}") from exc
+        return _parse_json(text, str(path)), path.stem
+    if isinstance(src, str):
+        return _parse_json(src, "JSON text"), "workflow"
+    raise WorkflowError(f"cannot load a workflow from {type(src).__name__}; "
+                        "give a path, a dict or JSON text")
+
+
+def _parse_json(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WorkflowError(f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} "
+                            f"column {exc.colno}") from exc
+    if not isinstance(data, dict):
+        raise WorkflowError(f"{where} is JSON but not a workflow (a {type(data).__name__}, "
+                            "expected an object)")
+    return data
+
+
+def detect_format(data: dict[str, Any]) -> Format:
+    """``"ui"`` for litegraph workflows (nodes + links), ``"api"`` for prompts; else an error."""
+    if isinstance(data.get("nodes"), list) and ("links" in data or "version" in data):
+        if not isinstance(data.get("links", []), list):
+            raise WorkflowError("UI workflow has a 'links' value that is not a list")
+        return "ui"
+    if data and all(isinstance(v, dict) and "class_type" in v for v in data.values()):
+        return "api"
+    keys = ", ".join(repr(k) for k in list(data)[:5]) or "nothing"
+    raise WorkflowError("this JSON is neither a ComfyUI API prompt (nodes with 'class_type') "
+                        f"nor a UI workflow ('nodes' and 'links'); it has {keys}")
+
+
+def content_hash(data: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON (sorted keys, compact) of a workflow."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_graph(prompt: dict[str, Any]) -> None:
+    """Reject links to missing nodes and dependency cycles, naming the nodes involved."""
+    for node_id, node in prompt.items():
+        inputs = node.get("inputs")
+        if not isinstance(inputs, dict):
+            raise WorkflowError(f"node {node_id} ({node.get('class_type')}) has no inputs dict")
+        for name, value in inputs.items():
+            if _is_link(value) and str(value[0]) not in prompt:
+                raise WorkflowError(
+                    f"input {name!r} of node {node_id} ({node.get('class_type')}) is linked to "
+                    f"node {value[0]!r}, which is not in the workflow")
+    cycle = _find_cycle(prompt)
+    if cycle:
+        raise WorkflowError("the workflow has a cycle: " + " -> ".join(cycle))
+
+
+def _is_link(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
+            and not isinstance(value[0], bool) and isinstance(value[1], int))
+
+
+def _find_cycle(prompt: dict[str, Any]) -> list[str] | None:
+    """One dependency cycle as a list of node ids (first repeated at the end), or None."""
+    state: dict[str, int] = {}
+    for root in prompt:
+        if state.get(root):
+            continue
+        stack: list[tuple[str, list[str]]] = [(root, _deps(prompt, root))]
+        path = [root]
+        state[root] = 1
+        while stack:
+            node_id, deps = stack[-1]
+            if not deps:
+                state[node_id] = 2
+                stack.pop()
+                path.pop()
+                continue
+            dep = deps.pop()
+            if state.get(dep) == 1:
+                return path[path.index(dep):] + [dep]
+            if not state.get(dep):
+                state[dep] = 1
+                path.append(dep)
+                stack.append((dep, _deps(prompt, dep)))
+    return None
+
+
+def _deps(prompt: dict[str, Any], node_id: str) -> list[str]:
+    inputs = prompt[node_id].get("inputs") or {}
+    return [str(v[0]) for v in inputs.values() if _is_link(v) and str(v[0]) in prompt]
