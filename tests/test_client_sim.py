@@ -1,0 +1,201 @@
+"""Integration tests: Client, Monitor and Job against the simulated ComfyUI on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from comfy_widgets import sim
+from comfy_widgets.client import connect
+from comfy_widgets.errors import ExecutionError, JobCancelledError, PromptValidationError
+from comfy_widgets.jobs import Job
+
+TRACES = Path(__file__).resolve().parents[2] / "shared" / "comfyui-reference" / "traces"
+KSAMPLER = json.loads((TRACES / "g1_ksampler_real_no_feature_flags" / "workflow_api.json")
+                      .read_text())
+EMPTY_IMAGE = json.loads((TRACES / "b1_emptyimage_saveimage" / "workflow_api.json").read_text())
+
+
+def ksampler(steps: int = 4, seed: int = 1, prefix: str = "t") -> dict:
+    prompt = copy.deepcopy(KSAMPLER)
+    prompt["3"]["inputs"].update(steps=steps, seed=seed)
+    prompt["9"]["inputs"]["filename_prefix"] = prefix
+    return prompt
+
+
+@pytest.fixture
+async def server():
+    server = await sim.start(seconds_per_step=0.02)
+    yield server
+    await server.astop()
+
+
+@pytest.fixture
+async def client(server):
+    client = connect(server.url)
+    yield client
+    await client.aclose()
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait (polling the loop) until predicate() holds; fail after timeout."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+def record(job: Job) -> list[dict]:
+    seen: list[dict] = []
+    job.subscribe(lambda j: seen.append({
+        "state": j.state, "progress": j.progress, "node": j.current_node,
+        "title": j.current_node_title, "position": j.queue_position,
+        "preview": j.preview is not None,
+    }))
+    return seen
+
+
+async def test_run_with_progress_previews_and_outputs(client):
+    job = client.submit(ksampler(steps=6))
+    seen = record(job)
+    result = await job
+    progress = [s["progress"] for s in seen]
+    assert progress == sorted(progress) and progress[-1] == 100.0
+    assert len(set(progress)) > 6
+    assert ("3", "KSampler") in {(s["node"], s["title"]) for s in seen}
+    assert any(s["preview"] for s in seen) and job.preview_mime == "image/jpeg"
+    assert [s["state"] for s in seen][-1] == "completed" and "running" in [s["state"] for s in seen]
+    assert result.status == "completed" and len(result.images) == 1
+    assert result.outputs[0].filename.startswith("t_") and result.outputs[0].kind == "image"
+    assert job.nodes["3"].max == 6 and job.nodes["3"].state == "done"
+    assert job.nodes["3"].started_at <= job.nodes["3"].finished_at
+    t = job.timings
+    assert t["queued_at"] <= t["started_at"] <= t["finished_at"] and t["run_s"] >= 0
+
+
+async def test_queued_behind_shows_queue_positions(client):
+    first = client.submit(ksampler(steps=15, seed=1))
+    second = client.submit(ksampler(steps=2, seed=2))
+    third = client.submit(ksampler(steps=2, seed=3))
+    seen2, seen3 = record(second), record(third)
+    await asyncio.gather(first, second, third)
+    assert 0 in {s["position"] for s in seen2}
+    assert {0, 1} <= {s["position"] for s in seen3}
+    positions = [s["position"] for s in seen3 if s["position"] is not None]
+    assert positions == sorted(positions, reverse=True)
+    assert third.queue_position is None and third.state == "completed"
+
+
+async def test_cached_rerun_marks_nodes_cached(client):
+    first = await client.submit(EMPTY_IMAGE)
+    again = client.submit(EMPTY_IMAGE)
+    result = await again
+    assert {n.state for n in again.nodes.values()} == {"cached"}
+    assert again.progress == 100.0
+    assert [o.filename for o in result.outputs] == [o.filename for o in first.outputs]
+
+
+async def test_execution_error_fails_the_job(client, server):
+    server.faults.fail_node("SaveImage")
+    job = client.submit(EMPTY_IMAGE)
+    with pytest.raises(ExecutionError) as info:
+        await job
+    assert info.value.node_type == "SaveImage" and info.value.prompt_id == job.prompt_id
+    assert job.state == "failed" and job.error_node == info.value.node_id
+    assert "Simulated failure" in job.error_message
+
+
+async def test_validation_error_before_anything_runs(client):
+    bad = ksampler()
+    bad["3"]["inputs"]["steps"] = -1
+    job = client.submit(bad)
+    with pytest.raises(PromptValidationError) as info:
+        await job
+    assert "3" in info.value.node_errors and job.state == "failed"
+
+
+async def test_cancel_pending_deletes_it(client):
+    running = client.submit(ksampler(steps=20, seed=5))
+    waiting = client.submit(ksampler(steps=2, seed=6))
+    await until(lambda: waiting.state == "queued" and running.state == "running")
+    waiting.cancel()
+    with pytest.raises(JobCancelledError):
+        await waiting
+    assert waiting.state == "cancelled"
+    assert (await running).status == "completed"
+    queue = await client.get_queue()
+    assert not queue["queue_pending"] and waiting.prompt_id not in await client.get_history()
+
+
+async def test_cancel_running_interrupts_it(client):
+    job = client.submit(ksampler(steps=200, seed=7))
+    await until(lambda: job.nodes["3"].value >= 2)
+    job.cancel()
+    with pytest.raises(JobCancelledError):
+        await job
+    assert job.state == "cancelled" and 0 < job.progress < 100
+
+
+async def test_server_restart_mid_run_still_completes(client, server, caplog):
+    """A real restart loses queue and history: the job is queued again and completes."""
+    job = client.submit(ksampler(steps=30, seed=8))
+    await until(lambda: job.nodes["3"].value >= 3)
+    connects = client.monitor.connects
+    with caplog.at_level(logging.INFO, logger="comfy_widgets.monitor"):
+        await server.arestart(keep_state=False, down_for=0.2)
+        result = await job
+    assert "lost by the server" in caplog.text
+    assert result.status == "completed" and len(result.images) == 1
+    assert client.monitor.connects > connects
+    assert job.prompt_id in await client.get_history()
+
+
+async def test_network_outage_job_finishes_while_away(client, server, caplog):
+    """The socket is down while the prompt finishes: /history fills in the outputs."""
+    job = client.submit(ksampler(steps=10, seed=9))
+    await until(lambda: job.nodes["3"].value >= 2)
+    with caplog.at_level(logging.INFO, logger="comfy_widgets.monitor"):
+        await server.arestart(keep_state=True, down_for=0.5)
+        result = await job
+    assert result.status == "completed" and len(result.outputs) == 1
+    assert "lost by the server" not in caplog.text
+
+
+async def test_dropped_socket_reconnects_and_keeps_following(client, server):
+    job = client.submit(ksampler(steps=30, seed=10))
+    await until(lambda: job.nodes["3"].value >= 2)
+    connects = client.monitor.connects
+    server.faults.drop_sockets()
+    await until(lambda: client.monitor.connects > connects)
+    result = await job
+    assert result.status == "completed"
+    assert job.nodes["3"].value == 30
+
+
+async def test_malformed_frames_are_skipped(client, server, caplog):
+    server.faults.malformed_frames(True)
+    with caplog.at_level(logging.INFO, logger="comfy_widgets.events"):
+        result = await client.submit(ksampler(steps=3, seed=11))
+        server.faults.send_malformed()
+        second = await client.submit(EMPTY_IMAGE)
+    assert result.status == second.status == "completed"
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "not JSON" in messages and "unknown WebSocket message type" in messages
+    assert "unknown event type 99" in messages
+    assert client.monitor.connects == 1
+
+
+async def test_upload_image_is_content_addressed(client):
+    from PIL import Image
+
+    image = Image.new("RGB", (16, 16), "purple")
+    name = await client.upload_image(image)
+    assert name.startswith("cw_") and name.endswith(".png")
+    assert await client.upload_image(image) == name
+    info = await client.object_info("LoadImage")
+    assert name in info["LoadImage"]["input"]["required"]["image"][0]
