@@ -14,10 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from comfy_widgets.errors import UnknownNodeTypeError, WorkflowError
+from comfy_widgets.frontend_text import apply_text_replacements, js_string, process_dynamic_prompt
 from comfy_widgets.object_info import ObjectInfo, Widget
 
 #: Frontend-only node types: never sent to the server.
 VIRTUAL_TYPES = frozenset({"PrimitiveNode", "Reroute", "Note", "MarkdownNote"})
+#: Nodes whose ``filename_prefix`` gets ``%date:…%`` / ``%Node.widget%`` replacement.
+SAVE_NODE_TYPES = frozenset({"SaveImage", "SaveAnimatedWEBP", "SaveWEBM", "SaveAudio", "SaveGLB",
+                             "SaveAnimatedPNG", "CLIPSave", "VAESave", "ModelSave", "LoraSave",
+                             "SaveLatent"})
 MODE_MUTED = 2
 MODE_BYPASS = 4
 SUBGRAPH_INPUT_NODE = -10
@@ -275,12 +280,8 @@ class Converter:
         for link_id in sub_input.get("linkIds") or []:
             link = sub.links.get(link_id)
             target = sub.nodes.get(link.target_id) if link else None
-            if target is None:
-                continue
-            inputs = target.get("inputs") or []
-            if link.target_slot >= len(inputs):
-                continue
-            widget_name = (inputs[link.target_slot].get("widget") or {}).get("name")
+            target_input = self._target_input(sub, link) if target is not None else None
+            widget_name = (target_input.get("widget") or {}).get("name") if target_input else None
             if not widget_name:
                 continue
             if self._is_subgraph(target):
@@ -304,6 +305,28 @@ class Converter:
             else:
                 slots.append(saved)
         return slots
+
+    def _inputs(self, graph: Graph, raw: dict[str, Any]) -> list[dict[str, Any]]:
+        """A node's input slots after load: widget sockets whose widget is gone are removed."""
+        inputs = [i for i in raw.get("inputs") or [] if isinstance(i, dict)]
+        if not self.object_info.has(str(raw.get("type"))):
+            return inputs
+        state = self.states.get((graph.key, raw["id"]))
+        names = {slot.name for slot in state.slots} if state else set()
+        return [i for i in inputs if not (i.get("widget") or {}).get("name")
+                or i["widget"]["name"] in names]
+
+    def _target_input(self, graph: Graph, link: Link) -> dict[str, Any] | None:
+        """The input slot a link ends at (found by link id, else by slot index)."""
+        target = graph.nodes.get(link.target_id)
+        if target is None:
+            return None
+        inputs = self._inputs(graph, target) if not self._is_subgraph(target) \
+            else self._instance_inputs(target)
+        for inp in inputs:
+            if inp.get("link") == link.id:
+                return inp
+        return inputs[link.target_slot] if link.target_slot < len(inputs) else None
 
     def _widget_value(self, graph_key: str, node_id: Any, name: str) -> Any:
         state = self.states.get((graph_key, node_id))
@@ -331,7 +354,9 @@ class Converter:
         pending: dict[Any, int] = {}
         ready: list[dict[str, Any]] = []
         for node_id, raw in graph.nodes.items():
-            count = sum(1 for inp in raw.get("inputs") or [] if inp.get("link") is not None)
+            inputs = self._instance_inputs(raw) if self._is_subgraph(raw) \
+                else self._inputs(graph, raw)
+            count = sum(1 for inp in inputs if inp.get("link") is not None)
             if count == 0:
                 ready.append(raw)
             else:
@@ -363,7 +388,7 @@ class Converter:
         graph = self.root if instance is None else self.subgraphs[instance.type]
         exec_id = ":".join((*path, str(raw["id"])))
         is_sub = self._is_subgraph(raw)
-        inputs = self._instance_inputs(raw) if is_sub else list(raw.get("inputs") or [])
+        inputs = self._instance_inputs(raw) if is_sub else self._inputs(graph, raw)
         node = Node(exec_id, graph, raw, path, instance, inputs)
         if exec_id not in self.nodes:
             self.nodes[exec_id] = node
@@ -395,12 +420,10 @@ class Converter:
             self.primitive_groups.append((node.raw.get("title"), targets))
             for link in links:
                 target = node.graph.nodes.get(link.target_id)
-                if target is None:
+                target_input = self._target_input(node.graph, link)
+                if target is None or target_input is None:
                     continue
-                inputs = target.get("inputs") or []
-                if link.target_slot >= len(inputs):
-                    continue
-                widget_name = (inputs[link.target_slot].get("widget") or {}).get("name")
+                widget_name = (target_input.get("widget") or {}).get("name")
                 if widget_name:
                     self._set_widget(node.graph.key, target["id"], widget_name, value)
                     targets.append((":".join((*node.path, str(target["id"]))), widget_name))
@@ -427,7 +450,7 @@ class Converter:
         for slot, value in zip(state.slots if state else [], state.values if state else [],
                                strict=True):
             if slot.in_prompt and slot.name:
-                inputs[slot.name] = _wrap(slot.fixed if slot.has_fixed else value)
+                inputs[slot.name] = _wrap(self._serialize_widget(node, slot, value))
         for i, inp in enumerate(node.inputs):
             resolved = self._resolve_input(node, i, set())
             if resolved is None:
@@ -442,8 +465,53 @@ class Converter:
             self._record_controls(node.exec_id, state)
         if not known:
             return {"inputs": inputs, "_meta": {}}
-        title = node.raw.get("title") or self.object_info.display_name(node.type)
+        title = self._title(node.raw)
         return {"inputs": inputs, "class_type": node.type, "_meta": {"title": title}}
+
+    def _serialize_widget(self, node: Node, slot: Widget, value: Any) -> Any:
+        """A widget's value as the frontend serializes it (fixed, DOM text, dynamic prompts)."""
+        if slot.has_fixed:
+            return slot.fixed
+        spec = slot.spec
+        if spec is not None and spec.type == "STRING":
+            if spec.options.get("multiline"):
+                value = js_string(value)
+            if spec.options.get("dynamicPrompts") is True and isinstance(value, str):
+                value = process_dynamic_prompt(value)
+        if node.type in SAVE_NODE_TYPES and slot.name == "filename_prefix" \
+                and isinstance(value, str) and "%" in value:
+            value = apply_text_replacements(value, self._lookup_widget)
+        return value
+
+    def _lookup_widget(self, node_name: str, widget_name: str) -> tuple[Any] | None:
+        """``%Node.widget%``: the first node with that S&R name (else title) anywhere."""
+        nodes = list(self._all_nodes(self.root))
+        matches = [(g, raw) for g, raw in nodes
+                   if (raw.get("properties") or {}).get("Node name for S&R") == node_name]
+        if not matches:
+            matches = [(g, raw) for g, raw in nodes if self._title(raw) == node_name]
+        if not matches:
+            return None
+        graph, raw = matches[0]
+        state = self.states.get((graph.key, raw["id"]))
+        if state is None or state.index(widget_name) < 0:
+            return None
+        return (state.values[state.index(widget_name)],)
+
+    def _all_nodes(self, graph: Graph, depth: int = 0):
+        """Every node of the hierarchy: a subgraph's nodes come just before its instance."""
+        for raw in graph.nodes.values():
+            if self._is_subgraph(raw) and depth < 32:
+                yield from self._all_nodes(self.subgraphs[str(raw.get("type"))], depth + 1)
+            yield graph, raw
+
+    def _title(self, raw: dict[str, Any]) -> str:
+        if raw.get("title"):
+            return str(raw["title"])
+        sub = self.subgraphs.get(str(raw.get("type")))
+        if sub is not None:
+            return str((sub.definition or {}).get("name") or "")
+        return self.object_info.display_name(str(raw.get("type")))
 
     def _record_controls(self, exec_id: str, state: WidgetState) -> None:
         """Remember the control mode stored after each seed-like widget."""
@@ -611,6 +679,7 @@ def _default_value(slot: Widget) -> Any:
     if spec.type == "STRING":
         return ""
     return None
+
 
 
 def _placeholder_value(value: Any) -> Any:
