@@ -20,9 +20,16 @@ LABEL_WIDTH = "150px"
 ROW = w.Layout(width="100%", max_width="720px")
 
 
+def label_text(param: Any) -> str:
+    """A friendly name ("Negative prompt") reads better than the field's label ("Text")."""
+    if "." not in param.name:
+        return param.name.replace("_", " ").capitalize()
+    return str(param.label or param.name)
+
+
 def _label(param: Any) -> w.HTML:
     """The parameter's label, with its canonical key as a tooltip."""
-    text = html.escape(str(param.label or param.name))
+    text = html.escape(label_text(param))
     key = html.escape(str(param.key))
     return w.HTML(
         f'<span title="{key}">{text}</span>',
