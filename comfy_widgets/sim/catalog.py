@@ -142,8 +142,16 @@ def _set_options(spec: list, options: list[str], keep_tail: bool) -> None:
 
 
 def served_object_info(models: dict[str, list[str]], input_images: list[str]) -> dict:
-    """A deep copy of the bundled object_info with model and input-image combos filled in."""
-    info = copy.deepcopy(bundled_object_info())
+    """The bundled object_info with model and input-image combos filled in.
+
+    Only the patched classes are copied; the others are shared with the bundled snapshot, so
+    the result must be treated as read-only.
+    """
+    bundled = bundled_object_info()
+    info = dict(bundled)
+    for class_type in {c for c, _ in COMBO_FOLDERS} | {c for c, _ in IMAGE_COMBOS}:
+        if class_type in bundled:
+            info[class_type] = copy.deepcopy(bundled[class_type])
     for (class_type, name), folder in COMBO_FOLDERS.items():
         spec = _combo_spec(info, class_type, name)
         if spec is not None:

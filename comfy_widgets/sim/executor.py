@@ -191,17 +191,18 @@ class Executor:
     async def _sample(self, run: RunState, node_id: str, params: dict, steps: int) -> None:
         """Sampler steps with progress, progress_state and previews; interruptible per step."""
         server = self.server
-        final = None
+        previewer = None
         for step in range(1, steps + 1):
             await server.step_delay()
             self._check_interrupt()
             run.progress.update(node_id, step, steps)
             preview = None
             if server.settings.previews:
-                if final is None:
+                if previewer is None:
                     final = await asyncio.to_thread(images.render, params, 0,
                                                     images.PREVIEW_SIDE)
-                preview = images.preview_jpeg(final, step, steps, int(params.get("seed", 0)))
+                    previewer = images.Previewer(final, int(params.get("seed", 0)))
+                preview = previewer.jpeg(step, steps)
             metadata = server.supports_preview_metadata(run.client_id)
             if preview is not None and metadata:
                 server.send_preview_with_metadata(preview, {

@@ -11,6 +11,7 @@ import io
 import json
 import random
 import textwrap
+from functools import cache
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 from PIL.PngImagePlugin import PngInfo
@@ -62,11 +63,17 @@ def _shapes(image: Image.Image, rng: random.Random, colors: list, count: int) ->
             draw.rectangle(box, fill=fill)
 
 
+@cache
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's default font at a size (loading it is slow, so it is cached)."""
+    return ImageFont.load_default(size=size)
+
+
 def _caption(image: Image.Image, text: str, seed: int) -> None:
     """Write the prompt text and seed along the bottom edge."""
     w, h = image.size
     size = max(8, min(w, h) // 18)
-    font = ImageFont.load_default(size=size)
+    font = _font(size)
     chars = max(8, int(w / (size * 0.55)))
     lines = textwrap.wrap(text, chars)[:3] + [f"seed {seed}"]
     draw = ImageDraw.Draw(image, "RGBA")
@@ -95,15 +102,22 @@ def render(params: dict, index: int = 0, cap: int = MAX_SIDE) -> Image.Image:
     return image
 
 
-def preview_jpeg(final: Image.Image, step: int, total: int, seed: int) -> bytes:
-    """A sampler preview at `step` of `total`: the small final picture emerging from noise."""
-    noise = Image.effect_noise(final.size, 80).convert("RGB")
-    tint = Image.new("RGB", final.size, palette(str(seed))[0])
-    start = Image.blend(noise, tint, 0.35)
-    frame = Image.blend(start, final, max(0.0, min(1.0, step / max(1, total))))
-    buf = io.BytesIO()
-    frame.save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
+class Previewer:
+    """Sampler previews of one run: the small final picture emerging from seeded noise."""
+
+    def __init__(self, final: Image.Image, seed: int) -> None:
+        self.final = final
+        rng = random.Random(seed)
+        noise = Image.frombytes("RGB", (32, 32), rng.randbytes(32 * 32 * 3))
+        noise = noise.resize(final.size, Image.Resampling.NEAREST)
+        self.start = Image.blend(noise, Image.new("RGB", final.size, palette(str(seed))[0]), 0.35)
+
+    def jpeg(self, step: int, total: int) -> bytes:
+        """The preview at `step` of `total`, as JPEG bytes."""
+        frame = Image.blend(self.start, self.final, max(0.0, min(1.0, step / max(1, total))))
+        buf = io.BytesIO()
+        frame.save(buf, format="JPEG", quality=85)
+        return buf.getvalue()
 
 
 def small_copy(image: Image.Image, side: int = PREVIEW_SIDE) -> Image.Image:
@@ -121,7 +135,7 @@ def png_bytes(image: Image.Image, prompt: dict | None, extra_pnginfo: dict | Non
     for key, value in (extra_pnginfo or {}).items():
         info.add_text(key, json.dumps(value))
     buf = io.BytesIO()
-    image.save(buf, format="PNG", pnginfo=info, compress_level=4)
+    image.save(buf, format="PNG", pnginfo=info, compress_level=1)
     return buf.getvalue()
 
 

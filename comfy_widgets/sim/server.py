@@ -173,9 +173,12 @@ class SimServer:
         for index, name in enumerate(catalog.DEFAULT_INPUT_IMAGES):
             path = self.root / "input" / name
             if not path.exists():
-                picture = images.render({"seed": 1000 + index, "prompt": name, "steps": 6,
-                                         "width": 256, "height": 256})
-                picture.save(path, format="JPEG" if path.suffix == ".jpg" else "PNG")
+                picture = images.render({"seed": 1000 + index, "prompt": name, "steps": 3,
+                                         "width": 128, "height": 128})
+                if path.suffix == ".jpg":
+                    picture.save(path, format="JPEG")
+                else:
+                    picture.save(path, format="PNG", compress_level=1)
 
     def folder(self, kind: str) -> Path | None:
         """The input, output or temp folder (None for any other type)."""
