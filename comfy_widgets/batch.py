@@ -70,12 +70,10 @@ class Batch:
         self.id = str(uuid.uuid4())
         self.concurrency = concurrency
         self.servers = _server_clients(client, servers)
+        parameters = self.workflow.parameters()
+        self._image_names = {n for p in parameters if p.type == "image" for n in (p.name, p.key)}
         self.variation_plan = VariationPlan(
-            variations,
-            count=count,
-            mode=mode,
-            plan_seed=plan_seed,
-            parameters=self.workflow.parameters(),
+            variations, count=count, mode=mode, plan_seed=plan_seed, parameters=parameters
         )
         self._items = self.variation_plan.validate(self._prepare_item)
         self.plan: pd.DataFrame = self.variation_plan.to_frame()
@@ -201,10 +199,7 @@ class Batch:
 
     def _prepare_item(self, values: dict[str, Any]) -> tuple[dict, dict, list]:
         """Validate one item: its API prompt, the values used and the images to upload."""
-        image_names = {
-            n for p in self.workflow.parameters() if p.type == "image" for n in (p.name, p.key)
-        }
-        merged, uploads = prepare_image_values(image_names, values)
+        merged, uploads = prepare_image_values(self._image_names, values)
         return self.workflow.apply(merged), merged, uploads
 
     def _record(self) -> None:
