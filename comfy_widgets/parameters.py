@@ -129,10 +129,13 @@ def _group_index(prompt: dict[str, Any],
                  groups: list[tuple[str | None, list[tuple[str, str]]]]) -> dict[str, list[str]]:
     """Map each key driven by a PrimitiveNode to all keys of its group (first one leads)."""
     index: dict[str, list[str]] = {}
+    order = {node_id: i for i, node_id in enumerate(prompt)}
     for _title, targets in groups:
-        keys = [f"{node_id}.{name}" for node_id, name in targets
-                if node_id in prompt and _is_literal((prompt[node_id].get("inputs") or {})
-                                                     .get(name, [None, None]))]
+        present = sorted(((node_id, name) for node_id, name in targets
+                          if node_id in prompt and _is_literal(
+                              (prompt[node_id].get("inputs") or {}).get(name, [None, None]))),
+                         key=lambda target: order[target[0]])
+        keys = [f"{node_id}.{name}" for node_id, name in present]
         if len(keys) > 1:
             for key in keys:
                 index[key] = keys
