@@ -10,6 +10,7 @@ run again.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -176,6 +177,7 @@ def resume(
     the credentials if the server needs them). ``requeue_lost=True`` sends lost items again.
     """
     store = store or Store.default()
+    own_client = client is None
     client = client or _client_for(store, batch_id)
     coro = aresume(
         batch_id, client, store=store, requeue_lost=requeue_lost, poll_interval=poll_interval
@@ -183,7 +185,11 @@ def resume(
     future = client.spawn(coro)
     if running_loop() is not None:
         return asyncio.wrap_future(future)
-    return future.result()
+    try:
+        return future.result()
+    finally:
+        if own_client:
+            client.close()
 
 
 async def aresume(
@@ -218,26 +224,41 @@ async def aresume(
 
 @dataclass
 class _ServerView:
-    """One look at the server: prompt ids in its queue, and its history by prompt id."""
+    """One look at the server: prompt ids in its queue, its history, and its prompts' ids."""
 
     queued: set[str]
     history: dict[str, Any]
-    queued_prompts: dict[str, Any]
+    by_prompt: dict[str, list[str]]
 
     @classmethod
     async def read(cls, client: Any) -> _ServerView:
         """Fetch ``/queue`` then ``/history`` (in that order, so nothing slips between them)."""
         items = _queue_items(await client.get_queue())
         history = await client.get_history()
-        return cls({i[1] for i in items}, history, {i[1]: i[2] for i in items})
-
-    def find_prompt(self, prompt: dict[str, Any], known: set[str]) -> str | None:
-        """The id of a prompt equal to ``prompt`` that the server has and the store does not."""
-        candidates = list(self.queued_prompts.items()) + [
-            (pid, (entry.get("prompt") or [None, None, None])[2])
-            for pid, entry in self.history.items()
+        pairs = [(i[1], i[2]) for i in items] + [
+            (pid, (entry.get("prompt") or [None, None, None])[2]) for pid, entry in history.items()
         ]
-        return next((pid for pid, p in candidates if p == prompt and pid not in known), None)
+        by_prompt: dict[str, list[str]] = {}
+        for pid, prompt in pairs:
+            by_prompt.setdefault(_canonical(prompt), []).append(pid)
+        return cls({i[1] for i in items}, history, by_prompt)
+
+    def claim_prompt(self, prompt: dict[str, Any], store: Store) -> str | None:
+        """The id of a server prompt equal to ``prompt`` that the store has no record of.
+
+        A claimed id is not offered again, so two equal items never adopt the same prompt.
+        """
+        ids = self.by_prompt.get(_canonical(prompt), [])
+        for pid in ids:
+            if not store.generation_records(generation_id=pid):
+                ids.remove(pid)
+                return pid
+        return None
+
+
+def _canonical(prompt: Any) -> str:
+    """A prompt as canonical JSON, to compare prompts the way the server stored them."""
+    return json.dumps(prompt, sort_keys=True, separators=(",", ":"))
 
 
 def _queue_items(queue: dict[str, Any]) -> list[list]:
@@ -266,13 +287,11 @@ async def _reconcile(
 async def _start_unsent(
     client: Any, store: Store, record: dict, index: int, server: _ServerView
 ) -> str | None:
-    """An item with no record: adopt the server's copy if it was sent just before a crash,
-    else send it now."""
+    """An item with no record: adopt the server's copy (sent just before a crash), else send it."""
     job = _job_for(client, store, record, index)
     if job.prompt is None:
         job.prompt = await _build_prompt(client, job.workflow, job.parameters)
-    known = {r["prompt_id"] for r in store.generation_records(batch_id=record["id"])}
-    orphan = server.find_prompt(job.prompt, known)
+    orphan = server.claim_prompt(job.prompt, store)
     if orphan is None:
         return await _send(client, store, job)
     job.prompt_id = orphan

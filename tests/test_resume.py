@@ -153,3 +153,26 @@ def test_rerun_queues_the_recorded_prompt(server, store, client):
     assert len(df) == 2 and list(df["workflow"]) == ["wf", "wf"]
     assert df["prompt"].iloc[0] == df["prompt"].iloc[1] == prompt
     assert df["prompt_id"].iloc[1] == job.prompt_id
+
+
+def test_resume_builds_prompts_from_the_stored_workflow(server, store, client):
+    from comfy_widgets.workflow import Workflow
+
+    workflow = Workflow.load(EXAMPLES / "sd15_txt2img_api.json")
+    plan = [{"seed": 5, "steps": 1, "width": 64, "height": 64},
+            {"seed": 6, "steps": 1, "width": 64, "height": 64}]
+    store.create_batch("w", workflow, 2, plan_rows=plan, columns=["seed"])
+    df = resume("w", client, store=store, poll_interval=0.01)
+    assert list(df["status"]) == ["completed", "completed"]
+    assert list(df["seed"]) == [5, 6]
+    sent = [r["prompt"] for r in store.generation_records(batch_id="w")]
+    assert [p["3"]["inputs"]["seed"] for p in sent] == [5, 6]
+
+
+async def test_resume_is_awaitable_inside_a_running_loop(server, store):
+    prompt = empty_image(99)
+    store.create_batch("a", None, 1, prompts=[prompt], plan_rows=[{}],
+                       servers=[server.url])
+    df = await resume("a", store=store, poll_interval=0.01)
+    assert list(df["status"]) == ["completed"]
+    assert df["server"].iloc[0] == server.url
