@@ -137,6 +137,7 @@ class Client:
         self._object_info: ObjectInfo | None = None
         self._object_info_raw: dict[str, Any] | None = None
         self._uploads: dict[str, asyncio.Future[str]] = {}
+        self._post_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"Client(url={self.url!r}, client_id={self.client_id!r})"
@@ -152,6 +153,7 @@ class Client:
                 self._http = None
                 self._monitor = None
                 self._uploads = {}
+                self._post_lock = asyncio.Lock()
             return self._loop
 
     def on_loop_thread(self) -> bool:
@@ -233,7 +235,11 @@ class Client:
         front: bool = False,
         extra_data: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """POST /prompt with this client's id; returns ``{prompt_id, number, node_errors}``."""
+        """POST /prompt with this client's id; returns ``{prompt_id, number, node_errors}``.
+
+        POSTs are sent one at a time on a kept-alive connection, so prompts enter the server's
+        queue in the order they were submitted.
+        """
         body: dict[str, Any] = {"prompt": prompt, "client_id": self.client_id}
         if prompt_id:
             body["prompt_id"] = prompt_id
@@ -241,7 +247,16 @@ class Client:
             body["front"] = True
         if extra_data:
             body["extra_data"] = extra_data
-        return await self._json("POST", "/prompt", json=body)
+        return await self._on_loop(self._post_prompt(body))
+
+    @property
+    def posting(self) -> bool:
+        """True while a POST /prompt is in flight or waiting its turn."""
+        return self._post_lock.locked()
+
+    async def _post_prompt(self, body: dict[str, Any]) -> dict[str, Any]:
+        async with self._post_lock:
+            return (await self._send("POST", "/prompt", json=body)).json()
 
     async def get_queue(self) -> dict[str, Any]:
         """GET /queue: ``{"queue_running": [...], "queue_pending": [...]}`` (pending unsorted)."""

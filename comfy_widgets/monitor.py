@@ -42,17 +42,22 @@ log = logging.getLogger(__name__)
 
 FEATURE_FLAGS = {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
 FIRST_RETRY_S = 0.05
+FAST_RETRY_CAP_S = 0.25  # while the server has been down for less than FAST_WINDOW_S
+FAST_WINDOW_S = 30.0
 MAX_RETRY_S = 5.0
+QUEUE_REFRESH_DELAY_S = 0.05  # coalesces the burst of `status` frames a batch of POSTs causes
 CONNECT_WAIT_S = 5.0
 POLL_WHILE_DOWN_S = 3.0
 
 
 def retry_delays() -> Iterator[float]:
-    """Reconnect delays: 50 ms, doubling, capped at 5 s."""
-    delay = FIRST_RETRY_S
+    """Reconnect delays: 50 ms, doubling up to 250 ms for the first 30 s (a restarting server
+    is caught within a quarter second), then doubling up to 5 s."""
+    delay, waited = FIRST_RETRY_S, 0.0
     while True:
         yield delay
-        delay = min(delay * 2, MAX_RETRY_S)
+        waited += delay
+        delay = min(delay * 2, FAST_RETRY_CAP_S if waited < FAST_WINDOW_S else MAX_RETRY_S)
 
 
 class _RedactHeaders(logging.Filter):
@@ -308,6 +313,9 @@ class Monitor:
     async def _refresh_queue(self) -> None:
         self._refresh_again = True
         while self._refresh_again:
+            await asyncio.sleep(QUEUE_REFRESH_DELAY_S)
+            while self.client.posting:  # a burst of POSTs: refresh once, after it
+                await asyncio.sleep(QUEUE_REFRESH_DELAY_S)
             self._refresh_again = False
             queued = [job for job in self._posted_jobs() if job.state == "queued"]
             if queued:
