@@ -69,7 +69,8 @@ function render({ model, el }) {
     const status = model.get("status");
     const since = ACTIVE.has(status) && status !== "pending" ? (performance.now() - received) / 1000 : 0;
     const elapsed = model.get("elapsed") + since;
-    let text = elapsed > 0 ? `${status === "queued" ? "waiting" : "elapsed"} ${fmtSeconds(elapsed)}` : "";
+    const verb = status === "queued" ? "waiting" : ACTIVE.has(status) ? "elapsed" : "took";
+    let text = elapsed > 0 ? `${verb} ${fmtSeconds(elapsed)}` : "";
     const eta = model.get("eta");
     if (status === "running" && eta >= 0) text += ` · ETA ${fmtSeconds(Math.max(0, eta - since))}`;
     clock.textContent = text;

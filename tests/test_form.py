@@ -195,6 +195,7 @@ def test_sections_put_prompts_first_and_advanced_in_a_fold():
     form = make()
     titles = [c.children[0].value for c in form.children if "cw-form-section" in c._dom_classes]
     assert titles[0].startswith("<b>Positive") and titles[1].startswith("<b>Negative")
+    assert len(titles) == len(set(titles)) == len({p.node_id for p in PARAMS if not p.advanced})
     fold = [c for c in form.children if isinstance(c, w.Accordion)]
     assert len(fold) == 1 and fold[0].titles == ("Advanced",)
     inner = fold[0].children[0]

@@ -112,7 +112,9 @@ class SeedField(Field):
             layout=w.Layout(flex="1 1 auto", width="auto"),
         )
         self.dice = w.Button(
-            description="🎲", tooltip="Randomize seed", layout=w.Layout(width="42px")
+            description="🎲 Randomize",
+            tooltip="Pick a random seed",
+            layout=w.Layout(width="auto", flex="0 0 auto"),
         )
         self.dice.add_class("cw-seed-randomize")
         mode = (

@@ -24,11 +24,8 @@ PROMPT_NAMES = ("prompt", "negative_prompt")
 
 def _section_order(params: list[Any]) -> list[str]:
     """Node ids in display order: the positive prompt's node, the negative's, then graph order."""
-    order: list[str] = []
-    for name in PROMPT_NAMES:
-        order += [p.node_id for p in params if p.name == name and p.node_id not in order]
-    order += [p.node_id for p in params if p.node_id not in order]
-    return order
+    first = [p.node_id for name in PROMPT_NAMES for p in params if p.name == name]
+    return list(dict.fromkeys([*first, *(p.node_id for p in params)]))
 
 
 def _section(title: str, fields: list[Field]) -> w.VBox:

@@ -49,6 +49,19 @@ def _elapsed_and_eta(job: Any, status: str, progress: float, now: float) -> tupl
     return elapsed, elapsed * (100.0 - progress) / progress
 
 
+def _execution_order(nodes: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Nodes as they ran: cached ones, then started ones by start time, then the pending ones."""
+
+    def key(item: tuple[int, tuple[str, Any]]) -> tuple[int, float, int]:
+        index, (_nid, node) = item
+        started = getattr(node, "started_at", None)
+        if node.state == "cached":
+            return (0, 0.0, index)
+        return (1, started, index) if started else (2, 0.0, index)
+
+    return [item for _, item in sorted(enumerate(nodes.items()), key=key)]
+
+
 def job_snapshot(job: Any, now: float | None = None) -> dict[str, Any]:
     """The widget's view of ``job`` as plain JSON values (no images): what the browser shows."""
     status = getattr(job, "state", "pending") or "pending"
@@ -58,7 +71,7 @@ def job_snapshot(job: Any, now: float | None = None) -> dict[str, Any]:
     elapsed, eta = _elapsed_and_eta(job, status, progress, time.time() if now is None else now)
     nodes = [
         {"id": str(nid), "title": getattr(n, "title", None) or str(nid), "state": n.state}
-        for nid, n in (getattr(job, "nodes", None) or {}).items()
+        for nid, n in _execution_order(getattr(job, "nodes", None) or {})
     ]
     position = getattr(job, "queue_position", None)
     return {
