@@ -140,8 +140,10 @@ export default {
       while (urls.length) URL.revokeObjectURL(urls.pop());
     }
 
-    function showViewer(title, body) {
+    // build() runs after the previous view's object URLs are revoked, so it may make new ones.
+    function showViewer(title, build) {
       closeViewer();
+      const body = build();
       const close = h("button", { class: "cw-grid-close", title: "Close", text: "✕", onclick: closeViewer });
       viewer.append(h("div", { class: "cw-grid-viewer-head" }, [h("span", { text: title }), close]), body);
       viewer.hidden = false;
@@ -154,6 +156,11 @@ export default {
         return h("video", { src: url, controls: true, autoplay: true, loop: true, muted: true });
       }
       if (mime.startsWith("audio/")) return h("audio", { src: url, controls: true });
+      if (mime.startsWith("text/") || mime === "application/json") {
+        const pre = h("pre", { class: "cw-grid-text" });
+        new Blob([buffer]).text().then((text) => (pre.textContent = text));
+        return pre;
+      }
       return h("img", { src: url, alt });
     }
 
@@ -164,7 +171,7 @@ export default {
         "data-row": cell.row,
       });
       const open = () => {
-        showViewer("Loading…", h("div", { class: "cw-grid-loading", text: "Loading full size…" }));
+        showViewer("Loading…", () => h("div", { class: "cw-grid-loading", text: "Loading full size…" }));
         model.send({ type: "full", row: cell.row });
       };
       const visual = cell.src
@@ -219,14 +226,13 @@ export default {
       if (msg.type === "full") {
         const cell = cells.get(msg.row);
         const title = cell ? cell.title.split("\n").join(" · ") : `row ${msg.row}`;
-        showViewer(title, h("div", { class: "cw-grid-full" }, media(buffers[0], msg.mime, title)));
+        showViewer(title, () => h("div", { class: "cw-grid-full" }, media(buffers[0], msg.mime, title)));
       } else if (msg.type === "compare") {
         const names = [msg.a, msg.b].map((row) => cells.get(row)?.title.split("\n").join(" · ") ?? `row ${row}`);
         const pane = (buffer, caption) =>
           h("figure", { class: "cw-grid-pane" }, [media(buffer, "image/png", caption), h("figcaption", { text: caption })]);
         const percent = (msg.changed * 100).toFixed(msg.changed < 0.01 ? 2 : 1);
-        showViewer(
-          `Comparison: ${percent}% of pixels differ`,
+        showViewer(`Comparison: ${percent}% of pixels differ`, () =>
           h("div", { class: "cw-grid-compare-view" }, [
             pane(buffers[0], `A: ${names[0]}`),
             pane(buffers[1], `B: ${names[1]}`),
@@ -234,12 +240,12 @@ export default {
           ]),
         );
       } else if (msg.type === "error") {
-        showViewer("Error", h("div", { class: "cw-grid-error", text: msg.message }));
+        showViewer("Error", () => h("div", { class: "cw-grid-error", text: msg.message }));
       }
     }
 
     compareBtn.addEventListener("click", () => {
-      showViewer("Comparing…", h("div", { class: "cw-grid-loading", text: "Computing the difference…" }));
+      showViewer("Comparing…", () => h("div", { class: "cw-grid-loading", text: "Computing the difference…" }));
       model.send({ type: "compare", a: picks[0], b: picks[1] });
     });
     clearBtn.addEventListener("click", () => {

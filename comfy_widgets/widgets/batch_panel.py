@@ -100,20 +100,37 @@ class BatchPanel(w.VBox):
         self._seed = seed_parameter(self.workflow)
         self._prompt = prompt_parameter(self.workflow)
 
-        self.count = w.IntSlider(value=4, min=1, max=MAX_COUNT, description="Count")
-        self.seed = w.ToggleButtons(options=SEED_STRATEGIES, value="random", description="Seed")
-        self.seed.style.button_width = "90px"
+        label = {"description_width": "70px"}
+        self.count = w.IntSlider(
+            value=4,
+            min=1,
+            max=MAX_COUNT,
+            description="Count",
+            style=label,
+            tooltip="How many times each combination runs",
+        )
+        self.seed = w.ToggleButtons(
+            options=SEED_STRATEGIES,
+            value="random",
+            style={"button_width": "90px"},
+            tooltips=[
+                "A new random seed per repeat",
+                "The form's seed, +1 per repeat",
+                "The form's seed for every item",
+            ],
+        )
         self.prompts = w.Textarea(
             placeholder="One prompt per line; each runs Count times (empty: the form's prompt)",
             description="Prompts",
+            style=label,
             layout=w.Layout(width="98%", height="80px"),
         )
         self.mode = w.ToggleButtons(
-            options=[("grid (every combination)", "grid"), ("zip (pair up)", "zip")],
+            options=[("every combination", "grid"), ("pair up (zip)", "zip")],
             value="grid",
-            description="Combine",
+            style={"button_width": "160px"},
+            tooltips=["Cartesian product of prompts and sweeps", "Pair the i-th values up"],
         )
-        self.mode.style.button_width = "170px"
         self.sweeps = w.VBox([])
         self.add_sweep_button = w.Button(description="Add sweep", icon="plus")
         self.add_sweep_button.disabled = not self._numeric
@@ -125,11 +142,11 @@ class BatchPanel(w.VBox):
         self.results = w.VBox([])
         controls: list[w.Widget] = [w.HTML("<b>Batch</b>"), self.count]
         if self._seed is not None:
-            controls.append(self.seed)
+            controls.append(_labelled("Seed", self.seed))
         if self._prompt is not None:
             controls.append(self.prompts)
         controls += [
-            self.mode,
+            _labelled("Combine", self.mode),
             self.sweeps,
             self.add_sweep_button,
             self.summary,
@@ -270,10 +287,13 @@ def plan_table(df: pd.DataFrame, max_rows: int = PREVIEW_ROWS) -> str:
     shown = df.head(max_rows)
     table = shown.to_html(
         index=False, classes="cw-plan-table", border=0, float_format="{:g}".format
-    )
+    ).replace("<table ", '<table style="margin-left:0" ', 1)
     more = len(df) - len(shown)
     tail = f"<div>… and {more} more</div>" if more > 0 else ""
-    return f'<div style="max-height:260px;overflow:auto">{table}{tail}</div>'
+    return (
+        '<div class="jp-RenderedHTMLCommon" style="max-height:260px;overflow:auto;padding:0">'
+        f"{table}{tail}</div>"
+    )
 
 
 def _summary(plan: VariationPlan) -> str:
@@ -281,6 +301,13 @@ def _summary(plan: VariationPlan) -> str:
     total = len(plan)
     shape = f"{cells} combination{'s' if cells != 1 else ''} × {plan.count}" if cells > 1 else ""
     return f"{total} generation{'s' if total != 1 else ''}" + (f" ({shape})" if shape else "")
+
+
+def _labelled(text: str, control: w.Widget) -> w.HBox:
+    """A control with a label on its left, as wide as the sliders' descriptions."""
+    label = w.Label(text, layout=w.Layout(width="70px", margin="0 6px 0 0"))
+    label.style.text_align = "right"
+    return w.HBox([label, control], layout=w.Layout(align_items="center"))
 
 
 def _error_html(message: str) -> str:
