@@ -77,11 +77,9 @@ class Node:
     path: tuple[str, ...]
     instance: Node | None
     inputs: list[dict[str, Any]]
-
-    @property
-    def type(self) -> str:
-        """The node's type (class name, virtual type, or subgraph definition id)."""
-        return str(self.raw.get("type"))
+    #: The node's type (class name, virtual type, or subgraph definition id).
+    type: str
+    is_subgraph: bool
 
     @property
     def mode(self) -> int:
@@ -141,6 +139,15 @@ def is_valid_connection(type_a: Any, type_b: Any) -> bool:
     return any(x == y for x in a.split(",") for y in b.split(","))
 
 
+def clone_json(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, scalars); much faster than copy.deepcopy."""
+    if isinstance(value, dict):
+        return {k: clone_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone_json(v) for v in value]
+    return value
+
+
 def js_number(value: Any) -> Any:
     """Write integral floats as ints (as JavaScript does) inside any JSON value."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
@@ -154,7 +161,7 @@ def js_number(value: Any) -> Any:
 
 def js_key_order(obj: dict[str, Any]) -> dict[str, Any]:
     """Reorder keys as JavaScript objects do: integer-like keys ascending, then insertion order."""
-    ints = [k for k in obj if _is_array_index(k)]
+    ints = [k for k in obj if k[:1].isdigit() and _is_array_index(k)]
     if not ints:
         return obj
     ordered = {k: obj[k] for k in sorted(ints, key=int)}
@@ -181,6 +188,7 @@ class Converter:
                 self.subgraphs[str(sub["id"])] = _make_graph(str(sub["id"]), sub, sub)
         self.states: dict[tuple[str, Any], WidgetState] = {}
         self.nodes: dict[str, Node] = {}
+        self._input_cache: dict[tuple[str, Any], list[dict[str, Any]]] = {}
         #: ``control_after_generate`` of each emitted node's widgets: {exec_id: {field: mode}}.
         self.controls: dict[str, dict[str, str]] = {}
         #: Inputs fed by one PrimitiveNode: [(title, [(exec_id, field), ...]), ...].
@@ -308,13 +316,18 @@ class Converter:
 
     def _inputs(self, graph: Graph, raw: dict[str, Any]) -> list[dict[str, Any]]:
         """A node's input slots after load: widget sockets whose widget is gone are removed."""
+        key = (graph.key, raw["id"])
+        cached = self._input_cache.get(key)
+        if cached is not None:
+            return cached
         inputs = [i for i in raw.get("inputs") or [] if isinstance(i, dict)]
-        if not self.object_info.has(str(raw.get("type"))):
-            return inputs
-        state = self.states.get((graph.key, raw["id"]))
-        names = {slot.name for slot in state.slots} if state else set()
-        return [i for i in inputs if not (i.get("widget") or {}).get("name")
-                or i["widget"]["name"] in names]
+        if self.object_info.has(str(raw.get("type"))):
+            state = self.states.get(key)
+            names = {slot.name for slot in state.slots} if state else set()
+            inputs = [i for i in inputs if not (i.get("widget") or {}).get("name")
+                      or i["widget"]["name"] in names]
+        self._input_cache[key] = inputs
+        return inputs
 
     def _target_input(self, graph: Graph, link: Link) -> dict[str, Any] | None:
         """The input slot a link ends at (found by link id, else by slot index)."""
@@ -389,7 +402,7 @@ class Converter:
         exec_id = ":".join((*path, str(raw["id"])))
         is_sub = self._is_subgraph(raw)
         inputs = self._instance_inputs(raw) if is_sub else self._inputs(graph, raw)
-        node = Node(exec_id, graph, raw, path, instance, inputs)
+        node = Node(exec_id, graph, raw, path, instance, inputs, str(raw.get("type")), is_sub)
         if exec_id not in self.nodes:
             self.nodes[exec_id] = node
         if not is_sub:
@@ -432,8 +445,8 @@ class Converter:
 
     def _serialize(self, node: Node) -> dict[str, Any] | None:
         """The API entry for one node, or None for virtual, muted and bypassed nodes."""
-        if (node.type in VIRTUAL_TYPES or self._is_subgraph(node.raw)
-                or node.mode in (MODE_MUTED, MODE_BYPASS)):
+        if node.type in VIRTUAL_TYPES or node.is_subgraph or node.mode in (MODE_MUTED,
+                                                                             MODE_BYPASS):
             return None
         known = self.object_info.has(node.type)
         if not known and not self.allow_unknown:
@@ -587,7 +600,7 @@ class Converter:
         if node.mode == MODE_BYPASS:
             index = _bypass_slot(node, slot, wanted_type)
             return None if index < 0 else self._resolve_input(node, index, visited)
-        if self._is_subgraph(node.raw):
+        if node.is_subgraph:
             return self._resolve_subgraph_output(node, slot, wanted_type, visited)
         if node.type in VIRTUAL_TYPES:
             if slot < len(node.inputs):

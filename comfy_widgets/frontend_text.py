@@ -25,7 +25,9 @@ def process_dynamic_prompt(text: str, rng: Any = None) -> str:
     ``rng`` is anything with a ``random()`` method (default: the ``random`` module).
     """
     chooser = rng or random
-    source = _COMMENTS.sub("", text)
+    source = _COMMENTS.sub("", text) if "/" in text else text
+    if "{" not in source and "\\" not in source:
+        return source
     result, _ = _parse(source, 0, chooser, top=True)
     return re.sub(r"\\([{}|])", r"\1", result)
 

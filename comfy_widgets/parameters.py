@@ -9,10 +9,12 @@ input answers to it. Values are checked against the node definitions before anyt
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from comfy_widgets.conversion import clone_json
 from comfy_widgets.detection import (
     DETECTION_TABLE,
     friendly_alias,
@@ -59,6 +61,13 @@ class WorkflowParameter:
     linked_keys: tuple[str, ...] = ()
     #: Friendly names that may refer to this parameter (ambiguous ones included).
     aliases: tuple[str, ...] = field(default_factory=tuple)
+
+
+def copy_parameter(param: WorkflowParameter) -> WorkflowParameter:
+    """A copy that callers may change freely (options and value are copied too)."""
+    return dataclasses.replace(
+        param, value=copy.deepcopy(param.value) if isinstance(param.value, (list, dict))
+        else param.value, options=None if param.options is None else list(param.options))
 
 
 @dataclass
@@ -333,9 +342,9 @@ def apply_to_prompt(prompt: dict[str, Any], pset: ParameterSet,
     if errors:
         lines = "\n".join(f"  - {msg}" for msg in errors.values())
         raise ParameterError(f"{len(errors)} invalid parameter(s):\n{lines}", errors=errors)
-    result = copy.deepcopy(prompt)
+    result = clone_json(prompt)
     for param, value in updates:
-        sent = {"__value__": copy.deepcopy(value)} if isinstance(value, list) else value
+        sent = {"__value__": clone_json(value)} if isinstance(value, list) else value
         for key in (param.key, *param.linked_keys):
             node_id, field_name = _split(key)
             result[node_id]["inputs"][field_name] = sent

@@ -7,13 +7,12 @@ missing nodes, cycles) and exposes the parameters (:mod:`comfy_widgets.parameter
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
-from comfy_widgets.conversion import Converter
+from comfy_widgets.conversion import Converter, clone_json
 from comfy_widgets.errors import WorkflowError
 from comfy_widgets.object_info import ObjectInfo
 from comfy_widgets.parameters import (
@@ -21,6 +20,7 @@ from comfy_widgets.parameters import (
     WorkflowParameter,
     apply_to_prompt,
     build_parameter_set,
+    copy_parameter,
 )
 
 Format = Literal["api", "ui"]
@@ -30,24 +30,38 @@ class Workflow:
     """One workflow, immutable once loaded; every method returns new objects."""
 
     def __init__(self, source: dict[str, Any], *, name: str = "workflow",
-                 object_info: ObjectInfo | None = None, allow_unknown_nodes: bool = False):
-        self.source: dict[str, Any] = copy.deepcopy(source)
+                 object_info: ObjectInfo | None = None, allow_unknown_nodes: bool = False,
+                 _owned: bool = False):
+        self.source: dict[str, Any] = source if _owned else clone_json(source)
         self.name = name
         self.object_info = object_info if object_info is not None else ObjectInfo.bundled()
         self.allow_unknown_nodes = allow_unknown_nodes
         self.format: Format = detect_format(self.source)
-        self.content_hash = content_hash(self.source)
-        controls: dict[str, dict[str, str]] = {}
-        groups: list[tuple[str | None, list[tuple[str, str]]]] = []
+        self._controls: dict[str, dict[str, str]] = {}
+        self._groups: list[tuple[str | None, list[tuple[str, str]]]] = []
         if self.format == "ui":
             converter = Converter(self.source, self.object_info, allow_unknown_nodes)
             self._api = converter.convert()
-            controls, groups = converter.controls, converter.primitive_groups
+            self._controls, self._groups = converter.controls, converter.primitive_groups
         else:
-            self._api = copy.deepcopy(self.source)
+            self._api = clone_json(self.source)
         check_graph(self._api)
-        self._params: ParameterSet = build_parameter_set(
-            self._api, self.object_info, controls=controls, groups=groups)
+        self._hash: str | None = None
+        self._param_set: ParameterSet | None = None
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the canonical JSON of the original workflow (computed once)."""
+        if self._hash is None:
+            self._hash = content_hash(self.source)
+        return self._hash
+
+    @property
+    def _params(self) -> ParameterSet:
+        if self._param_set is None:
+            self._param_set = build_parameter_set(
+                self._api, self.object_info, controls=self._controls, groups=self._groups)
+        return self._param_set
 
     @classmethod
     def load(cls, src: str | Path | dict[str, Any] | Workflow,
@@ -60,22 +74,22 @@ class Workflow:
             return src if object_info is None else src.with_object_info(object_info)
         data, default_name = _read_source(src)
         return cls(data, name=name or default_name, object_info=object_info,
-                   allow_unknown_nodes=allow_unknown_nodes)
+                   allow_unknown_nodes=allow_unknown_nodes, _owned=not isinstance(src, dict))
 
     def to_api(self) -> dict[str, Any]:
         """The API prompt (a new dict), as ComfyUI's frontend would send it."""
-        return copy.deepcopy(self._api)
+        return clone_json(self._api)
 
     def parameters(self) -> list[WorkflowParameter]:
         """The workflow's parameters, in node order (copies: changing them changes nothing)."""
-        return copy.deepcopy(self._params.parameters)
+        return [copy_parameter(p) for p in self._params.parameters]
 
     def parameter(self, name: str) -> WorkflowParameter:
         """One parameter by friendly name or canonical key (ParameterError if unknown)."""
         from comfy_widgets.errors import ParameterError
 
         try:
-            return copy.deepcopy(self._params.resolve(name))
+            return copy_parameter(self._params.resolve(name))
         except KeyError as exc:
             raise ParameterError(str(exc.args[0]), errors={name: str(exc.args[0])}) from None
 
@@ -89,7 +103,7 @@ class Workflow:
         if isinstance(object_info, dict):
             object_info = ObjectInfo(object_info, source="server")
         return Workflow(self.source, name=self.name, object_info=object_info,
-                        allow_unknown_nodes=self.allow_unknown_nodes)
+                        allow_unknown_nodes=self.allow_unknown_nodes, _owned=True)
 
     def node_title(self, node_id: str) -> str | None:
         """The title of a node of the API prompt (as shown in ComfyUI), or None."""
