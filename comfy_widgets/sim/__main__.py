@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 
 from comfy_widgets.sim import start
 
@@ -44,8 +46,11 @@ async def _main(args: argparse.Namespace) -> None:
                          loras=args.lora, models=extra_models(args.model),
                          data_dir=args.data_dir, seconds_per_node=args.seconds_per_node)
     print(f"Simulated ComfyUI listening on {server.url} (data in {server.root})", flush=True)
+    stop = asyncio.Event()
+    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await server.astop()
 
