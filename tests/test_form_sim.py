@@ -106,3 +106,12 @@ async def test_last_used_values_return_when_the_workflow_is_loaded_again(client)
     assert again.values["sampler_name"] == "dpmpp_2m"
     other = ParameterForm(Workflow.load("/work/shared/workflows/ui/sd15_img2img.json"))
     assert other.values["steps"] == 15
+
+
+async def test_batch_button_opens_the_batch_panel_below_the_form():
+    from comfy_widgets.widgets.batch_panel import BatchPanel
+
+    form = ParameterForm(Workflow.load(UI))
+    form.batch_button.click()
+    assert isinstance(form.output.children[0], BatchPanel)
+    assert form.output.children[0].form is form
