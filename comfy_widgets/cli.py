@@ -63,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "sim":
         from comfy_widgets.sim.__main__ import main as sim_main
 
-        return sim_main(args.args)
+        sim_main(args.args)
+        return 0
     try:
         return run_command(args)
     except ComfyWidgetsError as exc:

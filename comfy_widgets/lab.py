@@ -79,7 +79,7 @@ def lab_argv(
         f"--LabApp.app_settings_dir={app_settings_dir}",
     ]
     if (Path(root_dir) / QUICKSTART).is_file():
-        argv.append(f"--ServerApp.default_url=/lab/tree/{QUICKSTART}")
+        argv.append(f"--LabApp.default_url=/lab/tree/{QUICKSTART}")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         argv.append("--allow-root")  # without it JupyterLab exits at once when run as root
     return argv
