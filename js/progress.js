@@ -156,7 +156,11 @@ function render({ model, el }) {
     overlay.dataset.index = String(index);
     overlay.addEventListener("click", closeLightbox);
     document.body.append(overlay);
-    model.send({ type: "full", index });
+    try {
+      model.send({ type: "full", index }); // no kernel (static export): the thumbnail stays
+    } catch (err) {
+      console.debug("comfy_widgets: full image unavailable", err);
+    }
   }
 
   function closeLightbox() {

@@ -195,3 +195,29 @@ async def test_flood_of_1000_progress_events_is_throttled():
     assert 1 <= len(sent) <= bound
     assert len(previews) <= int(total * 5) + 2
     assert view.status == "completed" and view.progress == 100.0
+
+
+async def test_a_real_20_step_run_stays_under_the_message_bound():
+    from comfy_widgets import sim
+    from comfy_widgets.client import connect
+    from comfy_widgets.workflow import Workflow
+
+    server = await sim.start(seconds_per_step=0.01)
+    client = connect(server.url)
+    try:
+        wf = Workflow.load("/work/shared/workflows/ui/sd15_txt2img_default.json")
+        start = time.monotonic()
+        job = client.run(wf, steps=20)
+        view = ProgressView(job)
+        sent = count_comm_messages(view)
+        await job
+        while view._throttle.pending or view.status != "completed":
+            await asyncio.sleep(0.02)
+        total = time.monotonic() - start
+    finally:
+        await client.aclose()
+        await server.astop()
+    previews = [m for m in sent if ["preview"] in m.get("buffer_paths", [])]
+    print(f"20-step run in {total:.2f}s: {len(sent)} comm messages, {len(previews)} with a preview")
+    assert 1 <= len(sent) <= int(total * MESSAGE_RATE) + 2
+    assert view.progress == 100.0 and len(view.thumbnails) == 1
