@@ -62,14 +62,13 @@ class Routes:
         prompt = data["prompt"]
         prompt_id = str(data.get("prompt_id", uuid.uuid4()))
         targets = data.get("partial_execution_targets")
-        result = validate_prompt(prompt, server.object_info(), server.input_file_exists)
+        result = validate_prompt(prompt, server.object_info(), server.input_file_exists, targets)
         if not result.ok:
             return _prompt_error(result.error, result.node_errors)
-        outputs = [o for o in result.outputs if targets is None or o in targets]
         extra_data = dict(data.get("extra_data", {}))
         if "client_id" in data:
             extra_data["client_id"] = data["client_id"]
-        server.enqueue(number, prompt_id, prompt, extra_data, outputs)
+        server.enqueue(number, prompt_id, prompt, extra_data, result.outputs)
         return _json({"prompt_id": prompt_id, "number": number,
                       "node_errors": result.node_errors})
 

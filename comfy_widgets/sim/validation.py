@@ -196,17 +196,19 @@ def _graph_error(prompt: dict, object_info: dict) -> dict | None:
     return None
 
 
-def validate_prompt(prompt: dict, object_info: dict, file_exists=lambda name: True
-                    ) -> ValidationResult:
+def validate_prompt(prompt: dict, object_info: dict, file_exists=lambda name: True,
+                    targets: list[str] | None = None) -> ValidationResult:
     """Validate an API prompt like ComfyUI: graph errors first, then every output's inputs.
 
-    `file_exists(name)` answers LoadImage's check that an input image exists.
+    `file_exists(name)` answers LoadImage's check that an input image exists; `targets`
+    (partial_execution_targets) limits which output nodes count.
     """
     graph_error = _graph_error(prompt, object_info)
     if graph_error is not None:
         return ValidationResult(False, graph_error, [], {})
     outputs = [nid for nid, node in prompt.items()
-               if object_info[node["class_type"]].get("output_node") is True]
+               if object_info[node["class_type"]].get("output_node") is True
+               and (targets is None or nid in targets)]
     if not outputs:
         return ValidationResult(False, _error("prompt_no_outputs", "Prompt has no outputs"), [], {})
     validator = _Validator(prompt, object_info, file_exists)
