@@ -115,3 +115,23 @@ async def test_batch_button_opens_the_batch_panel_below_the_form():
     form.batch_button.click()
     assert isinstance(form.output.children[0], BatchPanel)
     assert form.output.children[0].form is form
+
+
+async def test_picked_image_is_uploaded_on_run(client):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "teal").save(buf, format="PNG")
+    wf = Workflow.load("/work/shared/workflows/ui/sd15_img2img.json")
+    form = ParameterForm(wf, client)
+    await until(lambda: form.workflow is not wf)
+    form.fields["image"].set_value(buf.getvalue())
+    form.set_values({"steps": 2})
+    job = form.run()
+    result = await job
+    assert result.status == "completed"
+    uploaded = job.prompt["10"]["inputs"]["image"]
+    assert uploaded != "image2image_input_image.jpg"
+    assert await client.view(uploaded, type="input") == buf.getvalue()
