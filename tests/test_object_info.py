@@ -1,0 +1,98 @@
+"""ObjectInfo: the bundled snapshot, input specs (V1 and V3), and the widget lists they imply."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from comfy_widgets.object_info import ObjectInfo
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "comfyui-reference"
+OI = ObjectInfo.bundled()
+
+
+def names(class_type: str, oi: ObjectInfo = OI) -> list[str]:
+    return [w.name for w in oi.widgets(class_type)]
+
+
+def test_bundled_snapshot_is_the_reference_server_and_cached():
+    reference = json.loads(gzip.decompress((REFERENCE / "object_info.json.gz").read_bytes()))
+    assert OI.raw == reference
+    assert ObjectInfo.bundled() is OI
+    assert OI.source == "bundled" and not OI.trusts_model_lists
+    assert OI.has("KSampler") and not OI.has("PrimitiveNode")
+    assert OI.node("KSampler")["name"] == "KSampler"
+    with pytest.raises(KeyError):
+        OI.node("NoSuchNode")
+
+
+def test_server_object_info_trusts_its_model_lists():
+    served = ObjectInfo({"A": {"input": {}}})
+    assert served.source == "server" and served.trusts_model_lists
+    with pytest.raises(TypeError):
+        ObjectInfo(["not", "a", "dict"])  # type: ignore[arg-type]
+
+
+def test_seed_inputs_get_a_hidden_control_widget():
+    assert names("KSampler") == ["seed", "control_after_generate", "steps", "cfg",
+                                 "sampler_name", "scheduler", "denoise"]
+    assert names("RandomNoise") == ["noise_seed", "control_after_generate"]
+    assert names("PrimitiveInt") == ["value", "control_after_generate"]
+    assert names("PrimitiveFloat") == ["value"]
+
+
+def test_explicit_false_control_flag_wins_over_the_seed_name():
+    oi = ObjectInfo({"N": {"input": {"required": {
+        "seed": ["INT", {"control_after_generate": False}],
+        "mode": [["a", "b"], {"control_after_generate": True}],
+        "strength": ["FLOAT", {"control_after_generate": True}]}}}})
+    assert names("N", oi) == ["seed", "mode", "control_after_generate", "control_filter_list",
+                              "strength"]
+
+
+def test_upload_and_ui_only_widgets():
+    assert names("LoadImage") == ["image", "upload"]
+    assert [w.in_prompt for w in OI.widgets("LoadImage")] == [True, False]
+    assert names("LoadAudio") == ["audio", "audioUI", "upload"]
+    audio_ui = OI.widgets("SaveAudio")[-1]
+    assert (audio_ui.name, audio_ui.stored, audio_ui.fixed) == ("audioUI", False, "")
+    assert names("PreviewAny") == ["preview"]
+
+
+def test_force_input_and_socket_types_make_no_widget():
+    oi = ObjectInfo({"N": {"input": {"required": {"image": ["IMAGE"],
+                                                  "steps": ["INT", {"forceInput": True}],
+                                                  "text": ["STRING", {}]}}}})
+    assert names("N", oi) == ["text"]
+
+
+def test_input_order_decides_widget_order():
+    oi = ObjectInfo({"N": {"input": {"required": {"b": ["INT", {}], "a": ["INT", {}]},
+                                     "optional": {"c": ["BOOLEAN", {}]}},
+                           "input_order": {"required": ["a", "b"], "optional": ["c"]}}})
+    assert names("N", oi) == ["a", "b", "c"]
+
+
+def test_v1_and_v3_combo_specs():
+    v1 = OI.input("KSampler", "sampler_name")
+    assert v1.type == "COMBO" and "euler" in v1.choices
+    v3 = OI.input("LatentCut", "dim")
+    assert v3.type == "COMBO" and v3.choices and v3.is_widget
+
+
+def test_display_names_follow_the_frontend():
+    assert OI.display_name("ImageScaleToTotalPixels") == "Scale Image to Total Pixels"
+    assert OI.display_name("CheckpointLoaderSimple") == "Load Checkpoint"
+    assert ObjectInfo({"X": {"display_name": "Mine"}}).display_name("X") == "Mine"
+    assert ObjectInfo({}).display_name("Unknown") == "Unknown"
+
+
+def test_model_folders():
+    assert OI.model_folder("CheckpointLoaderSimple", "ckpt_name") == "checkpoints"
+    assert OI.model_folder("LoraLoader", "lora_name") == "loras"
+    assert OI.model_folder("LoadImage", "image") == "input"
+    assert OI.model_folder("KSampler", "sampler_name") is None
+    assert OI.model_folder("KSampler", "steps") is None
