@@ -257,8 +257,23 @@ class _ServerView:
 
 
 def _canonical(prompt: Any) -> str:
-    """A prompt as canonical JSON, to compare prompts the way the server stored them."""
-    return json.dumps(prompt, sort_keys=True, separators=(",", ":"))
+    """A prompt as canonical JSON, to compare what we sent with what the server kept.
+
+    ComfyUI stores validated inputs converted to their type (``cfg: 8`` comes back as ``8.0``),
+    so whole floats are written as ints here.
+    """
+    return json.dumps(_whole_floats_as_ints(prompt), sort_keys=True, separators=(",", ":"))
+
+
+def _whole_floats_as_ints(value: Any) -> Any:
+    """``value`` with every float that is a whole number replaced by the int (recursively)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_floats_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_floats_as_ints(v) for v in value]
+    return value
 
 
 def _queue_items(queue: dict[str, Any]) -> list[list]:

@@ -176,3 +176,18 @@ async def test_resume_is_awaitable_inside_a_running_loop(server, store):
     df = await resume("a", store=store, poll_interval=0.01)
     assert list(df["status"]) == ["completed"]
     assert df["server"].iloc[0] == server.url
+
+
+def test_resume_adopts_an_orphan_the_server_stored_with_converted_numbers(server, store, client):
+    prompt = json.loads((EXAMPLES / "sd15_txt2img_api.json").read_text())
+    prompt["3"]["inputs"].update(steps=1, cfg=8)
+    prompt["5"]["inputs"].update(width=64, height=64)
+    orphan_id = str(uuid.uuid4())
+    _call(client, client.queue_prompt(prompt, prompt_id=orphan_id))
+    store.create_batch("o", None, 1, prompts=[prompt], plan_rows=[{}])
+    df = resume("o", client, store=store, poll_interval=0.01)
+    assert list(df["prompt_id"]) == [orphan_id]
+    assert list(df["status"]) == ["completed"]
+    server_history = _call(client, client.get_history())
+    assert list(server_history) == [orphan_id]
+    assert server_history[orphan_id]["prompt"][2]["3"]["inputs"]["cfg"] == 8.0
