@@ -374,7 +374,8 @@ class Client:
         image_names = {n for p in wf.parameters() if p.type == "image" for n in (p.name, p.key)}
         merged, uploads = prepare_image_values(image_names, merged)
         prompt = wf.apply(merged)
-        return self.submit(prompt, workflow=wf, parameters=merged, uploads=uploads)
+        used = {wf.parameter(name).name: value for name, value in merged.items()}
+        return self.submit(prompt, workflow=wf, parameters=used, uploads=uploads)
 
     def submit(
         self,
