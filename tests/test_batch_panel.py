@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
+import pytest
 import traitlets
 
 from comfy_widgets.errors import ParameterError
@@ -198,3 +199,14 @@ def test_plan_table_truncates_long_plans():
 
     html = plan_table(pd.DataFrame({"batch_index": range(50), "cfg": [1.5] * 50}), max_rows=5)
     assert html.count("<tr") == 6 and "… and 45 more" in html and "1.5" in html
+
+
+def test_default_sweeps_are_useful_for_fine_and_capped_parameters():
+    from comfy_widgets.widgets.batch_panel import default_sweep
+
+    cfg = param("cfg", "number", 8.0, min=0.0, max=100.0, step=0.1)
+    denoise = param("denoise", "number", 1.0, min=0.0, max=1.0, step=0.01)
+    steps = param("steps", "number", 20, min=1, max=100, step=1)
+    assert default_sweep(cfg) == pytest.approx((8.0, 12.0, 1.0))
+    assert default_sweep(denoise) == pytest.approx((0.96, 1.0, 0.01))
+    assert default_sweep(steps) == (20.0, 24.0, 1.0)

@@ -42,6 +42,24 @@ def prompt_parameter(workflow: Any) -> Any | None:
     return (named or multiline or [None])[0]
 
 
+def default_sweep(param: Any) -> tuple[float, float, float]:
+    """(start, stop, step) for a new sweep row: five values up from the current one.
+
+    Fine-grained parameters (over 1,000 steps in their range, like cfg by 0.1) step ten times
+    coarser; at the top of the range the sweep goes down to the current value instead.
+    """
+    step = float(param.step or 1)
+    low = float(param.min) if param.min is not None else None
+    high = float(param.max) if param.max is not None else None
+    if low is not None and high is not None and (high - low) / step >= 1000:
+        step *= 10
+    value = float(param.value if param.value is not None else (low or 0.0))
+    stop = value + 4 * step
+    if high is not None and stop > high:
+        return max(value - 4 * step, low if low is not None else value - 4 * step), value, step
+    return value, stop, step
+
+
 class SweepRow(w.HBox):
     """One sweep: a numeric parameter with start, stop and step, and a button to remove it."""
 
@@ -68,13 +86,8 @@ class SweepRow(w.HBox):
         self.remove.on_click(lambda _b: on_remove(self))
 
     def _defaults(self) -> None:
-        """Start at the parameter's value, four steps up (within its maximum)."""
-        param = self.parameters[self.name.value]
-        step = float(param.step or 1)
-        start = float(param.value if param.value is not None else (param.min or 0))
-        stop = start + 4 * step
-        if param.max is not None:
-            stop = min(stop, float(param.max))
+        """Five values from the parameter's current one, with a step that shows a difference."""
+        start, stop, step = default_sweep(self.parameters[self.name.value])
         self.start.value, self.stop.value, self.step.value = start, stop, step
 
     def variation(self) -> tuple[str, Any]:

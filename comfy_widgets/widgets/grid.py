@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from PIL import Image, ImageChops, ImageOps
 
 from comfy_widgets import gridimage
 
+log = logging.getLogger(__name__)
 _JS = Path(__file__).parents[2] / "js"
 PLAYABLE_MIMES = frozenset({"image/gif", "image/webp", "image/apng"})
 COMPARE_MAX_SIDE = 1024
@@ -135,14 +137,14 @@ class ResultGrid(anywidget.AnyWidget):
         return self._thumbs[key]
 
     def _describe(self, row: int) -> dict[str, Any]:
-        image = gridimage.row_image(self.df, row, self.thumb_size)
         ref = _ref(self.df, row)
+        src = _thumbnail_uri(self.df, row, ref, self.thumb_size)
         mime = str(getattr(ref, "mime", "") or "")
-        kind = str(getattr(ref, "kind", "") or ("image" if image is not None else ""))
+        kind = str(getattr(ref, "kind", "") or ("image" if src else ""))
         status = _cell(self.df, "status", row)
         error = _cell(self.df, "error", row)
         return {
-            "src": _data_uri(image) if image is not None else "",
+            "src": src,
             "kind": kind,
             "mime": mime,
             "playable": kind == "video" or mime in PLAYABLE_MIMES,
@@ -152,7 +154,7 @@ class ResultGrid(anywidget.AnyWidget):
                 gridimage.axis_label(c, self.df[c].iat[row]) for c in self._captions
             ),
             "title": _tooltip(self.df, row),
-            "placeholder": "" if image is not None else gridimage.placeholder_text(self.df, row),
+            "placeholder": "" if src else gridimage.placeholder_text(self.df, row),
         }
 
     # --- full size and comparison -------------------------------------------------------------
@@ -312,7 +314,17 @@ def _encode(image: Image.Image, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def _data_uri(image: Image.Image) -> str:
+def _thumbnail_uri(df: pd.DataFrame, row: int, ref: Any, size: int) -> str:
+    """The row's thumbnail as a data URI ('' without one), reusing an OutputRef's cached bytes."""
+    if getattr(ref, "kind", "image") == "image" and hasattr(ref, "thumbnail_bytes"):
+        try:
+            mime, data = ref.thumbnail_bytes(size)
+            return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+        except Exception:  # fall through to the generic loader, which draws a placeholder
+            log.debug("thumbnail_bytes failed for row %s", row, exc_info=True)
+    image = gridimage.row_image(df, row, size)
+    if image is None:
+        return ""
     return "data:image/jpeg;base64," + base64.b64encode(_encode(image, "JPEG")).decode("ascii")
 
 
