@@ -51,6 +51,16 @@ class Graph:
     nodes: dict[Any, dict[str, Any]]
     links: dict[Any, Link]
     definition: dict[str, Any] | None = None
+    #: Output link lists repaired by the frontend's link fixer: {(node_id, slot): [link ids]}.
+    fixed_outputs: dict[tuple[Any, int], list[Any]] = field(default_factory=dict)
+
+    def output_links(self, raw: dict[str, Any], slot: int) -> list[Any]:
+        """The link ids leaving one output slot (after the link fixer's repairs)."""
+        fixed = self.fixed_outputs.get((raw["id"], slot))
+        if fixed is not None:
+            return fixed
+        outputs = raw.get("outputs") or []
+        return list(outputs[slot].get("links") or []) if slot < len(outputs) else []
 
 
 @dataclass
@@ -127,6 +137,27 @@ def _make_graph(key: str, data: dict[str, Any], definition: dict[str, Any] | Non
     return Graph(key, nodes, parse_links(data.get("links")), definition)
 
 
+def fix_output_links(graph: Graph) -> None:
+    """Repair output link lists the way the frontend's link fixer does before loading.
+
+    A link that its target input holds but its origin output does not list is added to the
+    output; one whose target input holds another link is removed from it.
+    """
+    for link in reversed(list(graph.links.values())):
+        origin = graph.nodes.get(link.origin_id)
+        target = graph.nodes.get(link.target_id)
+        if origin is None or target is None:
+            continue
+        inputs = target.get("inputs") or []
+        held = inputs[link.target_slot].get("link") if link.target_slot < len(inputs) else None
+        listed = graph.output_links(origin, link.origin_slot)
+        if held == link.id and link.id not in listed:
+            graph.fixed_outputs[(origin["id"], link.origin_slot)] = [*listed, link.id]
+        elif held is not None and held != link.id and link.id in listed:
+            listed.remove(link.id)
+            graph.fixed_outputs[(origin["id"], link.origin_slot)] = listed
+
+
 def is_valid_connection(type_a: Any, type_b: Any) -> bool:
     """litegraph's type compatibility check: ``*``/empty match anything, ``A,B`` lists match."""
     if type_a in ("", "*", None, 0) or type_b in ("", "*", None, 0) or type_a == type_b:
@@ -179,6 +210,7 @@ class Converter:
         self.object_info = object_info
         self.allow_unknown = allow_unknown_nodes
         self.root = _make_graph("root", ui, None)
+        fix_output_links(self.root)
         self.subgraphs: dict[str, Graph] = {}
         for sub in (ui.get("definitions") or {}).get("subgraphs") or []:
             if isinstance(sub, dict) and sub.get("id"):
@@ -378,8 +410,8 @@ class Converter:
             raw = ready.popleft()
             order.append(raw)
             done.add(raw["id"])
-            for output in raw.get("outputs") or []:
-                for link_id in output.get("links") or []:
+            for slot in range(len(raw.get("outputs") or [])):
+                for link_id in graph.output_links(raw, slot):
                     link = graph.links.get(link_id)
                     if link is None or link_id in visited_links:
                         continue
@@ -418,8 +450,7 @@ class Converter:
         for node in list(self.nodes.values()):
             if node.type != "PrimitiveNode":
                 continue
-            outputs = node.outputs
-            link_ids = (outputs[0].get("links") or []) if outputs else []
+            link_ids = node.graph.output_links(node.raw, 0)
             links = [node.graph.links[i] for i in link_ids if i in node.graph.links]
             if not links:
                 continue
@@ -613,8 +644,8 @@ class Converter:
         outputs = (sub.definition or {}).get("outputs") or []
         if slot >= len(outputs):
             raise WorkflowError(f"subgraph instance {node.exec_id} has no output slot {slot}")
-        link_ids = outputs[slot].get("linkIds") or []
-        link = sub.links.get(link_ids[0]) if link_ids else None
+        link = next((sub.links[i] for i in outputs[slot].get("linkIds") or [] if i in sub.links),
+                    None)
         if link is None:
             return None
         if link.origin_id == SUBGRAPH_INPUT_NODE:
@@ -675,22 +706,16 @@ def _wrap(value: Any) -> Any:
 
 
 def _default_value(slot: Widget) -> Any:
-    """A widget's value before ``widgets_values`` is applied: the spec's default."""
+    """A widget's value before ``widgets_values`` is applied, as the frontend initialises it."""
     spec = slot.spec
     if spec is None:
         return slot.default
-    if "default" in spec.options:
-        return spec.options["default"]
+    default = spec.options.get("default")
     if spec.type == "COMBO":
-        return spec.choices[0] if spec.choices else None
-    if spec.type in ("INT", "FLOAT"):
-        return spec.options.get("min", 0)
-    if spec.type == "BOOLEAN":
-        return False
-    if spec.type == "STRING":
-        return ""
-    return None
-
+        return default or (spec.choices[0] if spec.choices else None)
+    if default is not None:
+        return default
+    return {"INT": 0, "FLOAT": 0, "BOOLEAN": False, "STRING": ""}.get(spec.type)
 
 
 def _placeholder_value(value: Any) -> Any:

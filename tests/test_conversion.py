@@ -166,6 +166,21 @@ def test_primitive_node_value_wins_over_stale_widget_value():
     assert list(api["10"]["inputs"])[1] == "steps"
 
 
+def test_link_fixer_repairs_a_primitive_output_list():
+    inputs = [*KSAMPLER_IN, ("steps", "INT", 30, "steps")]
+    nodes = base_nodes(ks_inputs=inputs)
+    nodes.append(node(30, "PrimitiveNode", [33, "fixed"], outputs=[("INT", "INT", [])]))
+    api = convert(graph(nodes, [*BASE_LINKS, [30, 30, 0, 10, 4, "INT"]]))
+    assert api["10"]["inputs"]["steps"] == 33
+
+
+def test_missing_widget_values_fall_back_to_defaults():
+    api = convert(graph([node(1, "KSampler", [5, "fixed"]), node(2, "EmptyLatentImage", [])],
+                        []))
+    assert api["1"]["inputs"]["steps"] == 20 and api["1"]["inputs"]["sampler_name"] == "euler"
+    assert api["2"]["inputs"] == {"width": 512, "height": 512, "batch_size": 1}
+
+
 def test_float_and_combo_primitive_values():
     inputs = [*KSAMPLER_IN, ("cfg", "FLOAT", 30, "cfg"), ("sampler_name", "COMBO", 31,
                                                            "sampler_name")]
