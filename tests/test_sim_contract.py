@@ -418,3 +418,26 @@ async def test_duplicate_client_id_leaves_the_new_socket_deaf(driver):
     reference = reference_frames(TRACES / trace / "ws_socket2_same_clientId.jsonl")
     assert_same(second.frames, reference, loose=True)
     await second.ws.close()
+
+
+def placeholders(text: str, ids: dict[str, str]) -> str:
+    """A raw frame with its ids and timestamps replaced by fixed tokens."""
+    for value, token in ids.items():
+        text = text.replace(value, token)
+    return re.sub(r'"timestamp": \d+', '"timestamp": 0', text)
+
+
+async def test_raw_text_frames_are_serialized_like_comfyui(driver):
+    trace = TRACES / "b3_raw_text_frames"
+    recorded = [line for line in (trace / "ws_raw_text_frames.txt").read_text().splitlines()
+                if line and not line.startswith("#")]
+    request = json.loads((trace / "http.json").read_text())[0]
+    client = cid()
+    socket = await driver.connect(client, flags=True)
+    prompt_id = await driver.post(workflow("b3_raw_text_frames"), client)
+    await driver.finish(socket)
+    sent = [f["raw"] for f in socket.frames]
+    real_prompt_id = json.loads(recorded[4])["data"]["prompt_id"]
+    assert [placeholders(f, {client: "C", prompt_id: "P"}) for f in sent] == \
+        [placeholders(f, {request["request_json"]["client_id"]: "C", real_prompt_id: "P"})
+         for f in recorded]

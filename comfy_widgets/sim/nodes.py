@@ -48,6 +48,9 @@ def evaluate(class_type: str, inputs: dict, node_info: dict) -> tuple:
     if class_type == "GetImageSize":
         return (int(params.get("width", 512)), int(params.get("height", 512)),
                 int(params.get("batch_size", 1)))
+    if class_type == "StringConcatenate":
+        return (f"{inputs.get('string_a', '')}{inputs.get('delimiter', '')}"
+                f"{inputs.get('string_b', '')}",)
     return tuple(_slot_value(kind, name, params, inputs)
                  for kind, name in zip(node_info.get("output", []),
                                        node_info.get("output_name", []), strict=False))

@@ -87,7 +87,7 @@ class OutputWriter:
                 prefix = "ComfyUI" + self.temp_prefix
             return {"images": self._images(params, prefix, kind, prompt, extra_pnginfo)}
         if class_type in VIDEO_SAVERS:
-            return self._video(params, inputs, VIDEO_SAVERS[class_type])
+            return self._video(class_type, params, inputs)
         if class_type in AUDIO_SAVERS:
             return self._audio(class_type, params, inputs)
         if class_type in TEXT_NODES:
@@ -110,14 +110,17 @@ class OutputWriter:
             results.append({"filename": name, "subfolder": subfolder, "type": kind})
         return results
 
-    def _video(self, params: dict, inputs: dict, ext: str) -> dict:
+    def _video(self, class_type: str, params: dict, inputs: dict) -> dict:
         frames = self._frames(params)
         prefix = str(inputs.get("filename_prefix", "ComfyUI"))
         folder, stem, counter, subfolder = save_path(prefix, self.dirs["output"], *frames[0].size)
-        name = f"{stem}_{counter:05}_.{ext}"
-        (folder / name).write_bytes(images.webp_bytes(frames, float(inputs.get("fps", 6.0))))
+        name = f"{stem}_{counter:05}_.{VIDEO_SAVERS[class_type]}"
+        fps = float(params.get("fps", 6.0))
+        (folder / name).write_bytes(images.webp_bytes(frames, fps))
+        # SaveAnimatedWEBP reports a single frame as not animated; the video savers never do.
+        animated = len(frames) != 1 or class_type != "SaveAnimatedWEBP"
         return {"images": [{"filename": name, "subfolder": subfolder, "type": "output"}],
-                "animated": [True]}
+                "animated": [animated]}
 
     def _audio(self, class_type: str, params: dict, inputs: dict) -> dict:
         kind = AUDIO_SAVERS[class_type]
