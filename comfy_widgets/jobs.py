@@ -86,12 +86,16 @@ class JobResult:
 
     prompt_id: str
     status: str
-    images: list[Image.Image]
     outputs: list[Output]
     parameters: dict[str, Any]
     prompt: dict[str, Any]
     timings: dict[str, float | None]
     job: Job = field(repr=False)
+
+    @property
+    def images(self) -> list[Image.Image]:
+        """Every image output, decoded on first access (a 1,000-item batch keeps only bytes)."""
+        return [o.image for o in self.outputs if o.kind == "image" and o.image is not None]
 
 
 def _nodes_of(prompt: dict[str, Any]) -> dict[str, NodeState]:
@@ -531,7 +535,6 @@ class Job:
         return JobResult(
             prompt_id=self.prompt_id,
             status=self.state,
-            images=self.images,
             outputs=list(self.outputs),
             parameters=dict(self.parameters),
             prompt=self.prompt,
