@@ -332,3 +332,28 @@ async def test_misc_posts_answer_empty_200(http):
         kwargs = {"json": case["request_json"]} if "request_json" in case else {}
         async with http.post(case["path"], **kwargs) as r:
             assert r.status == case["status"] and await r.read() == b""
+
+
+async def test_queue_changes_broadcast_status_like_comfyui(http, server):
+    """Each put, take, finish, delete and clear announces; deleting the last item twice."""
+    server.settings.seconds_per_step = 0.5
+    slow = json.loads((TRACES / "e1_interrupt_global" / "workflow_api.json").read_text())
+    small = json.loads((TRACES / "b1_emptyimage_saveimage" / "workflow_api.json").read_text())
+    async with http.ws_connect("/ws") as ws:
+        counts = [(await ws.receive_json(timeout=10))["data"]["status"]["exec_info"]
+                  ["queue_remaining"]]
+        async with http.post("/prompt", json={"prompt": slow}) as r:
+            running = (await r.json())["prompt_id"]
+        async with http.post("/prompt", json={"prompt": small}) as r:
+            pending = (await r.json())["prompt_id"]
+        async with http.post("/queue", json={"delete": [pending]}):
+            pass
+        async with http.post("/queue", json={"clear": True}):
+            pass
+        async with http.post("/interrupt", json={"prompt_id": running}):
+            pass
+        while len(counts) < 8:
+            frame = await ws.receive_json(timeout=10)
+            if frame["type"] == "status":
+                counts.append(frame["data"]["status"]["exec_info"]["queue_remaining"])
+    assert counts == [0, 1, 1, 2, 1, 1, 1, 0]

@@ -163,8 +163,8 @@ class Executor:
             server.last_node_id = node_id
         self._to_client(run, "executing", {"node": node_id, "display_node": node_id,
                                            "prompt_id": run.prompt_id})
-        self._check_interrupt()
         await server.node_delay()
+        self._check_interrupt()
         server.faults.check_node(node_id, class_type)
         inputs = self._resolve(run, node_id)
         outputs = nodes.evaluate(class_type, inputs, info)

@@ -66,12 +66,18 @@ class PromptQueue:
         return [item[1] for item in self.running.values()]
 
     def delete(self, prompt_ids: list) -> None:
-        """Remove pending items by prompt_id (unknown ids are ignored), then announce."""
+        """Remove pending items by prompt_id (unknown ids are ignored), then announce.
+
+        Like ComfyUI, deleting the last pending item goes through clear() and so announces twice.
+        """
         for prompt_id in prompt_ids:
             for i, item in enumerate(self.pending):
                 if item[1] == prompt_id:
-                    self.pending.pop(i)
-                    heapq.heapify(self.pending)
+                    if len(self.pending) == 1:
+                        self.clear()
+                    else:
+                        self.pending.pop(i)
+                        heapq.heapify(self.pending)
                     self.on_change()
                     break
 
