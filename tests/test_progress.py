@@ -221,3 +221,29 @@ async def test_a_real_20_step_run_stays_under_the_message_bound():
     print(f"20-step run in {total:.2f}s: {len(sent)} comm messages, {len(previews)} with a preview")
     assert 1 <= len(sent) <= int(total * MESSAGE_RATE) + 2
     assert view.progress == 100.0 and len(view.thumbnails) == 1
+
+
+async def test_cancel_from_the_browser_cancels_a_running_simulator_job():
+    import pytest
+
+    from comfy_widgets import sim
+    from comfy_widgets.client import connect
+    from comfy_widgets.errors import JobCancelledError
+    from comfy_widgets.workflow import Workflow
+
+    server = await sim.start(seconds_per_step=0.05)
+    client = connect(server.url)
+    try:
+        job = client.run(Workflow.load("/work/shared/workflows/ui/sd15_txt2img_default.json"))
+        view = ProgressView(job)
+        while job.state != "running" or job.progress <= 0:
+            await asyncio.sleep(0.02)
+        browser_sends(view, {"type": "cancel"})
+        with pytest.raises(JobCancelledError):
+            await job
+        while view._throttle.pending or view.status == "running":
+            await asyncio.sleep(0.02)
+    finally:
+        await client.aclose()
+        await server.astop()
+    assert view.status == "cancelled" and view.progress < 100
