@@ -344,19 +344,38 @@ class Converter:
         return slots
 
     def _inputs(self, graph: Graph, raw: dict[str, Any]) -> list[dict[str, Any]]:
-        """A node's input slots after load: widget sockets whose widget is gone are removed."""
+        """A node's input slots after load, as the frontend rebuilds them.
+
+        For a known class the slots follow the node definition (link sockets, then widget
+        sockets) and take their links from the stored inputs of the same name; stored inputs
+        the definition lacks come after, and widget sockets whose widget is gone are removed.
+        """
         key = (graph.key, raw["id"])
         cached = self._input_cache.get(key)
         if cached is not None:
             return cached
-        inputs = [i for i in raw.get("inputs") or [] if isinstance(i, dict)]
-        if self.object_info.has(str(raw.get("type"))):
-            state = self.states.get(key)
-            names = {slot.name for slot in state.slots} if state else set()
-            inputs = [i for i in inputs if not (i.get("widget") or {}).get("name")
-                      or i["widget"]["name"] in names]
-        self._input_cache[key] = inputs
-        return inputs
+        stored = [i for i in raw.get("inputs") or [] if isinstance(i, dict)]
+        node_type = str(raw.get("type"))
+        if self.object_info.has(node_type):
+            stored = self._rebuild_inputs(node_type, stored, self.states.get(key))
+        self._input_cache[key] = stored
+        return stored
+
+    def _rebuild_inputs(self, node_type: str, stored: list[dict[str, Any]],
+                        state: WidgetState | None) -> list[dict[str, Any]]:
+        by_name = {i.get("name"): i for i in stored}
+        slots = self.object_info.input_slots(node_type)
+        rebuilt: list[dict[str, Any]] = []
+        for name, slot_type, has_widget in slots:
+            merged = {**by_name.get(name, {"link": None}), "name": name, "type": slot_type}
+            if has_widget:
+                merged["widget"] = {"name": name}
+            rebuilt.append(merged)
+        defined = {name for name, _, _ in slots}
+        rebuilt += [i for i in stored if i.get("name") not in defined]
+        names = {slot.name for slot in state.slots} if state else set()
+        return [i for i in rebuilt
+                if not (i.get("widget") or {}).get("name") or i["widget"]["name"] in names]
 
     def _target_input(self, graph: Graph, link: Link) -> dict[str, Any] | None:
         """The input slot a link ends at (found by link id, else by slot index)."""

@@ -49,6 +49,8 @@ MODEL_LIST_INPUTS = {
 AUDIO_UI_NODES = frozenset({"LoadAudio", "SaveAudio", "PreviewAudio", "SaveAudioMP3",
                             "SaveAudioOpus"})
 _UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
+#: Widget types added by the frontend's extensions that hold no node input value.
+_PSEUDO_WIDGET_TYPES = frozenset({"IMAGEUPLOAD", "AUDIOUPLOAD", "AUDIO_UI"})
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,13 @@ class InputSpec:
         """True when the frontend shows this input as a widget rather than a link socket."""
         widget_type = self.options.get("widgetType") or self.type
         return widget_type in WIDGET_TYPES and not self.options.get("forceInput")
+
+    @property
+    def creates_widget(self) -> bool:
+        """True when the frontend creates a widget (value or UI-only) for this input."""
+        widget_type = self.options.get("widgetType") or self.type
+        return (widget_type in WIDGET_TYPES or widget_type in _PSEUDO_WIDGET_TYPES) \
+            and not self.options.get("forceInput")
 
     @property
     def has_control(self) -> bool:
@@ -100,6 +109,8 @@ def _parse_spec(name: str, raw: Any, required: bool) -> InputSpec:
         return InputSpec(name, str(raw), {}, required)
     head = raw[0]
     options = raw[1] if len(raw) > 1 and isinstance(raw[1], dict) else {}
+    if not required and options.get("defaultInput"):
+        options = {**options, "forceInput": True}  # the frontend's migration of defaultInput
     if isinstance(head, list):
         return InputSpec(name, "COMBO", options, required, tuple(head))
     if head == "COMBO":
@@ -121,6 +132,7 @@ class ObjectInfo:
         self.source: Source = source
         self._inputs: dict[str, tuple[InputSpec, ...]] = {}
         self._widgets: dict[str, tuple[Widget, ...]] = {}
+        self._slots: dict[str, tuple[tuple[str, str, bool], ...]] = {}
 
     @classmethod
     def bundled(cls) -> ObjectInfo:
@@ -169,6 +181,20 @@ class ObjectInfo:
         if cached is None:
             cached = tuple(_build_widgets(class_type, self.raw.get(class_type) or {}))
             self._widgets[class_type] = cached
+        return cached
+
+    def input_slots(self, class_type: str) -> tuple[tuple[str, str, bool], ...]:
+        """The input sockets a new node gets: (name, type, has_widget), link sockets first.
+
+        The frontend adds a socket for each link input, then one for each widget input; on
+        load it matches stored inputs to these by name.
+        """
+        cached = self._slots.get(class_type)
+        if cached is None:
+            specs = _frontend_inputs(class_type, self.raw.get(class_type) or {})
+            cached = tuple([(s.name, s.type, False) for s in specs if not s.creates_widget]
+                           + [(s.name, s.type, True) for s in specs if s.creates_widget])
+            self._slots[class_type] = cached
         return cached
 
     def model_folder(self, class_type: str, name: str) -> str | None:

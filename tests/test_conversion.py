@@ -110,6 +110,20 @@ def test_widgets_first_in_widget_order_then_links_and_control_value_skipped():
     assert ks["_meta"] == {"title": "KSampler"} and ks["class_type"] == "KSampler"
 
 
+def test_link_inputs_follow_the_node_definition_not_the_stored_order():
+    stored = [KSAMPLER_IN[3], KSAMPLER_IN[0], KSAMPLER_IN[2], KSAMPLER_IN[1]]
+    api = convert(graph(base_nodes(ks_inputs=stored), BASE_LINKS))
+    assert list(api["10"]["inputs"])[-4:] == ["model", "positive", "negative", "latent_image"]
+
+
+def test_stale_widget_socket_is_dropped_with_its_link():
+    inputs = [*KSAMPLER_IN, ("old_widget", "INT", 40, "old_widget")]
+    nodes = base_nodes(ks_inputs=inputs)
+    nodes.append(node(40, "PrimitiveInt", [7, "fixed"], outputs=[("INT", "INT", [40])]))
+    api = convert(graph(nodes, [*BASE_LINKS, [40, 40, 0, 10, 4, "INT"]]))
+    assert "old_widget" not in api["10"]["inputs"]
+
+
 def test_integral_floats_written_as_ints_like_javascript():
     api = convert(graph(base_nodes(), BASE_LINKS))
     assert json.dumps(api["10"]["inputs"]["cfg"]) == "7"
