@@ -155,6 +155,27 @@ def wait_executed(page, timeout: float = 120) -> None:
     )
 
 
+def run_cell(page, index: int, timeout: float = 120) -> None:
+    """Run one code cell and wait until it shows an execution count and the kernel is idle."""
+    page.evaluate(
+        "(i) => { const nb = window.jupyterapp.shell.currentWidget.content;"
+        " nb.widgets[i].model.sharedModel.execution_count = null;"
+        " nb.activeCellIndex = i;"
+        " return window.jupyterapp.commands.execute('notebook:run-cell'); }",
+        index,
+    )
+    page.wait_for_function(
+        """(i) => {
+            const w = window.jupyterapp.shell.currentWidget;
+            const prompt = w.content.widgets[i].node.querySelector('.jp-InputArea-prompt');
+            return /^\\[\\d+\\]:$/.test(prompt.textContent.trim())
+                && w.sessionContext.session.kernel.status === 'idle';
+        }""",
+        arg=index,
+        timeout=timeout * 1000,
+    )
+
+
 def cell_errors(page) -> list[str]:
     """Every error output of the open notebook, as 'ename: evalue'."""
     return page.evaluate(
@@ -207,3 +228,49 @@ def save_notebook(page, path: Path, timeout: float = 30) -> dict:
             raise TimeoutError(f"{path} was not saved")
         time.sleep(0.1)
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def kernel_message(payload: bytes | str) -> dict | None:
+    """Decode one kernel websocket frame (JSON text, or the v1 binary protocol) to a message."""
+    if isinstance(payload, str):
+        return json.loads(payload)
+    count = int.from_bytes(payload[:8], "little")
+    offsets = [int.from_bytes(payload[8 * (i + 1):8 * (i + 2)], "little") for i in range(count)]
+    parts = [payload[a:b] for a, b in zip(offsets, [*offsets[1:], len(payload)], strict=True)]
+    if len(parts) < 6:
+        return None
+    header, parent, metadata, content = (json.loads(p) for p in parts[1:5])
+    return {"channel": parts[0].decode(), "header": header, "parent_header": parent,
+            "metadata": metadata, "content": content, "buffers": parts[5:]}
+
+
+class CommRecorder:
+    """Collects the widget comm messages the kernel sends to the page, from its websockets."""
+
+    def __init__(self, page) -> None:
+        self.messages: list[dict] = []
+        page.on("websocket", self._on_socket)
+
+    def _on_socket(self, ws) -> None:
+        if "/channels" in ws.url:
+            ws.on("framereceived", self._on_frame)
+
+    def _on_frame(self, payload) -> None:
+        msg = kernel_message(payload)
+        if msg and msg["header"].get("msg_type") in ("comm_open", "comm_msg"):
+            self.messages.append(msg)
+
+    def comm_ids(self, anywidget_id_part: str) -> set[str]:
+        """Comm ids of opened anywidget models whose ``_anywidget_id`` contains the given text."""
+        return {
+            m["content"]["comm_id"]
+            for m in self.messages
+            if m["header"]["msg_type"] == "comm_open"
+            and anywidget_id_part in str(m["content"].get("data", {}).get("state", {})
+                                         .get("_anywidget_id", ""))
+        }
+
+    def updates(self, comm_ids: set[str]) -> list[dict]:
+        """The comm_msg messages sent to the given comms."""
+        return [m for m in self.messages
+                if m["header"]["msg_type"] == "comm_msg" and m["content"]["comm_id"] in comm_ids]

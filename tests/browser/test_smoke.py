@@ -8,7 +8,7 @@ from tests.browser.jlab import (
     cell_errors,
     open_notebook,
     run_all,
-    wait_executed,
+    run_cell,
     widget_failures,
     write_notebook,
 )
@@ -48,11 +48,7 @@ def test_anywidget_round_trip(lab_server, page):
     page.wait_for_function(
         "() => document.querySelector('.smoke-btn').textContent === 'count is 2'"
     )
-    page.evaluate(
-        "() => { const nb = window.jupyterapp.shell.currentWidget.content;"
-        " nb.activeCellIndex = 1; return window.jupyterapp.commands.execute('notebook:run-cell'); }"
-    )
-    page.wait_for_selector(".jp-OutputArea-output:has-text('value 2')")
-    wait_executed(page)
+    run_cell(page, 1)
+    assert "value 2" in page.locator(".jp-CodeCell").nth(1).inner_text()
     assert cell_errors(page) == []
     assert widget_failures(page) == []
