@@ -63,7 +63,7 @@ class SimServer:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._open_sockets: set[web.WebSocketResponse] = set()
-        self._object_info_cache: tuple[tuple, bytes, dict] | None = None
+        self._object_info_cache: tuple[tuple, bytes, dict] | None = None  # (key, body, dict)
         self.sockets: dict[str, web.WebSocketResponse] = {}
         self.sockets_metadata: dict[str, dict] = {}
 
@@ -219,9 +219,10 @@ class SimServer:
 
     def _served_object_info(self) -> tuple[bytes, dict]:
         """Body and dict, rebuilt only when the input folder or the model lists change."""
-        names = catalog.input_image_names(self.root / "input")
-        key = (tuple(names), json.dumps(self.settings.models, sort_keys=True))
+        input_dir = self.root / "input"
+        key = (input_dir.stat().st_mtime_ns, json.dumps(self.settings.models, sort_keys=True))
         if self._object_info_cache is None or self._object_info_cache[0] != key:
+            names = catalog.input_image_names(input_dir)
             info = catalog.served_object_info(self.models(), names)
             self._object_info_cache = (key, json.dumps(info).encode("utf-8"), info)
         return self._object_info_cache[1], self._object_info_cache[2]
