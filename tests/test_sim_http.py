@@ -271,6 +271,9 @@ async def test_saved_png_carries_prompt_and_workflow_and_history_shape(http):
         assert r.headers["Content-Type"] == "image/png"
         assert r.headers["Content-Disposition"] == 'filename="ref_g1_00001_.png"'
         saved = Image.open(io.BytesIO(await r.read()))
+    async with http.get("/view", params={**image, "preview": "jpeg;50"}) as r:
+        assert r.headers["Content-Type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(await r.read())).format == "JPEG"
     assert json.loads(saved.info["prompt"]) == prompt
     assert json.loads(saved.info["workflow"]) == workflow
     assert saved.size == (64, 64)

@@ -6,6 +6,7 @@ trouble" in text/plain, which is exactly what ComfyUI (also aiohttp) sends.
 
 from __future__ import annotations
 
+import io
 import json
 import mimetypes
 import os
@@ -15,6 +16,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from PIL import Image
 
 from comfy_widgets.sim.validation import validate_prompt
 
@@ -34,6 +36,19 @@ def _json(data: object, status: int = 200) -> web.Response:
 
 def _prompt_error(error: dict, node_errors: dict | None = None) -> web.Response:
     return _json({"error": error, "node_errors": node_errors or {}}, status=400)
+
+
+def _preview(path: str, name: str, spec: str) -> web.Response:
+    """GET /view?preview=webp;90 (or jpeg;Q): the image re-encoded, as ComfyUI does."""
+    parts = spec.split(";")
+    image_format = parts[0] if parts[0] in ("webp", "jpeg") else "webp"
+    quality = int(parts[-1]) if parts[-1].isdigit() else 90
+    with Image.open(path) as image:
+        buf = io.BytesIO()
+        (image.convert("RGB") if image_format == "jpeg" else image).save(
+            buf, format=image_format, quality=quality)
+    return web.Response(body=buf.getvalue(), content_type=f"image/{image_format}",
+                        headers={"Content-Disposition": f'filename="{name}"'})
 
 
 class Routes:
@@ -133,6 +148,8 @@ class Routes:
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             return web.Response(status=404)
+        if "preview" in query:
+            return _preview(path, name, query["preview"])
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if content_type in FORCE_DOWNLOAD:
             content_type = "application/octet-stream"
