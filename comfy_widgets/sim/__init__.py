@@ -5,6 +5,15 @@
         print(server.url)
     server = await sim.start()           # inside a running loop
     await server.astop()
+
+Knobs: `server.settings.seconds_per_step` / `.seconds_per_node` / `.previews` (changeable while
+running) and `server.faults`: `fail_node(class_type_or_id, times=1)`, `drop_sockets()`,
+`malformed_frames(True)`, `send_malformed()`.
+
+Restarts: `restart()` (`await arestart()` on the async server) is a real restart on the same
+port: queue, running prompt, history and cache are lost, files on disk stay.
+`restart(keep_state=True, down_for=s)` only takes the listener and sockets away for `s` seconds
+(a network outage): prompts keep running and history is kept.
 """
 
 from __future__ import annotations

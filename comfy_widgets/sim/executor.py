@@ -107,8 +107,8 @@ class Executor:
             self._add_message(run, "execution_success", {"prompt_id": prompt_id},
                               broadcast=False)
         server.last_node_id = None
-        self.cache = {sig: entry for sig, entry in self.cache.items()
-                      if sig in set(run.signatures.values())}
+        keep = set(run.signatures.values())
+        self.cache = {sig: entry for sig, entry in self.cache.items() if sig in keep}
         meta = {n: {"node_id": n, "display_node": n, "parent_node": None, "real_node_id": n}
                 for n in run.ui_outputs}
         return success, run.messages, {"outputs": run.ui_outputs, "meta": meta}
@@ -143,20 +143,25 @@ class Executor:
             "current_inputs": current,
             "current_outputs": list(run.prompt)}, broadcast=False)
 
+    def _replay_cached(self, run: RunState, node_id: str, entry: CacheEntry) -> None:
+        """A node whose output is cached: its cached ui again, no executing, no progress."""
+        if run.client_id is not None:
+            self.server.send_sync("executed", {
+                "node": node_id, "display_node": node_id,
+                "output": entry.ui, "prompt_id": run.prompt_id}, run.client_id)
+            if entry.ui is not None:
+                run.ui_outputs[node_id] = entry.ui
+        run.values[node_id] = entry.outputs
+        run.progress.finish(node_id)
+
     async def _run_node(self, run: RunState, node_id: str) -> None:
+        """Execute one node with its frames; output nodes write their files."""
         server = self.server
-        node = run.prompt[node_id]
-        class_type = node["class_type"]
+        class_type = run.prompt[node_id]["class_type"]
         info = server.node_info(class_type)
         entry = self.cache.get(run.signatures[node_id])
-        if entry is not None:  # a cached output node: its cached ui, no executing
-            if run.client_id is not None:
-                server.send_sync("executed", {
-                    "node": node_id, "display_node": node_id,
-                    "output": entry.ui, "prompt_id": run.prompt_id}, run.client_id)
-                if entry.ui is not None:
-                    run.ui_outputs[node_id] = entry.ui
-            run.progress.finish(node_id)
+        if entry is not None:
+            self._replay_cached(run, node_id, entry)
             return
         run.progress.start(node_id)
         if run.client_id is not None:
@@ -174,19 +179,24 @@ class Executor:
         steps = nodes.sampler_steps(class_type, params)
         if steps:
             await self._sample(run, node_id, {**params, "sampled": True}, steps)
-        ui = None
-        if info.get("output_node"):
-            ui = await asyncio.to_thread(
-                server.writer.run, class_type, params, inputs, run.prompt,
-                run.extra_data.get("extra_pnginfo"))
-            if ui is not None:
-                run.ui_outputs[node_id] = ui
-                self._to_client(run, "executed", {"node": node_id, "display_node": node_id,
-                                                  "output": ui, "prompt_id": run.prompt_id})
+        ui = await self._write_outputs(run, node_id, params, inputs) \
+            if info.get("output_node") else None
         run.progress.finish(node_id)
         run.values[node_id] = outputs
         self.cache[run.signatures[node_id]] = CacheEntry(outputs, ui)
         run.executed.append(node_id)
+
+    async def _write_outputs(self, run: RunState, node_id: str, params: dict,
+                             inputs: dict) -> dict | None:
+        """Let an output node write its files (off the loop) and report them as `executed`."""
+        ui = await asyncio.to_thread(
+            self.server.writer.run, run.prompt[node_id]["class_type"], params, inputs,
+            run.prompt, run.extra_data.get("extra_pnginfo"))
+        if ui is not None:
+            run.ui_outputs[node_id] = ui
+            self._to_client(run, "executed", {"node": node_id, "display_node": node_id,
+                                              "output": ui, "prompt_id": run.prompt_id})
+        return ui
 
     async def _sample(self, run: RunState, node_id: str, params: dict, steps: int) -> None:
         """Sampler steps with progress, progress_state and previews; interruptible per step."""
