@@ -129,7 +129,7 @@ function render({ model, el }) {
 
   function renderImages() {
     thumbUrls.forEach((u) => URL.revokeObjectURL(u));
-    thumbUrls = model.get("thumbnails").map((v) => blobUrl(v, "image/png"));
+    thumbUrls = model.get("thumbnails").map((v) => blobUrl(v, "image/jpeg"));
     gallery.replaceChildren(
       ...thumbUrls.map((url, index) => {
         const img = h("img", "cw-thumb");

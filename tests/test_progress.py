@@ -32,6 +32,12 @@ def png(color: str, size: int = 512) -> bytes:
     return buf.getvalue()
 
 
+def rgba() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGBA", (300, 600), (0, 0, 255, 100)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 @dataclass
 class FakeJob:
     """Just the Job surface ProgressView reads (see contracts: comfy_widgets.jobs.Job)."""
@@ -129,13 +135,14 @@ def test_completed_job_has_thumbnails_and_full_image_on_demand():
     job = FakeJob(
         state="completed",
         progress=100.0,
-        outputs=[FakeOutput(png("red")), FakeOutput(b"text", kind="text")],
+        outputs=[FakeOutput(png("red")), FakeOutput(b"text", kind="text"), FakeOutput(rgba())],
     )
     view = ProgressView(job)
     assert view.status == "completed" and view.progress == 100.0
-    assert len(view.thumbnails) == 1
-    with Image.open(io.BytesIO(view.thumbnails[0])) as thumb:
-        assert max(thumb.size) == 256
+    assert len(view.thumbnails) == 2
+    for data in view.thumbnails:
+        with Image.open(io.BytesIO(data)) as thumb:
+            assert thumb.format == "JPEG" and max(thumb.size) == 256
     sent = count_comm_messages(view)
     browser_sends(view, {"type": "full", "index": 0})
     assert sent[-1]["content"] == {"type": "full", "index": 0, "mime": "image/png"}
@@ -168,7 +175,7 @@ def test_static_fallback_has_widget_view_and_html_with_image_data_uri():
     data, _ = ProgressView(job)._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in data
     assert "completed" in data["text/html"] and "100%" in data["text/html"]
-    assert 'src="data:image/png;base64,' in data["text/html"]
+    assert 'src="data:image/jpeg;base64,' in data["text/html"]
 
 
 async def test_flood_of_1000_progress_events_is_throttled():

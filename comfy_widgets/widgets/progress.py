@@ -101,15 +101,19 @@ def image_outputs(job: Any) -> list[Any]:
     ]
 
 
-def thumbnail_png(data: bytes, size: int = THUMBNAIL_SIZE) -> bytes:
-    """A PNG no larger than ``size`` px on its longest side, made from encoded image ``data``."""
+def thumbnail_jpeg(data: bytes, size: int = THUMBNAIL_SIZE) -> bytes:
+    """A JPEG no larger than ``size`` px on its longest side (small enough to save in notebooks)."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
-        im = im.convert("RGBA") if im.mode in ("RGBA", "LA", "P") else im.convert("RGB")
         im.thumbnail((size, size))
+        if im.mode in ("RGBA", "LA", "P"):
+            im = im.convert("RGBA")
+            flat = Image.new("RGB", im.size, (128, 128, 128))
+            flat.paste(im, mask=im.getchannel("A"))
+            im = flat
         buf = io.BytesIO()
-        im.save(buf, format="PNG", optimize=True)
+        im.convert("RGB").save(buf, format="JPEG", quality=85)
     return buf.getvalue()
 
 
@@ -179,7 +183,7 @@ class ProgressView(anywidget.AnyWidget):
         if len(outputs) == self._thumb_count:
             return None
         self._thumb_count = len(outputs)
-        return {"thumbnails": [thumbnail_png(o.data) for o in outputs]}
+        return {"thumbnails": [thumbnail_jpeg(o.data) for o in outputs]}
 
     # --- browser -> job -------------------------------------------------------------------
 
@@ -274,7 +278,7 @@ def render_static_html(state: dict[str, Any], thumbnails: list[bytes]) -> str:
             f"{esc(state['error'])}</div>"
         )
     for thumb in thumbnails:
-        uri = "data:image/png;base64," + base64.b64encode(thumb).decode("ascii")
+        uri = "data:image/jpeg;base64," + base64.b64encode(thumb).decode("ascii")
         parts.append(f'<img src="{uri}" style="max-width:256px;margin:2px" alt="output image"/>')
     parts.append("</div>")
     return "".join(parts)
