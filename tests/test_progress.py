@@ -200,8 +200,9 @@ async def test_flood_of_1000_progress_events_is_throttled():
     previews = [m for m in sent if ["preview"] in m.get("buffer_paths", [])]
     print(f"1000 events in {elapsed:.3f}s -> {len(sent)} comm messages ({len(previews)} previews)")
     assert 1 <= len(sent) <= bound
-    assert len(previews) <= int(total * 5) + 2
+    assert 1 <= len(previews) <= int(total * 5) + 2
     assert view.status == "completed" and view.progress == 100.0
+    assert view.preview == b""  # dropped once the job is over
 
 
 async def test_a_real_20_step_run_stays_under_the_message_bound():

@@ -150,6 +150,7 @@ class ProgressView(anywidget.AnyWidget):
         self._throttle = Throttle(self._apply, MESSAGE_RATE)
         self.on_msg(self._on_browser_message)
         self._unsubscribe = job.subscribe(self._on_job_change)
+        self._throttle.push({"job": True})  # catch up with changes made before subscribing
 
     # --- job -> browser -------------------------------------------------------------------
 
@@ -171,6 +172,8 @@ class ProgressView(anywidget.AnyWidget):
         if "preview" in batch and state["status"] == "running":
             state["preview"] = batch["preview"]
             state["preview_mime"] = batch["preview_mime"]
+        elif state["status"] in TERMINAL:
+            state["preview"] = b""  # the final images replace it; keep saved state small
         with self.hold_sync():
             for name, value in state.items():
                 setattr(self, name, value)
