@@ -103,14 +103,18 @@ def test_prompt_lines_and_a_sweep_make_a_grid():
 
 
 def test_integer_sweeps_give_integers_and_rows_can_be_removed():
-    panel = BatchPanel(FakeForm())
+    form = FakeForm()
+    panel = BatchPanel(form)
     row = panel.add_sweep("steps")
     assert (row.start.value, row.stop.value, row.step.value) == (20.0, 24.0, 1.0)
+    form.values = {**form.values, "steps": 30}
+    assert panel.add_sweep("steps").start.value == 30.0  # starts from the form's value
+    panel.remove_sweep(panel.sweeps.children[-1])
     assert panel.variations()["steps"] == Sweep(20, 24, 1)
     assert all(isinstance(v, int) for v in panel.plan().to_frame()["steps"])
     panel.remove_sweep(row)
     assert panel.sweeps.children == ()
-    assert panel.variations()["steps"] == 20
+    assert panel.variations()["steps"] == 30  # back to the form value, fixed
 
 
 def test_seed_strategies_use_the_form_seed():
@@ -210,3 +214,4 @@ def test_default_sweeps_are_useful_for_fine_and_capped_parameters():
     assert default_sweep(cfg) == pytest.approx((8.0, 12.0, 1.0))
     assert default_sweep(denoise) == pytest.approx((0.96, 1.0, 0.01))
     assert default_sweep(steps) == (20.0, 24.0, 1.0)
+    assert default_sweep(steps, current=4) == (4.0, 8.0, 1.0)

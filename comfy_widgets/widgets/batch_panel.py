@@ -42,8 +42,8 @@ def prompt_parameter(workflow: Any) -> Any | None:
     return (named or multiline or [None])[0]
 
 
-def default_sweep(param: Any) -> tuple[float, float, float]:
-    """(start, stop, step) for a new sweep row: five values up from the current one.
+def default_sweep(param: Any, current: Any = None) -> tuple[float, float, float]:
+    """(start, stop, step) for a new sweep row: five values up from `current` (or the default).
 
     Fine-grained parameters (over 1,000 steps in their range, like cfg by 0.1) step ten times
     coarser; at the top of the range the sweep goes down to the current value instead.
@@ -53,7 +53,9 @@ def default_sweep(param: Any) -> tuple[float, float, float]:
     high = float(param.max) if param.max is not None else None
     if low is not None and high is not None and (high - low) / step >= 1000:
         step *= 10
-    value = float(param.value if param.value is not None else (low or 0.0))
+    if current is None:
+        current = param.value if param.value is not None else (low or 0.0)
+    value = float(current)
     stop = value + 4 * step
     if high is not None and stop > high:
         return max(value - 4 * step, low if low is not None else value - 4 * step), value, step
@@ -63,8 +65,11 @@ def default_sweep(param: Any) -> tuple[float, float, float]:
 class SweepRow(w.HBox):
     """One sweep: a numeric parameter with start, stop and step, and a button to remove it."""
 
-    def __init__(self, parameters: list[Any], on_change: Any, on_remove: Any) -> None:
+    def __init__(
+        self, parameters: list[Any], current: dict[str, Any], on_change: Any, on_remove: Any
+    ) -> None:
         self.parameters = {p.name: p for p in parameters}
+        self.current = current
         self.name = w.Dropdown(
             options=[(_param_label(p), p.name) for p in parameters],
             layout=w.Layout(width="220px"),
@@ -86,8 +91,9 @@ class SweepRow(w.HBox):
         self.remove.on_click(lambda _b: on_remove(self))
 
     def _defaults(self) -> None:
-        """Five values from the parameter's current one, with a step that shows a difference."""
-        start, stop, step = default_sweep(self.parameters[self.name.value])
+        """Five values from the form's current value, with a step that shows a difference."""
+        name = self.name.value
+        start, stop, step = default_sweep(self.parameters[name], self.current.get(name))
         self.start.value, self.stop.value, self.step.value = start, stop, step
 
     def variation(self) -> tuple[str, Any]:
@@ -182,7 +188,8 @@ class BatchPanel(w.VBox):
 
     def add_sweep(self, name: str | None = None) -> SweepRow:
         """Add a sweep row (for `name`, else the first numeric parameter); refresh the preview."""
-        row = SweepRow(self._numeric, self.refresh, self.remove_sweep)
+        current = dict(getattr(self.form, "values", None) or {})
+        row = SweepRow(self._numeric, current, self.refresh, self.remove_sweep)
         if name is not None:
             row.name.value = name
         self.sweeps.children = [*self.sweeps.children, row]
