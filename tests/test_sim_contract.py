@@ -26,6 +26,7 @@ from comfy_widgets.sim.faults import MALFORMED_TEXT
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "comfyui-reference" / "traces"
 FLAGS = {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
 TIMEOUT = 20
+HOLD = 3600.0  # seconds_per_step that holds a prompt until the test releases or interrupts it
 
 
 # -- reading frames ---------------------------------------------------------------------------
@@ -221,6 +222,14 @@ class Driver:
         await self.wait_done([prompt_id])
         self.posted.remove(prompt_id)
 
+    def hold(self) -> None:
+        """Keep the running sampler step waiting (until release or an interrupt)."""
+        self.server.settings.seconds_per_step = HOLD
+
+    def release(self, seconds_per_step: float = 0.01) -> None:
+        """Let steps run again."""
+        self.server.settings.seconds_per_step = seconds_per_step
+
     async def finish(self, *sockets: Socket) -> None:
         """Wait for every posted prompt, then read each socket up to a broadcast sentinel."""
         await self.wait_done()
@@ -303,12 +312,12 @@ async def test_feature_flags_bring_type4_previews_then_full_cache(driver):
 
 async def test_global_interrupt_stops_at_next_step(driver):
     trace = "e1_interrupt_global"
-    driver.server.settings.seconds_per_step = 0.1
     await driver.warm_up(workflow(trace))
     client = cid()
     socket = await driver.connect(client)
     await driver.post(workflow(trace), client)
     await socket.until(is_msg("progress", value=2))
+    driver.hold()
     await driver.post_json("/interrupt")
     await driver.finish(socket)
     assert_same(socket.frames, reference_frames(TRACES / trace / "ws.jsonl"))
@@ -316,14 +325,16 @@ async def test_global_interrupt_stops_at_next_step(driver):
 
 async def test_targeted_interrupt_ignores_other_ids(driver):
     trace = "e2_interrupt_targeted_prompt_id"
-    driver.server.settings.seconds_per_step = 0.1
     await driver.warm_up(workflow(trace))
     client = cid()
     socket = await driver.connect(client, flags=True)
     prompt_id = await driver.post(workflow(trace), client)
     await socket.until(is_msg("progress", value=2))
+    driver.hold()
     await driver.post_json("/interrupt", {"prompt_id": str(uuid.UUID(int=0))})
+    driver.release()
     await socket.until(is_msg("progress", value=4))
+    driver.hold()
     await driver.post_json("/interrupt", {"prompt_id": prompt_id})
     await driver.finish(socket)
     assert_same(socket.frames, reference_frames(TRACES / trace / "ws.jsonl"))
@@ -337,7 +348,7 @@ async def test_queue_of_two_clients_with_front_and_delete(driver):
     a, b = cid(), cid()
     socket_a = await driver.connect(a)
     socket_b = await driver.connect(b)
-    driver.server.settings.seconds_per_step = 0.5
+    driver.hold()
     await driver.post(workflow(trace, "workflow_api_J1.json"), a)
     await socket_a.until(is_msg("executing", node="3"))
     await driver.post(workflow(trace, "workflow_api_J2.json"), a)
@@ -346,7 +357,7 @@ async def test_queue_of_two_clients_with_front_and_delete(driver):
     await driver.post(workflow(trace, "workflow_api_J5.json"), a, front=True)
     await driver.post_json("/queue", {"delete": [j4]})
     driver.posted.remove(j4)
-    driver.server.settings.seconds_per_step = 0.01
+    driver.release()
     await driver.finish(socket_a, socket_b)
     assert_same(socket_a.frames, reference_frames(TRACES / trace / "ws_client_A.jsonl"))
     assert_same(socket_b.frames, reference_frames(TRACES / trace / "ws_client_B.jsonl"))
@@ -354,12 +365,12 @@ async def test_queue_of_two_clients_with_front_and_delete(driver):
 
 async def test_queue_clear_then_interrupt(driver):
     trace = "f2_queue_clear"
-    driver.server.settings.seconds_per_step = 0.2
     a, b = cid(), cid()
     socket_a = await driver.connect(a)
     socket_b = await driver.connect(b)
     await driver.post(workflow(trace, "workflow_api_K1.json"), a)
     await socket_a.until(is_msg("progress", value=1))
+    driver.hold()
     small = workflow("b1_emptyimage_saveimage")
     await driver.post(small, a)
     await driver.post(small, b)
@@ -382,14 +393,17 @@ async def test_prompt_without_client_id_sends_only_broadcasts(driver):
 
 async def test_reconnect_mid_run_gets_current_node_then_the_rest(driver):
     trace = "h_reconnect_mid_run"
-    driver.server.settings.seconds_per_step = 0.05
     await driver.warm_up(workflow(trace))
     client = cid()
     first = await driver.connect(client)
     await driver.post(workflow(trace), client)
     await first.until(is_msg("progress", value=3))
+    driver.hold()
     await first.ws.close()
+    while client in driver.server.sockets:  # else the old handler would unregister the new one
+        await asyncio.sleep(0.01)
     second = await driver.connect(client)
+    driver.release()
     await driver.finish(second)
     assert_same(first.frames, reference_frames(TRACES / trace / "ws_first_connection.jsonl"))
     assert second.frames[1]["msg"]["data"] == {"node": "3"}
@@ -400,14 +414,19 @@ async def test_reconnect_mid_run_gets_current_node_then_the_rest(driver):
 
 async def test_duplicate_client_id_leaves_the_new_socket_deaf(driver):
     trace = "h2_duplicate_clientId_old_socket_closed"
-    driver.server.settings.seconds_per_step = 0.1
     client = cid()
     first = await driver.connect(client)
     await driver.post(workflow(trace), client)
     await first.until(is_msg("progress", value=2))
+    driver.hold()
     second = await driver.connect(client)
+    driver.release()
     await second.until(lambda f: f["kind"] == "binary")
+    driver.hold()
     await first.ws.close()
+    while len(driver.server.sockets) > 0:  # the old socket's handler unregisters the clientId
+        await asyncio.sleep(0.01)
+    driver.release()
     await driver.wait_done()
     driver.server.faults.send_malformed()
     with pytest.raises(asyncio.TimeoutError):  # steps sent before the close, then silence
@@ -441,3 +460,30 @@ async def test_raw_text_frames_are_serialized_like_comfyui(driver):
     assert [placeholders(f, {client: "C", prompt_id: "P"}) for f in sent] == \
         [placeholders(f, {request["request_json"]["client_id"]: "C", real_prompt_id: "P"})
          for f in recorded]
+
+
+async def test_connect_idle_variants(driver):
+    trace = TRACES / "a_connect_idle"
+    url = driver.server.ws_url
+    client = cid()
+    plain = Socket(await driver.session.ws_connect(f"{url}?clientId={client}"))
+    await plain.next()
+    anonymous = Socket(await driver.session.ws_connect(url))
+    await anonymous.next()
+    flagged = Socket(await driver.session.ws_connect(f"{url}?clientId={cid()}"))
+    await flagged.ws.send_json(FLAGS)
+    await flagged.next()
+    await flagged.next()
+    late = Socket(await driver.session.ws_connect(f"{url}?clientId={cid()}"))
+    await late.ws.send_json({"type": "hello", "data": {}})
+    await late.ws.send_json(FLAGS)
+    await late.next()
+    await driver.finish(plain, anonymous, flagged, late)
+    for socket, name in ((plain, "ws_with_clientId_idle"), (anonymous, "ws_without_clientId"),
+                         (flagged, "ws_with_feature_flags"),
+                         (late, "ws_feature_flags_not_first_message")):
+        assert_same(socket.frames, reference_frames(trace / f"{name}.jsonl"))
+    assert plain.frames[0]["msg"]["data"]["sid"] == client
+    assert re.fullmatch(r"[0-9a-f]{32}", anonymous.frames[0]["msg"]["data"]["sid"])
+    assert flagged.frames[1]["msg"]["data"] == {"supports_preview_metadata": True,
+                                                "max_upload_size": 104857600}

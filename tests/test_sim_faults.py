@@ -99,7 +99,7 @@ async def test_drop_sockets_closes_them_and_the_prompt_still_finishes(server, ht
 
 
 async def test_real_restart_loses_queue_history_and_running_prompt(server, http):
-    server.settings.seconds_per_step = 0.2
+    server.settings.seconds_per_step = 3600.0  # hold the sampler until the restart
     port = server.port
     done = await post(http, SMALL)
     await history(http, done)

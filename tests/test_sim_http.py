@@ -295,7 +295,7 @@ async def test_history_max_items_delete_and_clear(http):
 
 
 async def test_queue_lists_pending_in_heap_order_and_deletes(http, server):
-    server.settings.seconds_per_step = 0.5
+    server.settings.seconds_per_step = 3600.0  # hold the sampler until interrupted
     slow = json.loads((TRACES / "e1_interrupt_global" / "workflow_api.json").read_text())
     small = json.loads((TRACES / "b1_emptyimage_saveimage" / "workflow_api.json").read_text())
     async with http.post("/prompt", json={"prompt": slow}) as r:
@@ -339,7 +339,7 @@ async def test_misc_posts_answer_empty_200(http):
 
 async def test_queue_changes_broadcast_status_like_comfyui(http, server):
     """Each put, take, finish, delete and clear announces; deleting the last item twice."""
-    server.settings.seconds_per_step = 0.5
+    server.settings.seconds_per_step = 3600.0  # hold the sampler until interrupted
     slow = json.loads((TRACES / "e1_interrupt_global" / "workflow_api.json").read_text())
     small = json.loads((TRACES / "b1_emptyimage_saveimage" / "workflow_api.json").read_text())
     async with http.ws_connect("/ws") as ws:

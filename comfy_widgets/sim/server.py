@@ -35,6 +35,7 @@ TEXT = 3
 PREVIEW_IMAGE_WITH_METADATA = 4
 JPEG = 1
 SERVER_FEATURES = {"supports_preview_metadata": True, "max_upload_size": 104857600}
+HOLD_POLL = 0.05  # how often a waiting step re-reads its duration
 
 
 @dataclass
@@ -255,20 +256,28 @@ class SimServer:
 
     async def step_delay(self) -> None:
         """Wait one sampler step, or less if an interrupt comes."""
-        await self._interruptible_sleep(self.settings.seconds_per_step)
+        await self._interruptible_sleep("seconds_per_step")
 
     async def node_delay(self) -> None:
         """Wait the configured time of a non-sampler node."""
-        await self._interruptible_sleep(self.settings.seconds_per_node)
+        await self._interruptible_sleep("seconds_per_node")
 
-    async def _interruptible_sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        try:
-            await asyncio.wait_for(self.interrupt_flag.wait(), seconds)
-        except TimeoutError:
-            pass
+    async def _interruptible_sleep(self, setting: str) -> None:
+        """Sleep for the named setting, re-read while waiting so a change applies at once.
+
+        Setting a huge value holds the running prompt (an interrupt still ends the wait).
+        """
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while not self.interrupt_flag.is_set():
+            remaining = start + getattr(self.settings, setting) - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(self.interrupt_flag.wait(), min(remaining, HOLD_POLL))
+            except TimeoutError:
+                pass
+        await asyncio.sleep(0)
 
     async def _work(self) -> None:
         """The single worker: take the next prompt, run it, record it, say it is done."""
