@@ -97,13 +97,21 @@ async def test_server_node_error_lands_on_the_checkpoint_field(client):
 
 
 async def test_last_used_values_return_when_the_workflow_is_loaded_again(client):
-    form = ParameterForm(Workflow.load(UI), client)
-    form.set_values({"steps": 4, "prompt": "remember me", "sampler_name": "dpmpp_2m"})
+    wf = Workflow.load(UI)
+    form = ParameterForm(wf, client)
+    await until(lambda: form.workflow is not wf)
+    server_only = "dreamshaper_8.safetensors"  # on the simulator, not in the bundled lists
+    assert not form.set_values(
+        {"steps": 4, "prompt": "remember me", "sampler_name": "dpmpp_2m", "ckpt_name": server_only}
+    )
     await form.run()
     again = ParameterForm(Workflow.load(UI))
     assert again.values["steps"] == 4
     assert again.values["prompt"] == "remember me"
     assert again.values["sampler_name"] == "dpmpp_2m"
+    assert again.values["ckpt_name"] == "v1-5-pruned-emaonly-fp16.safetensors"
+    connected = ParameterForm(Workflow.load(UI), client)
+    await until(lambda: connected.values["ckpt_name"] == server_only)
     other = ParameterForm(Workflow.load("/work/shared/workflows/ui/sd15_img2img.json"))
     assert other.values["steps"] == 15
 

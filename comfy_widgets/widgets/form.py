@@ -96,8 +96,7 @@ class ParameterForm(w.VBox):
             layout=w.Layout(width="100%", max_width="760px"),
         )
         self.add_class("cw-form")
-        self.set_values(self._store().last_used(self.workflow))
-        self.values = self._collect()
+        self._unplaced = self.set_values(self._store().last_used(self.workflow))
         for field in self.fields.values():
             field.on_change(self._on_field_change)
         self.run_button.on_click(lambda _b: call_on(self._loop, self.run))
@@ -131,13 +130,18 @@ class ParameterForm(w.VBox):
     def _on_field_change(self) -> None:
         self.values = self._collect()
 
-    def set_values(self, values: dict[str, Any]) -> None:
-        """Put values (by name or canonical key) into the fields, skipping ones that do not fit."""
+    def _field(self, name: str) -> Field | None:
+        return self.fields.get(name) or self._by_key.get(name)
+
+    def set_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Put values (by name or canonical key) into the fields; returns those that did not fit."""
+        rejected = {}
         for name, value in (values or {}).items():
-            field = self.fields.get(name) or self._by_key.get(name)
-            if field is not None:
-                field.set_value(value)
+            field = self._field(name)
+            if field is None or not field.set_value(value):
+                rejected[name] = value
         self.values = self._collect()
+        return rejected
 
     def _changed_values(self) -> dict[str, Any]:
         """The values that differ from the workflow's own (what Run needs to send)."""
@@ -159,7 +163,7 @@ class ParameterForm(w.VBox):
         """Show each message next to the field it names (name or key); the rest by the buttons."""
         leftover = []
         for name, message in errors.items():
-            field = self.fields.get(name) or self._by_key.get(name)
+            field = self._field(name)
             if field is None:
                 leftover.append(f"{name}: {message}" if name else message)
             else:
@@ -251,6 +255,15 @@ class ParameterForm(w.VBox):
             field = self._by_key.get(param.key)
             if isinstance(field, SelectField) and param.options:
                 field.set_options(list(param.options))
+        # last-used choices that only the server's lists hold (a checkpoint, a LoRA), unless
+        # the user already picked something else
+        self._unplaced = self.set_values(
+            {
+                name: value
+                for name, value in self._unplaced.items()
+                if (field := self._field(name)) is not None and field.value == field.param.value
+            }
+        )
         for field in self.fields.values():
             if isinstance(field, ImageField) and field.filename:
                 try:
