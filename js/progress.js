@@ -10,7 +10,7 @@ const LABELS = {
   cancelled: "cancelled",
 };
 const ACTIVE = new Set(["pending", "queued", "running"]);
-const CHIP_MARKS = { cached: "↺ ", done: "✓ ", running: "▶ ", error: "✕ ", pending: "" };
+const CHIP_MARKS = { cached: "↺ ", done: "✓ ", running: "▶ ", error: "✕ ", stopped: "■ ", pending: "" };
 
 function h(tag, className, text) {
   const node = document.createElement(tag);

@@ -159,6 +159,7 @@ def test_failed_job_shows_error_and_failing_node():
     view = ProgressView(job)
     assert view.error == "Saving image outside the output folder is not allowed"
     assert view.error_node == "VAE Decode (#8)"
+    assert {n["id"]: n["state"] for n in view.nodes}["3"] == "error"
     html = view._repr_mimebundle_()[0]["text/html"]
     assert "failed" in html and "VAE Decode (#8)" in html and "outside the output" in html
 
@@ -255,3 +256,4 @@ async def test_cancel_from_the_browser_cancels_a_running_simulator_job():
         await client.aclose()
         await server.astop()
     assert view.status == "cancelled" and view.progress < 100
+    assert "running" not in {n["state"] for n in view.nodes}

@@ -49,6 +49,13 @@ def _elapsed_and_eta(job: Any, status: str, progress: float, now: float) -> tupl
     return elapsed, elapsed * (100.0 - progress) / progress
 
 
+def _chip_state(node_state: str, job_status: str) -> str:
+    """A node still marked running in an ended job was stopped there (or failed there)."""
+    if node_state == "running" and job_status in TERMINAL:
+        return "error" if job_status == "failed" else "stopped"
+    return node_state
+
+
 def _execution_order(nodes: dict[str, Any]) -> list[tuple[str, Any]]:
     """Nodes as they ran: cached ones, then started ones by start time, then the pending ones."""
 
@@ -70,7 +77,11 @@ def job_snapshot(job: Any, now: float | None = None) -> dict[str, Any]:
         progress = 100.0
     elapsed, eta = _elapsed_and_eta(job, status, progress, time.time() if now is None else now)
     nodes = [
-        {"id": str(nid), "title": getattr(n, "title", None) or str(nid), "state": n.state}
+        {
+            "id": str(nid),
+            "title": getattr(n, "title", None) or str(nid),
+            "state": _chip_state(n.state, status),
+        }
         for nid, n in _execution_order(getattr(job, "nodes", None) or {})
     ]
     position = getattr(job, "queue_position", None)
