@@ -174,7 +174,7 @@ class ResultGrid(anywidget.AnyWidget):
 
         A pixel differs when any channel differs by more than `threshold` (0-255).
         The first image is shown dimmed in grey; changed pixels are painted red, stronger where
-        the difference is larger. `b` is resized to `a`'s size if they differ.
+        the difference is larger, and pixels within the threshold stay grey. `b` is resized to `a`'s size if they differ.
         """
         first, second = _pair(self.df, a, b)
         bands = ImageChops.difference(first, second).split()
@@ -183,7 +183,7 @@ class ResultGrid(anywidget.AnyWidget):
             diff = ImageChops.lighter(diff, band)
         changed = diff.point(lambda v: 255 if v > threshold else 0)
         fraction = changed.histogram()[255] / (diff.width * diff.height)
-        strength = diff.point(lambda v: min(255, v * 4))
+        strength = diff.point(lambda v: 0 if v <= threshold else min(255, 96 + 2 * v))
         base = ImageOps.grayscale(first).point(lambda v: 64 + v // 2).convert("RGB")
         red = Image.new("RGB", first.size, (255, 32, 32))
         return Image.composite(red, base, strength), fraction
