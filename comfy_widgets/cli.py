@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return run_command(args)
-    except ComfyWidgetsError as exc:
+    except (ComfyWidgetsError, FileNotFoundError) as exc:
         print(f"comfy-widgets: {exc}", file=sys.stderr)
         return 2
 
@@ -142,11 +142,12 @@ def _follow(batch):
     """Wait for the batch, showing a tqdm bar of finished generations; return its DataFrame."""
     from tqdm import tqdm
 
-    with tqdm(total=batch.total, unit="img", desc=batch.id) as bar:
+    with tqdm(total=batch.total, unit="img", desc=f"batch {batch.id[:8]}") as bar:
         def update(_batch) -> None:
-            bar.n = batch.completed_count + batch.failed_count
-            bar.set_postfix(failed=batch.failed_count, refresh=False)
-            bar.refresh()
+            finished = batch.completed_count + batch.failed_count
+            if finished != bar.n:
+                bar.set_postfix(failed=batch.failed_count, refresh=False)
+                bar.update(finished - bar.n)
 
         unsubscribe = batch.subscribe(update)
         try:

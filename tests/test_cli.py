@@ -1,0 +1,86 @@
+"""`comfy-widgets run` against the simulator: sweeps, sets, counts, export folder, exit codes."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from comfy_widgets import sim
+from comfy_widgets.cli import main, parse_assignment, variations
+from comfy_widgets.errors import ComfyWidgetsError
+from comfy_widgets.history import history
+from comfy_widgets.plan import Values
+
+
+@pytest.fixture
+def server():
+    with sim.serve(seconds_per_step=0.005) as handle:
+        yield handle
+
+
+def test_parse_assignment_keeps_equals_signs_in_values():
+    assert parse_assignment("prompt=a=b") == ("prompt", "a=b")
+    with pytest.raises(ComfyWidgetsError, match="NAME=VALUE"):
+        parse_assignment("steps")
+
+
+def test_variations_pass_specs_through_and_split_text_lists():
+    got = variations(["steps=12", "prompt=a fox"], ["cfg=5-9(+2)", "negative_prompt=x|y"])
+    assert got["steps"] == "12" and got["prompt"] == "a fox" and got["cfg"] == "5-9(+2)"
+    assert isinstance(got["negative_prompt"], Values)
+    assert got["negative_prompt"].values() == ["x", "y"]
+
+
+def test_run_sweep_writes_the_export_folder(server, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main([
+        "run", "sd15_txt2img", "--server", server.url, "--set", "steps=3",
+        "--sweep", "cfg=5-9(+2)", "--sweep", "prompt=a red fox|a snowy owl", "--out", str(out),
+    ])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 6
+    assert sorted(set(table["cfg"])) == [5, 7, 9]
+    assert sorted(set(table["prompt"])) == ["a red fox", "a snowy owl"]
+    assert set(table["status"]) == {"completed"}
+    assert len(list((out / "images").iterdir())) == 6
+    assert (out / "grid.png").is_file() and (out / "index.html").is_file()
+    assert "6/6 completed, 0 failed" in captured.out
+    assert "6/6" in captured.err  # the tqdm bar
+    assert len(history(batch_id=table["batch_id"][0])) == 6  # recorded in the store
+
+
+def test_run_count_with_the_builtin_simulator_and_an_api_workflow(tmp_path, capsys):
+    out = tmp_path / "api"
+    code = main(["run", "empty_image_api", "--server", "sim", "--count", "3",
+                 "--set", "width=64", "--set", "height=32", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    table = pd.read_csv(out / "results.csv")
+    assert list(table["batch_index"]) == [0, 1, 2]
+    assert len(list((out / "images").iterdir())) == 3
+
+
+def test_unknown_parameter_exits_2_before_queueing(server, tmp_path, capsys):
+    code = main(["run", "sd15_txt2img", "--server", server.url, "--set", "stpes=3",
+                 "--out", str(tmp_path / "never")])
+    assert code == 2
+    assert "stpes" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+
+
+def test_failed_generations_exit_1_and_are_exported(server, tmp_path, capsys):
+    server.faults.fail_node("SaveImage", times=1)
+    out = tmp_path / "failed"
+    code = main(["run", "empty_image_api", "--server", server.url, "--count", "2",
+                 "--concurrency", "1", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "1/2 completed, 1 failed" in captured.out
+    assert "error:" in captured.err
+    assert sorted(pd.read_csv(out / "results.csv")["status"]) == ["completed", "failed"]
+
+
+def test_missing_workflow_file_is_reported(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.json"), "--server", "sim"]) == 2
+    assert "empty_image_api" in capsys.readouterr().err  # the bundled examples are listed
