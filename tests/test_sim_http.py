@@ -228,7 +228,8 @@ async def test_load_image_of_a_missing_file_fails_validation(http):
     assert r.status == 400
     error = body["node_errors"]["1"]["errors"][0]
     assert error["type"] == "custom_validation_failed"
-    assert error["details"] == "LoadImage - Invalid image file: nope.png"
+    assert error["details"] == "image - Invalid image file: nope.png"
+    assert error["extra_info"] == {"input_name": "image"}
 
 
 async def test_view_rejects_bad_names_and_unknown_files(http):
@@ -360,3 +361,38 @@ async def test_queue_changes_broadcast_status_like_comfyui(http, server):
             if frame["type"] == "status":
                 counts.append(frame["data"]["status"]["exec_info"]["queue_remaining"])
     assert counts == [0, 1, 1, 2, 1, 1, 1, 0]
+
+
+async def test_history_offset_pages_from_the_oldest(http):
+    prompt = json.loads((TRACES / "b1_emptyimage_saveimage" / "workflow_api.json").read_text())
+    ids = []
+    for color in range(3):
+        prompt["1"]["inputs"]["color"] = color
+        ids.append((await run_and_wait(http, prompt))[0])
+    async with http.get("/history", params={"offset": "1", "max_items": "1"}) as r:
+        assert list(await r.json()) == ids[1:2]
+    async with http.get("/history", params={"offset": "1"}) as r:
+        assert list(await r.json()) == ids[1:]
+
+
+async def test_free_memory_forgets_the_cache_and_history_keeps_cached_outputs(http):
+    prompt = json.loads((TRACES / "b1_emptyimage_saveimage" / "workflow_api.json").read_text())
+    _, first = await run_and_wait(http, prompt)
+    _, cached = await run_and_wait(http, prompt)  # no client_id: outputs come from the cache
+    async with http.post("/free", json={"unload_models": True, "free_memory": True}) as r:
+        assert r.status == 200
+    _, cold = await run_and_wait(http, prompt)
+    assert cached["status"]["messages"][1][1]["nodes"] == ["1", "2"]
+    assert cached["outputs"] == first["outputs"]
+    assert cold["status"]["messages"][1][1]["nodes"] == []
+
+
+async def test_new_style_combo_values_are_not_checked_like_comfyui(http):
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8,
+                                                           "batch_size": 1, "color": 0}},
+              "2": {"class_type": "SaveWEBM", "inputs": {"images": ["1", 0],
+                                                         "filename_prefix": "x",
+                                                         "codec": "not-a-codec", "fps": 24.0,
+                                                         "crf": 32.0}}}
+    async with http.post("/prompt", json={"prompt": prompt}) as r:
+        assert r.status == 200

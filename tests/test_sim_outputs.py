@@ -108,8 +108,13 @@ async def test_audio_and_text_outputs(http):
                                                     "filename_prefix": "audio/ComfyUI"}},
         "5": {"class_type": "StringConcatenate",
               "inputs": {"string_a": "a cat", "string_b": "a hat", "delimiter": ", "}},
-        "6": {"class_type": "PreviewAny", "inputs": {"source": ["5", 0]}}})
+        "6": {"class_type": "PreviewAny", "inputs": {"source": ["5", 0]}},
+        "7": {"class_type": "EmptyImage",
+              "inputs": {"width": 80, "height": 48, "batch_size": 1, "color": 0}},
+        "8": {"class_type": "GetImageSize", "inputs": {"image": ["7", 0]}},
+        "9": {"class_type": "PreviewAny", "inputs": {"source": ["8", 0]}}})
     audio = outputs["4"]["audio"][0]
     assert audio == {"filename": "ComfyUI_00001_.flac", "subfolder": "audio", "type": "output"}
     assert (await view(http, audio))[:4] == b"RIFF"
     assert outputs["6"] == {"text": ["a cat, a hat"]}
+    assert outputs["9"] == {"text": ["80"]}

@@ -19,9 +19,6 @@ from comfy_widgets.sim.progress import ProgressRegistry
 if TYPE_CHECKING:
     from comfy_widgets.sim.server import SimServer
 
-SENSITIVE_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
-
-
 class Interrupted(Exception):
     """The prompt was interrupted (ComfyUI's InterruptProcessingException)."""
 
@@ -45,7 +42,6 @@ class RunState:
     signatures: dict
     values: dict = field(default_factory=dict)
     executed: list = field(default_factory=list)
-    ui_outputs: dict = field(default_factory=dict)
     messages: list = field(default_factory=list)
     progress: ProgressRegistry | None = None
 
@@ -109,9 +105,22 @@ class Executor:
         server.last_node_id = None
         keep = set(run.signatures.values())
         self.cache = {sig: entry for sig, entry in self.cache.items() if sig in keep}
-        meta = {n: {"node_id": n, "display_node": n, "parent_node": None, "real_node_id": n}
-                for n in run.ui_outputs}
-        return success, run.messages, {"outputs": run.ui_outputs, "meta": meta}
+        return success, run.messages, self._history_result(run)
+
+    def _history_result(self, run: RunState) -> dict:
+        """History outputs and meta: the cached ui of every node of the prompt.
+
+        As in ComfyUI 0.3.64 this includes output nodes that were cached, and nodes that ran
+        before an error.
+        """
+        outputs, meta = {}, {}
+        for node_id, sig in run.signatures.items():
+            entry = self.cache.get(sig)
+            if entry is not None and entry.ui is not None:
+                outputs[node_id] = entry.ui
+                meta[node_id] = {"node_id": node_id, "display_node": node_id,
+                                 "parent_node": None, "real_node_id": node_id}
+        return {"outputs": outputs, "meta": meta}
 
     async def _run_nodes(self, run: RunState, order: list[str]) -> bool:
         """Execute nodes in order; reports the first failure or interrupt and stops."""
@@ -145,12 +154,8 @@ class Executor:
 
     def _replay_cached(self, run: RunState, node_id: str, entry: CacheEntry) -> None:
         """A node whose output is cached: its cached ui again, no executing, no progress."""
-        if run.client_id is not None:
-            self.server.send_sync("executed", {
-                "node": node_id, "display_node": node_id,
-                "output": entry.ui, "prompt_id": run.prompt_id}, run.client_id)
-            if entry.ui is not None:
-                run.ui_outputs[node_id] = entry.ui
+        self._to_client(run, "executed", {"node": node_id, "display_node": node_id,
+                                          "output": entry.ui, "prompt_id": run.prompt_id})
         run.values[node_id] = entry.outputs
         run.progress.finish(node_id)
 
@@ -193,7 +198,6 @@ class Executor:
             self.server.writer.run, run.prompt[node_id]["class_type"], params, inputs,
             run.prompt, run.extra_data.get("extra_pnginfo"))
         if ui is not None:
-            run.ui_outputs[node_id] = ui
             self._to_client(run, "executed", {"node": node_id, "display_node": node_id,
                                               "output": ui, "prompt_id": run.prompt_id})
         return ui
@@ -231,10 +235,19 @@ class Executor:
             raise Interrupted()
 
     def _salt(self, node_id: str, node: dict) -> object:
-        """What IS_CHANGED adds to a node's cache key (LoadImage: the file's size and mtime)."""
-        if node.get("class_type") in ("LoadImage", "LoadImageMask"):
-            return self.server.input_file_stamp(str(node.get("inputs", {}).get("image", "")))
-        return None
+        """What else ComfyUI puts in a node's cache key.
+
+        LoadImage's IS_CHANGED (here the file's size and mtime), and the node id for classes
+        with a hidden UNIQUE_ID input (so such nodes are cached per node, e.g. GetImageSize).
+        """
+        class_type = node.get("class_type")
+        salt = []
+        if class_type in ("LoadImage", "LoadImageMask"):
+            salt.append(self.server.input_file_stamp(str(node.get("inputs", {}).get("image", ""))))
+        hidden = self.server.node_info(class_type).get("input", {}).get("hidden", {})
+        if "UNIQUE_ID" in hidden.values():
+            salt.append(node_id)
+        return salt
 
     def _resolve(self, run: RunState, node_id: str, missing_ok: bool = False) -> dict:
         """The node's inputs with links replaced by the linked outputs."""

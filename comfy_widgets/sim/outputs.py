@@ -12,7 +12,6 @@ import json
 import os
 import random
 import re
-import string
 import time
 import wave
 from pathlib import Path
@@ -28,9 +27,12 @@ AUDIO_EXT = {"SaveAudioMP3": "mp3", "SaveAudioOpus": "opus"}
 TEXT_NODES = {"PreviewAny"}
 
 
+TEMP_LETTERS = "abcdefghijklmnopqrstupvxyz"  # the alphabet PreviewImage draws from
+
+
 def random_temp_prefix() -> str:
-    """PreviewImage's `_temp_` plus five random lowercase letters."""
-    return "_temp_" + "".join(random.choice(string.ascii_lowercase) for _ in range(5))
+    """PreviewImage's `_temp_` plus five random letters."""
+    return "_temp_" + "".join(random.choice(TEMP_LETTERS) for _ in range(5))
 
 
 def _expand(prefix: str, width: int, height: int) -> str:
@@ -105,7 +107,7 @@ class OutputWriter:
         folder, stem, counter, subfolder = save_path(prefix, self.dirs[kind], w, h)
         results = []
         for offset, frame in enumerate(frames):
-            name = f"{stem}_{counter + offset:05}_.png"
+            name = f"{stem.replace('%batch_num%', str(offset))}_{counter + offset:05}_.png"
             (folder / name).write_bytes(images.png_bytes(frame, prompt, extra_pnginfo))
             results.append({"filename": name, "subfolder": subfolder, "type": kind})
         return results
@@ -134,11 +136,15 @@ class OutputWriter:
 
 
 def _as_text(value: object) -> str:
-    """PreviewAny's rendering of a value: strings as-is, the rest as JSON when possible."""
+    """PreviewAny's rendering: strings as-is, numbers with str(), the rest as JSON."""
+    if value is None:
+        return "None"
     if isinstance(value, str):
         return value
+    if isinstance(value, (int, float, bool)):
+        return str(value)
     try:
-        return json.dumps(value, indent=4)
+        return json.dumps(value)
     except (TypeError, ValueError):
         return str(value)
 

@@ -12,6 +12,7 @@ import heapq
 from collections.abc import Callable
 
 MAX_HISTORY = 10000
+SENSITIVE_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")  # not kept in the history
 
 
 class PromptQueue:
@@ -46,6 +47,8 @@ class PromptQueue:
     def task_done(self, task_id: int, outputs: dict, meta: dict, status: dict) -> None:
         """Move a finished item to the history (oldest first, capped) and announce it."""
         item = self.running.pop(task_id)
+        for key in SENSITIVE_KEYS:
+            item[3].pop(key, None)
         if len(self.history) > MAX_HISTORY:
             self.history.pop(next(iter(self.history)))
         self.history[item[1]] = {"prompt": item, "outputs": outputs, "status": status,
@@ -86,14 +89,19 @@ class PromptQueue:
         self.pending = []
         self.on_change()
 
-    def get_history(self, prompt_id: str | None = None, max_items: int | None = None) -> dict:
-        """History entries: one by id ({} if unknown), or the last `max_items`, oldest first."""
+    def get_history(self, prompt_id: str | None = None, max_items: int | None = None,
+                    offset: int = -1) -> dict:
+        """History entries, oldest first: one by id ({} if unknown), or `max_items` from
+        `offset` (a negative offset with max_items means the last max_items)."""
         if prompt_id is not None:
             entry = self.history.get(prompt_id)
             return {prompt_id: copy.deepcopy(entry)} if entry is not None else {}
         keys = list(self.history)
+        if offset < 0 and max_items is not None:
+            offset = len(keys) - max_items
+        keys = keys[max(0, offset):]
         if max_items is not None:
-            keys = keys[max(0, len(keys) - max_items):]
+            keys = keys[:max(1, max_items)]
         return {k: copy.deepcopy(self.history[k]) for k in keys}
 
     def wipe_history(self) -> None:

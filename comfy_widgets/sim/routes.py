@@ -107,14 +107,17 @@ class Routes:
         return web.Response(status=200)
 
     async def post_free(self, request: web.Request) -> web.Response:
-        await request.json()
+        data = await request.json()
+        if data.get("free_memory", False):
+            self.server.free_memory()
         return web.Response(status=200)
 
     # -- history --------------------------------------------------------------------------
     async def get_history(self, request: web.Request) -> web.Response:
-        max_items = request.rel_url.query.get("max_items")
-        return _json(self.server.queue.get_history(
-            max_items=int(max_items) if max_items is not None else None))
+        query = request.rel_url.query
+        max_items = int(query["max_items"]) if "max_items" in query else None
+        offset = int(query["offset"]) if "offset" in query else -1
+        return _json(self.server.queue.get_history(max_items=max_items, offset=offset))
 
     async def get_history_item(self, request: web.Request) -> web.Response:
         return _json(self.server.queue.get_history(request.match_info["prompt_id"]))
@@ -217,7 +220,8 @@ class Routes:
         return _json(SERVER_FEATURES)
 
     async def embeddings(self, request: web.Request) -> web.Response:
-        return _json(self.server.models().get("embeddings", []))
+        names = self.server.models().get("embeddings", [])
+        return _json([os.path.splitext(name)[0] for name in names])
 
     async def model_folders(self, request: web.Request) -> web.Response:
         return _json(list(self.server.models()))

@@ -23,7 +23,7 @@ from pathlib import Path
 from aiohttp import web
 
 from comfy_widgets.sim import catalog, images
-from comfy_widgets.sim.executor import SENSITIVE_KEYS, Executor
+from comfy_widgets.sim.executor import Executor
 from comfy_widgets.sim.faults import Faults
 from comfy_widgets.sim.outputs import OutputWriter
 from comfy_widgets.sim.queue import PromptQueue
@@ -123,6 +123,7 @@ class SimServer:
         self.interrupt_flag = asyncio.Event()
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.executor = Executor(self)
+        self._free_after_prompt = False
         shutil.rmtree(self.root / "temp", ignore_errors=True)
         (self.root / "temp").mkdir(parents=True, exist_ok=True)
         self.writer = OutputWriter(self.root / "output", self.root / "temp")
@@ -244,9 +245,15 @@ class SimServer:
 
     def enqueue(self, number: float, prompt_id: str, prompt: dict, extra_data: dict,
                 outputs: list[str]) -> None:
-        """Put a validated prompt in the queue (sensitive extra_data keys are not kept)."""
-        extra = {k: v for k, v in extra_data.items() if k not in SENSITIVE_KEYS}
-        self.queue.put([number, prompt_id, prompt, extra, outputs])
+        """Put a validated prompt in the queue."""
+        self.queue.put([number, prompt_id, prompt, extra_data, outputs])
+
+    def free_memory(self) -> None:
+        """POST /free {"free_memory": true}: forget the cache (after the running prompt)."""
+        if self.queue.running:
+            self._free_after_prompt = True
+        else:
+            self.executor.cache.clear()
 
     def interrupt(self, prompt_id: str | None = None) -> None:
         """Interrupt the running prompt (only if it is `prompt_id`, when one is given)."""
@@ -296,6 +303,9 @@ class SimServer:
             if self.client_id is not None:
                 self.send_sync("executing", {"node": None, "prompt_id": prompt_id},
                                self.client_id)
+            if self._free_after_prompt:
+                self.executor.cache.clear()
+                self._free_after_prompt = False
 
     # -- sending --------------------------------------------------------------------------
     def send_sync(self, event: str, data: dict, sid: str | None = None) -> None:

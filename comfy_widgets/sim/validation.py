@@ -44,11 +44,12 @@ def _input_specs(node_info: dict) -> list[tuple[str, str, list]]:
 
 
 def _type_matches(received: object, expected: object) -> bool:
-    """ComfyUI's validate_node_input: equal, wildcard, or overlapping comma-separated unions."""
+    """ComfyUI's validate_node_input: equal, wildcard, or overlapping comma-separated unions.
+
+    A legacy combo input (its type is the option list) matches no linked output at all.
+    """
     if received == expected:
         return True
-    if isinstance(expected, list):
-        expected = "COMBO"
     if not isinstance(received, str) or not isinstance(expected, str):
         return False
     got = {t.strip() for t in received.split(",")}
@@ -96,7 +97,7 @@ class _Validator:
                 valid = valid and link_valid
                 continue
             if (node["class_type"], name) in FILE_CHECKED:
-                errors.extend(self._check_file(node["class_type"], name, value, config))
+                errors.extend(self._check_file(name, value))
                 continue
             errors.extend(self._check_value(inputs, name, input_type, extra, config))
         result = (False, errors, unique_id) if errors or not valid else (True, [], unique_id)
@@ -114,10 +115,9 @@ class _Validator:
         from_class = self.prompt[from_id]["class_type"]  # KeyError for a missing node, like ComfyUI
         received = tuple(self.info[from_class]["output"])[slot]  # IndexError for a bad slot
         if not _type_matches(received, input_type):
-            shown = input_type if isinstance(input_type, str) else "COMBO"
+            details = f"{name}, received_type({received}) mismatch input_type({input_type})"
             return ({"type": "return_type_mismatch",
-                     "message": "Return type mismatch between linked nodes",
-                     "details": f"{name}, received_type({received}) mismatch input_type({shown})",
+                     "message": "Return type mismatch between linked nodes", "details": details,
                      "extra_info": {"input_name": name, "input_config": config,
                                     "received_type": received, "linked_node": value}}, False)
         try:
@@ -135,13 +135,13 @@ class _Validator:
             return None, False
         return None, ok
 
-    def _check_file(self, class_type: str, name: str, value, config: list):
+    def _check_file(self, name: str, value):
         """LoadImage's VALIDATE_INPUTS: the named input file must exist."""
         if isinstance(value, str) and self.file_exists(value):
             return
         yield {"type": "custom_validation_failed", "message": "Custom validation failed for node",
-               "details": f"{class_type} - Invalid image file: {value}",
-               "extra_info": {"input_name": name, "input_config": config, "received_value": value}}
+               "details": f"{name} - Invalid image file: {value}",
+               "extra_info": {"input_name": name}}
 
     def _check_value(self, inputs: dict, name: str, input_type, extra: dict, config: list):
         """Cast a widget value and check min, max and combo options; yields error dicts."""
@@ -171,8 +171,8 @@ class _Validator:
                    "details": name, "extra_info": {"input_name": name, "input_config": config,
                                                    "received_value": value}}
             return
-        options = input_type if isinstance(input_type, list) else (
-            extra.get("options", []) if input_type == "COMBO" else None)
+        # Only legacy combos (a list type) are checked; ComfyUI 0.3.64 lets "COMBO" inputs pass.
+        options = input_type if isinstance(input_type, list) else None
         if options is not None and value not in options:
             long = len(options) > LONG_LIST
             listing = f"(list of length {len(options)})" if long else str(options)
