@@ -336,3 +336,15 @@ async def test_run_clicked_on_a_subshell_thread_runs_on_the_main_loop():
             break
         await asyncio.sleep(0.01)
     assert threads == [threading.main_thread().name]
+
+
+def test_static_fallback_lists_parameters_and_values():
+    form = make()
+    form.set_values({"prompt": "a <castle>"})
+    form.fields["image"].set_value(b"12345")
+    data = form._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data
+    html = data["text/html"]
+    assert "<code>steps</code></td><td>20</td>" in html
+    assert "a &lt;castle&gt;" in html
+    assert "&lt;image, 5 bytes&gt;" in html

@@ -57,6 +57,14 @@ def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if isinstance(v, (str, int, float, bool))}
 
 
+def _short(value: Any, limit: int = 200) -> str:
+    """A value as short text (image bytes as their size)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<image, {len(value)} bytes>"
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class ParameterForm(w.VBox):
     """A form for a workflow's parameters; ``form.values`` is what Run sends to ``client.run``."""
 
@@ -150,6 +158,31 @@ class ParameterForm(w.VBox):
             for name, value in self._collect().items()
             if value != self.fields[name].param.value
         }
+
+    # --- static fallback ------------------------------------------------------------------
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        data = super()._repr_mimebundle_(**kwargs)
+        if data is not None:
+            data["text/html"] = self.static_html()
+            data["text/plain"] = (
+                f"<ParameterForm {self.workflow.name}: {len(self.fields)} parameters>"
+            )
+        return data
+
+    def static_html(self) -> str:
+        """The parameters and their values as an HTML table, for viewers without widgets."""
+        rows = "".join(
+            f"<tr><td><code>{html.escape(name)}</code></td>"
+            f"<td>{html.escape(_short(value))}</td></tr>"
+            for name, value in self._collect().items()
+        )
+        title = html.escape(str(self.workflow.name))
+        return (
+            f'<div class="cw-form-static"><b>{title}</b> — parameters'
+            f"<table><thead><tr><th>name</th><th>value</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></div>"
+        )
 
     # --- errors ---------------------------------------------------------------------------
 
