@@ -218,3 +218,22 @@ def test_labels_of_the_saved_sheet_match_the_layout():
     layout = gridimage.build_layout(df, "cfg", "prompt")
     grid = ResultGrid(df)
     assert grid.x_labels == [gridimage.axis_label("cfg", v) for v in layout.x_values]
+
+
+def test_big_pages_are_split_into_screens_by_rows():
+    df = results_df(cfgs=tuple(float(c) for c in range(10)), prompts=("p",), size=(8, 8))
+    df = pd.concat([df.assign(seed=s) for s in range(30)], ignore_index=True)  # 300 images
+    grid = ResultGrid(df, x="cfg", y="seed")
+    assert grid.page_labels == ["rows 1–12 of 30", "rows 13–24 of 30", "rows 25–30 of 30"]
+    assert len(grid.cells) == 120 and grid.y_labels[0] == "seed: 0" and len(grid.y_labels) == 12
+    grid.page_index = 2
+    assert len(grid.cells) == 60 and grid.y_labels == [f"seed: {s}" for s in range(24, 30)]
+    assert {c["yi"] for c in grid.cells} == set(range(6))
+    assert sorted(c["row"] for c in grid.cells) == list(range(240, 300))
+
+
+def test_a_batch_object_is_shown_through_its_dataframe():
+    class Batch:
+        df = results_df()
+
+    assert ResultGrid(Batch()).total == 6

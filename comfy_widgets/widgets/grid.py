@@ -25,13 +25,15 @@ _JS = Path(__file__).parents[2] / "js"
 PLAYABLE_MIMES = frozenset({"image/gif", "image/webp", "image/apng"})
 COMPARE_MAX_SIDE = 1024
 FALLBACK_CELL = 128
+MAX_PER_SCREEN = 120  # images sent to the browser at once; bigger pages are split by rows
 
 
 class ResultGrid(anywidget.AnyWidget):
     """Images of a results DataFrame arranged by two columns (X/Y), paged by a third.
 
-    `ResultGrid(df, x="cfg", y="prompt", page="sampler_name", batch=None)`; click an image for
-    full size, tick two to compare them (with a difference view); `grid.save("grid.png")`.
+    `ResultGrid(df, x="cfg", y="prompt", page="sampler_name", batch=None)` (`df` may also be a
+    Batch); click an image for full size, tick two to compare them (with a difference view);
+    `grid.save("grid.png")`. Pages with more than MAX_PER_SCREEN images are split by rows.
     Row numbers used by `compare`, `diff_image` and the front end are positions (iloc) in `df`.
     """
 
@@ -55,7 +57,7 @@ class ResultGrid(anywidget.AnyWidget):
 
     def __init__(
         self,
-        df: pd.DataFrame,
+        df: pd.DataFrame | Any,
         x: str | None = None,
         y: str | None = None,
         page: str | None = None,
@@ -64,6 +66,8 @@ class ResultGrid(anywidget.AnyWidget):
         thumb_size: int = 256,
         **kwargs: Any,
     ) -> None:
+        if not isinstance(df, pd.DataFrame) and hasattr(df, "df"):
+            df = df.df  # a Batch: its results so far
         self.df = df.reset_index(drop=True)
         self._thumbs: dict[tuple[int, int], dict[str, Any]] = {}
         if x is None and y is None:
@@ -99,7 +103,8 @@ class ResultGrid(anywidget.AnyWidget):
         self._relayout()
 
     def _on_page(self, _change: dict[str, Any]) -> None:
-        self.cells = self._page_cells()
+        with self.hold_sync():
+            self._show_screen()
 
     def _relayout(self) -> None:
         view = self.view
@@ -110,23 +115,44 @@ class ResultGrid(anywidget.AnyWidget):
             for c in gridimage.axis_candidates(view)
             if c not in (self.x, self.y, self.page) and gridimage.distinct_count(view[c]) > 1
         ]
+        self._screens = screens(self._grid, MAX_PER_SCREEN)
         with self.hold_sync():
             self.x_labels = _labels(self.x, self._grid.x_values)
-            self.y_labels = _labels(self.y, self._grid.y_values)
-            self.page_labels = _labels(self.page, self._grid.page_values)
+            self.page_labels = self._screen_labels()
             self.total = len(view)
-            if self.page_index >= len(self._grid.page_values):
+            if self.page_index >= len(self._screens):
                 self.page_index = 0
-            self.cells = self._page_cells()
+            self._show_screen()
 
-    def _page_cells(self) -> list[dict[str, Any]]:
-        """One dict per image of the current page: where it goes, its thumbnail and its labels."""
+    def _screen_labels(self) -> list[str]:
+        """The pager's label per screen: the page value, plus which rows when a page is split."""
+        y_labels = _labels(self.y, self._grid.y_values)
+        labels = []
+        for page, start, end in self._screens:
+            value = self._grid.page_values[page]
+            label = gridimage.axis_label(self.page, value) if self.page else ""
+            if (start, end) != (0, len(y_labels)):
+                rows = f"rows {start + 1}–{end} of {len(y_labels)}"
+                label = f"{label} · {rows}" if label else rows
+            labels.append(label)
+        return labels
+
+    def _show_screen(self) -> None:
+        """Send the current screen's row labels and cells."""
+        page, start, end = self._screens[min(self.page_index, len(self._screens) - 1)]
+        self.y_labels = _labels(self.y, self._grid.y_values[start:end])
+        self.cells = self._screen_cells(page, start, end)
+
+    def _screen_cells(self, page: int, start: int, end: int) -> list[dict[str, Any]]:
+        """One dict per image on screen: where it goes, its thumbnail and its labels."""
         out = []
-        cells = self._grid.page_cells(min(self.page_index, len(self._grid.page_values) - 1))
+        cells = self._grid.page_cells(page)
         for (xi, yi), rows in sorted(cells.items(), key=lambda item: (item[0][1], item[0][0])):
+            if not start <= yi < end:
+                continue
             for k, view_pos in enumerate(rows):
                 row = self._positions[view_pos]
-                out.append({"row": row, "xi": xi, "yi": yi, "k": k, **self._thumb(row)})
+                out.append({"row": row, "xi": xi, "yi": yi - start, "k": k, **self._thumb(row)})
         return out
 
     def _thumb(self, row: int) -> dict[str, Any]:
@@ -174,7 +200,8 @@ class ResultGrid(anywidget.AnyWidget):
 
         A pixel differs when any channel differs by more than `threshold` (0-255).
         The first image is shown dimmed in grey; changed pixels are painted red, stronger where
-        the difference is larger, and pixels within the threshold stay grey. `b` is resized to `a`'s size if they differ.
+        the difference is larger, and pixels within the threshold stay grey. `b` is resized
+        to `a`'s size if they differ.
         """
         first, second = _pair(self.df, a, b)
         bands = ImageChops.difference(first, second).split()
@@ -243,6 +270,24 @@ class ResultGrid(anywidget.AnyWidget):
     def _summary(self) -> str:
         axes = ", ".join(f"{k}={getattr(self, k)!r}" for k in ("x", "y", "page"))
         return f"ResultGrid({self.total} results, {axes})"
+
+
+def screens(layout: gridimage.GridLayout, limit: int) -> list[tuple[int, int, int]]:
+    """(page index, first y, end y) per screen: each page value's Y rows, split so a screen
+    holds at most `limit` images (a single larger row still gets a screen of its own)."""
+    out = []
+    for page in range(len(layout.page_values)):
+        per_row = [0] * len(layout.y_values)
+        for (_xi, yi), rows in layout.page_cells(page).items():
+            per_row[yi] += len(rows)
+        start, count = 0, 0
+        for yi, n in enumerate(per_row):
+            if count and count + n > limit:
+                out.append((page, start, yi))
+                start, count = yi, 0
+            count += n
+        out.append((page, start, len(per_row)))
+    return out
 
 
 def _check_column(df: pd.DataFrame, name: str | None) -> None:
