@@ -63,6 +63,10 @@ class SimHandle:
         return self.server.faults
 
     def _call(self, coro, timeout: float = 60.0):
+        """Run a coroutine on the server's loop and wait for it (not from that loop itself)."""
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("called on the simulator's own thread; await the async method")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def restart(self, keep_state: bool = False, down_for: float = 0.0) -> None:

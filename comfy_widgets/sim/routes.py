@@ -28,6 +28,7 @@ EXTENSIONS = ["/extensions/core/groupNode.js", "/extensions/core/clipspace.js",
 FORCE_DOWNLOAD = {"text/html", "text/html-sandboxed", "application/xhtml+xml",
                   "text/javascript", "text/css"}
 VERSION = "0.3.64"
+SERVER_FEATURES = {"supports_preview_metadata": True, "max_upload_size": 104857600}
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -215,8 +216,6 @@ class Routes:
                          "torch_vram_total": total, "torch_vram_free": total // 2}]})
 
     async def features(self, request: web.Request) -> web.Response:
-        from comfy_widgets.sim.server import SERVER_FEATURES
-
         return _json(SERVER_FEATURES)
 
     async def embeddings(self, request: web.Request) -> web.Response:

@@ -27,6 +27,7 @@ from comfy_widgets.sim.executor import Executor
 from comfy_widgets.sim.faults import Faults
 from comfy_widgets.sim.outputs import OutputWriter
 from comfy_widgets.sim.queue import PromptQueue
+from comfy_widgets.sim.routes import SERVER_FEATURES, build_app
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ PREVIEW_IMAGE = 1
 TEXT = 3
 PREVIEW_IMAGE_WITH_METADATA = 4
 JPEG = 1
-SERVER_FEATURES = {"supports_preview_metadata": True, "max_upload_size": 104857600}
 HOLD_POLL = 0.05  # how often a waiting step re-reads its duration
 
 
@@ -136,8 +136,6 @@ class SimServer:
         self._tasks = []
 
     async def _listen(self) -> None:
-        from comfy_widgets.sim.routes import build_app
-
         self._runner = web.AppRunner(build_app(self), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.port, reuse_address=True)
