@@ -163,12 +163,18 @@ def row_image(df: pd.DataFrame, pos: int, size: int | None = None) -> Image.Imag
 
 
 def placeholder_text(df: pd.DataFrame, pos: int) -> str:
-    """What a cell without an image says: its status and error, or the output kind."""
+    """What a cell without an image says: its error, a text output's text, or the output kind."""
     status = str(df["status"].iat[pos]) if "status" in df.columns else ""
     error = df["error"].iat[pos] if "error" in df.columns else None
     if value_key(error) is not None and str(error):
         return f"{status}: {error}" if status else str(error)
-    kind = getattr(df["image"].iat[pos], "kind", None) if "image" in df.columns else None
+    ref = df["image"].iat[pos] if "image" in df.columns else None
+    kind = getattr(ref, "kind", None)
+    if kind == "text" and hasattr(ref, "text"):
+        try:
+            return ref.text()[:300]
+        except Exception:  # an unreadable text output still gets its kind as a label
+            return "text"
     if kind and kind != "image":
         return str(kind)
     return status or "no image"

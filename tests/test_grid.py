@@ -237,3 +237,14 @@ def test_a_batch_object_is_shown_through_its_dataframe():
         df = results_df()
 
     assert ResultGrid(Batch()).total == 6
+
+
+def test_static_fallback_of_a_big_grid_shows_the_screen_on_show():
+    df = results_df(cfgs=tuple(float(c) for c in range(10)), prompts=("p",), size=(8, 8))
+    df = pd.concat([df.assign(seed=s) for s in range(30)], ignore_index=True)
+    grid = ResultGrid(df, x="cfg", y="seed")
+    whole = grid.image(cell_size=128, thumbnails=True)
+    shown = grid.static_image()
+    assert shown.width == whole.width and shown.height < whole.height / 2
+    data, _ = grid._repr_mimebundle_()
+    assert "shown: rows 1–12 of 30" in data["text/plain"]

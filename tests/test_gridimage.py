@@ -184,3 +184,11 @@ def test_no_axes_gives_a_single_cell_per_row_strip():
     layout = gridimage.build_layout(df)
     assert layout.cells == {(0, 0, 0): [0, 1]}
     assert gridimage.grid_image(df).size[0] >= 40
+
+
+def test_text_outputs_show_their_text():
+    df = results_df(prompts=("a",), cfgs=(1.0,))
+    ref = FakeRef(Image.new("RGB", (8, 8)), kind="text", mime="text/plain")
+    ref.text = lambda: "a caption written by the model"
+    df.at[0, "image"] = ref
+    assert gridimage.placeholder_text(df, 0) == "a caption written by the model"

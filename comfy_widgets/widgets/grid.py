@@ -255,9 +255,11 @@ class ResultGrid(anywidget.AnyWidget):
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """The live widget plus a compact picture, for viewers where widgets do not run."""
         data, metadata = super()._repr_mimebundle_(**kwargs) or ({}, {})
-        sheet = self.image(cell_size=FALLBACK_CELL, thumbnails=True)
+        sheet = self.static_image()
         jpeg = base64.b64encode(_encode(sheet, "JPEG")).decode("ascii")
         summary = self._summary()
+        if self.total > MAX_PER_SCREEN:
+            summary += f"; shown: {self.page_labels[self.page_index] or 'first screen'}"
         data["text/plain"] = summary
         data["text/html"] = (
             f'<figure class="cw-grid-static" style="margin:0">'
@@ -266,6 +268,16 @@ class ResultGrid(anywidget.AnyWidget):
         )
         data["image/png"] = base64.b64encode(_encode(sheet.quantize(128), "PNG")).decode("ascii")
         return data, metadata
+
+    def static_image(self) -> Image.Image:
+        """The compact picture of the static fallback: every page, or the screen on show when
+        there are more than MAX_PER_SCREEN images."""
+        if self.total <= MAX_PER_SCREEN:
+            return self.image(cell_size=FALLBACK_CELL, thumbnails=True)
+        rows = sorted({cell["row"] for cell in self.cells})
+        return gridimage.grid_image(
+            self.df.iloc[rows], self.x, self.y, cell_size=FALLBACK_CELL, thumbnails=True
+        )
 
     def _summary(self) -> str:
         axes = ", ".join(f"{k}={getattr(self, k)!r}" for k in ("x", "y", "page"))
