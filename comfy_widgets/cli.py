@@ -47,24 +47,27 @@ def build_parser() -> argparse.ArgumentParser:
                           " 'sim' starts the simulated server")
     run.add_argument("--concurrency", type=int, default=None, help="prompts in flight at once")
 
-    sim = commands.add_parser("sim", help="start the simulated ComfyUI server")
-    sim.add_argument("args", nargs=argparse.REMAINDER,
-                     help="options of python -m comfy_widgets.sim (see --help there)")
+    commands.add_parser(  # its options belong to python -m comfy_widgets.sim, which parses them
+        "sim", add_help=False, help="start the simulated ComfyUI server (see: sim --help)"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "sim":
+        from comfy_widgets.sim.__main__ import main as sim_main
+
+        sim_main(extra)
+        return 0
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "lab":
         from comfy_widgets.lab import launch
 
         return launch(port=args.port, open_browser=not args.no_browser, root_dir=args.directory)
-    if args.command == "sim":
-        from comfy_widgets.sim.__main__ import main as sim_main
-
-        sim_main(args.args)
-        return 0
     try:
         return run_command(args)
     except (ComfyWidgetsError, FileNotFoundError) as exc:

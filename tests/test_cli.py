@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -84,3 +92,21 @@ def test_failed_generations_exit_1_and_are_exported(server, tmp_path, capsys):
 def test_missing_workflow_file_is_reported(tmp_path, capsys):
     assert main(["run", str(tmp_path / "nope.json"), "--server", "sim"]) == 2
     assert "empty_image_api" in capsys.readouterr().err  # the bundled examples are listed
+
+
+def test_sim_subcommand_serves_comfyui_until_stopped():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = str(Path(sys.executable).with_name("comfy-widgets"))
+    proc = subprocess.Popen([script, "sim", "--port", str(port), "--seconds-per-step", "0.01"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in line
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/system_stats", timeout=10) as resp:
+            assert "comfyui_version" in json.load(resp)["system"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=15)
+    assert proc.returncode == 0
