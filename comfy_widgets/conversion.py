@@ -473,10 +473,7 @@ class Converter:
             links = [node.graph.links[i] for i in link_ids if i in node.graph.links]
             if not links:
                 continue
-            value = self._widget_value(node.graph.key, node.raw["id"], "value")
-            first = node.graph.nodes.get(links[0].target_id)
-            if first is not None and not self._is_known(first):
-                value = None
+            value = self._primitive_value(node, links[0])
             targets: list[tuple[str, str]] = []
             self.primitive_groups.append((node.raw.get("title"), targets))
             for link in links:
@@ -488,6 +485,28 @@ class Converter:
                 if widget_name:
                     self._set_widget(node.graph.key, target["id"], widget_name, value)
                     targets.append((":".join((*node.path, str(target["id"]))), widget_name))
+
+    def _primitive_value(self, node: Node, first_link: Link) -> Any:
+        """A PrimitiveNode's value: its stored one, else its first target's widget value.
+
+        Text values get ``%Node.widget%`` replacement when the node asks for it; a first target
+        of an unknown type gives no value at all (as in the frontend).
+        """
+        first = node.graph.nodes.get(first_link.target_id)
+        if first is not None and not self._is_known(first):
+            return None
+        stored = node.raw.get("widgets_values")
+        if isinstance(stored, list) and stored:
+            value = stored[0]
+        else:
+            target_input = self._target_input(node.graph, first_link) or {}
+            name = (target_input.get("widget") or {}).get("name")
+            value = self._widget_value(node.graph.key, first_link.target_id, name) if name \
+                else None
+        replace = (node.raw.get("properties") or {}).get("Run widget replace on values")
+        if replace and value and isinstance(value, str):
+            value = apply_text_replacements(value, self._lookup_widget)
+        return value
 
     # --- serialization ----------------------------------------------------------------------
 

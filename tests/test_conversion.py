@@ -180,6 +180,25 @@ def test_primitive_node_value_wins_over_stale_widget_value():
     assert list(api["10"]["inputs"])[1] == "steps"
 
 
+def test_primitive_without_a_stored_value_keeps_the_target_value():
+    inputs = [*KSAMPLER_IN, ("steps", "INT", 30, "steps")]
+    nodes = base_nodes(ks_inputs=inputs)
+    nodes.append(node(30, "PrimitiveNode", outputs=[("INT", "INT", [30])]))
+    api = convert(graph(nodes, [*BASE_LINKS, [30, 30, 0, 10, 4, "INT"]]))
+    assert api["10"]["inputs"]["steps"] == 20
+
+
+def test_primitive_text_replacement_on_request():
+    nodes = base_nodes()
+    nodes[2]["inputs"].append({"name": "text", "type": "STRING", "widget": {"name": "text"},
+                               "link": 30})
+    nodes.append(node(30, "PrimitiveNode", ["seed %KSampler.seed%"],
+                      outputs=[("STRING", "STRING", [30])],
+                      properties={"Run widget replace on values": True}))
+    api = convert(graph(nodes, [*BASE_LINKS, [30, 30, 0, 2, 1, "STRING"]]))
+    assert api["2"]["inputs"]["text"] == "seed 42"
+
+
 def test_link_fixer_repairs_a_primitive_output_list():
     inputs = [*KSAMPLER_IN, ("steps", "INT", 30, "steps")]
     nodes = base_nodes(ks_inputs=inputs)

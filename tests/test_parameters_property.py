@@ -15,7 +15,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "workflows"
 FILES = sorted((SHARED / "ui").glob("*.json")) + sorted((SHARED / "api").glob("*.json"))
 WORKFLOWS = [Workflow.load(path) for path in FILES]
 JS_SAFE = 2**53 - 1
-SETTINGS = settings(max_examples=40, deadline=None,
+SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
