@@ -141,11 +141,17 @@ export default {
     }
 
     // build() runs after the previous view's object URLs are revoked, so it may make new ones.
-    function showViewer(title, build) {
+    // With a filename, the last object URL build() made gets a Download link.
+    function showViewer(title, build, filename) {
       closeViewer();
       const body = build();
       const close = h("button", { class: "cw-grid-close", title: "Close", text: "✕", onclick: closeViewer });
-      viewer.append(h("div", { class: "cw-grid-viewer-head" }, [h("span", { text: title }), close]), body);
+      const actions = h("span", { class: "cw-grid-actions" }, close);
+      if (filename && urls.length) {
+        const href = urls[urls.length - 1];
+        actions.prepend(h("a", { class: "cw-grid-download", href, download: filename, text: "Download" }));
+      }
+      viewer.append(h("div", { class: "cw-grid-viewer-head" }, [h("span", { text: title }), actions]), body);
       viewer.hidden = false;
     }
 
@@ -226,7 +232,8 @@ export default {
       if (msg.type === "full") {
         const cell = cells.get(msg.row);
         const title = cell ? cell.title.split("\n").join(" · ") : `row ${msg.row}`;
-        showViewer(title, () => h("div", { class: "cw-grid-full" }, media(buffers[0], msg.mime, title)));
+        const build = () => h("div", { class: "cw-grid-full" }, media(buffers[0], msg.mime, title));
+        showViewer(title, build, msg.filename);
       } else if (msg.type === "compare") {
         const names = [msg.a, msg.b].map((row) => cells.get(row)?.title.split("\n").join(" · ") ?? `row ${row}`);
         const pane = (buffer, caption) =>

@@ -128,7 +128,7 @@ def test_full_size_and_compare_requests_are_answered_with_buffers():
     sent = Recorder(grid).sent
     grid._on_msg(grid, {"type": "full", "row": 4}, [])
     content, buffers = sent[-1]
-    assert content == {"type": "full", "row": 4, "mime": "image/png"}
+    assert content == {"type": "full", "row": 4, "mime": "image/png", "filename": "out.png"}
     assert Image.open(io.BytesIO(buffers[0])).size == (300, 200)
     grid._on_msg(grid, {"type": "compare", "a": 0, "b": 5}, [])
     content, buffers = sent[-1]

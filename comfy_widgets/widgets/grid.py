@@ -231,8 +231,10 @@ class ResultGrid(anywidget.AnyWidget):
         kind = content.get("type")
         try:
             if kind == "full":
-                data, mime = self.full(int(content["row"]))
-                self.send({"type": "full", "row": content["row"], "mime": mime}, [data])
+                row = int(content["row"])
+                data, mime = self.full(row)
+                name = str(getattr(_ref(self.df, row), "filename", "") or f"row{row}")
+                self.send({"type": "full", "row": row, "mime": mime, "filename": name}, [data])
             elif kind == "compare":
                 result = self.compare(int(content["a"]), int(content["b"]))
                 images = result.pop("images")
