@@ -760,7 +760,7 @@ def _placeholder_value(value: Any) -> Any:
     """The frontend keeps scalar values of unknown nodes and JSON-stringifies the rest."""
     if value is None or isinstance(value, (str, int, float, bool)):
         return value if value is not None else json.dumps(None)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(js_number(value), separators=(",", ":"), ensure_ascii=False)
 
 
 def _js_key_rank(node_id: Any) -> tuple[int, int]:
