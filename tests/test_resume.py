@@ -131,7 +131,7 @@ def test_resume_follows_items_still_queued_and_records_failures(server, store, c
     assert store.batch_record("r")["status"] == "partial"
 
 
-def test_resumed_png_prompt_chunk_requeues_unchanged(server, store, client):
+def test_saved_png_prompt_chunk_requeues_unchanged(server, store, client):
     prompt = empty_image(4242)
     row = _finished(store, client.submit(prompt))
     path = row["outputs"][0]["local_path"]
@@ -141,6 +141,22 @@ def test_resumed_png_prompt_chunk_requeues_unchanged(server, store, client):
     _finished(store, again)
     entry = _call(client, client.get_history(again.prompt_id))[again.prompt_id]
     assert entry["prompt"][2] == prompt
+
+
+def test_png_of_a_ui_workflow_carries_the_graph_and_the_prompt(server, store, client):
+    from comfy_widgets.workflow import Workflow
+
+    workflow = Workflow.load(EXAMPLES / "sd15_txt2img.json")
+    assert workflow.format == "ui"
+    job = client.run(workflow, seed=3, steps=1, width=64, height=64)
+    row = _finished(store, job)
+    meta = pngmeta.read_comfy_metadata(row["outputs"][0]["local_path"])
+    assert meta["workflow"] == workflow.source
+    assert meta["prompt"] == job.prompt
+    assert meta["parameters"] == {"seed": 3, "steps": 1, "width": 64, "height": 64}
+    again = client.submit(meta["prompt"])
+    _finished(store, again)
+    assert len(store.generation_records()) == 2
 
 
 def test_rerun_queues_the_recorded_prompt(server, store, client):
