@@ -1,8 +1,9 @@
 """Numbered schema migrations for the run store, applied in order and recorded in ``user_version``.
 
-Each migration only adds tables, columns or indexes, so a store written by a newer version of
-comfy_widgets (a higher ``user_version`` and columns this version does not know) still opens and
-works here: every statement in ``store.py`` names its columns explicitly.
+Each migration only adds tables, nullable (or defaulted) columns and indexes, so a store written
+by a newer version of comfy_widgets (a higher ``user_version`` and columns this version does not
+know) still opens and works here: every statement in ``store.py`` names its columns explicitly.
+To change the schema, append ``(next_number, sql)`` to ``MIGRATIONS``; never edit a released one.
 """
 
 from __future__ import annotations
