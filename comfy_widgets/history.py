@@ -18,11 +18,11 @@ from typing import Any
 
 import pandas as pd
 
-from comfy_widgets.client import running_loop
+from comfy_widgets.client import background_loop, running_loop
 from comfy_widgets.errors import ComfyWidgetsError
 from comfy_widgets.outputs import file_refs, output_from_file, text_outputs
 from comfy_widgets.results import TAIL_COLUMNS, OutputRef, build_frame, columns_for, empty_row
-from comfy_widgets.store import TERMINAL_STATES, Store, StoredWorkflow, text_or_none
+from comfy_widgets.store import TERMINAL_STATES, Store, StoredWorkflow, clean_url, text_or_none
 
 SEED_FIELDS = ("seed", "noise_seed")
 HISTORY_HEAD = ["generation_id", "prompt_id", "workflow", "batch_id", "batch_index", "server",
@@ -173,28 +173,25 @@ def resume(
     """Finish a recorded batch after a restart; returns its DataFrame (awaitable inside a loop).
 
     In a notebook cell use ``df = await cw.resume(batch_id)``; in a script ``cw.resume(batch_id)``
-    blocks. ``client`` defaults to a client for the batch's recorded server (pass one that has
-    the credentials if the server needs them). ``requeue_lost=True`` sends lost items again.
+    blocks. ``client`` (a Client or a list, one per server) defaults to clients for the servers
+    the batch recorded; pass your own when a server needs credentials. Items never sent go to the
+    first server. ``requeue_lost=True`` also sends again the items the server lost.
     """
-    store = store or Store.default()
-    own_client = client is None
-    client = client or _client_for(store, batch_id)
     coro = aresume(
         batch_id, client, store=store, requeue_lost=requeue_lost, poll_interval=poll_interval
     )
-    future = client.spawn(coro)
+    clients = _as_list(client)
     if running_loop() is not None:
-        return asyncio.wrap_future(future)
-    try:
-        return future.result()
-    finally:
-        if own_client:
-            client.close()
+        if not clients:
+            return asyncio.ensure_future(coro)
+        return asyncio.wrap_future(clients[0].spawn(coro))
+    loop = clients[0].loop if clients else background_loop()
+    return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
 
 async def aresume(
     batch_id: str,
-    client: Any,
+    client: Any = None,
     *,
     store: Store | None = None,
     requeue_lost: bool = False,
@@ -205,33 +202,70 @@ async def aresume(
     record = store.batch_record(batch_id)
     if record is None:
         raise ComfyWidgetsError(f"no batch {batch_id!r} in {store.path}")
-    store.update_batch(batch_id, status="running")
-    server = await _ServerView.read(client)
     recorded = {r["batch_index"]: r for r in store.generation_records(batch_id=batch_id)}
-    follow: list[str] = []
-    for index in range(max(record["total_count"], len(record["plan"]))):
-        row = recorded.get(index)
-        if row is None:
-            follow.append(await _start_unsent(client, store, record, index, server))
-        elif row["status"] not in TERMINAL_STATES:
-            follow.append(await _reconcile(client, store, row, server, requeue_lost))
-        elif row["status"] == "lost" and requeue_lost:
-            follow.append(await _send(client, store, _job_for(client, store, record, index)))
-    await _follow(client, store, [p for p in follow if p], poll_interval)
+    given = _as_list(client)
+    created = _missing_clients(given, store, record, recorded.values())
+    try:
+        servers = [await _Server.read(c) for c in given + created]
+        store.update_batch(batch_id, status="running")
+        await _settle_items(servers, store, record, recorded, requeue_lost)
+        await asyncio.gather(*(_follow(server, store, poll_interval) for server in servers))
+    finally:
+        for extra in created:
+            await extra.aclose()
     store.update_batch(batch_id, status=_final_status(store, batch_id))
     return load_batch(batch_id, store)
 
 
-@dataclass
-class _ServerView:
-    """One look at the server: prompt ids in its queue, its history, and its prompts' ids."""
+async def _settle_items(
+    servers: list[_Server], store: Store, record: dict, recorded: dict, requeue_lost: bool
+) -> None:
+    """Decide, item by item, what each unfinished or unsent item needs; items to send go first."""
+    by_url = {clean_url(server.client.url): server for server in servers}
+    main = servers[0]
+    for index in range(max(record["total_count"], len(record["plan"]))):
+        row = recorded.get(index)
+        if row is None:
+            await _start_unsent(servers, store, record, index)
+        elif row["status"] not in TERMINAL_STATES:
+            server = by_url.get(row["server"], main)
+            await _reconcile(server, store, record, row, requeue_lost)
+        elif row["status"] == "lost" and requeue_lost:
+            await _send(main, store, _job_for(main.client, store, record, index))
 
+
+def _as_list(client: Any) -> list[Any]:
+    """The given client(s) as a list (None gives [])."""
+    if client is None:
+        return []
+    return list(client) if isinstance(client, (list, tuple)) else [client]
+
+
+def _missing_clients(given: list, store: Store, record: dict, rows: Any) -> list[Any]:
+    """New clients for the batch's servers that no given client talks to (or the default one)."""
+    from comfy_widgets.client import connect
+
+    have = {clean_url(c.url) for c in given}
+    urls = list(record["servers"]) + [r["server"] for r in rows if r["server"]]
+    missing = [url for url in dict.fromkeys(urls) if url not in have]
+    if not given and not missing:
+        missing = [None]
+    return [connect(url, store=store) for url in missing]
+
+
+@dataclass
+class _Server:
+    """One server during a resume: its client, one look at its queue and history, and the
+    prompt ids to follow there."""
+
+    client: Any
     queued: set[str]
     history: dict[str, Any]
     by_prompt: dict[str, list[str]]
+    follow: list[str] = field(default_factory=list)
 
     @classmethod
-    async def read(cls, client: Any) -> _ServerView:
+    async def read(cls, client: Any) -> _Server:
         """Fetch ``/queue`` then ``/history`` (in that order, so nothing slips between them)."""
         items = _queue_items(await client.get_queue())
         history = await client.get_history()
@@ -241,7 +275,7 @@ class _ServerView:
         by_prompt: dict[str, list[str]] = {}
         for pid, prompt in pairs:
             by_prompt.setdefault(_canonical(prompt), []).append(pid)
-        return cls({i[1] for i in items}, history, by_prompt)
+        return cls(client, {i[1] for i in items}, history, by_prompt)
 
     def claim_prompt(self, prompt: dict[str, Any], store: Store) -> str | None:
         """The id of a server prompt equal to ``prompt`` that the store has no record of.
@@ -282,39 +316,40 @@ def _queue_items(queue: dict[str, Any]) -> list[list]:
 
 
 async def _reconcile(
-    client: Any, store: Store, row: dict, server: _ServerView, requeue_lost: bool
-) -> str | None:
-    """Settle a recorded, unfinished item: record it, keep following it, resend it, or lose it."""
+    server: _Server, store: Store, record: dict, row: dict, requeue_lost: bool
+) -> None:
+    """Settle a recorded, unfinished item: record it, follow it, send it again, or mark it lost."""
     prompt_id = row["prompt_id"]
     if prompt_id in server.history:
-        await _record_history(client, store, prompt_id, server.history[prompt_id])
-        return None
-    if prompt_id in server.queued:
-        return prompt_id
-    if row["status"] == "pending" or requeue_lost:
-        job = _job_for(client, store, store.batch_record(row["batch_id"]), row["batch_index"])
-        job.prompt_id = prompt_id if row["status"] == "pending" else job.prompt_id
-        return await _send(client, store, job)
-    store.mark_generation(prompt_id, "lost", "not in the server's queue or history")
-    return None
+        await _record_history(server.client, store, prompt_id, server.history[prompt_id])
+    elif prompt_id in server.queued:
+        server.follow.append(prompt_id)
+    elif row["status"] == "pending" or requeue_lost:
+        job = _job_for(server.client, store, record, row["batch_index"])
+        if row["status"] == "pending":
+            job.prompt_id = prompt_id  # the POST never arrived: send it under the same id
+        await _send(server, store, job)
+    else:
+        store.mark_generation(prompt_id, "lost", "not in the server's queue or history")
 
 
-async def _start_unsent(
-    client: Any, store: Store, record: dict, index: int, server: _ServerView
-) -> str | None:
-    """An item with no record: adopt the server's copy (sent just before a crash), else send it."""
-    job = _job_for(client, store, record, index)
+async def _start_unsent(servers: list[_Server], store: Store, record: dict, index: int) -> None:
+    """An item with no record: adopt a server's copy (sent just before a crash), else send it."""
+    main = servers[0]
+    job = _job_for(main.client, store, record, index)
     if job.prompt is None:
-        job.prompt = await _build_prompt(client, job.workflow, job.parameters)
-    orphan = server.claim_prompt(job.prompt, store)
-    if orphan is None:
-        return await _send(client, store, job)
-    job.prompt_id = orphan
-    store.job_queued(job)
-    if orphan in server.history:
-        await _record_history(client, store, orphan, server.history[orphan])
-        return None
-    return orphan
+        job.prompt = await _build_prompt(main.client, job.workflow, job.parameters)
+    for server in servers:
+        orphan = server.claim_prompt(job.prompt, store)
+        if orphan is not None:
+            job.prompt_id, job.client = orphan, server.client
+            store.job_queued(job)
+            if orphan in server.history:
+                await _record_history(server.client, store, orphan, server.history[orphan])
+            else:
+                server.follow.append(orphan)
+            return
+    await _send(main, store, job)
 
 
 def _job_for(client: Any, store: Store, record: dict, index: int) -> ResumedJob:
@@ -331,24 +366,25 @@ def _job_for(client: Any, store: Store, record: dict, index: int) -> ResumedJob:
     )
 
 
-async def _send(client: Any, store: Store, job: ResumedJob) -> str:
-    """Record the item as ``pending`` under its prompt id, POST it, then record it ``queued``.
+async def _send(server: _Server, store: Store, job: ResumedJob) -> None:
+    """Record the item as ``pending`` under its prompt id, POST it, record it ``queued``, follow.
 
     Recording first means a crash during the POST leaves a row the next resume can check.
     """
     if job.prompt is None:
-        job.prompt = await _build_prompt(client, job.workflow, job.parameters)
+        job.prompt = await _build_prompt(server.client, job.workflow, job.parameters)
+    job.client = server.client
     store.record_job(job, "pending")
-    await client.queue_prompt(job.prompt, prompt_id=job.prompt_id)
+    await server.client.queue_prompt(job.prompt, prompt_id=job.prompt_id)
     job.state = "queued"
     job.timings["queued_at"] = time.time()
     store.job_queued(job)
-    return job.prompt_id
+    server.follow.append(job.prompt_id)
 
 
-async def _follow(client: Any, store: Store, prompt_ids: list[str], poll_interval: float) -> None:
-    """Poll until each prompt is in the server's history (record it) or gone (mark it lost)."""
-    pending = list(prompt_ids)
+async def _follow(server: _Server, store: Store, poll_interval: float) -> None:
+    """Poll until each followed prompt is in the history (record it) or gone (mark it lost)."""
+    client, pending = server.client, list(server.follow)
     while pending:
         await asyncio.sleep(poll_interval)
         in_queue = {item[1] for item in _queue_items(await client.get_queue())}
@@ -423,19 +459,6 @@ def _final_status(store: Store, batch_id: str) -> str:
     if statuses and done == len(statuses):
         return "completed"
     return "failed" if done == 0 else "partial"
-
-
-def _client_for(store: Store, batch_id: str) -> Any:
-    """A client for the server the batch ran on (recorded without credentials)."""
-    from comfy_widgets.client import connect
-
-    record = store.batch_record(batch_id)
-    if record is None:
-        raise ComfyWidgetsError(f"no batch {batch_id!r} in {store.path}")
-    servers = record["servers"] or [
-        r["server"] for r in store.generation_records(batch_id=batch_id) if r["server"]
-    ]
-    return connect(servers[0] if servers else None, store=store)
 
 
 # --- rerun -----------------------------------------------------------------------------------

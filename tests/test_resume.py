@@ -207,3 +207,20 @@ def test_resume_adopts_an_orphan_the_server_stored_with_converted_numbers(server
     server_history = _call(client, client.get_history())
     assert list(server_history) == [orphan_id]
     assert server_history[orphan_id]["prompt"][2]["3"]["inputs"]["cfg"] == 8.0
+
+
+def test_resume_reconciles_each_item_with_the_server_it_ran_on(store):
+    prompts = [empty_image(300 + i) for i in range(3)]
+    with sim.serve() as first, sim.serve() as second:
+        store.create_batch("two", None, 3, prompts=prompts, plan_rows=[{}, {}, {}],
+                           servers=[first.url, second.url])
+        for index, handle in ((0, first), (1, second)):
+            sender = connect(handle.url)
+            prompt_id = str(uuid.uuid4())
+            _call(sender, sender.queue_prompt(prompts[index], prompt_id=prompt_id))
+            store.job_queued(_item(store, sender, "two", index, prompts[index], prompt_id))
+            sender.close()
+        df = resume("two", store=store, poll_interval=0.01)
+        assert list(df["status"]) == ["completed"] * 3
+        assert list(df["server"]) == [first.url, second.url, first.url]
+        assert all(Path(ref.local_path).is_file() for ref in df["image"])
