@@ -53,8 +53,8 @@ def history(
 def load_batch(batch_id: str, store: Store | None = None) -> pd.DataFrame:
     """A recorded batch as its results DataFrame (the columns of ``await batch``).
 
-    Items that were planned but never sent appear with status ``pending``, so the frame always
-    has one row per planned item, ready for ``ResultGrid``.
+    Items that were planned but never sent appear as ``pending`` (``cancelled`` once the batch
+    ended), so the frame always has one row per planned item, ready for ``ResultGrid``.
     """
     store = store or Store.default()
     record = store.batch_record(batch_id)
@@ -64,6 +64,7 @@ def load_batch(batch_id: str, store: Store | None = None) -> pd.DataFrame:
     plan = record["plan"]
     total = max(record["total_count"], len(plan), max(records, default=-1) + 1)
     varied = _varied_columns(record)
+    unsent = "pending" if record["status"] in ("pending", "running") else "cancelled"
     rows = []
     for index in range(total):
         gen = records.get(index)
@@ -71,7 +72,7 @@ def load_batch(batch_id: str, store: Store | None = None) -> pd.DataFrame:
         row = {"batch_id": batch_id, "batch_index": index}
         row.update({name: values.get(name) for name in varied})
         row["seed"] = seed_of(values)
-        row.update(_generation_columns(gen) if gen else empty_row("pending"))
+        row.update(_generation_columns(gen) if gen else empty_row(unsent))
         rows.append(row)
     return build_frame(rows, columns_for(varied))
 

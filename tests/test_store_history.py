@@ -52,6 +52,13 @@ def test_load_batch_has_the_results_columns_and_planned_rows(store):
     assert df["finished_at"].iloc[0] == pd.Timestamp(1003.5, unit="s", tz="UTC")
 
 
+def test_unsent_items_of_an_ended_batch_are_cancelled(store):
+    _record_batch(store)
+    store.update_batch("b1", status="cancelled")
+    assert list(load_batch("b1", store)["status"]) == ["completed", "completed", "failed",
+                                                       "cancelled"]
+
+
 def test_load_batch_unknown_id_raises(store):
     with pytest.raises(ComfyWidgetsError, match="no batch"):
         load_batch("nope", store)
