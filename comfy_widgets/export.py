@@ -82,7 +82,10 @@ def _copy_outputs(df: pd.DataFrame, folder: Path) -> list[list[tuple[OutputRef, 
 
 
 def flat_table(df: pd.DataFrame, files: list[list[tuple[OutputRef, str | None]]]) -> pd.DataFrame:
-    """The results as plain values: output cells become relative file paths, dicts become JSON."""
+    """The results as plain values: outputs become relative file paths, dicts and lists JSON.
+
+    Timestamps stay timestamps (typed in Parquet, ISO text in CSV).
+    """
     table = pd.DataFrame(index=range(len(df)))
     for name in df.columns:
         if name == "image":
@@ -103,8 +106,6 @@ def _plain(value: Any) -> Any:
         return json.dumps(value, default=str)
     if isinstance(value, OutputRef):
         return value.filename
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
     return value
 
 

@@ -40,6 +40,8 @@ def test_export_writes_a_self_contained_folder(tmp_path):
     assert len(csv["outputs"].iloc[1].split(";")) == 2
     parquet = pd.read_parquet(out / "results.parquet")
     assert list(parquet["prompt"]) == ["cat", "cat", "dog", "dog", "cat"]
+    assert str(parquet["finished_at"].dtype).startswith("datetime64")
+    assert pd.Timestamp(csv["finished_at"].iloc[0]) == parquet["finished_at"].iloc[0]
     assert len(list((out / "images").iterdir())) == 5
     grid = Image.open(out / "grid.png")
     assert grid.width > 16 and grid.height > 16
