@@ -45,6 +45,8 @@ FIRST_RETRY_S = 0.05
 FAST_RETRY_CAP_S = 0.25  # while the server has been down for less than FAST_WINDOW_S
 FAST_WINDOW_S = 30.0
 MAX_RETRY_S = 5.0
+QUIET_CHECK_S = 10.0
+STOP_TIMEOUT_S = 5.0
 QUEUE_REFRESH_DELAY_S = 0.05  # coalesces the burst of `status` frames a batch of POSTs causes
 CONNECT_WAIT_S = 5.0
 POLL_WHILE_DOWN_S = 3.0
@@ -105,6 +107,7 @@ class Monitor:
         self._refresh_task: asyncio.Task[None] | None = None
         self._refresh_again = False
         self._last_poll = 0.0
+        self._last_frame_at = 0.0
         self._reconcile_lock = asyncio.Lock()
 
     # --- lifetime -----------------------------------------------------------------------------
@@ -134,8 +137,7 @@ class Monitor:
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=STOP_TIMEOUT_S)
         self._task = None
         self._connected.clear()
 
@@ -176,10 +178,12 @@ class Monitor:
             await asyncio.sleep(next(delays))
 
     async def _session(self) -> None:
-        """One socket: open, announce features first, read until closed.
+        """One socket: open, announce features first, catch up, then read until closed.
 
-        Leaving ``async with`` waits for the close to finish, so the next socket with the same
-        clientId never overlaps this one (ComfyUI would orphan the newer socket).
+        Jobs are reconciled before the first frame is dispatched, so a `status` frame can
+        never make a prompt the server lost look deleted. Leaving ``async with`` waits for the
+        close to finish, so the next socket with the same clientId never overlaps this one
+        (ComfyUI would orphan the newer socket).
         """
         async with ws_connect(
             _ws_url(self.client.url, self.client.client_id),
@@ -197,12 +201,37 @@ class Monitor:
                 self.connected_at = time.monotonic()
                 self._connected.set()
                 log.debug("WebSocket connected to %s (connect #%d)", self.client.url, self.connects)
-                self._start_reconcile()
-                async for frame in ws:
-                    self.dispatch(parse_frame(frame))
+                await self._catch_up()
+                await self._read(ws)
             finally:
                 self._connected.clear()
                 self._ws = None
+
+    async def _read(self, ws: Any) -> None:
+        """Dispatch frames until the socket closes, with the quiet-socket watchdog running."""
+        watchdog = self.loop.create_task(self._watch_quiet())
+        try:
+            async for frame in ws:
+                self._last_frame_at = time.monotonic()
+                self.dispatch(parse_frame(frame))
+        finally:
+            watchdog.cancel()
+
+    async def _watch_quiet(self) -> None:
+        """After QUIET_CHECK_S without a frame, check unfinished jobs over HTTP: a safety net
+        should the socket stop receiving (e.g. orphaned by a duplicate clientId)."""
+        while True:
+            await asyncio.sleep(QUIET_CHECK_S)
+            quiet = time.monotonic() - self._last_frame_at >= QUIET_CHECK_S
+            if quiet and self._posted_jobs():
+                await self._reconcile_quietly(self._posted_jobs(), "cancel_if_listening")
+
+    async def _catch_up(self) -> None:
+        """After (re)connecting: uploads may be gone and prompts lost; resubmit what was lost."""
+        jobs = self._posted_jobs()
+        if jobs:
+            self.client.forget_uploads()
+            await self._reconcile_quietly(jobs, "resubmit")
 
     async def _poll_while_down(self) -> None:
         """While the socket is down, keep jobs honest through HTTP every few seconds."""
@@ -253,12 +282,6 @@ class Monitor:
     def _posted_jobs(self) -> list[Job]:
         return [job for job in self.jobs.values() if job.posted and not job.done()]
 
-    def _start_reconcile(self) -> None:
-        jobs = self._posted_jobs()
-        if jobs:
-            self.client.forget_uploads()
-            self.loop.create_task(self._reconcile_quietly(jobs, "resubmit"))
-
     async def _reconcile_quietly(self, jobs: list[Job], lost: str) -> None:
         try:
             await self.reconcile(jobs, lost=lost)
@@ -269,13 +292,15 @@ class Monitor:
         """Bring jobs up to date from ``/queue`` and ``/history``.
 
         A prompt in neither was lost by the server (restart): ``lost="resubmit"`` queues it
-        again under the same prompt_id, ``lost="cancel"`` marks it cancelled (deleted). One
-        reconcile runs at a time, in order, so a prompt is never resubmitted twice.
+        again under the same prompt_id, ``lost="cancel"`` marks it cancelled (deleted), and
+        ``"cancel_if_listening"`` does so only if the socket stayed up meanwhile. One reconcile
+        runs at a time, in order, so a prompt is never resubmitted twice.
         """
         async with self._reconcile_lock:
             await self._reconcile_locked(jobs, lost)
 
     async def _reconcile_locked(self, jobs: list[Job], lost: str) -> None:
+        epoch = self.connects if self.connected else None
         running, pending = _queue_ids(await self.client.get_queue())
         if running and self.running_prompt_id is None:
             self.running_prompt_id = running[0]
@@ -287,16 +312,21 @@ class Monitor:
             elif job.prompt_id in pending:
                 job.set_queue_position(pending.index(job.prompt_id))
             else:
-                await self._settle_missing(job, lost)
+                await self._settle_missing(job, lost, epoch)
 
-    async def _settle_missing(self, job: Job, lost: str) -> None:
+    async def _settle_missing(self, job: Job, lost: str, epoch: int | None) -> None:
         entry = (await self.client.get_history(job.prompt_id) or {}).get(job.prompt_id)
         if job.done():
             return
         if entry is not None:
             await job.apply_history(entry)
-        elif lost == "cancel" or job.cancel_requested:
+        elif job.cancel_requested or lost == "cancel":
             await job.finish("cancelled")
+        elif lost == "cancel_if_listening":
+            # deleted by someone else, unless the socket dropped meanwhile (a restart: the
+            # catch-up after reconnecting resubmits it)
+            if epoch is not None and self.connected and self.connects == epoch:
+                await job.finish("cancelled")
         else:
             log.info("prompt %s was lost by the server; queueing it again", job.prompt_id)
             await job.resubmit()
@@ -319,4 +349,4 @@ class Monitor:
             self._refresh_again = False
             queued = [job for job in self._posted_jobs() if job.state == "queued"]
             if queued:
-                await self._reconcile_quietly(queued, "cancel")
+                await self._reconcile_quietly(queued, "cancel_if_listening")

@@ -45,9 +45,11 @@ async def client(server):
 
 async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     """Wait (polling the loop) until predicate() holds; fail after timeout."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.005)
 
 
 def record(job: Job) -> list[dict]:
@@ -78,11 +80,13 @@ async def test_run_with_progress_previews_and_outputs(client):
     assert t["queued_at"] <= t["started_at"] <= t["finished_at"] and t["run_s"] >= 0
 
 
-async def test_queued_behind_shows_queue_positions(client):
+async def test_queued_behind_shows_queue_positions(client, server):
     first = client.submit(ksampler(steps=15, seed=1))
-    second = client.submit(ksampler(steps=2, seed=2))
+    second = client.submit(ksampler(steps=100, seed=2))
     third = client.submit(ksampler(steps=2, seed=3))
     seen2, seen3 = record(second), record(third)
+    await until(lambda: third.queue_position == 0)
+    server.settings.seconds_per_step = 0.0
     await asyncio.gather(first, second, third)
     assert 0 in {s["position"] for s in seen2}
     assert {0, 1} <= {s["position"] for s in seen3}

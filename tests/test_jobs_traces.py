@@ -71,6 +71,9 @@ def frames(trace: str, name: str) -> list[ev.Event]:
 
 
 def watch_all(client: Client, prompts: dict[str, dict]) -> dict[str, Job]:
+    """Register jobs as if POSTed while the (simulated) socket listens."""
+    client.monitor._connected.set()
+    client.monitor.connects = 1
     jobs = {}
     for prompt_id, prompt in prompts.items():
         job = Job(client, prompt, prompt_id=prompt_id)
