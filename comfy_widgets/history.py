@@ -10,7 +10,9 @@ run again.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,10 +21,12 @@ from typing import Any
 import pandas as pd
 
 from comfy_widgets.client import background_loop, running_loop
-from comfy_widgets.errors import ComfyWidgetsError
+from comfy_widgets.errors import ComfyWidgetsError, ServerConnectionError
 from comfy_widgets.outputs import file_refs, output_from_file, text_outputs
 from comfy_widgets.results import TAIL_COLUMNS, OutputRef, build_frame, columns_for, empty_row
 from comfy_widgets.store import TERMINAL_STATES, Store, StoredWorkflow, clean_url, text_or_none
+
+log = logging.getLogger(__name__)
 
 SEED_FIELDS = ("seed", "noise_seed")
 HISTORY_HEAD = ["generation_id", "prompt_id", "workflow", "batch_id", "batch_index", "server",
@@ -175,8 +179,9 @@ def resume(
 
     In a notebook cell use ``df = await cw.resume(batch_id)``; in a script ``cw.resume(batch_id)``
     blocks. ``client`` (a Client or a list, one per server) defaults to clients for the servers
-    the batch recorded; pass your own when a server needs credentials. Items never sent go to the
-    first server. ``requeue_lost=True`` also sends again the items the server lost.
+    the batch recorded; pass your own when a server needs credentials. Items never sent are
+    spread over the servers that answer. ``requeue_lost=True`` also sends again the items the
+    server lost.
     """
     coro = aresume(
         batch_id, client, store=store, requeue_lost=requeue_lost, poll_interval=poll_interval
@@ -207,7 +212,7 @@ async def aresume(
     given = _as_list(client)
     created = _missing_clients(given, store, record, recorded.values())
     try:
-        servers = [await _Server.read(c) for c in given + created]
+        servers = await _reachable_servers(given, created)
         store.update_batch(batch_id, status="running")
         await _settle_items(servers, store, record, recorded, requeue_lost)
         await asyncio.gather(*(_follow(server, store, poll_interval) for server in servers))
@@ -218,21 +223,40 @@ async def aresume(
     return load_batch(batch_id, store)
 
 
+async def _reachable_servers(given: list, created: list) -> list[_Server]:
+    """Read every server's queue and history; a recorded server that is down is skipped.
+
+    Its items stay as they are (a later resume can settle them); a client the caller passed
+    must answer.
+    """
+    servers = []
+    for client in given + created:
+        try:
+            servers.append(await _Server.read(client))
+        except ServerConnectionError:
+            if client in given:
+                raise
+            log.warning("resume: %s does not answer; its items are left as they are", client.url)
+    if not servers:
+        raise ServerConnectionError("resume: none of the batch's servers answers")
+    return servers
+
+
 async def _settle_items(
     servers: list[_Server], store: Store, record: dict, recorded: dict, requeue_lost: bool
 ) -> None:
-    """Decide, item by item, what each unfinished or unsent item needs; items to send go first."""
+    """Decide what each unfinished or unsent item needs; new sends take the servers in turn."""
     by_url = {clean_url(server.client.url): server for server in servers}
-    main = servers[0]
+    turn = itertools.cycle(servers)
     for index in range(max(record["total_count"], len(record["plan"]))):
         row = recorded.get(index)
         if row is None:
-            await _start_unsent(servers, store, record, index)
-        elif row["status"] not in TERMINAL_STATES:
-            server = by_url.get(row["server"], main)
-            await _reconcile(server, store, record, row, requeue_lost)
+            await _start_unsent(servers, next(turn), store, record, index)
+        elif row["status"] not in TERMINAL_STATES and row["server"] in by_url:
+            await _reconcile(by_url[row["server"]], store, record, row, requeue_lost)
         elif row["status"] == "lost" and requeue_lost:
-            await _send(main, store, _job_for(main.client, store, record, index))
+            target = next(turn)
+            await _send(target, store, _job_for(target.client, store, record, index))
 
 
 def _as_list(client: Any) -> list[Any]:
@@ -334,12 +358,14 @@ async def _reconcile(
         store.mark_generation(prompt_id, "lost", "not in the server's queue or history")
 
 
-async def _start_unsent(servers: list[_Server], store: Store, record: dict, index: int) -> None:
-    """An item with no record: adopt a server's copy (sent just before a crash), else send it."""
-    main = servers[0]
-    job = _job_for(main.client, store, record, index)
+async def _start_unsent(
+    servers: list[_Server], target: _Server, store: Store, record: dict, index: int
+) -> None:
+    """An item with no record: adopt a server's copy (sent just before a crash), else send it
+    to ``target``."""
+    job = _job_for(target.client, store, record, index)
     if job.prompt is None:
-        job.prompt = await _build_prompt(main.client, job.workflow, job.parameters)
+        job.prompt = await _build_prompt(target.client, job.workflow, job.parameters)
     for server in servers:
         orphan = server.claim_prompt(job.prompt, store)
         if orphan is not None:
@@ -350,7 +376,7 @@ async def _start_unsent(servers: list[_Server], store: Store, record: dict, inde
             else:
                 server.follow.append(orphan)
             return
-    await _send(main, store, job)
+    await _send(target, store, job)
 
 
 def _job_for(client: Any, store: Store, record: dict, index: int) -> ResumedJob:

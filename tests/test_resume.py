@@ -14,7 +14,7 @@ from comfy_widgets import pngmeta, sim
 from comfy_widgets.client import connect
 from comfy_widgets.history import history, rerun, resume
 from comfy_widgets.store import Store
-from tests.store_fakes import FakeWorkflow
+from tests.store_fakes import FakeClient, FakeJob, FakeWorkflow
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "comfy_widgets" / "examples"
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "comfyui-reference" / "traces"
@@ -224,3 +224,18 @@ def test_resume_reconciles_each_item_with_the_server_it_ran_on(store):
         assert list(df["status"]) == ["completed"] * 3
         assert list(df["server"]) == [first.url, second.url, first.url]
         assert all(Path(ref.local_path).is_file() for ref in df["image"])
+
+
+def test_resume_leaves_items_of_a_server_that_is_down_and_sends_new_ones_elsewhere(store):
+    prompts = [empty_image(400 + i) for i in range(2)]
+    down = sim.serve()
+    down.stop()
+    with sim.serve() as live:
+        store.create_batch("d", None, 2, prompts=prompts, plan_rows=[{}, {}],
+                           servers=[down.url, live.url])
+        store.job_queued(FakeJob(client=FakeClient(down.url), prompt=prompts[0], batch_id="d",
+                                 batch_index=0))
+        df = resume("d", store=store, poll_interval=0.01)
+    assert list(df["status"]) == ["queued", "completed"]
+    assert list(df["server"]) == [down.url, live.url]
+    assert store.batch_record("d")["status"] == "partial"
