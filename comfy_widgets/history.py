@@ -157,7 +157,7 @@ class ResumedJob:
     client: Any
     workflow: Any
     parameters: dict[str, Any]
-    prompt: dict[str, Any]
+    prompt: dict[str, Any] | None
     batch_id: str
     batch_index: int
     state: str = "pending"
