@@ -588,8 +588,9 @@ class Job:
             f"{self.progress:.0f}%, {len(self.outputs)} output(s){error}</div>"
         )
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        """Show the live progress widget; plain HTML where widgets are unavailable."""
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """Show the live progress widget (its bundle, or IPython's ``(data, metadata)`` pair);
+        plain HTML where the widget module is unavailable."""
         try:
             from comfy_widgets.widgets.progress import ProgressView
         except ImportError:

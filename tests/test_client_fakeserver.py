@@ -10,13 +10,19 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import struct
 
 from aiohttp import WSMsgType, web
 from PIL import Image
 
 from comfy_widgets.client import connect
-from comfy_widgets.errors import HTTPStatusError, PromptValidationError, ServerConnectionError
+from comfy_widgets.errors import (
+    HTTPStatusError,
+    JobCancelledError,
+    PromptValidationError,
+    ServerConnectionError,
+)
 
 
 def png_bytes(color: str = "red") -> bytes:
@@ -277,6 +283,49 @@ async def test_bearer_token_reaches_http_and_websocket():
         assert post_headers["Authorization"] == "Bearer tok-123"
         assert post_headers["X-Extra"] == "1"
         assert "tok-123" not in repr(client) and "tok-123" not in client.url
+    finally:
+        await client.aclose()
+        await server.stop()
+
+
+async def test_credentials_never_logged(caplog):
+    server = await fake_server()
+    client = connect(server.url, token="tok-secret-1", headers={"X-Api-Key": "key-secret-2"})
+    try:
+        with caplog.at_level(logging.DEBUG):
+            await client.submit(PROMPT)
+            await client.system_stats()
+        assert caplog.records
+        assert "tok-secret-1" not in caplog.text and "key-secret-2" not in caplog.text
+    finally:
+        await client.aclose()
+        await server.stop()
+
+
+async def test_cancel_right_after_submit():
+    server = await fake_server()
+    client = connect(server.url)
+    try:
+        job = client.submit(PROMPT)
+        job.cancel()
+        try:
+            await job
+        except JobCancelledError:
+            pass
+        assert job.state == "cancelled"
+        assert job.prompt_id not in server.history
+    finally:
+        await client.aclose()
+        await server.stop()
+
+
+async def test_upload_deduplicated_per_client():
+    server = await fake_server()
+    client = connect(server.url)
+    try:
+        image = Image.new("RGB", (4, 4), "white")
+        names = await asyncio.gather(*(client.upload_image(image) for _ in range(5)))
+        assert len(set(names)) == 1 and list(server.uploads) == [names[0]]
     finally:
         await client.aclose()
         await server.stop()

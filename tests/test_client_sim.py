@@ -203,3 +203,34 @@ async def test_upload_image_is_content_addressed(client):
     assert await client.upload_image(image) == name
     info = await client.object_info("LoadImage")
     assert name in info["LoadImage"]["input"]["required"]["image"][0]
+
+
+async def test_client_side_reconnect_keeps_live_progress(client):
+    """The client closes its own socket mid-run; the new socket (same clientId, opened only
+    after the old one closed) still gets the live frames."""
+    job = client.submit(ksampler(steps=60, seed=12))
+    await until(lambda: job.nodes["3"].value >= 3)
+    connects = client.monitor.connects
+    await client.monitor.drop_connection()
+    await until(lambda: client.monitor.connects > connects)
+    value_after_reconnect = job.nodes["3"].value
+    await until(lambda: job.nodes["3"].value > value_after_reconnect)
+    assert (await job).status == "completed"
+
+
+async def test_orphaned_socket_is_caught_by_the_watchdog(client, server, monkeypatch):
+    """Another socket with our clientId opens and closes: ComfyUI then routes nothing to ours.
+    The quiet-socket watchdog finishes the job from /history anyway."""
+    import websockets
+
+    from comfy_widgets import monitor as monitor_module
+
+    monkeypatch.setattr(monitor_module, "QUIET_CHECK_S", 0.3)
+    await client.monitor.wait_connected()
+    ws_url = server.url.replace("http", "ws", 1) + f"/ws?clientId={client.client_id}"
+    async with websockets.connect(ws_url) as intruder:
+        await intruder.recv()
+    job = client.submit(ksampler(steps=3, seed=13))
+    result = await job
+    assert result.status == "completed" and len(result.images) == 1
+    assert job.nodes["3"].started_at is None  # no live frame reached the orphaned socket
