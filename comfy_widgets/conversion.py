@@ -12,13 +12,14 @@ from __future__ import annotations
 import copy
 import json
 import marshal
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from comfy_widgets.errors import UnknownNodeTypeError, WorkflowError
 from comfy_widgets.frontend_text import apply_text_replacements, js_string, process_dynamic_prompt
-from comfy_widgets.object_info import ObjectInfo, Widget
+from comfy_widgets.object_info import ObjectInfo, Widget, migrate_widget_values
 
 #: Frontend-only node types: never sent to the server.
 VIRTUAL_TYPES = frozenset({"PrimitiveNode", "Reroute", "Note", "MarkdownNote"})
@@ -26,6 +27,7 @@ VIRTUAL_TYPES = frozenset({"PrimitiveNode", "Reroute", "Note", "MarkdownNote"})
 SAVE_NODE_TYPES = frozenset({"SaveImage", "SaveAnimatedWEBP", "SaveWEBM", "SaveAudio", "SaveGLB",
                              "SaveAnimatedPNG", "CLIPSave", "VAESave", "ModelSave", "LoraSave",
                              "SaveLatent"})
+_ANNOTATED = re.compile(r"\[(input|output|temp)\]", re.IGNORECASE)
 MODE_MUTED = 2
 MODE_BYPASS = 4
 SUBGRAPH_INPUT_NODE = -10
@@ -274,6 +276,7 @@ class Converter:
             return WidgetState([Widget("UNKNOWN")] * len(stored),
                                [_placeholder_value(v) for v in stored])
         slots = list(self.object_info.widgets(node_type))
+        stored = migrate_widget_values(self.object_info, node_type, stored)
         values = [_default_value(slot) for slot in slots]
         position = 0
         for i, slot in enumerate(slots):
@@ -301,7 +304,7 @@ class Converter:
                 continue
             target = self._promoted_target(sub, sub_input, seen | {sub.key})
             if target is not None:
-                state.slots.append(Widget(str(sub_input.get("name"))))
+                state.slots.append(Widget(str(sub_input.get("name")), self._slot_spec(*target)))
                 state.values.append(self._widget_value(*target))
                 state.promoted_targets.append(target)
         self.states[key] = state
@@ -330,18 +333,15 @@ class Converter:
         return None
 
     def _instance_inputs(self, raw: dict[str, Any]) -> list[dict[str, Any]]:
-        """An instance's input slots: the definition's, overwritten by index by the stored ones."""
+        """An instance's input slots: the definition's, each taking the stored input of its name.
+
+        The stored list is often shorter or in another order; slots follow the definition.
+        """
         sub = self.subgraphs[str(raw.get("type"))]
-        slots: list[dict[str, Any]] = [
-            {"name": s.get("name"), "type": s.get("type"), "link": None}
-            for s in (sub.definition or {}).get("inputs") or []
-        ]
-        for i, saved in enumerate(raw.get("inputs") or []):
-            if i < len(slots):
-                slots[i] = saved
-            else:
-                slots.append(saved)
-        return slots
+        saved = {i.get("name"): i for i in raw.get("inputs") or [] if isinstance(i, dict)}
+        return [{"name": s.get("name"), "type": s.get("type"), "link": None,
+                 **saved.get(s.get("name"), {})}
+                for s in (sub.definition or {}).get("inputs") or []]
 
     def _inputs(self, graph: Graph, raw: dict[str, Any]) -> list[dict[str, Any]]:
         """A node's input slots after load, as the frontend rebuilds them.
@@ -372,10 +372,10 @@ class Converter:
                 merged["widget"] = {"name": name}
             rebuilt.append(merged)
         defined = {name for name, _, _ in slots}
-        rebuilt += [i for i in stored if i.get("name") not in defined]
         names = {slot.name for slot in state.slots} if state else set()
-        return [i for i in rebuilt
-                if not (i.get("widget") or {}).get("name") or i["widget"]["name"] in names]
+        rebuilt += [i for i in stored if i.get("name") not in defined
+                    and (not (i.get("widget") or {}).get("name") or i["widget"]["name"] in names)]
+        return rebuilt
 
     def _target_input(self, graph: Graph, link: Link) -> dict[str, Any] | None:
         """The input slot a link ends at (found by link id, else by slot index)."""
@@ -388,6 +388,12 @@ class Converter:
             if inp.get("link") == link.id:
                 return inp
         return inputs[link.target_slot] if link.target_slot < len(inputs) else None
+
+    def _slot_spec(self, graph_key: str, node_id: Any, name: str) -> Any:
+        """The input spec behind a widget (promoted widgets copy their inner widget's)."""
+        state = self.states.get((graph_key, node_id))
+        i = state.index(name) if state else -1
+        return state.slots[i].spec if i >= 0 else None
 
     def _widget_value(self, graph_key: str, node_id: Any, name: str) -> Any:
         state = self.states.get((graph_key, node_id))
@@ -544,7 +550,8 @@ class Converter:
         if state is not None:
             self._record_controls(node.exec_id, state)
         if not known:
-            return {"inputs": inputs, "_meta": {}}
+            title = node.raw.get("title")
+            return {"inputs": inputs, "_meta": {"title": title} if title else {}}
         title = self._title(node.raw)
         return {"inputs": inputs, "class_type": node.type, "_meta": {"title": title}}
 
@@ -553,9 +560,10 @@ class Converter:
         if slot.has_fixed:
             return slot.fixed
         spec = slot.spec
+        if slot.upload_folder is not None:
+            value = _upload_combo_value(slot, value)
+        value = _widget_text(slot, value)
         if spec is not None and spec.type == "STRING":
-            if spec.options.get("multiline"):
-                value = js_string(value)
             if spec.options.get("dynamicPrompts") is True and isinstance(value, str):
                 value = process_dynamic_prompt(value)
         if node.type in SAVE_NODE_TYPES and slot.name == "filename_prefix" \
@@ -649,12 +657,10 @@ class Converter:
             name = str(outer.get("name"))
             if state is None or state.index(name) < 0:
                 return None
+            index = state.index(name)
             return Resolved(origin_id=instance.exec_id, is_value=True,
-                            value=state.values[state.index(name)])
-        outer_link = instance.graph.links.get(outer["link"])
-        if outer_link is None:
-            return None
-        return self._resolve_input(instance, outer_link.target_slot, visited)
+                            value=_widget_text(state.slots[index], state.values[index]))
+        return self._resolve_input(instance, slot, visited)
 
     def _resolve_output(self, node: Node, slot: int, wanted_type: Any,
                         visited: set[tuple]) -> Resolved | None:
@@ -743,6 +749,28 @@ def _wrap(value: Any) -> Any:
     return {"__value__": value} if isinstance(value, list) else value
 
 
+def _widget_text(slot: Widget, value: Any) -> Any:
+    """Multiline text widgets are textareas: whatever is stored, they hold a string."""
+    spec = slot.spec
+    if spec is not None and spec.type == "STRING" and spec.options.get("multiline"):
+        return js_string(value)
+    return value
+
+
+def _upload_combo_value(slot: Widget, value: Any) -> Any:
+    """The file combo behind an upload button: empty means its first value, and files from
+    another folder than ``input`` get a `` [output]``-style annotation."""
+    if not value:
+        default = _default_value(slot)
+        return "undefined" if default is None else js_string(default)
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    if isinstance(value, str) and slot.upload_folder != "input" \
+            and not _ANNOTATED.search(value):
+        return f"{value} [{slot.upload_folder}]"
+    return value
+
+
 def _default_value(slot: Widget) -> Any:
     """A widget's value before ``widgets_values`` is applied, as the frontend initialises it."""
     spec = slot.spec
@@ -750,7 +778,9 @@ def _default_value(slot: Widget) -> Any:
         return slot.default
     default = spec.options.get("default")
     if spec.type == "COMBO":
-        return default or (spec.choices[0] if spec.choices else None)
+        if default or spec.choices:
+            return default or spec.choices[0]
+        return "Loading..." if spec.options.get("remote") else None
     if default is not None:
         return default
     return {"INT": 0, "FLOAT": 0, "BOOLEAN": False, "STRING": ""}.get(spec.type)

@@ -101,6 +101,8 @@ class Widget:
     fixed: Any = None
     has_fixed: bool = False
     default: Any = None
+    #: For the combo an upload button serves: the folder its file names are annotated with.
+    upload_folder: str | None = None
 
 
 def _parse_spec(name: str, raw: Any, required: bool) -> InputSpec:
@@ -224,51 +226,65 @@ def _iter_inputs(info: dict[str, Any]):
             yield _parse_spec(name, raw, section == "required")
 
 
-def _frontend_inputs(class_type: str, info: dict[str, Any]) -> list[InputSpec]:
-    """Inputs in the order the frontend creates them, with the extensions' pseudo-inputs.
+def _input_record(class_type: str, info: dict[str, Any]) -> list[InputSpec]:
+    """The node's inputs as the frontend records them, with the extensions' pseudo-inputs.
 
     Extensions append ``audioUI`` and ``upload`` to the required inputs; a later optional
-    input of the same name replaces a required one. ``input_order`` then decides the order,
-    and inputs it does not list (the pseudo-inputs) come last.
+    input of the same name replaces a required one (keeping its place).
     """
     record: dict[str, InputSpec] = {}
     for spec in _iter_inputs(info):
-        if not spec.required:
-            break
-        record[spec.name] = spec
+        if spec.required:
+            record[spec.name] = spec
     if class_type in AUDIO_UI_NODES:
         record["audioUI"] = InputSpec("audioUI", "AUDIO_UI", {}, True)
     audio = record.get("audio")
     if audio is not None and audio.options.get("audio_upload") is True:
         record["upload"] = InputSpec("upload", "AUDIOUPLOAD", {}, True)
-    if any(s.type == "COMBO" and any(s.options.get(f) is True for f in _UPLOAD_FLAGS)
-           for s in list(record.values())):
+    if _upload_target(list(record.values())) is not None:
         record["upload"] = InputSpec("upload", "IMAGEUPLOAD", {}, True)
     for spec in _iter_inputs(info):
         if not spec.required:
             record[spec.name] = spec
+    return list(record.values())
+
+
+def _upload_target(required: list[InputSpec]) -> InputSpec | None:
+    """The first required media combo (image/video upload), which gets an upload button."""
+    for spec in required:
+        if spec.type == "COMBO" and any(spec.options.get(f) is True for f in _UPLOAD_FLAGS):
+            return spec
+    return None
+
+
+def _frontend_inputs(class_type: str, info: dict[str, Any]) -> list[InputSpec]:
+    """Inputs in the order the frontend creates them: ``input_order`` first, the rest after."""
+    record = _input_record(class_type, info)
     order = info.get("input_order")
     if not isinstance(order, dict):
-        return list(record.values())
+        return record
+    by_name = {spec.name: spec for spec in record}
     ordered: list[InputSpec] = []
     for section, required in (("required", True), ("optional", False)):
         for name in order.get(section) or []:
-            spec = record.get(name)
+            spec = by_name.get(name)
             if spec is not None and spec.required == required and spec not in ordered:
                 ordered.append(spec)
-    ordered.extend(spec for spec in record.values() if spec not in ordered)
+    ordered.extend(spec for spec in record if spec not in ordered)
     return ordered
 
 
 def _build_widgets(class_type: str, info: dict[str, Any]):
     """Yield the widget slots frontend 1.27.10 creates for a node class, hidden ones included."""
+    target = _upload_target([s for s in _iter_inputs(info) if s.required])
     for spec in _frontend_inputs(class_type, info):
-        yield from _widgets_for(spec)
+        upload_folder = spec.options.get("image_folder", "input") if spec == target else None
+        yield from _widgets_for(spec, upload_folder)
     if class_type == "PreviewAny":
         yield Widget("preview", stored=False, fixed="", has_fixed=True)
 
 
-def _widgets_for(spec: InputSpec):
+def _widgets_for(spec: InputSpec, upload_folder: str | None = None):
     """Yield the widget(s) one input creates: the value widget and its hidden companions."""
     widget_type = spec.options.get("widgetType") or spec.type
     if spec.options.get("forceInput"):
@@ -278,14 +294,36 @@ def _widgets_for(spec: InputSpec):
     elif widget_type in ("IMAGEUPLOAD", "AUDIOUPLOAD"):
         yield Widget(spec.name, in_prompt=False)
     elif widget_type in WIDGET_TYPES:
-        yield Widget(spec.name, spec)
-        if widget_type == "COMBO" and isinstance(spec.options.get("remote"), dict) and \
-                spec.options["remote"].get("refresh_button"):
-            yield Widget("refresh", default="refresh")
+        yield Widget(spec.name, spec, upload_folder=upload_folder)
+        remote = spec.options.get("remote")
+        if widget_type == "COMBO" and isinstance(remote, dict):
+            yield Widget("Auto-refresh after generation", in_prompt=False, default=False)
+            if remote.get("refresh_button"):
+                yield Widget("refresh", default="refresh")
         if spec.has_control:
             yield Widget("control_after_generate", in_prompt=False)
             if widget_type == "COMBO":
                 yield Widget("control_filter_list", in_prompt=False)
+
+
+def migrate_widget_values(object_info: ObjectInfo, class_type: str,
+                          values: list[Any]) -> list[Any]:
+    """Drop stored values of ``forceInput`` inputs from workflows saved before frontend 1.16.
+
+    This is the frontend's ``migrateWidgetsValues``, quirks included: it only acts when the
+    count of widget-or-forceInput inputs (seeds count twice) equals the number of values.
+    """
+    record = _input_record(class_type, object_info.raw.get(class_type) or {})
+    names = {w.name for w in object_info.widgets(class_type)}
+    originals = [s for s in record if s.name in names or s.options.get("forceInput")]
+    if not any(s.options.get("forceInput") for s in originals):
+        return values
+    count = sum(2 if s.options.get("control_after_generate") or s.name in ("seed", "noise_seed")
+                else 1 for s in originals)
+    if count != len(values):
+        return values
+    return [value for i, value in enumerate(values)
+            if i >= len(originals) or not originals[i].options.get("forceInput")]
 
 
 @lru_cache(maxsize=1)

@@ -266,6 +266,23 @@ def test_upload_widget_takes_a_position_but_is_not_sent():
     assert api["1"]["inputs"] == {"image": "photo.png"}
 
 
+def test_file_combo_of_an_upload_button():
+    api = convert(graph([node(1, "LoadImage", ["", "image"]),
+                         node(2, "LoadImageOutput", ["x.png", False, "refresh", "image"]),
+                         node(3, "LoadImageOutput", ["y.png [temp]", False, "B", "C"])], []))
+    assert api["1"]["inputs"] == {"image": OI.input("LoadImage", "image").choices[0]}
+    assert api["2"]["inputs"] == {"image": "x.png [output]", "refresh": "refresh"}
+    assert api["3"]["inputs"] == {"image": "y.png [temp]", "refresh": "B"}
+
+
+def test_old_values_of_force_input_inputs_are_dropped():
+    raw = {"N": {"input": {"required": {"m": ["MODEL", {}], "f": ["INT", {"forceInput": True}],
+                                        "w": ["INT", {}]}}}}
+    oi = ObjectInfo(raw, source="user")
+    assert convert_ui_to_api(graph([node(1, "N", [7, 8])], []), oi)["1"]["inputs"] == {"w": 8}
+    assert convert_ui_to_api(graph([node(1, "N", [7, 8, 9])], []), oi)["1"]["inputs"] == {"w": 7}
+
+
 def test_list_values_are_wrapped():
     api = convert(graph([node(1, "EmptyLatentImage", [[512, 768], 512, 1])], []))
     assert api["1"]["inputs"]["width"] == {"__value__": [512, 768]}
@@ -303,7 +320,8 @@ def test_unknown_node_types_can_be_kept_like_the_frontend():
                                  inputs=[("image", "IMAGE", 61)])]
     api = convert(graph(nodes, [*BASE_LINKS, [61, 5, 0, 60, 0, "IMAGE"]]),
                   allow_unknown_nodes=True)
-    assert api["60"] == {"inputs": {"UNKNOWN": '{"k":2}', "image": ["5", 0]}, "_meta": {}}
+    assert api["60"] == {"inputs": {"UNKNOWN": '{"k":2}', "image": ["5", 0]},
+                         "_meta": {"title": "Fancy"}}
     assert api["10"]["class_type"] == "KSampler"
 
 
@@ -410,6 +428,21 @@ def test_subgraph_positional_instance_values_override_inner_values():
     api = convert(subgraph_workflow(["outer text", 99]))
     assert api["57:5"]["inputs"]["text"] == "outer text"
     assert api["57:6"]["inputs"]["noise_seed"] == 99
+
+
+def test_subgraph_instance_inputs_are_matched_by_name():
+    data = subgraph_workflow(["A", 5])
+    data["nodes"][1]["inputs"] = [{"name": "seed", "type": "INT", "widget": {"name": "seed"},
+                                   "link": None},
+                                  {"name": "clip", "type": "CLIP", "link": 1}]
+    api = convert(data)
+    assert api["57:5"]["inputs"] == {"text": "A", "clip": ["1", 1]}
+    assert api["57:6"]["inputs"] == {"noise_seed": 5}
+
+
+def test_promoted_text_widget_holds_a_string():
+    api = convert(subgraph_workflow([7, 5]))
+    assert api["57:5"]["inputs"]["text"] == "7"
 
 
 def test_subgraph_input_linked_outside_resolves_to_the_outer_source():
