@@ -158,6 +158,7 @@ class Job:
         self._future: concurrent.futures.Future[JobResult] = concurrent.futures.Future()
         self._subscribers: list[Callable[[Job], None]] = []
         self._deferred_hooks: list[str] = []
+        self._tasks: set[Any] = set()  # strong references: the loop keeps only weak ones
 
     def __repr__(self) -> str:
         return (
@@ -237,7 +238,9 @@ class Job:
 
     def start(self) -> None:
         """Upload images and POST the prompt on the client's loop (returns at once)."""
-        self.client.spawn(self._submit())
+        submitting = self.client.spawn(self._submit())
+        self._tasks.add(submitting)
+        submitting.add_done_callback(self._tasks.discard)
 
     async def _submit(self) -> None:
         monitor = self.client.monitor
@@ -265,7 +268,7 @@ class Job:
             self.prompt, prompt_id=self.prompt_id, front=self.front
         )
         self.number = answer.get("number") if isinstance(answer, dict) else None
-        self.timings["queued_at"] = time.time()
+        self.timings["queued_at"] = self.timings["queued_at"] or time.time()
         first_post = not self.posted
         self.posted = True
         if self.state == "pending":
@@ -320,7 +323,9 @@ class Job:
         self._changed()
 
     def _schedule(self, coro: Any) -> None:
-        self.client.loop.create_task(coro)
+        task = self.client.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _on_start(self, started_at: float) -> None:
         self.state = "running"
@@ -444,7 +449,10 @@ class Job:
                     node.state, node.value = "done", node.max
             await self.finish("completed")
             return
-        for name, data in messages:
+        for item in messages:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], dict)):
+                continue
+            name, data = item
             if name == "execution_interrupted":
                 await self.finish("cancelled")
                 return
