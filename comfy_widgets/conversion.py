@@ -12,9 +12,11 @@ from __future__ import annotations
 import copy
 import json
 import marshal
+import math
 import re
 from collections import deque
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
 from comfy_widgets.errors import UnknownNodeTypeError, WorkflowError
@@ -32,6 +34,16 @@ MODE_MUTED = 2
 MODE_BYPASS = 4
 SUBGRAPH_INPUT_NODE = -10
 SUBGRAPH_OUTPUT_NODE = -20
+
+
+class _Undefined:
+    """JavaScript's ``undefined``: a widget without any value, whose key is left out."""
+
+    def __repr__(self) -> str:
+        return "UNDEFINED"
+
+
+UNDEFINED: Any = _Undefined()
 
 
 class Link(NamedTuple):
@@ -389,6 +401,16 @@ class Converter:
                 return inp
         return inputs[link.target_slot] if link.target_slot < len(inputs) else None
 
+    def _run_widget_callback(self, graph_key: str, node_id: Any, name: str) -> None:
+        """A PrimitiveNode calls the target widget's callback: numbers get rounded and clamped."""
+        state = self.states.get((graph_key, node_id))
+        i = state.index(name) if state else -1
+        if i < 0 or state.slots[i].spec is None:
+            return
+        adjusted = number_widget_callback(state.slots[i].spec, state.values[i])
+        if adjusted is not state.values[i]:
+            self._set_widget(graph_key, node_id, name, adjusted)
+
     def _slot_spec(self, graph_key: str, node_id: Any, name: str) -> Any:
         """The input spec behind a widget (promoted widgets copy their inner widget's)."""
         state = self.states.get((graph_key, node_id))
@@ -490,6 +512,7 @@ class Converter:
                 widget_name = (target_input.get("widget") or {}).get("name")
                 if widget_name:
                     self._set_widget(node.graph.key, target["id"], widget_name, value)
+                    self._run_widget_callback(node.graph.key, target["id"], widget_name)
                     targets.append((":".join((*node.path, str(target["id"]))), widget_name))
 
     def _primitive_value(self, node: Node, first_link: Link) -> Any:
@@ -535,7 +558,7 @@ class Converter:
         state = self.states.get((node.graph.key, node.raw["id"]))
         for slot, value in zip(state.slots if state else [], state.values if state else [],
                                strict=True):
-            if slot.in_prompt and slot.name:
+            if slot.in_prompt and slot.name and value is not UNDEFINED:
                 inputs[slot.name] = _wrap(self._serialize_widget(node, slot, value))
         for i, inp in enumerate(node.inputs):
             resolved = self._resolve_input(node, i, set())
@@ -743,6 +766,45 @@ def _drop_dangling(output: dict[str, Any]) -> None:
             del inputs[name]
 
 
+def number_widget_callback(spec: Any, value: Any) -> Any:
+    """What the frontend's INT/FLOAT widget callbacks make of a value a PrimitiveNode pushes.
+
+    INT rounds to its step (offset by ``min``); FLOAT rounds to ``round`` (or the precision its
+    step implies) and clamps to [min, max]. Other widgets keep the value.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    options = spec.options
+    if spec.type == "INT":
+        step = options.get("step") or 1
+        if step == 1:
+            return value if isinstance(value, int) else js_number(float(math.floor(value + 0.5)))
+        offset = math.fmod(options.get("min", 0) or 0, step)
+        return js_number(math.floor((value - offset) / step + 0.5) * step + offset)
+    if spec.type != "FLOAT":
+        return value
+    step = options.get("step", 0.5)
+    precision = max(0, -math.floor(math.log10(step))) if step and step > 0 else 0
+    round_to = 10 ** -precision if precision and not options.get("round") else options.get("round")
+    if not round_to:
+        return value
+    rounded = math.floor(value / round_to + 0.5) * round_to
+    fixed = float(_to_fixed(rounded, precision))
+    low = options.get("min", 0)
+    high = options.get("max", 2048)
+    return js_number(min(max(fixed, low if low is not None else -math.inf),
+                         high if high is not None else math.inf))
+
+
+def _to_fixed(value: float, digits: int) -> str:
+    """JavaScript's ``Number.prototype.toFixed`` (ties go to the larger number)."""
+    exact = Decimal(value)
+    quantum = Decimal(1).scaleb(-digits)
+    if exact < 0:
+        return str(-(-exact).quantize(quantum, rounding=ROUND_HALF_DOWN))
+    return str(exact.quantize(quantum, rounding=ROUND_HALF_UP))
+
+
 def _wrap(value: Any) -> Any:
     """List widget values are wrapped so the backend cannot take them for links."""
     value = js_number(value)
@@ -762,7 +824,7 @@ def _upload_combo_value(slot: Widget, value: Any) -> Any:
     another folder than ``input`` get a `` [output]``-style annotation."""
     if not value:
         default = _default_value(slot)
-        return "undefined" if default is None else js_string(default)
+        return "undefined" if default is UNDEFINED else js_string(default)
     if isinstance(value, list):
         value = value[0] if value else ""
     if isinstance(value, str) and slot.upload_folder != "input" \
@@ -780,10 +842,10 @@ def _default_value(slot: Widget) -> Any:
     if spec.type == "COMBO":
         if default or spec.choices:
             return default or spec.choices[0]
-        return "Loading..." if spec.options.get("remote") else None
+        return "Loading..." if spec.options.get("remote") else UNDEFINED
     if default is not None:
         return default
-    return {"INT": 0, "FLOAT": 0, "BOOLEAN": False, "STRING": ""}.get(spec.type)
+    return {"INT": 0, "FLOAT": 0, "BOOLEAN": False, "STRING": ""}.get(spec.type, UNDEFINED)
 
 
 def _placeholder_value(value: Any) -> Any:

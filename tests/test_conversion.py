@@ -214,6 +214,32 @@ def test_missing_widget_values_fall_back_to_defaults():
     assert api["2"]["inputs"] == {"width": 512, "height": 512, "batch_size": 1}
 
 
+def test_primitive_values_go_through_the_number_widget_callbacks():
+    inputs = [*KSAMPLER_IN, ("cfg", "FLOAT", 30, "cfg"), ("steps", "INT", 31, "steps")]
+    nodes = base_nodes(ks_inputs=inputs)
+    nodes.append(node(30, "PrimitiveNode", [5.34, "fixed"], outputs=[("FLOAT", "FLOAT", [30])]))
+    nodes.append(node(31, "PrimitiveNode", [12.6, "fixed"], outputs=[("INT", "INT", [31])]))
+    nodes.append(node(32, "EmptyLatentImage", [1000, 512, 1],
+                      inputs=[("width", "INT", 32, "width")], outputs=[("LATENT", "LATENT", [])]))
+    nodes.append(node(33, "PrimitiveNode", [1001, "fixed"], outputs=[("INT", "INT", [32])]))
+    nodes.append(node(34, "DualCFGGuider", [3, 1.5, "regular"],
+                      inputs=[("cfg_conds", "FLOAT", 33, "cfg_conds")]))
+    nodes.append(node(35, "PrimitiveNode", [250.0, "fixed"], outputs=[("FLOAT", "FLOAT", [33])]))
+    links = [*BASE_LINKS, [30, 30, 0, 10, 4, "FLOAT"], [31, 31, 0, 10, 5, "INT"],
+             [32, 33, 0, 32, 0, "INT"], [33, 35, 0, 34, 0, "FLOAT"]]
+    api = convert(graph(nodes, links))
+    assert api["10"]["inputs"]["cfg"] == 5.3  # round 0.01, shown with the step's 1 decimal
+    assert api["10"]["inputs"]["steps"] == 13
+    assert api["32"]["inputs"]["width"] == 1000  # nearest multiple of the step (8)
+    assert api["34"]["inputs"]["cfg_conds"] == 100  # clamped to max
+
+
+def test_combo_without_any_value_is_left_out():
+    raw = {"N": {"input": {"required": {"m": [[], {}], "n": ["INT", {}]}}}}
+    api = convert_ui_to_api(graph([node(1, "N", [])], []), ObjectInfo(raw, source="user"))
+    assert api["1"]["inputs"] == {"n": 0}
+
+
 def test_float_and_combo_primitive_values():
     inputs = [*KSAMPLER_IN, ("cfg", "FLOAT", 30, "cfg"), ("sampler_name", "COMBO", 31,
                                                            "sampler_name")]
