@@ -34,11 +34,12 @@ def chromium():
 
 
 @pytest.fixture
-def page(chromium):
-    """A fresh browser page in its own context, 1280x900."""
+def page(chromium, lab_server):
+    """A fresh browser page in its own context, 1280x900; its kernels are stopped afterwards."""
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     yield context.new_page()
     context.close()
+    lab_server.shutdown_kernels()
 
 
 @pytest.fixture(scope="session")

@@ -51,6 +51,11 @@ class LabServer:
         """The address that opens notebook (relative to root_dir) with a clean workspace."""
         return f"{self.base_url}/lab/tree/{notebook}?token={TOKEN}&reset"
 
+    def shutdown_kernels(self) -> None:
+        """Stop every running kernel (each notebook test leaves one, with its own simulator)."""
+        for kernel in json.loads(_request(f"{self.base_url}/api/kernels")):
+            _request(f"{self.base_url}/api/kernels/{kernel['id']}", method="DELETE")
+
     def stop(self) -> None:
         """Shut the server (and its kernels) down, falling back to SIGTERM on its process group."""
         try:
