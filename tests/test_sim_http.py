@@ -216,8 +216,9 @@ async def test_upload_lists_the_image_in_load_image_and_dedupes(http):
     async with http.get("/object_info/LoadImage") as r:
         names = (await r.json())["LoadImage"]["input"]["required"]["image"][0]
     assert {"red.png", "red (1).png", "example.png"} <= set(names) and names == sorted(names)
-    async with http.get("/view", params={"filename": "red.png", "type": "input"}) as r:
-        assert Image.open(io.BytesIO(await r.read())).getpixel((0, 0)) == (0, 255, 0)
+    for params in ({"filename": "red.png", "type": "input"}, {"filename": "red.png [input]"}):
+        async with http.get("/view", params=params) as r:
+            assert Image.open(io.BytesIO(await r.read())).getpixel((0, 0)) == (0, 255, 0)
 
 
 async def test_load_image_of_a_missing_file_fails_validation(http):

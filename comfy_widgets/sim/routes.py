@@ -39,6 +39,14 @@ def _prompt_error(error: dict, node_errors: dict | None = None) -> web.Response:
     return _json({"error": error, "node_errors": node_errors or {}}, status=400)
 
 
+def _annotation(name: str) -> tuple[str, str | None]:
+    """Split ComfyUI's `name [output]` / `[input]` / `[temp]` annotation off a file name."""
+    for kind in ("output", "input", "temp"):
+        if name.endswith(f"[{kind}]"):
+            return name[: -len(kind) - 3], kind
+    return name, None
+
+
 def _preview(path: str, name: str, spec: str) -> web.Response:
     """GET /view?preview=webp;90 (or jpeg;Q): the image re-encoded, as ComfyUI does."""
     parts = spec.split(";")
@@ -60,9 +68,11 @@ class Routes:
 
     # -- prompts and queue ----------------------------------------------------------------
     async def get_prompt(self, request: web.Request) -> web.Response:
+        """GET /prompt: the queue count."""
         return _json(self.server.queue_info())
 
     async def post_prompt(self, request: web.Request) -> web.Response:
+        """POST /prompt: number the prompt, validate it and queue it (or answer 400)."""
         server = self.server
         data = await request.json()
         if "number" in data:
@@ -89,9 +99,11 @@ class Routes:
                       "node_errors": result.node_errors})
 
     async def get_queue(self, request: web.Request) -> web.Response:
+        """GET /queue: running and pending items."""
         return _json(self.server.queue.snapshot())
 
     async def post_queue(self, request: web.Request) -> web.Response:
+        """POST /queue: {"clear": true} and/or {"delete": [prompt_id, ...]}."""
         data = await request.json()
         if "clear" in data and data["clear"]:
             self.server.queue.clear()
@@ -100,6 +112,7 @@ class Routes:
         return web.Response(status=200)
 
     async def post_interrupt(self, request: web.Request) -> web.Response:
+        """POST /interrupt: stop the running prompt (only if it is the given prompt_id)."""
         try:
             data = await request.json()
         except json.JSONDecodeError:
@@ -108,6 +121,7 @@ class Routes:
         return web.Response(status=200)
 
     async def post_free(self, request: web.Request) -> web.Response:
+        """POST /free: {"free_memory": true} forgets the node cache."""
         data = await request.json()
         if data.get("free_memory", False):
             self.server.free_memory()
@@ -115,31 +129,36 @@ class Routes:
 
     # -- history --------------------------------------------------------------------------
     async def get_history(self, request: web.Request) -> web.Response:
+        """GET /history: entries oldest first, optionally max_items and offset."""
         query = request.rel_url.query
         max_items = int(query["max_items"]) if "max_items" in query else None
         offset = int(query["offset"]) if "offset" in query else -1
         return _json(self.server.queue.get_history(max_items=max_items, offset=offset))
 
     async def get_history_item(self, request: web.Request) -> web.Response:
+        """GET /history/{prompt_id}: one entry, or {} if unknown."""
         return _json(self.server.queue.get_history(request.match_info["prompt_id"]))
 
     async def post_history(self, request: web.Request) -> web.Response:
+        """POST /history: {"clear": true} and/or {"delete": [prompt_id, ...]}."""
         data = await request.json()
         if "clear" in data and data["clear"]:
             self.server.queue.wipe_history()
-        for prompt_id in data.get("delete", []) if "delete" in data else []:
+        for prompt_id in data.get("delete", []):
             self.server.queue.delete_history(prompt_id)
         return web.Response(status=200)
 
     # -- files ----------------------------------------------------------------------------
     async def view(self, request: web.Request) -> web.StreamResponse:
+        """GET /view: a file from the output, input or temp folder (optionally re-encoded)."""
         query = request.rel_url.query
         name = query.get("filename")
         if name is None:
             return web.Response(status=404)
+        name, kind = _annotation(name)
         if not name or name[0] == "/" or ".." in name:
             return web.Response(status=400)
-        base = self.server.folder(query.get("type", "output"))
+        base = self.server.folder(kind or query.get("type", "output"))
         if base is None:
             return web.Response(status=400)
         folder = os.path.abspath(base)
@@ -161,6 +180,7 @@ class Routes:
                                                "Content-Type": content_type})
 
     async def upload_image(self, request: web.Request) -> web.Response:
+        """POST /upload/image: store a multipart image (renamed or reused on a clash)."""
         post = await request.post()
         image = post.get("image")
         if image is None or not hasattr(image, "file") or not image.filename:
@@ -193,15 +213,18 @@ class Routes:
 
     # -- server information ---------------------------------------------------------------
     async def object_info(self, request: web.Request) -> web.Response:
+        """GET /object_info: every node class, with the served model lists."""
         return web.Response(body=self.server.object_info_body(),
                             content_type="application/json", charset="utf-8")
 
     async def object_info_one(self, request: web.Request) -> web.Response:
+        """GET /object_info/{class}: one node class, or {} if unknown."""
         name = request.match_info["node_class"]
         info = self.server.object_info()
         return _json({name: info[name]} if name in info else {})
 
     async def system_stats(self, request: web.Request) -> web.Response:
+        """GET /system_stats: a simulated machine in the recorded shape."""
         total = 16 * 1024**3
         return _json({
             "system": {"os": os.name, "ram_total": total, "ram_free": total // 2,
@@ -216,16 +239,20 @@ class Routes:
                          "torch_vram_total": total, "torch_vram_free": total // 2}]})
 
     async def features(self, request: web.Request) -> web.Response:
+        """GET /features: the server feature flags."""
         return _json(SERVER_FEATURES)
 
     async def embeddings(self, request: web.Request) -> web.Response:
+        """GET /embeddings: embedding names without extension."""
         names = self.server.models().get("embeddings", [])
         return _json([os.path.splitext(name)[0] for name in names])
 
     async def model_folders(self, request: web.Request) -> web.Response:
+        """GET /models: the model folder names."""
         return _json(list(self.server.models()))
 
     async def model_files(self, request: web.Request) -> web.Response:
+        """GET /models/{folder}: the files of a folder, 404 for an unknown one."""
         folder = request.match_info["folder"]
         models = self.server.models()
         if folder not in models:
@@ -233,9 +260,11 @@ class Routes:
         return _json(models[folder])
 
     async def extensions(self, request: web.Request) -> web.Response:
+        """GET /extensions: frontend extension scripts."""
         return _json(EXTENSIONS)
 
     async def index(self, request: web.Request) -> web.Response:
+        """GET /: a plain-text greeting (there is no web frontend)."""
         return web.Response(text="comfy_widgets simulated ComfyUI " + VERSION,
                             content_type="text/plain")
 
