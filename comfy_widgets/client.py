@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
@@ -75,7 +75,7 @@ def _split_url(url: str) -> tuple[str, tuple[str, str] | None]:
         raise ValueError(f"unsupported URL scheme {parts.scheme!r}: use http(s) or ws(s)")
     userinfo = None
     if parts.username is not None:
-        userinfo = (parts.username, parts.password or "")
+        userinfo = (unquote(parts.username), unquote(parts.password or ""))
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
