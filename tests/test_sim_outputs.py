@@ -118,3 +118,17 @@ async def test_audio_and_text_outputs(http):
     assert (await view(http, audio))[:4] == b"RIFF"
     assert outputs["6"] == {"text": ["a cat, a hat"]}
     assert outputs["9"] == {"text": ["80"]}
+
+
+async def test_loaded_image_size_reaches_the_output(http):
+    form = aiohttp.FormData()
+    buf = io.BytesIO()
+    Image.new("RGB", (48, 32), (1, 2, 3)).save(buf, format="PNG")
+    form.add_field("image", buf.getvalue(), filename="small.png", content_type="image/png")
+    async with http.post("/upload/image", data=form) as r:
+        name = (await r.json())["name"]
+    outputs = await outputs_of(http, {
+        "1": {"class_type": "LoadImage", "inputs": {"image": name}},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}})
+    image = Image.open(io.BytesIO(await view(http, outputs["2"]["images"][0])))
+    assert image.size == (48, 32)

@@ -19,6 +19,9 @@ from comfy_widgets.sim.progress import ProgressRegistry
 if TYPE_CHECKING:
     from comfy_widgets.sim.server import SimServer
 
+LOADERS_OF_INPUT_IMAGES = ("LoadImage", "LoadImageMask")
+
+
 class Interrupted(Exception):
     """The prompt was interrupted (ComfyUI's InterruptProcessingException)."""
 
@@ -177,6 +180,8 @@ class Executor:
         self._check_interrupt()
         server.faults.check_node(node_id, class_type)
         inputs = self._resolve(run, node_id)
+        if class_type in LOADERS_OF_INPUT_IMAGES:  # the picture keeps the loaded image's size
+            inputs.update(server.input_image_size(str(inputs.get("image", ""))))
         outputs = nodes.evaluate(class_type, inputs, info)
         params = nodes.merge_inputs(inputs)
         if class_type == "GetImageSize":
@@ -242,7 +247,7 @@ class Executor:
         """
         class_type = node.get("class_type")
         salt = []
-        if class_type in ("LoadImage", "LoadImageMask"):
+        if class_type in LOADERS_OF_INPUT_IMAGES:
             salt.append(self.server.input_file_stamp(str(node.get("inputs", {}).get("image", ""))))
         hidden = self.server.node_info(class_type).get("input", {}).get("hidden", {})
         if "UNIQUE_ID" in hidden.values():

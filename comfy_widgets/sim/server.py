@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from PIL import Image
 
 from comfy_widgets.sim import catalog, images
 from comfy_widgets.sim.executor import Executor
@@ -203,6 +204,14 @@ class SimServer:
             return None
         stat = path.stat()
         return [stat.st_size, stat.st_mtime_ns]
+
+    def input_image_size(self, name: str) -> dict:
+        """{"width", "height"} of an input image ({} if it cannot be read)."""
+        try:
+            with Image.open(self.annotated_path(name)) as image:
+                return {"width": image.width, "height": image.height}
+        except (OSError, ValueError):
+            return {}
 
     # -- object info ----------------------------------------------------------------------
     def models(self) -> dict[str, list[str]]:
