@@ -22,7 +22,8 @@ BOOKKEEPING_COLUMNS = frozenset(
     {
         "batch_id", "batch_index", "prompt_id", "server", "status", "image", "outputs",
         "queued_at", "started_at", "finished_at", "duration_s", "error", "timings",
-        "generation_id", "workflow", "workflow_name", "workflow_hash", "prompt_json", "parameters",
+        "generation_id", "workflow_name", "workflow_hash", "prompt_json", "parameters",
+        "error_node",
     }
 )
 BACKGROUND = (255, 255, 255)
@@ -54,8 +55,27 @@ class GridLayout:
 
 
 def axis_candidates(df: pd.DataFrame) -> list[str]:
-    """Columns that make sense as grid axes: parameters (and seed), not bookkeeping columns."""
-    return [str(c) for c in df.columns if str(c) not in BOOKKEEPING_COLUMNS]
+    """Columns that make sense as grid axes: parameters and seed, not bookkeeping columns and
+    not columns holding dicts or lists (such as a recorded API prompt)."""
+    return [
+        str(c)
+        for c in df.columns
+        if str(c) not in BOOKKEEPING_COLUMNS
+        and not any(isinstance(v, (dict, list, tuple)) for v in df[c])
+    ]
+
+
+def expand_parameters(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with one column per key of its `parameters` dicts (as `history()` rows carry them),
+    so recorded generations can be arranged by any parameter; existing columns win."""
+    if "parameters" not in df.columns:
+        return df
+    params = [p if isinstance(p, dict) else {} for p in df["parameters"]]
+    keys = [k for k in dict.fromkeys(k for p in params for k in p) if k not in df.columns]
+    if not keys:
+        return df
+    extra = pd.DataFrame([{k: p.get(k) for k in keys} for p in params], index=df.index)
+    return pd.concat([df, extra], axis=1)
 
 
 def default_axes(df: pd.DataFrame) -> tuple[str | None, str | None]:

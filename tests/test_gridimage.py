@@ -192,3 +192,17 @@ def test_text_outputs_show_their_text():
     ref.text = lambda: "a caption written by the model"
     df.at[0, "image"] = ref
     assert gridimage.placeholder_text(df, 0) == "a caption written by the model"
+
+
+def test_history_frames_expand_their_parameters_and_skip_dict_columns():
+    df = results_df(prompts=("a",)).drop(columns=["cfg", "prompt"])
+    df["parameters"] = [{"cfg": c, "prompt": "a", "steps": 20} for c in (5.0, 7.5, 9.0)]
+    df["prompt"] = [{"3": {"inputs": {}}}] * 3  # history() keeps the API prompt here
+    expanded = gridimage.expand_parameters(df)
+    assert list(expanded["cfg"]) == [5.0, 7.5, 9.0] and list(expanded["steps"]) == [20] * 3
+    assert expanded["prompt"].iat[0] == {"3": {"inputs": {}}}  # existing columns win
+    candidates = gridimage.axis_candidates(expanded)
+    assert "cfg" in candidates and "prompt" not in candidates and "parameters" not in candidates
+    assert gridimage.default_axes(expanded) == ("seed", "cfg")
+    plain = results_df()
+    assert gridimage.expand_parameters(plain) is plain  # nothing to expand

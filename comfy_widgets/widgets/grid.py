@@ -68,7 +68,7 @@ class ResultGrid(anywidget.AnyWidget):
     ) -> None:
         if not isinstance(df, pd.DataFrame) and hasattr(df, "df"):
             df = df.df  # a Batch: its results so far
-        self.df = df.reset_index(drop=True)
+        self.df = gridimage.expand_parameters(df).reset_index(drop=True)
         self._thumbs: dict[tuple[int, int], dict[str, Any]] = {}
         if x is None and y is None:
             x, y = gridimage.default_axes(self.df)
