@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -169,6 +170,18 @@ def test_threaded_server_is_usable_from_plain_code_and_other_threads():
         assert not errors and server.url == url
         with urllib.request.urlopen(url + "/prompt", timeout=10) as r:
             assert json.loads(r.read()) == {"exec_info": {"queue_remaining": 0}}
+        server.settings.seconds_per_step = 3600.0  # hold the sampler until interrupted
+        request = urllib.request.Request(url + "/prompt", data=json.dumps(
+            {"prompt": SAMPLER}).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            prompt_id = json.loads(r.read())["prompt_id"]
+        while not server.server.queue.running_ids():
+            time.sleep(0.01)
+        server.interrupt(prompt_id)
+        while not server.server.queue.get_history(prompt_id):
+            time.sleep(0.01)
+        status = server.server.queue.get_history(prompt_id)[prompt_id]["status"]
+        assert status["messages"][-1][0] == "execution_interrupted"
     server.stop()  # idempotent
     with pytest.raises(OSError):
         urllib.request.urlopen(url + "/prompt", timeout=2)

@@ -120,13 +120,6 @@ class Previewer:
         return buf.getvalue()
 
 
-def small_copy(image: Image.Image, side: int = PREVIEW_SIDE) -> Image.Image:
-    """A copy no larger than `side` on its longer edge (for previews)."""
-    copy = image.copy()
-    copy.thumbnail((side, side))
-    return copy
-
-
 def png_bytes(image: Image.Image, prompt: dict | None, extra_pnginfo: dict | None) -> bytes:
     """PNG bytes with ComfyUI's tEXt chunks: `prompt` and one chunk per extra_pnginfo key."""
     info = PngInfo()
