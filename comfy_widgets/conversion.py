@@ -498,10 +498,14 @@ class Converter:
             if node.type != "PrimitiveNode":
                 continue
             link_ids = node.graph.output_links(node.raw, 0)
-            links = [node.graph.links[i] for i in link_ids if i in node.graph.links]
-            if not links:
+            own = [node.graph.links[i] for i in link_ids if i in node.graph.links]
+            if not own:
                 continue
-            value = self._primitive_value(node, links[0])
+            value = self._primitive_value(node, own[0])
+            # The frontend looks the links up in the root graph, even from inside a subgraph
+            # (where it fails when the id is missing; then this uses the subgraph's own link).
+            links = [self.root.links.get(i) or node.graph.links.get(i) for i in link_ids
+                     if i in self.root.links or i in node.graph.links]
             targets: list[tuple[str, str]] = []
             self.primitive_groups.append((node.raw.get("title"), targets))
             for link in links:
