@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import traitlets
 from PIL import Image
 
 from comfy_widgets import gridimage
@@ -65,8 +66,19 @@ def test_changing_an_axis_relays_out():
 
 
 def test_unknown_axis_is_rejected():
-    with pytest.raises(KeyError, match="colour"):
+    with pytest.raises(traitlets.TraitError, match="colour"):
         ResultGrid(results_df(), x="colour")
+    grid = ResultGrid(results_df(), x="cfg")
+    with pytest.raises(traitlets.TraitError, match="colour"):
+        grid.y = "colour"
+    assert grid.y is None and len(grid.cells) == 6
+
+
+def test_captions_follow_the_axes():
+    grid = ResultGrid(results_df(), x="cfg", y="prompt")
+    assert grid.cells[0]["caption"] == "seed: 1000"
+    grid.x = "seed"
+    assert grid.cells[0]["caption"] == "cfg: 5"
 
 
 def test_pages_show_one_page_value_at_a_time():

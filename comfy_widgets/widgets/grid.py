@@ -69,11 +69,9 @@ class ResultGrid(anywidget.AnyWidget):
         if not isinstance(df, pd.DataFrame) and hasattr(df, "df"):
             df = df.df  # a Batch: its results so far
         self.df = gridimage.expand_parameters(df).reset_index(drop=True)
-        self._thumbs: dict[tuple[int, int], dict[str, Any]] = {}
+        self._thumbs: dict[tuple[int, int], str] = {}
         if x is None and y is None:
             x, y = gridimage.default_axes(self.df)
-        for name in (x, y, page):
-            _check_column(self.df, name)
         super().__init__(
             x=x,
             y=y,
@@ -98,8 +96,17 @@ class ResultGrid(anywidget.AnyWidget):
             return self.df
         return self.df[self.df["batch_id"].astype(str) == self.batch]
 
-    def _on_axes(self, change: dict[str, Any]) -> None:
-        _check_column(self.df, change["new"] if change["name"] != "batch" else None)
+    @traitlets.validate("x", "y", "page")
+    def _valid_axis(self, proposal: dict[str, Any]) -> str | None:
+        """Reject an axis that is not a column before it takes effect."""
+        name = proposal["value"]
+        if name is not None and name not in self.df.columns:
+            raise traitlets.TraitError(
+                f"no column {name!r} in the DataFrame; columns: {list(self.df.columns)}"
+            )
+        return name
+
+    def _on_axes(self, _change: dict[str, Any]) -> None:
         self._relayout()
 
     def _on_page(self, _change: dict[str, Any]) -> None:
@@ -152,19 +159,20 @@ class ResultGrid(anywidget.AnyWidget):
                 continue
             for k, view_pos in enumerate(rows):
                 row = self._positions[view_pos]
-                out.append({"row": row, "xi": xi, "yi": yi - start, "k": k, **self._thumb(row)})
+                out.append({"row": row, "xi": xi, "yi": yi - start, "k": k, **self._describe(row)})
         return out
 
-    def _thumb(self, row: int) -> dict[str, Any]:
-        """Thumbnail data URI and labels of one row, cached per (row, size)."""
+    def _thumb(self, row: int) -> str:
+        """The thumbnail data URI of one row ('' without an image), cached per (row, size)."""
         key = (row, self.thumb_size)
         if key not in self._thumbs:
-            self._thumbs[key] = self._describe(row)
+            self._thumbs[key] = _thumbnail_uri(self.df, row, _ref(self.df, row), self.thumb_size)
         return self._thumbs[key]
 
     def _describe(self, row: int) -> dict[str, Any]:
+        """What the browser shows for one row: thumbnail, kind, status and labels."""
         ref = _ref(self.df, row)
-        src = _thumbnail_uri(self.df, row, ref, self.thumb_size)
+        src = self._thumb(row)
         mime = str(getattr(ref, "mime", "") or "")
         kind = str(getattr(ref, "kind", "") or ("image" if src else ""))
         status = _cell(self.df, "status", row)
@@ -302,11 +310,6 @@ def screens(layout: gridimage.GridLayout, limit: int) -> list[tuple[int, int, in
             count += n
         out.append((page, start, len(per_row)))
     return out
-
-
-def _check_column(df: pd.DataFrame, name: str | None) -> None:
-    if name is not None and name not in df.columns:
-        raise KeyError(f"no column {name!r} in the DataFrame; columns: {list(df.columns)}")
 
 
 def _batch_ids(df: pd.DataFrame) -> list[str]:
