@@ -70,6 +70,7 @@ class Batch:
         self.id = str(uuid.uuid4())
         self.concurrency = concurrency
         self.servers = _server_clients(client, servers)
+        self._owned = [s for s in self.servers if s is not client and s not in (servers or [])]
         parameters = self.workflow.parameters()
         self._image_names = {n for p in parameters if p.type == "image" for n in (p.name, p.key)}
         self.variation_plan = VariationPlan(
@@ -251,6 +252,7 @@ class Batch:
         self._future.set_result(self.df)  # before notifying, so subscribers see done()
         self._store_status()
         self._changed()
+        await asyncio.gather(*(server.aclose() for server in self._owned))
 
     async def _free_server(self) -> Client | None:
         """The least-loaded server with a free slot (waits for one); None once stopping."""
@@ -375,7 +377,11 @@ def _load_workflow(workflow: Any) -> Workflow:
 
 
 def _server_clients(client: Client, servers: Sequence[Client | str] | None) -> list[Client]:
-    """The pool: ``client`` alone, or the given Clients and URLs (URLs share client's store)."""
+    """The pool: ``client`` alone, or the given Clients and URLs (URLs share client's store).
+
+    Clients made here for URLs are closed (WebSocket and HTTP) when the batch ends; their
+    OutputRefs reopen HTTP on demand.
+    """
     if not servers:
         return [client]
     pool = [s if isinstance(s, Client) else connect(s, store=client.store) for s in servers]

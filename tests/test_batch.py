@@ -58,7 +58,7 @@ async def test_twenty_items_complete_with_twenty_correct_rows(client, workflow):
     assert df["seed"].tolist() == list(range(100, 120))
     assert df["prompt"].tolist() == ["a red fox", "a blue owl"] * 10
     assert df["prompt_id"].is_unique and set(df["prompt_id"]) == await history_ids(client)
-    assert df["error"].isna().all() and (df["duration_s"] >= 0).all()
+    assert df["error"].isna().all() and df["duration_s"].notna().all()
     for job, row in zip(batch.jobs, df.itertuples(), strict=True):
         assert job.batch_id == batch.id and job.batch_index == row.batch_index
         assert job.prompt["3"]["inputs"]["seed"] == row.seed
@@ -138,6 +138,15 @@ async def test_stop_with_interrupt_cancels_the_running_item(server, client, work
     assert set(df["status"]) == {"cancelled"} and batch.status == "cancelled"
 
 
+async def test_stop_before_anything_was_sent_cancels_every_item(client, workflow):
+    batch = client.batch(workflow, count=5, seed="random", **SMALL)
+    batch.stop()
+    df = await asyncio.wait_for(batch, 10)
+    assert batch.jobs == [] and set(df["status"]) == {"cancelled"}
+    assert batch.status == "cancelled" and batch.cancelled_count == 5
+    assert await history_ids(client) == set()
+
+
 async def test_a_failing_item_marks_only_itself(client, workflow):
     prefixes = ["ok", "../../outside_output_dir/bad", "ok"]
     batch = client.batch(workflow, seed="random", **{"9.filename_prefix": prefixes}, **SMALL)
@@ -178,6 +187,8 @@ async def test_two_server_pool_spreads_the_work(client, workflow):
             await pool_other.get_history()
         )
         assert set(df.loc[df["server"] == client.url, "prompt_id"]) == await history_ids(client)
+        row = df[df["server"] == other.url].iloc[0]
+        assert row["image"].image().size == (64, 64)  # loads although the pool client closed
         await pool_other.aclose()
     finally:
         await other.astop()
