@@ -147,3 +147,16 @@ def test_thumbnail_of_a_transparent_palette_image():
     Image.new("RGBA", (300, 150), (0, 0, 0, 0)).convert("P").save(buffer, "PNG")
     thumb = Image.open(io.BytesIO(thumbnail_jpeg(buffer.getvalue())))
     assert thumb.size == (128, 64)
+
+
+def test_an_unreadable_image_leaves_the_card_without_a_picture():
+    batch = FakeBatch(2)
+    batch.add_jobs(2)
+    view = BatchView(batch)
+    sent = recorder(view)
+    batch.jobs[0].update(state="completed", outputs=[FakeOutput(b"not an image")])
+    batch.jobs[1].update(state="completed", outputs=[FakeOutput(png())])
+    settle(view)
+    thumbs = [c for c, _ in sent if c["type"] == "thumbs"]
+    assert [c["indexes"] for c in thumbs] == [[1]]
+    assert view.statuses == ["completed", "completed"]

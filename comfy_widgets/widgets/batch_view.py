@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from PIL import Image
 from comfy_widgets import gridimage
 from comfy_widgets.widgets.throttle import Throttle
 
+log = logging.getLogger(__name__)
 _JS = Path(__file__).parents[2] / "js"
 MESSAGE_RATE = 20.0
 PREVIEW_RATE = 4.0
@@ -53,6 +55,7 @@ class BatchView(anywidget.AnyWidget):
         self._static_status = ""
         self._thumbs: dict[int, tuple[str, bytes, bool]] = {}  # index -> (mime, bytes, final)
         self._watched: dict[int, Any] = {}
+        self._unreadable: set[int] = set()
         self._unsubscribers: list[Any] = []
         batch_id = str(getattr(batch, "id", ""))
         super().__init__(batch_id=batch_id, labels=item_labels(batch), **kwargs)
@@ -131,11 +134,18 @@ class BatchView(anywidget.AnyWidget):
         new = {}
         for index, job in self._watched.items():
             known = self._thumbs.get(index)
-            if (known and known[2]) or getattr(job, "state", "") not in JOB_DONE:
+            if (known and known[2]) or index in self._unreadable:
+                continue
+            if getattr(job, "state", "") not in JOB_DONE:
                 continue
             data = first_image_bytes(job)
-            if data is not None:
+            if data is None:
+                continue
+            try:
                 new[index] = ("image/jpeg", thumbnail_jpeg(data), True)
+            except Exception:  # an image Pillow cannot read keeps its card without a picture
+                log.warning("no thumbnail for batch item %s", index, exc_info=True)
+                self._unreadable.add(index)
         return new
 
     def _send_previews(self, previews: dict[int, tuple[str, bytes]]) -> None:
