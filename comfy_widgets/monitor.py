@@ -108,6 +108,7 @@ class Monitor:
         self._refresh_again = False
         self._last_poll = 0.0
         self._last_frame_at = 0.0
+        self._catch_up_task: asyncio.Task[None] | None = None
         self._reconcile_lock = asyncio.Lock()
 
     # --- lifetime -----------------------------------------------------------------------------
@@ -180,8 +181,10 @@ class Monitor:
     async def _session(self) -> None:
         """One socket: open, announce features first, catch up, then read until closed.
 
-        Jobs are reconciled before the first frame is dispatched, so a `status` frame can
-        never make a prompt the server lost look deleted. Leaving ``async with`` waits for the
+        Jobs are reconciled right after connecting, and queue refreshes wait for that catch-up,
+        so a `status` frame can never make a prompt the server lost look deleted. Frames keep
+        being read meanwhile (a stalled reader would stall ComfyUI's sender for every client).
+        Leaving ``async with`` waits for the
         close to finish, so the next socket with the same clientId never overlaps this one
         (ComfyUI would orphan the newer socket).
         """
@@ -201,7 +204,7 @@ class Monitor:
                 self.connected_at = time.monotonic()
                 self._connected.set()
                 log.debug("WebSocket connected to %s (connect #%d)", self.client.url, self.connects)
-                await self._catch_up()
+                self._catch_up_task = self.loop.create_task(self._catch_up())
                 await self._read(ws)
             finally:
                 self._connected.clear()
@@ -224,6 +227,7 @@ class Monitor:
             await asyncio.sleep(QUIET_CHECK_S)
             quiet = time.monotonic() - self._last_frame_at >= QUIET_CHECK_S
             if quiet and self._posted_jobs():
+                await self._caught_up()
                 await self._reconcile_quietly(self._posted_jobs(), "cancel_if_listening")
 
     async def _catch_up(self) -> None:
@@ -232,6 +236,11 @@ class Monitor:
         if jobs:
             self.client.forget_uploads()
             await self._reconcile_quietly(jobs, "resubmit")
+
+    async def _caught_up(self) -> None:
+        """Wait until the catch-up after the latest connect has finished."""
+        if self._catch_up_task is not None:
+            await asyncio.wait({self._catch_up_task})
 
     async def _poll_while_down(self) -> None:
         """While the socket is down, keep jobs honest through HTTP every few seconds."""
@@ -347,6 +356,7 @@ class Monitor:
             while self.client.posting:  # a burst of POSTs: refresh once, after it
                 await asyncio.sleep(QUEUE_REFRESH_DELAY_S)
             self._refresh_again = False
+            await self._caught_up()
             queued = [job for job in self._posted_jobs() if job.state == "queued"]
             if queued:
                 await self._reconcile_quietly(queued, "cancel_if_listening")
