@@ -37,6 +37,7 @@ TEXT = 3
 PREVIEW_IMAGE_WITH_METADATA = 4
 JPEG = 1
 HOLD_POLL = 0.05  # how often a waiting step re-reads its duration
+CLOSE_WAIT_S = 1.0  # how long closing a socket waits for the client's reply (stop, restart)
 
 
 @dataclass
@@ -150,9 +151,9 @@ class SimServer:
             self._runner = None
 
     async def close_sockets(self) -> None:
-        """Close every open WebSocket (registered or orphaned)."""
-        for ws in list(self._open_sockets):
-            await ws.close(code=1001, message=b"server going away")
+        """Close every open WebSocket (registered or orphaned), all at once."""
+        await asyncio.gather(*(ws.close(code=1001, message=b"server going away")
+                               for ws in list(self._open_sockets)))
 
     def call_in_loop(self, coro_fn) -> None:
         """Run `coro_fn()` on the server loop from any thread (waits if called from another)."""
@@ -367,7 +368,7 @@ class SimServer:
     # -- websocket ------------------------------------------------------------------------
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
         """GET /ws: register the socket under its clientId and read client messages."""
-        ws = web.WebSocketResponse()
+        ws = web.WebSocketResponse(timeout=CLOSE_WAIT_S)
         await ws.prepare(request)
         sid = request.rel_url.query.get("clientId", "")
         if sid:
