@@ -8,9 +8,15 @@ import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from comfy_widgets.errors import ComfyWidgetsError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from comfy_widgets.batch import Batch
+    from comfy_widgets.workflow import Workflow
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +104,7 @@ def variations(fixed: Sequence[str], sweeps: Sequence[str]) -> dict[str, Any]:
     return result
 
 
-def load_workflow(source: str):
+def load_workflow(source: str) -> Workflow:
     """A Workflow from a file path, or from a bundled example's name."""
     from comfy_widgets import examples
     from comfy_widgets.workflow import Workflow
@@ -141,12 +147,12 @@ def run_command(args: argparse.Namespace) -> int:
     return 0 if batch.failed_count == 0 and batch.completed_count == batch.total else 1
 
 
-def _follow(batch):
+def _follow(batch: Batch) -> pd.DataFrame:
     """Wait for the batch, showing a tqdm bar of finished generations; return its DataFrame."""
     from tqdm import tqdm
 
     with tqdm(total=batch.total, unit="img", desc=f"batch {batch.id[:8]}") as bar:
-        def update(_batch) -> None:
+        def update(_batch: Batch) -> None:
             finished = batch.completed_count + batch.failed_count
             if finished != bar.n:
                 bar.set_postfix(failed=batch.failed_count, refresh=False)
