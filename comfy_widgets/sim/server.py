@@ -9,6 +9,7 @@ closes it removes the registration, leaving the newer socket deaf, exactly like 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import copy
 import json
@@ -87,6 +88,7 @@ class SimServer:
         if self.root is None:
             self._owned_dir = Path(tempfile.mkdtemp(prefix="comfy_sim_"))
             self.root = self._owned_dir
+            atexit.register(self._remove_owned_dir)  # also when never stopped (notebooks)
         for name in ("input", "output", "temp"):
             (self.root / name).mkdir(parents=True, exist_ok=True)
         self._seed_input_images()
@@ -99,7 +101,12 @@ class SimServer:
         await self._stop_tasks()
         await self._unlisten()
         if self._owned_dir is not None:
-            shutil.rmtree(self._owned_dir, ignore_errors=True)
+            atexit.unregister(self._remove_owned_dir)
+            self._remove_owned_dir()
+
+    def _remove_owned_dir(self) -> None:
+        """Delete the temporary data folder this server created."""
+        shutil.rmtree(self._owned_dir, ignore_errors=True)
 
     async def arestart(self, keep_state: bool = False, down_for: float = 0.0) -> None:
         """Go down and come back on the same port.
