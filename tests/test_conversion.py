@@ -480,6 +480,27 @@ def test_subgraph_input_linked_outside_resolves_to_the_outer_source():
     assert api["57:6"]["inputs"]["noise_seed"] == ["8", 0]
 
 
+def primitive_inside_subgraph(link_id):
+    """The subgraph's text comes from a PrimitiveNode inside it, over link ``link_id``."""
+    data = subgraph_workflow(["outer", 5])
+    sub = data["definitions"]["subgraphs"][0]
+    sub["inputs"][0]["linkIds"] = []
+    sub["links"] = [lk for lk in sub["links"] if lk["id"] != 101]
+    sub["links"].append({"id": link_id, "origin_id": 7, "origin_slot": 0, "target_id": 5,
+                         "target_slot": 1, "type": "STRING"})
+    sub["nodes"][0]["inputs"][1]["link"] = link_id
+    sub["nodes"].append(node(7, "PrimitiveNode", ["from primitive", "fixed"],
+                             outputs=[("STRING", "STRING", [link_id])]))
+    return data
+
+
+def test_primitive_inside_subgraph_uses_root_links_like_the_frontend():
+    # link id 2 also exists in the root graph (57 -> 3), so the frontend writes nowhere
+    assert convert(primitive_inside_subgraph(2))["57:5"]["inputs"]["text"] == "inner text"
+    # an id the root lacks breaks the frontend; here the subgraph's own link is used
+    assert convert(primitive_inside_subgraph(555))["57:5"]["inputs"]["text"] == "from primitive"
+
+
 def test_nested_subgraphs_join_ids_with_colons():
     outer = {
         "id": OUTER_ID, "name": "Outer", "inputNode": {"id": -10}, "outputNode": {"id": -20},
