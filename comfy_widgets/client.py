@@ -142,6 +142,11 @@ class Client:
     def __repr__(self) -> str:
         return f"Client(url={self.url!r}, client_id={self.client_id!r})"
 
+    def request_headers(self) -> dict[str, str]:
+        """A copy of the headers (credentials included) for sync code that talks to this server
+        directly, e.g. a plain ``httpx.get`` of ``/view``; never log or store them."""
+        return dict(self._headers)
+
     # --- event loop ---------------------------------------------------------------------------
 
     @property

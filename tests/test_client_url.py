@@ -47,3 +47,10 @@ def test_default_url_from_environment(monkeypatch):
     client = Client()
     assert client.url == "http://envhost:9999"
     assert "envhost" in repr(client) and client.client_id in repr(client)
+
+
+def test_request_headers_are_a_copy():
+    client = Client("http://h", token="t")
+    headers = client.request_headers()
+    headers["Authorization"] = "changed"
+    assert client.request_headers() == {"Authorization": "Bearer t"}
