@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from comfy_widgets.lab import write_settings_overrides
+from comfy_widgets.lab import lab_argv, write_settings_overrides
 
 TOKEN = "cw-browser-test"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -81,13 +80,12 @@ def start_lab(work: Path, env: dict[str, str], timeout: float = 60) -> LabServer
     write_settings_overrides(dirs["app-settings"])
     env = {**env, "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
            "JUPYTER_CONFIG_DIR": str(dirs["config"])}
-    argv = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-        "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={dirs['root']}",
+    argv = [  # the launcher's command line, plus what a test needs on top
+        *lab_argv(dirs["root"], dirs["app-settings"], port=0, open_browser=False),
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={TOKEN}",
         f"--LabApp.user_settings_dir={dirs['user-settings']}",
         f"--LabApp.workspaces_dir={dirs['workspaces']}",
-        f"--LabApp.app_settings_dir={dirs['app-settings']}",
         "--LabApp.expose_app_in_browser=True",
     ]
     log_path = work / "jupyterlab.log"
