@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import socket
 import statistics
@@ -91,8 +92,12 @@ async def time_to_queue(url: str, workflow: Workflow) -> tuple[float, float]:
 
 
 async def overhead(url: str, workflow: Workflow) -> dict[str, float]:
-    """Per item: (submit -> POST accepted) + (server finished -> DataFrame row ready), in ms."""
+    """Per item: (submit -> POST accepted) + (server finished -> DataFrame row ready), in ms.
+
+    Also the CPU time our process spent per item (the client's own cost, whatever the load).
+    """
     client = await warm_client(url, workflow)
+    cpu_start = time.process_time()
     submitted = time.time()
     batch = client.batch(workflow, count=N, seed="random", **FIXED)
     ready: dict[int, float] = {}
@@ -104,6 +109,7 @@ async def overhead(url: str, workflow: Workflow) -> dict[str, float]:
 
     batch.subscribe(on_change)
     df = await batch
+    cpu_ms = (time.process_time() - cpu_start) / N * 1000
     per_item = []
     for job in batch.jobs:
         t = job.timings
@@ -120,6 +126,7 @@ async def overhead(url: str, workflow: Workflow) -> dict[str, float]:
         "mean_ms": statistics.mean(per_item),
         "amortized_ms": (wall - server_s) / N * 1000,
         "server_ms": server_s / N * 1000,
+        "cpu_ms": cpu_ms,
     }
 
 
@@ -199,6 +206,7 @@ def main() -> None:
     if args.sweep_child:
         sweep_child(args.sweep_child)
         return
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     proc, url = start_simulator()
     try:
         workflow = Workflow.load(WORKFLOW)
@@ -211,7 +219,7 @@ def main() -> None:
         print(
             f"overhead per generation, queue -> DataFrame row: median {o['median_ms']:.1f} ms, "
             f"mean {o['mean_ms']:.1f} ms, amortized {o['amortized_ms']:.1f} ms (goal < 20 ms); "
-            f"server time {o['server_ms']:.0f} ms per item"
+            f"our CPU {o['cpu_ms']:.1f} ms per item; server time {o['server_ms']:.0f} ms per item"
         )
         runs = [
             (theirs_wall(url, 1000 * r), ours_wall(url, workflow, 1000 * r + 500))
