@@ -260,3 +260,12 @@ def test_static_fallback_of_a_big_grid_shows_the_screen_on_show():
     assert shown.width == whole.width and shown.height < whole.height / 2
     data, _ = grid._repr_mimebundle_()
     assert "shown: rows 1–12 of 30" in data["text/plain"]
+
+
+def test_picking_the_other_axis_column_swaps_the_axes():
+    grid = ResultGrid(results_df(), x="cfg", y="prompt")
+    grid.x = "prompt"
+    assert (grid.x, grid.y) == ("prompt", "cfg")
+    assert grid.x_labels == ["prompt: a cat", "prompt: a dog"] and len(grid.y_labels) == 3
+    grid.page = "cfg"
+    assert (grid.x, grid.y, grid.page) == ("prompt", None, "cfg")

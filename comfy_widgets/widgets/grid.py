@@ -106,7 +106,13 @@ class ResultGrid(anywidget.AnyWidget):
             )
         return name
 
-    def _on_axes(self, _change: dict[str, Any]) -> None:
+    def _on_axes(self, change: dict[str, Any]) -> None:
+        """Relayout; picking the column another axis uses swaps the two (as A1111's UI does)."""
+        if change["name"] != "batch" and change["new"] is not None:
+            for other in ("x", "y", "page"):
+                if other != change["name"] and getattr(self, other) == change["new"]:
+                    setattr(self, other, change["old"])  # its own notification relayouts
+                    return
         self._relayout()
 
     def _on_page(self, _change: dict[str, Any]) -> None:
