@@ -93,7 +93,7 @@ class Batch:
 
     def __repr__(self) -> str:
         return (
-            f"<Batch {self.id[:8]} {self.status} {self.completed_count}/{self.total} completed"
+            f"<Batch {self.id[:8]} {self.status}: {self.completed_count}/{self.total} completed"
             f"{f', {self.failed_count} failed' if self.failed_count else ''}>"
         )
 

@@ -201,6 +201,9 @@ async def test_subscribers_run_on_the_loop_thread_and_see_the_end(client, workfl
     await batch
     assert {ident for ident, _, _ in seen} == {threading.get_ident()}
     assert seen[-1][1:] == (True, "completed")
+    assert repr(batch).endswith("completed: 2/2 completed>")
+    data, _ = batch._repr_mimebundle_()  # the batch progress view, with a static fallback
+    assert "application/vnd.jupyter.widget-view+json" in data and "text/html" in data
 
 
 async def test_df_while_running_and_blocking_result_is_refused(server, client, workflow):
