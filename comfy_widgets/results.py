@@ -107,7 +107,7 @@ class OutputRef:
         if not self.server:
             raise FileNotFoundError(f"{self.filename}: no local copy and no server to fetch from")
         params = {"filename": self.filename, "subfolder": self.subfolder, "type": self.type}
-        headers = getattr(client, "headers", None) or {}
+        headers = client.request_headers() if client is not None else {}
         response = httpx.get(
             f"{self.server}/view", params=params, headers=headers, timeout=_FETCH_TIMEOUT
         )

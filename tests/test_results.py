@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from comfy_widgets.client import connect
 from comfy_widgets.outputs import Output
 from comfy_widgets.results import (
     OutputRef,
@@ -131,7 +132,7 @@ def view_server():
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             query = parse_qs(urlsplit(self.path).query)
-            seen.append((urlsplit(self.path).path, query))
+            seen.append((urlsplit(self.path).path, query, self.headers.get("Authorization")))
             body = served.get(query.get("filename", [""])[0])
             self.send_response(200 if body else 404)
             self.end_headers()
@@ -154,9 +155,30 @@ def test_load_fetches_from_the_server_view_when_nothing_is_local(view_server):
         {"filename": "a.png", "subfolder": "sub", "type": "temp", "kind": "image"}, server=url
     )
     assert ref.image().getpixel((0, 0)) == (10, 20, 30)
-    path, query = seen[0]
-    assert path == "/view"
+    path, query, auth = seen[0]
+    assert path == "/view" and auth is None
     assert query == {"filename": ["a.png"], "subfolder": ["sub"], "type": ["temp"]}
+
+
+def test_fetch_through_a_client_sends_its_credentials_from_any_thread(view_server):
+    url, seen = view_server
+    client = connect(url, token="secret-token")
+    try:
+        ref = OutputRef(filename="a.png", server=url, _client=client)
+        assert ref.image().getpixel((0, 0)) == (10, 20, 30)  # via the client's own loop
+    finally:
+        client.close()
+    assert seen[-1][2] == "Bearer secret-token"
+
+
+async def test_fetch_on_the_client_loop_thread_uses_a_plain_request(view_server):
+    url, seen = view_server
+    client = connect(url, token="secret-token")
+    ref = OutputRef(filename="a.png", server=url, _client=client)
+    assert client.on_loop_thread()
+    assert ref.load()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert seen[-1][2] == "Bearer secret-token"
+    await client.aclose()
 
 
 def test_missing_local_file_falls_back_to_the_server(view_server, tmp_path):
