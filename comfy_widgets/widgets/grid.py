@@ -207,38 +207,23 @@ class ResultGrid(anywidget.AnyWidget):
         image = gridimage.row_image(self.df, row)
         if image is None:
             raise LookupError(f"row {row} has no output to show")
-        return _encode(image, "PNG"), "image/png"
+        return _encode(image, "PNG", fast=True), "image/png"
 
     def diff_image(self, a: int, b: int, threshold: int = 16) -> tuple[Image.Image, float]:
-        """A picture of where rows `a` and `b` differ, and the fraction of pixels that differ.
-
-        A pixel differs when any channel differs by more than `threshold` (0-255).
-        The first image is shown dimmed in grey; changed pixels are painted red, stronger where
-        the difference is larger, and pixels within the threshold stay grey. `b` is resized
-        to `a`'s size if they differ.
-        """
-        first, second = _pair(self.df, a, b)
-        bands = ImageChops.difference(first, second).split()
-        diff = bands[0]
-        for band in bands[1:]:
-            diff = ImageChops.lighter(diff, band)
-        changed = diff.point(lambda v: 255 if v > threshold else 0)
-        fraction = changed.histogram()[255] / (diff.width * diff.height)
-        strength = diff.point(lambda v: 0 if v <= threshold else min(255, 96 + 2 * v))
-        base = ImageOps.grayscale(first).point(lambda v: 64 + v // 2).convert("RGB")
-        red = Image.new("RGB", first.size, (255, 32, 32))
-        return Image.composite(red, base, strength), fraction
+        """A picture of where rows `a` and `b` differ, and the fraction of pixels that differ
+        (see `difference`); `b` is resized to `a`'s size if they differ."""
+        return difference(*_pair(self.df, a, b), threshold)
 
     def compare(self, a: int, b: int) -> dict[str, Any]:
         """Rows `a` and `b` side by side plus their difference, as PNG bytes ready to display."""
         first, second = _pair(self.df, a, b)
-        diff, fraction = self.diff_image(a, b)
+        diff, fraction = difference(first, second)
         return {
             "a": a,
             "b": b,
             "changed": fraction,
             "size": list(first.size),
-            "images": [_encode(_shrink(img), "PNG") for img in (first, second, diff)],
+            "images": [_encode(_shrink(img), "PNG", fast=True) for img in (first, second, diff)],
         }
 
     def _on_msg(self, _widget: Any, content: dict[str, Any], _buffers: list[bytes]) -> None:
@@ -298,6 +283,27 @@ class ResultGrid(anywidget.AnyWidget):
     def _summary(self) -> str:
         axes = ", ".join(f"{k}={getattr(self, k)!r}" for k in ("x", "y", "page"))
         return f"ResultGrid({self.total} results, {axes})"
+
+
+def difference(
+    first: Image.Image, second: Image.Image, threshold: int = 16
+) -> tuple[Image.Image, float]:
+    """Where two same-size RGB images differ, and the fraction of pixels that do.
+
+    A pixel differs when any channel differs by more than `threshold` (0-255). The first image
+    is shown dimmed in grey; changed pixels are painted red, stronger where the difference is
+    larger, and pixels within the threshold stay grey.
+    """
+    bands = ImageChops.difference(first, second).split()
+    diff = bands[0]
+    for band in bands[1:]:
+        diff = ImageChops.lighter(diff, band)
+    changed = diff.point(lambda v: 255 if v > threshold else 0)
+    fraction = changed.histogram()[255] / (diff.width * diff.height)
+    strength = diff.point(lambda v: 0 if v <= threshold else min(255, 96 + 2 * v))
+    base = ImageOps.grayscale(first).point(lambda v: 64 + v // 2).convert("RGB")
+    red = Image.new("RGB", first.size, (255, 32, 32))
+    return Image.composite(red, base, strength), fraction
 
 
 def screens(layout: gridimage.GridLayout, limit: int) -> list[tuple[int, int, int]]:
@@ -373,10 +379,13 @@ def _shrink(image: Image.Image) -> Image.Image:
     return image
 
 
-def _encode(image: Image.Image, fmt: str) -> bytes:
+def _encode(image: Image.Image, fmt: str, *, fast: bool = False) -> bytes:
+    """JPEG or PNG bytes; `fast` PNGs (sent on request, never saved) skip the slow compression."""
     buffer = io.BytesIO()
     if fmt == "JPEG":
         gridimage.to_rgb(image).save(buffer, "JPEG", quality=82, optimize=True)
+    elif fast:
+        image.save(buffer, fmt, compress_level=1)
     else:
         image.save(buffer, fmt, optimize=True)
     return buffer.getvalue()
