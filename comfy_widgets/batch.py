@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import heapq
 import logging
 import uuid
 from collections.abc import Callable, Generator, Sequence
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from comfy_widgets.client import Client, connect, running_loop
-from comfy_widgets.errors import BlockingCallError
+from comfy_widgets.errors import BlockingCallError, ServerConnectionError
 from comfy_widgets.plan import VariationPlan
 from comfy_widgets.results import (
     OutputRef,
@@ -85,6 +86,8 @@ class Batch:
         self._subscribers: list[Callable[[Batch], None]] = []
         self._future: concurrent.futures.Future[ResultsFrame] = concurrent.futures.Future()
         self._wake = asyncio.Event()
+        self._todo = list(range(len(self._items)))  # a heap: lowest index is sent first
+        self._down: set[Client] = set()
         self._live: dict[Client, set[int]] = {server: set() for server in self.servers}
         self._sent: dict[Client, int] = dict.fromkeys(self.servers, 0)
         self._finished = 0
@@ -181,12 +184,26 @@ class Batch:
         return unsubscribe
 
     def _on_job(self, job: Job) -> None:
-        """A job changed: free its server slot once it is done, then tell subscribers."""
+        """A job changed: free its server slot once it is done, then tell subscribers.
+
+        An item whose server could not be reached goes back to the queue for another server,
+        and that server gets no more items (as long as another one is left).
+        """
         live = self._live[job.client]
         if job.done() and job.batch_index in live:
             live.discard(job.batch_index)
             self._finished += 1
+            if self._unreachable(job):
+                log.warning("%s is unreachable; its items go to the other servers", job.client.url)
+                self._down.add(job.client)
+                heapq.heappush(self._todo, job.batch_index)
         self._changed()
+
+    def _unreachable(self, job: Job) -> bool:
+        """True when the job never reached its server and another server is still up."""
+        if job.state != "failed" or job.posted or not isinstance(job.error, ServerConnectionError):
+            return False
+        return any(s is not job.client and s not in self._down for s in self.servers)
 
     def _changed(self) -> None:
         self._wake.set()
@@ -239,12 +256,13 @@ class Batch:
         """Send items in order while a server has a free slot; finish when all are done."""
         self._set_status("running")
         try:
-            for index in range(self.total):
-                server = await self._free_server()
-                if server is None:
+            while True:
+                await self._wait_until(lambda: self._stopping or self._idle() or self._sendable())
+                if self._stopping or self._idle():
                     break
-                self._send(index, server)
-            await self._wait_until(lambda: self._finished == sum(self._sent.values()))
+                server = min(self._open_servers(), key=self._load)
+                self._send(heapq.heappop(self._todo), server)
+            await self._wait_until(self._all_finished)
         except Exception:
             log.exception("batch %s stopped by an unexpected error", self.id)
             self._stopping = True
@@ -254,15 +272,21 @@ class Batch:
         self._changed()
         await asyncio.gather(*(server.aclose() for server in self._owned))
 
-    async def _free_server(self) -> Client | None:
-        """The least-loaded server with a free slot (waits for one); None once stopping."""
-        await self._wait_until(lambda: self._stopping or bool(self._open_servers()))
-        if self._stopping:
-            return None
-        return min(self._open_servers(), key=self._load)
+    def _all_finished(self) -> bool:
+        return self._finished == sum(self._sent.values())
+
+    def _idle(self) -> bool:
+        """Nothing left to send and nothing in flight."""
+        return not self._todo and self._all_finished()
+
+    def _sendable(self) -> bool:
+        return bool(self._todo) and bool(self._open_servers())
 
     def _open_servers(self) -> list[Client]:
-        return [s for s in self.servers if len(self._live[s]) < self.concurrency]
+        """Servers that are up and have a free slot."""
+        return [
+            s for s in self.servers if s not in self._down and len(self._live[s]) < self.concurrency
+        ]
 
     def _load(self, server: Client) -> tuple[int, int]:
         """In-flight items first, then items sent so far, so equal servers take turns."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 
 import pytest
@@ -192,6 +193,19 @@ async def test_two_server_pool_spreads_the_work(client, workflow):
         await pool_other.aclose()
     finally:
         await other.astop()
+
+
+async def test_items_of_an_unreachable_server_go_to_the_others(client, workflow):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    batch = client.batch(
+        workflow, count=4, seed="increment", concurrency=2, servers=[client, dead], **SMALL
+    )
+    df = await asyncio.wait_for(batch, 60)
+    assert df["status"].tolist() == ["completed"] * 4 and batch.status == "completed"
+    assert set(df["server"]) == {client.url}
+    assert set(df["prompt_id"]) == await history_ids(client)
 
 
 async def test_subscribers_run_on_the_loop_thread_and_see_the_end(client, workflow):
