@@ -69,12 +69,13 @@ class Graph:
     fixed_outputs: dict[tuple[Any, int], list[Any]] = field(default_factory=dict)
 
     def output_links(self, raw: dict[str, Any], slot: int) -> list[Any]:
-        """The link ids leaving one output slot (after the link fixer's repairs)."""
-        fixed = self.fixed_outputs.get((raw["id"], slot))
-        if fixed is not None:
-            return fixed
+        """The link ids leaving one output slot (after the link fixer's repairs); read only."""
+        if self.fixed_outputs:
+            fixed = self.fixed_outputs.get((raw["id"], slot))
+            if fixed is not None:
+                return fixed
         outputs = raw.get("outputs") or []
-        return list(outputs[slot].get("links") or []) if slot < len(outputs) else []
+        return (outputs[slot].get("links") or []) if slot < len(outputs) else []
 
 
 @dataclass
@@ -164,12 +165,14 @@ def fix_output_links(graph: Graph) -> None:
             continue
         inputs = target.get("inputs") or []
         held = inputs[link.target_slot].get("link") if link.target_slot < len(inputs) else None
+        if held is None:
+            continue
         listed = graph.output_links(origin, link.origin_slot)
         if held == link.id and link.id not in listed:
             graph.fixed_outputs[(origin["id"], link.origin_slot)] = [*listed, link.id]
-        elif held is not None and held != link.id and link.id in listed:
-            listed.remove(link.id)
-            graph.fixed_outputs[(origin["id"], link.origin_slot)] = listed
+        elif held != link.id and link.id in listed:
+            graph.fixed_outputs[(origin["id"], link.origin_slot)] = [
+                i for i in listed if i != link.id]
 
 
 def is_valid_connection(type_a: Any, type_b: Any) -> bool:
@@ -232,6 +235,7 @@ class Converter:
         self.states: dict[tuple[str, Any], WidgetState] = {}
         self.nodes: dict[str, Node] = {}
         self._input_cache: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+        self._templates: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
         #: ``control_after_generate`` of each emitted node's widgets: {exec_id: {field: mode}}.
         self.controls: dict[str, dict[str, str]] = {}
         #: Inputs fed by one PrimitiveNode: [(title, [(exec_id, field), ...]), ...].
@@ -369,25 +373,35 @@ class Converter:
         stored = [i for i in raw.get("inputs") or [] if isinstance(i, dict)]
         node_type = str(raw.get("type"))
         if self.object_info.has(node_type):
-            stored = self._rebuild_inputs(node_type, stored, self.states.get(key))
+            stored = self._rebuild_inputs(node_type, stored)
         self._input_cache[key] = stored
         return stored
 
-    def _rebuild_inputs(self, node_type: str, stored: list[dict[str, Any]],
-                        state: WidgetState | None) -> list[dict[str, Any]]:
+    def _rebuild_inputs(self, node_type: str, stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
         by_name = {i.get("name"): i for i in stored}
-        slots = self.object_info.input_slots(node_type)
         rebuilt: list[dict[str, Any]] = []
-        for name, slot_type, has_widget in slots:
-            merged = {**by_name.get(name, {"link": None}), "name": name, "type": slot_type}
-            if has_widget:
-                merged["widget"] = {"name": name}
-            rebuilt.append(merged)
-        defined = {name for name, _, _ in slots}
-        names = {slot.name for slot in state.slots} if state else set()
-        rebuilt += [i for i in stored if i.get("name") not in defined
-                    and (not (i.get("widget") or {}).get("name") or i["widget"]["name"] in names)]
+        for template, overrides in self._slot_templates(node_type):
+            saved = by_name.pop(template["name"], None)
+            rebuilt.append(template if saved is None else {**saved, **overrides})
+        if by_name:
+            names = self.object_info.widget_names(node_type)
+            rebuilt += [i for i in stored if i.get("name") in by_name
+                        and (not (i.get("widget") or {}).get("name")
+                             or i["widget"]["name"] in names)]
         return rebuilt
+
+    def _slot_templates(self, node_type: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Per input slot of a class: the unconnected slot, and the keys the definition imposes
+        on a stored one (both shared, never modified)."""
+        templates = self._templates.get(node_type)
+        if templates is None:
+            templates = []
+            for name, slot_type, has_widget in self.object_info.input_slots(node_type):
+                overrides = {"name": name, "type": slot_type,
+                             **({"widget": {"name": name}} if has_widget else {})}
+                templates.append(({"link": None, **overrides}, overrides))
+            self._templates[node_type] = templates
+        return templates
 
     def _target_input(self, graph: Graph, link: Link) -> dict[str, Any] | None:
         """The input slot a link ends at (found by link id, else by slot index)."""

@@ -135,6 +135,8 @@ class ObjectInfo:
         self._inputs: dict[str, tuple[InputSpec, ...]] = {}
         self._widgets: dict[str, tuple[Widget, ...]] = {}
         self._slots: dict[str, tuple[tuple[str, str, bool], ...]] = {}
+        self._plans: dict[str, tuple[tuple[bool, ...], int] | None] = {}
+        self._names: dict[str, frozenset[str]] = {}
 
     @classmethod
     def bundled(cls) -> ObjectInfo:
@@ -183,6 +185,29 @@ class ObjectInfo:
         if cached is None:
             cached = tuple(_build_widgets(class_type, self.raw.get(class_type) or {}))
             self._widgets[class_type] = cached
+        return cached
+
+    def migration_plan(self, class_type: str) -> tuple[tuple[bool, ...], int] | None:
+        """For ``migrate_widget_values``: which old widget values were forceInput ones, and how
+        many values an old save had; None when the class has no forceInput input."""
+        if class_type not in self._plans:
+            record = _input_record(class_type, self.raw.get(class_type) or {})
+            names = {w.name for w in self.widgets(class_type)}
+            originals = [s for s in record if s.name in names or s.options.get("forceInput")]
+            plan = None
+            if any(s.options.get("forceInput") for s in originals):
+                count = sum(2 if s.options.get("control_after_generate")
+                            or s.name in ("seed", "noise_seed") else 1 for s in originals)
+                plan = (tuple(bool(s.options.get("forceInput")) for s in originals), count)
+            self._plans[class_type] = plan
+        return self._plans[class_type]
+
+    def widget_names(self, class_type: str) -> frozenset[str]:
+        """Names of all widgets a node of this class has (hidden ones included)."""
+        cached = self._names.get(class_type)
+        if cached is None:
+            cached = frozenset(w.name for w in self.widgets(class_type))
+            self._names[class_type] = cached
         return cached
 
     def input_slots(self, class_type: str) -> tuple[tuple[str, str, bool], ...]:
@@ -313,17 +338,11 @@ def migrate_widget_values(object_info: ObjectInfo, class_type: str,
     This is the frontend's ``migrateWidgetsValues``, quirks included: it only acts when the
     count of widget-or-forceInput inputs (seeds count twice) equals the number of values.
     """
-    record = _input_record(class_type, object_info.raw.get(class_type) or {})
-    names = {w.name for w in object_info.widgets(class_type)}
-    originals = [s for s in record if s.name in names or s.options.get("forceInput")]
-    if not any(s.options.get("forceInput") for s in originals):
+    plan = object_info.migration_plan(class_type)
+    if plan is None or plan[1] != len(values):
         return values
-    count = sum(2 if s.options.get("control_after_generate") or s.name in ("seed", "noise_seed")
-                else 1 for s in originals)
-    if count != len(values):
-        return values
-    return [value for i, value in enumerate(values)
-            if i >= len(originals) or not originals[i].options.get("forceInput")]
+    forced = plan[0]
+    return [value for i, value in enumerate(values) if i >= len(forced) or not forced[i]]
 
 
 @lru_cache(maxsize=1)

@@ -45,7 +45,7 @@ class Workflow:
             self._controls, self._groups = converter.controls, converter.primitive_groups
         else:
             self._api = clone_json(self.source)
-        check_graph(self._api)
+        check_graph(self._api, links_checked=self.format == "ui")
         self._hash: str | None = None
         self._param_set: ParameterSet | None = None
 
@@ -163,9 +163,12 @@ def content_hash(data: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def check_graph(prompt: dict[str, Any]) -> None:
-    """Reject links to missing nodes and dependency cycles, naming the nodes involved."""
-    for node_id, node in prompt.items():
+def check_graph(prompt: dict[str, Any], links_checked: bool = False) -> None:
+    """Reject links to missing nodes and dependency cycles, naming the nodes involved.
+
+    ``links_checked`` skips the first check for converted prompts, which have no such links.
+    """
+    for node_id, node in ([] if links_checked else prompt.items()):
         inputs = node.get("inputs")
         if not isinstance(inputs, dict):
             raise WorkflowError(f"node {node_id} ({node.get('class_type')}) has no inputs dict")
