@@ -13,6 +13,7 @@ import pytest
 from comfy_widgets.errors import ParameterError, PromptValidationError
 from comfy_widgets.widgets.fields import ImageField, SeedField, SelectField
 from comfy_widgets.widgets.form import ParameterForm, node_error_messages
+from tests.shared_data import REFERENCE
 
 
 @dataclass
@@ -272,7 +273,7 @@ def test_parameter_error_lands_on_its_field_and_nothing_is_queued():
 
 
 def test_server_node_errors_land_on_their_fields():
-    recorded = json.load(open("/work/shared/comfyui-reference/http/post_prompt_responses.json"))
+    recorded = json.load(open(REFERENCE / "http/post_prompt_responses.json"))
     case = next(c for c in recorded if "two errors on one node" in c["label"])
     node_errors = case["response_body"]["node_errors"]
     assert node_error_messages(node_errors).keys() == {"3.steps", "3.cfg"}

@@ -14,9 +14,10 @@ from comfy_widgets.widgets.fields import SeedField, SelectField
 from comfy_widgets.widgets.form import ParameterForm
 from comfy_widgets.widgets.progress import ProgressView
 from comfy_widgets.workflow import Workflow
+from tests.shared_data import WORKFLOWS
 
-UI = "/work/shared/workflows/ui/sd15_txt2img_default.json"
-API = "/work/shared/workflows/api/sd15_txt2img_api.json"
+UI = str(WORKFLOWS / "ui/sd15_txt2img_default.json")
+API = str(WORKFLOWS / "api/sd15_txt2img_api.json")
 
 
 @pytest.fixture
@@ -112,7 +113,7 @@ async def test_last_used_values_return_when_the_workflow_is_loaded_again(client)
     assert again.values["ckpt_name"] == "v1-5-pruned-emaonly-fp16.safetensors"
     connected = ParameterForm(Workflow.load(UI), client)
     await until(lambda: connected.values["ckpt_name"] == server_only)
-    other = ParameterForm(Workflow.load("/work/shared/workflows/ui/sd15_img2img.json"))
+    other = ParameterForm(Workflow.load(str(WORKFLOWS / "ui/sd15_img2img.json")))
     assert other.values["steps"] == 15
 
 
@@ -132,7 +133,7 @@ async def test_picked_image_is_uploaded_on_run(client):
 
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), "teal").save(buf, format="PNG")
-    wf = Workflow.load("/work/shared/workflows/ui/sd15_img2img.json")
+    wf = Workflow.load(str(WORKFLOWS / "ui/sd15_img2img.json"))
     form = ParameterForm(wf, client)
     await until(lambda: form.workflow is not wf)
     form.fields["image"].set_value(buf.getvalue())

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from comfy_widgets import pngmeta
+from tests.shared_data import REFERENCE
 from tests.store_fakes import API_PROMPT, png_bytes
 
-REFERENCE_PNG = Path("/work/shared/comfyui-reference/http/view_sample_ref_g1_00001_.png")
+REFERENCE_PNG = REFERENCE / "http/view_sample_ref_g1_00001_.png"
 
 
 def test_chunks_round_trip_and_pixels_are_untouched():

@@ -11,6 +11,7 @@ from typing import Any
 from PIL import Image
 
 from comfy_widgets.widgets.progress import MESSAGE_RATE, ProgressView, job_snapshot
+from tests.shared_data import WORKFLOWS
 
 
 @dataclass
@@ -214,7 +215,7 @@ async def test_a_real_20_step_run_stays_under_the_message_bound():
     server = await sim.start(seconds_per_step=0.01)
     client = connect(server.url)
     try:
-        wf = Workflow.load("/work/shared/workflows/ui/sd15_txt2img_default.json")
+        wf = Workflow.load(str(WORKFLOWS / "ui/sd15_txt2img_default.json"))
         start = time.monotonic()
         job = client.run(wf, steps=20)
         view = ProgressView(job)
@@ -243,7 +244,7 @@ async def test_cancel_from_the_browser_cancels_a_running_simulator_job():
     server = await sim.start(seconds_per_step=0.05)
     client = connect(server.url)
     try:
-        job = client.run(Workflow.load("/work/shared/workflows/ui/sd15_txt2img_default.json"))
+        job = client.run(Workflow.load(str(WORKFLOWS / "ui/sd15_txt2img_default.json")))
         view = ProgressView(job)
         while job.state != "running" or job.progress <= 0:
             await asyncio.sleep(0.02)
