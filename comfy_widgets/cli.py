@@ -117,7 +117,6 @@ def run_command(args: argparse.Namespace) -> int:
     """Run the batch the arguments describe with a tqdm bar, export it, and report the outcome."""
     from comfy_widgets import sim
     from comfy_widgets.client import connect
-    from comfy_widgets.store import Store
 
     workflow = load_workflow(args.workflow)
     with ExitStack() as stack:
@@ -127,7 +126,7 @@ def run_command(args: argparse.Namespace) -> int:
                 url = stack.enter_context(sim.serve(port=0)).url
             servers.append(url)
         client = stack.enter_context(
-            connect(servers[0] if servers else None, store=Store.default())
+            connect(servers[0] if servers else None)
         )
         options: dict[str, Any] = {"mode": args.mode}
         if len(servers) > 1:

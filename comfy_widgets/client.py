@@ -459,11 +459,17 @@ def connect(
     token: str | None = None,
     auth: tuple[str, str] | None = None,
     headers: dict[str, str] | None = None,
-    store: Any = None,
+    store: Any = "default",
 ) -> Client:
     """A Client for ``url`` (default ``$COMFYUI_URL``, else ComfyUI's 127.0.0.1:8188).
 
-    ``store`` is a Store, or None/False for no recording. Credentials may come from ``token``
-    (Bearer), ``auth`` (basic), ``headers`` or the URL's userinfo; they are kept in memory only.
+    Every generation is recorded in ``store``: by default ``Store.default()`` (the SQLite file
+    under ``$COMFY_WIDGETS_HOME`` or ``./.comfy_widgets``); pass a Store, or None/False for no
+    recording. Credentials may come from ``token`` (Bearer), ``auth`` (basic), ``headers`` or
+    the URL's userinfo; they are kept in memory only.
     """
+    if store == "default":
+        from comfy_widgets.store import Store
+
+        store = Store.default()
     return Client(url, token=token, auth=auth, headers=headers, store=store)

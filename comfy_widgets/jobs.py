@@ -519,8 +519,8 @@ class Job:
         if status == "failed":
             self.error = error or ExecutionError("the prompt failed", prompt_id=self.prompt_id)
         self.client.monitor.unwatch(self)
+        self._hook("job_finished")  # recorded before any waiter wakes up and reads the store
         self._resolve()
-        self._hook("job_finished")
         self._changed()
 
     def _set_durations(self) -> None:
@@ -604,3 +604,9 @@ class Job:
         except ImportError:
             return {"text/plain": repr(self), "text/html": self._summary_html()}
         return ProgressView(self)._repr_mimebundle_(**kwargs)
+
+    def _ipython_display_(self) -> None:
+        """Display the live progress widget, whose saved HTML is refreshed when the job ends."""
+        from comfy_widgets.widgets.progress import ProgressView
+
+        ProgressView(self)._ipython_display_()

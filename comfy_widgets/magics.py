@@ -27,7 +27,6 @@ class ComfyMagics(Magics):
     def comfy_connect(self, line: str) -> Any:
         """Connect to a ComfyUI server and return the client: ``%comfy_connect [URL|sim]``."""
         from comfy_widgets.client import connect
-        from comfy_widgets.store import Store
 
         url = line.strip() or None
         if url == "sim":
@@ -36,7 +35,7 @@ class ComfyMagics(Magics):
 
                 self.simulator = sim.serve(port=0)
             url = self.simulator.url
-        self.client = connect(url, store=Store.default())
+        self.client = connect(url)
         return self.client
 
     @line_magic
