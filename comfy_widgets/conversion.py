@@ -382,7 +382,12 @@ class Converter:
         rebuilt: list[dict[str, Any]] = []
         for template, overrides in self._slot_templates(node_type):
             saved = by_name.pop(template["name"], None)
-            rebuilt.append(template if saved is None else {**saved, **overrides})
+            if saved is None:
+                rebuilt.append(template)
+            elif all(saved.get(k) == v for k, v in overrides.items()):
+                rebuilt.append(saved)  # already what the definition imposes (never modified)
+            else:
+                rebuilt.append({**saved, **overrides})
         if by_name:
             names = self.object_info.widget_names(node_type)
             rebuilt += [i for i in stored if i.get("name") in by_name
@@ -574,10 +579,13 @@ class Converter:
             )
         inputs: dict[str, Any] = {}
         state = self.states.get((node.graph.key, node.raw["id"]))
+        save_node = node.type in SAVE_NODE_TYPES
         for slot, value in zip(state.slots if state else [], state.values if state else [],
                                strict=True):
             if slot.in_prompt and slot.name and value is not UNDEFINED:
-                inputs[slot.name] = _wrap(self._serialize_widget(node, slot, value))
+                if not slot.plain or save_node:
+                    value = self._serialize_widget(node, slot, value)
+                inputs[slot.name] = _wrap(value)
         for i, inp in enumerate(node.inputs):
             resolved = self._resolve_input(node, i, set())
             if resolved is None:

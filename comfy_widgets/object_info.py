@@ -104,6 +104,14 @@ class Widget:
     #: For the combo an upload button serves: the folder its file names are annotated with.
     upload_folder: str | None = None
 
+    @property
+    def plain(self) -> bool:
+        """True when the frontend sends the stored value as it is (no fixed or text value)."""
+        spec = self.spec
+        return not (self.has_fixed or self.upload_folder is not None or (
+            spec is not None and spec.type == "STRING"
+            and (spec.options.get("multiline") or spec.options.get("dynamicPrompts"))))
+
 
 def _parse_spec(name: str, raw: Any, required: bool) -> InputSpec:
     """Parse a V1 (``[[choices], {}]``) or V3 (``["COMBO", {"options": []}]``) input spec."""
