@@ -16,7 +16,8 @@ from comfy_widgets.sim import images
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "comfyui-reference" / "traces"
 BASE = {"seed": 1, "prompt": "a red fox in the snow", "steps": 12, "cfg": 7.0,
-        "width": 96, "height": 64, "sampled": True}
+        "width": 96, "height": 64, "sampled": True, "sampler_name": "euler",
+        "scheduler": "normal"}
 
 
 def differs(a: Image.Image, b: Image.Image) -> bool:
@@ -28,7 +29,8 @@ def test_same_parameters_give_the_same_picture():
 
 
 @pytest.mark.parametrize("change", [{"seed": 2}, {"prompt": "a blue whale"}, {"steps": 30},
-                                    {"cfg": 2.0}, {"negative": "blurry"}])
+                                    {"cfg": 2.0}, {"negative": "blurry"},
+                                    {"sampler_name": "dpmpp_2m"}, {"scheduler": "karras"}])
 def test_each_parameter_changes_the_picture(change):
     assert differs(images.render(BASE), images.render({**BASE, **change}))
 

@@ -1,7 +1,8 @@
 """Pictures drawn from generation parameters, so that every knob visibly changes the output.
 
 seed -> background gradient and shape layout; prompt -> palette (hashed) and the caption;
-steps -> detail (number of shapes); cfg -> contrast; width/height -> size (capped, aspect kept).
+steps -> detail (number of shapes); cfg -> contrast; width/height -> size (capped, aspect kept);
+sampler_name -> colour channel order; scheduler -> mirroring.
 """
 
 from __future__ import annotations
@@ -83,6 +84,23 @@ def _caption(image: Image.Image, text: str, seed: int) -> None:
         draw.text((4, top + i * (size + 2)), line, fill=(255, 255, 255, 230), font=font)
 
 
+def _digest_byte(text: str) -> int:
+    """A stable small number from a name (Python's hash() changes per process)."""
+    return hashlib.sha256(text.encode("utf-8")).digest()[0]
+
+
+def _sampler_look(image: Image.Image, sampler: str, scheduler: str) -> Image.Image:
+    """Reorder the colour channels by sampler and mirror by scheduler, so both show."""
+    orders = ("RGB", "RBG", "GRB", "GBR", "BRG", "BGR")
+    if sampler:
+        channels = dict(zip("RGB", image.split(), strict=True))
+        order = orders[_digest_byte(sampler) % len(orders)]
+        image = Image.merge("RGB", [channels[c] for c in order])
+    if scheduler and _digest_byte(scheduler) % 2:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return image
+
+
 def render(params: dict, index: int = 0, cap: int = MAX_SIDE) -> Image.Image:
     """The picture for one generation (`index` is the position within the batch)."""
     size = output_size(params.get("width"), params.get("height"), cap)
@@ -97,6 +115,8 @@ def render(params: dict, index: int = 0, cap: int = MAX_SIDE) -> Image.Image:
     _shapes(image, rng, colors, min(MAX_SHAPES, 4 + 3 * steps))
     cfg = float(params.get("cfg", 7.0))
     image = ImageEnhance.Contrast(image).enhance(max(0.2, min(3.0, 0.35 + cfg / 8)))
+    image = _sampler_look(image, str(params.get("sampler_name", "")),
+                          str(params.get("scheduler", "")))
     if min(size) >= 48:
         _caption(image, text, seed)
     return image
