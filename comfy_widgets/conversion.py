@@ -260,7 +260,7 @@ class Converter:
     # --- loading: widget values ---------------------------------------------------------------
 
     def _is_subgraph(self, raw: dict[str, Any]) -> bool:
-        return str(raw.get("type")) in self.subgraphs
+        return bool(self.subgraphs) and str(raw.get("type")) in self.subgraphs
 
     def _is_known(self, raw: dict[str, Any]) -> bool:
         node_type = str(raw.get("type"))
