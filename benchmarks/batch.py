@@ -5,7 +5,8 @@
 Measures: time to queue 20 items, overhead per generation from queue to DataFrame row,
 peak RSS of a 1,000-item sweep (in a subprocess), and the wall time of the same 20-item batch
 with comfy-api-simplified against the same simulator (the ratio ours / theirs).
-The simulator runs in its own process, so its CPU time is not counted as ours.
+The simulator runs in its own process, so its CPU time is not counted as ours. The store (on by
+default) lives in a fresh temporary folder.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import httpx
 
 import comfy_widgets.batch  # noqa: F401  (imported up front, as a session would have it)
 from comfy_widgets.client import connect
@@ -91,15 +96,17 @@ async def time_to_queue(url: str, workflow: Workflow) -> tuple[float, float]:
     return marks["queued"] - start, time.perf_counter() - start
 
 
-async def overhead(url: str, workflow: Workflow) -> dict[str, float]:
+async def overhead(url: str, workflow: Workflow, concurrency: int) -> dict[str, float]:
     """Per item: (submit -> POST accepted) + (server finished -> DataFrame row ready), in ms.
 
-    Also the CPU time our process spent per item (the client's own cost, whatever the load).
+    With ``concurrency=1`` the server never makes an item wait, so this is the client's own
+    latency. Also: the wall time not spent executing on the (serial) server, per item, and
+    the CPU time our process spent per item.
     """
     client = await warm_client(url, workflow)
     cpu_start = time.process_time()
     submitted = time.time()
-    batch = client.batch(workflow, count=N, seed="random", **FIXED)
+    batch = client.batch(workflow, count=N, seed="random", concurrency=concurrency, **FIXED)
     ready: dict[int, float] = {}
 
     def on_change(b) -> None:
@@ -113,9 +120,9 @@ async def overhead(url: str, workflow: Workflow) -> dict[str, float]:
     per_item = []
     for job in batch.jobs:
         t = job.timings
-        sent = max(submitted, t["created_at"])
         per_item.append(
-            ((t["queued_at"] - sent) + (ready[job.batch_index] - t["finished_at"])) * 1000
+            ((t["queued_at"] - t["created_at"]) + (ready[job.batch_index] - t["finished_at"]))
+            * 1000
         )
     server_s = sum(j.timings["finished_at"] - j.timings["started_at"] for j in batch.jobs)
     wall = max(ready.values()) - submitted
@@ -123,19 +130,34 @@ async def overhead(url: str, workflow: Workflow) -> dict[str, float]:
     assert len(df) == N
     return {
         "median_ms": statistics.median(per_item),
-        "mean_ms": statistics.mean(per_item),
         "amortized_ms": (wall - server_s) / N * 1000,
         "server_ms": server_s / N * 1000,
         "cpu_ms": cpu_ms,
     }
 
 
-def ours_wall(url: str, workflow: Workflow, first_seed: int) -> float:
-    """Wall seconds of the 20-item batch through the plain-script API (as theirs is used)."""
-    client = connect(url)
-    client.run(workflow, seed=0, **FIXED).result(timeout=60)  # connected, like theirs below
+def raw_posts(url: str, workflow: Workflow) -> float:
+    """Seconds the simulator needs to accept 20 prompts POSTed back to back (its own floor)."""
+    prompts = [workflow.apply({"seed": 10_000 + i, **FIXED}) for i in range(N)]
+    with httpx.Client(base_url=url) as http:
+        http.get("/queue")
+        start = time.perf_counter()
+        for prompt in prompts:
+            http.post("/prompt", json={"prompt": prompt}).raise_for_status()
+        elapsed = time.perf_counter() - start
+    return elapsed
+
+
+def ours_wall(url: str, workflow: Workflow, first_seed: int, size: int, store: bool) -> float:
+    """Wall seconds of the 20-item batch through the plain-script API (as theirs is used).
+
+    ``store=True`` is the default session (every generation recorded in SQLite, PNGs written).
+    """
+    client = connect(url, store="default" if store else None)
+    fixed = {**FIXED, "width": size, "height": size}
+    client.run(workflow, seed=0, **fixed).result(timeout=60)  # connected, like theirs below
     start = time.perf_counter()
-    batch = client.batch(workflow, count=N, seed=("increment", first_seed), **FIXED)
+    batch = client.batch(workflow, count=N, seed=("increment", first_seed), **fixed)
     df = batch.result(timeout=300)
     elapsed = time.perf_counter() - start
     client.close()
@@ -146,13 +168,13 @@ def ours_wall(url: str, workflow: Workflow, first_seed: int) -> float:
 # --- theirs ----------------------------------------------------------------------------------
 
 
-def theirs_wall(url: str, first_seed: int) -> float:
+def theirs_wall(url: str, first_seed: int, size: int) -> float:
     """Wall seconds of the same 20 generations with comfy-api-simplified (its documented loop)."""
     from comfy_api_simplified import ComfyApiWrapper, ComfyWorkflowWrapper
 
     api = ComfyApiWrapper(url)
     wf = ComfyWorkflowWrapper(str(WORKFLOW))
-    for name, value in FIXED.items():
+    for name, value in {**FIXED, "width": size, "height": size}.items():
         title = "KSampler" if name == "steps" else "Empty Latent Image"
         wf.set_node_param(title, name, value)
     wf.set_node_param("KSampler", "seed", 0)
@@ -199,6 +221,24 @@ def sweep_rss(url: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def compare(url: str, workflow: Workflow, size: int) -> None:
+    """Print the median (of 3, interleaved) wall times of ours and theirs and their ratio."""
+    runs = [
+        (
+            theirs_wall(url, 10_000 * r, size),
+            ours_wall(url, workflow, 10_000 * r + 1_000, size, store=True),
+            ours_wall(url, workflow, 10_000 * r + 2_000, size, store=False),
+        )
+        for r in range(1, 4)
+    ]
+    theirs, ours, bare = (statistics.median(column) for column in zip(*runs, strict=True))
+    print(
+        f"{N}-item batch at {size}x{size}, wall time (median of 3): comfy-api-simplified "
+        f"{theirs:.2f} s; ours {ours:.2f} s with the store, ratio {ours / theirs:.2f}x; "
+        f"ours {bare:.2f} s without it, ratio {bare / theirs:.2f}x (goal <= 0.5x)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sweep-child", metavar="URL", help=argparse.SUPPRESS)
@@ -206,32 +246,30 @@ def main() -> None:
     if args.sweep_child:
         sweep_child(args.sweep_child)
         return
+    os.environ["COMFY_WIDGETS_HOME"] = tempfile.mkdtemp(prefix="cw-bench-")  # a fresh store
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     proc, url = start_simulator()
     try:
         workflow = Workflow.load(WORKFLOW)
         queue_s, batch_s = asyncio.run(time_to_queue(url, workflow))
+        floor_s = raw_posts(url, workflow)
+        time.sleep(2)  # let the simulator work off those raw prompts
         print(
-            f"time to queue {N}: {queue_s * 1000:.1f} ms (goal < 200 ms); "
+            f"time to queue {N}: {queue_s * 1000:.1f} ms (goal < 200 ms); the simulator alone "
+            f"takes {floor_s * 1000:.1f} ms to accept {N} POSTs back to back; "
             f"whole batch done in {batch_s * 1000:.0f} ms"
         )
-        o = asyncio.run(overhead(url, workflow))
+        seq = asyncio.run(overhead(url, workflow, concurrency=1))
+        par = asyncio.run(overhead(url, workflow, concurrency=8))
         print(
-            f"overhead per generation, queue -> DataFrame row: median {o['median_ms']:.1f} ms, "
-            f"mean {o['mean_ms']:.1f} ms, amortized {o['amortized_ms']:.1f} ms (goal < 20 ms); "
-            f"our CPU {o['cpu_ms']:.1f} ms per item; server time {o['server_ms']:.0f} ms per item"
+            f"overhead per generation, queue -> DataFrame row (goal < 20 ms): "
+            f"latency median {seq['median_ms']:.1f} ms at concurrency 1; "
+            f"wall time not spent executing on the server {par['amortized_ms']:.1f} ms per item "
+            f"at concurrency 8; our process's CPU {par['cpu_ms']:.1f} ms per item "
+            f"(server execution {par['server_ms']:.0f} ms per item)"
         )
-        runs = [
-            (theirs_wall(url, 1000 * r), ours_wall(url, workflow, 1000 * r + 500))
-            for r in range(1, 4)
-        ]
-        theirs = statistics.median(t for t, _ in runs)
-        ours = statistics.median(o for _, o in runs)
-        print(
-            f"{N}-item batch wall time (median of 3): ours {ours:.2f} s, "
-            f"comfy-api-simplified {theirs:.2f} s, "
-            f"ratio {ours / theirs:.2f}x (goal <= 0.5x)"
-        )
+        for size in (512, 64):
+            compare(url, workflow, size)
         rss = sweep_rss(url)
         print(
             f"1,000-item sweep ({rss['completed']}/{rss['rows']} completed): peak RSS "
@@ -240,6 +278,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+        shutil.rmtree(os.environ["COMFY_WIDGETS_HOME"], ignore_errors=True)
 
 
 if __name__ == "__main__":
