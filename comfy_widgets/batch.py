@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from comfy_widgets.jobs import Job
-    from comfy_widgets.workflow import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ class Batch:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, not {concurrency}")
         self.client = client
-        self.workflow = _load_workflow(workflow)
+        self.workflow = client._load_workflow(workflow)  # as client.run: server's object_info
         self.id = str(uuid.uuid4())
         self.concurrency = concurrency
         self.servers = _server_clients(client, servers)
@@ -391,13 +390,6 @@ class Batch:
         from comfy_widgets.widgets.batch_view import BatchView
 
         return BatchView(self)._repr_mimebundle_(**kwargs)
-
-
-def _load_workflow(workflow: Any) -> Workflow:
-    """A Workflow from a Workflow, path, dict or JSON text."""
-    from comfy_widgets.workflow import Workflow
-
-    return workflow if isinstance(workflow, Workflow) else Workflow.load(workflow)
 
 
 def _server_clients(client: Client, servers: Sequence[Client | str] | None) -> list[Client]:

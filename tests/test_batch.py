@@ -254,7 +254,7 @@ def test_plain_script_mode_blocks_on_result():
     with sim.serve(seconds_per_step=0.0, previews=False) as server:
         client = connect(server.url)
         try:
-            batch = client.batch(Workflow.load(WORKFLOW_PATH), count=2, seed="increment", **SMALL)
+            batch = client.batch(str(WORKFLOW_PATH), count=2, seed="increment", **SMALL)
             df = batch.result(timeout=30)
             assert df["status"].tolist() == ["completed", "completed"]
         finally:
