@@ -40,11 +40,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 8
-STATUSES = ("pending", "running", "completed", "partial", "cancelled", "failed")
 
 
 class Batch:
     """Runs every item of a variation plan and collects the results (see module docstring).
+
+    ``status`` goes pending -> running -> completed (all items), partial (some failed), failed
+    (none completed) or cancelled (stopped before every item ran).
 
     Made by ``client.batch(workflow, count=..., **variations)``; starts at once and returns
     without waiting. ``servers`` is a list of Clients or URLs to spread the work over (default:
@@ -302,6 +304,7 @@ class Batch:
             batch_index=index,
         )
         self._jobs[index] = job
+        self._refs.pop(index, None)  # a re-sent item's earlier attempt
         self._live[server].add(index)
         self._sent[server] += 1
         job.subscribe(self._on_job)
