@@ -264,11 +264,14 @@ class Job:
         if self.cancel_requested:
             await self.finish("cancelled")
             return
+        # the send time, not the answer's: a free server starts the prompt (execution_start)
+        # before its POST answer arrives, and queued_at must not come after started_at
+        sent_at = time.time()
         answer = await self.client.queue_prompt(
             self.prompt, prompt_id=self.prompt_id, front=self.front
         )
         self.number = answer.get("number") if isinstance(answer, dict) else None
-        self.timings["queued_at"] = self.timings["queued_at"] or time.time()
+        self.timings["queued_at"] = self.timings["queued_at"] or sent_at
         first_post = not self.posted
         self.posted = True
         if self.state == "pending":

@@ -6,6 +6,7 @@ No network: the client's HTTP calls that a Job makes while finishing (``/view``,
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -243,3 +244,22 @@ async def test_finished_while_away_completes_from_history():
     assert result.status == "completed"
     expected = [i["filename"] for out in entry["outputs"].values() for i in out["images"]]
     assert [o.filename for o in result.outputs] == expected
+
+
+class EagerServer(OfflineClient):
+    """Starts each prompt before answering its POST, as a free real ComfyUI does."""
+
+    async def queue_prompt(self, prompt, *, prompt_id=None, front=False, extra_data=None):
+        await asyncio.sleep(0.005)
+        self.monitor.dispatch(ev.ExecutionStartEvent(prompt_id, 1))
+        await asyncio.sleep(0.005)
+        return {"prompt_id": prompt_id, "number": 1, "node_errors": {}}
+
+
+async def test_queued_at_is_not_after_started_at_when_execution_starts_before_the_answer():
+    client = EagerServer()
+    job = Job(client, posted_prompts("b1_emptyimage_saveimage").popitem()[1])
+    client.monitor.jobs[job.prompt_id] = job
+    await job._post()
+    assert job.state == "running"
+    assert job.timings["queued_at"] <= job.timings["started_at"]
