@@ -22,6 +22,7 @@ import httpx
 
 from comfy_widgets.errors import (
     HTTPStatusError,
+    ParameterError,
     PromptValidationError,
     ServerConnectionError,
 )
@@ -112,6 +113,35 @@ def _validation_message(body: dict[str, Any]) -> str:
             detail = err.get("details") or ""
             lines.append(f"  node {node_id} ({class_type}): {err.get('message')} {detail}".rstrip())
     return "\n".join(lines)
+
+
+def check_server_models(workflow: Workflow, prompt: dict[str, Any]) -> None:
+    """Raise ParameterError if ``prompt`` names model files the server does not list.
+
+    Only with the server's own object_info (``trusts_model_lists``): it catches, before anything
+    is queued, what ComfyUI would reject as ``value_not_in_list`` (e.g. a downloaded workflow's
+    checkpoint this server lacks). Input images are not checked: uploads add to that list.
+    """
+    if not workflow.object_info.trusts_model_lists:
+        return
+    errors: dict[str, str] = {}
+    for param in workflow.parameters():
+        if param.model_list in (None, "input") or param.options is None:
+            continue
+        value = (prompt.get(param.node_id) or {}).get("inputs", {}).get(param.field)
+        if isinstance(value, str) and value not in param.options:
+            shown = ", ".join(repr(o) for o in param.options[:10]) or "nothing"
+            more = " …" if len(param.options) > 10 else ""
+            errors[param.name] = (
+                f"{param.name}: {value!r} ({param.field!r} of node {param.node_id}, "
+                f"{param.node_class}) is not on the server; its {param.model_list!r} folder "
+                f"has {shown}{more}"
+            )
+    if errors:
+        lines = "\n".join(f"  - {msg}" for msg in errors.values())
+        raise ParameterError(
+            f"{len(errors)} model file(s) missing on the server:\n{lines}", errors=errors
+        )
 
 
 class Client:
@@ -379,6 +409,7 @@ class Client:
         image_names = {n for p in wf.parameters() if p.type == "image" for n in (p.name, p.key)}
         merged, uploads = prepare_image_values(image_names, merged)
         prompt = wf.apply(merged)
+        check_server_models(wf, prompt)
         used = {wf.parameter(name).name: value for name, value in merged.items()}
         return self.submit(prompt, workflow=wf, parameters=used, uploads=uploads)
 

@@ -13,7 +13,12 @@ import pytest
 
 from comfy_widgets import sim
 from comfy_widgets.client import connect
-from comfy_widgets.errors import ExecutionError, JobCancelledError, PromptValidationError
+from comfy_widgets.errors import (
+    ExecutionError,
+    JobCancelledError,
+    ParameterError,
+    PromptValidationError,
+)
 from comfy_widgets.jobs import Job
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "comfyui-reference" / "traces"
@@ -234,3 +239,18 @@ async def test_orphaned_socket_is_caught_by_the_watchdog(client, server, monkeyp
     result = await job
     assert result.status == "completed" and len(result.images) == 1
     assert job.nodes["3"].started_at is None  # no live frame reached the orphaned socket
+
+
+async def test_run_rejects_a_checkpoint_the_server_lacks_before_queueing(client):
+    """With the server's object_info cached, a workflow naming a model file the server does not
+    list fails as a ParameterError (ComfyUI would answer value_not_in_list) and queues nothing."""
+    await client.get_object_info()
+    prompt = ksampler()
+    prompt["4"]["inputs"]["ckpt_name"] = "not_on_this_server.safetensors"
+    with pytest.raises(ParameterError) as caught:
+        client.run(prompt)
+    assert list(caught.value.errors) == ["ckpt_name"]
+    assert "not_on_this_server.safetensors" in caught.value.errors["ckpt_name"]
+    assert await client.get_history() == {}
+    queue = await client.get_queue()
+    assert queue["queue_running"] == [] and queue["queue_pending"] == []
