@@ -27,7 +27,7 @@ from comfy_widgets.widgets.form import ParameterForm
 from comfy_widgets.workflow import Workflow
 
 server = sim.serve(seconds_per_step=0.05)
-client = connect(server.url)
+client = connect(server.url, store=False)  # this test is about the views, not the record
 form = ParameterForm(Workflow.load(examples.path("sd15_txt2img")), client)
 form
 """
