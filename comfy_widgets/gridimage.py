@@ -434,3 +434,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
         return flat
     return image.convert("RGB")
 
+
+def thumbnail_jpeg(data: bytes, size: int) -> bytes:
+    """A small JPEG of encoded image ``data`` (first frame, transparency flattened), light
+    enough to send to the browser and to save in a notebook."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.seek(0)
+        thumb = to_rgb(image.convert("RGBA") if image.mode == "P" else image.copy())
+    thumb.thumbnail((size, size))
+    buffer = io.BytesIO()
+    thumb.save(buffer, "JPEG", quality=80)
+    return buffer.getvalue()

@@ -8,7 +8,8 @@ import time
 
 from PIL import Image
 
-from comfy_widgets.widgets.batch_view import BatchView, item_labels, thumbnail_jpeg
+from comfy_widgets.gridimage import thumbnail_jpeg
+from comfy_widgets.widgets.batch_view import BatchView, item_labels
 from tests._batch_fakes import FakeBatch, FakeOutput, png
 
 
@@ -145,7 +146,7 @@ def test_close_unsubscribes_from_the_batch():
 def test_thumbnail_of_a_transparent_palette_image():
     buffer = io.BytesIO()
     Image.new("RGBA", (300, 150), (0, 0, 0, 0)).convert("P").save(buffer, "PNG")
-    thumb = Image.open(io.BytesIO(thumbnail_jpeg(buffer.getvalue())))
+    thumb = Image.open(io.BytesIO(thumbnail_jpeg(buffer.getvalue(), 128)))
     assert thumb.size == (128, 64)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import logging
 import time
 from pathlib import Path
@@ -17,7 +16,6 @@ from typing import Any
 
 import anywidget
 import traitlets
-from PIL import Image
 
 from comfy_widgets import gridimage
 from comfy_widgets.widgets.throttle import Throttle
@@ -142,7 +140,7 @@ class BatchView(anywidget.AnyWidget):
             if data is None:
                 continue
             try:
-                new[index] = ("image/jpeg", thumbnail_jpeg(data), True)
+                new[index] = ("image/jpeg", gridimage.thumbnail_jpeg(data, THUMB_SIZE), True)
             except Exception:  # an image Pillow cannot read keeps its card without a picture
                 log.warning("no thumbnail for batch item %s", index, exc_info=True)
                 self._unreadable.add(index)
@@ -282,17 +280,6 @@ def first_image_bytes(job: Any) -> bytes | None:
         if getattr(output, "kind", "") == "image" and getattr(output, "data", None):
             return output.data
     return None
-
-
-def thumbnail_jpeg(data: bytes, size: int = THUMB_SIZE) -> bytes:
-    """A small JPEG of encoded image `data` (first frame, transparency flattened)."""
-    with Image.open(io.BytesIO(data)) as image:
-        image.seek(0)
-        thumb = gridimage.to_rgb(image.convert("RGBA") if image.mode == "P" else image.copy())
-    thumb.thumbnail((size, size))
-    buffer = io.BytesIO()
-    thumb.save(buffer, "JPEG", quality=80)
-    return buffer.getvalue()
 
 
 def _index_of(job: Any, position: int) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import anywidget
 import traitlets
 
+from comfy_widgets import gridimage
 from comfy_widgets.widgets.throttle import Throttle
 
 _JS = Path(__file__).parents[2] / "js"
@@ -112,22 +112,6 @@ def image_outputs(job: Any) -> list[Any]:
     ]
 
 
-def thumbnail_jpeg(data: bytes, size: int = THUMBNAIL_SIZE) -> bytes:
-    """A JPEG no larger than ``size`` px on its longest side (small enough to save in notebooks)."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        im.thumbnail((size, size))
-        if im.mode in ("RGBA", "LA", "P"):
-            im = im.convert("RGBA")
-            flat = Image.new("RGB", im.size, (128, 128, 128))
-            flat.paste(im, mask=im.getchannel("A"))
-            im = flat
-        buf = io.BytesIO()
-        im.convert("RGB").save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
-
-
 class ProgressView(anywidget.AnyWidget):
     """Live status of a ComfyUI job: badge, progress, node timeline, preview, images, Cancel."""
 
@@ -197,7 +181,7 @@ class ProgressView(anywidget.AnyWidget):
         if len(outputs) == self._thumb_count:
             return None
         self._thumb_count = len(outputs)
-        return {"thumbnails": [thumbnail_jpeg(o.data) for o in outputs]}
+        return {"thumbnails": [gridimage.thumbnail_jpeg(o.data, THUMBNAIL_SIZE) for o in outputs]}
 
     # --- browser -> job -------------------------------------------------------------------
 
