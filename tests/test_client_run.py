@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,9 @@ from comfy_widgets import sim
 from comfy_widgets.client import connect
 from comfy_widgets.errors import ParameterError
 from comfy_widgets.workflow import Workflow
+from tests.shared_data import WORKFLOWS
 
-WORKFLOWS = Path(__file__).resolve().parents[2] / "shared" / "workflows" / "ui"
+WORKFLOWS = WORKFLOWS / "ui"
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import copy
 import json
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -20,8 +19,9 @@ from comfy_widgets.errors import (
     PromptValidationError,
 )
 from comfy_widgets.jobs import Job
+from tests.shared_data import REFERENCE
 
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "comfyui-reference" / "traces"
+TRACES = REFERENCE / "traces"
 KSAMPLER = json.loads((TRACES / "g1_ksampler_real_no_feature_flags" / "workflow_api.json")
                       .read_text())
 EMPTY_IMAGE = json.loads((TRACES / "b1_emptyimage_saveimage" / "workflow_api.json").read_text())

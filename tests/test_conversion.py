@@ -11,8 +11,9 @@ from comfy_widgets.conversion import convert_ui_to_api, js_key_order
 from comfy_widgets.errors import UnknownNodeTypeError, WorkflowError
 from comfy_widgets.object_info import ObjectInfo
 from comfy_widgets.workflow import Workflow
+from tests import shared_data
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "workflows"
+SHARED = shared_data.WORKFLOWS
 UI_FILES = sorted((SHARED / "ui").glob("*.json"))
 API_FILES = sorted((SHARED / "api").glob("*.json"))
 OI = ObjectInfo.bundled()

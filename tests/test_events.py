@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import struct
-from pathlib import Path
 
 import pytest
 
 from comfy_widgets import events as ev
+from tests.shared_data import REFERENCE
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "comfyui-reference"
 TRACES = REFERENCE / "traces"
 SAMPLES = REFERENCE / "binary_samples"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 
@@ -16,9 +15,10 @@ from comfy_widgets import events as ev
 from comfy_widgets.client import Client
 from comfy_widgets.errors import ExecutionError, JobCancelledError
 from comfy_widgets.jobs import Job
+from tests.shared_data import REFERENCE
 from tests.test_client_fakeserver import png_bytes
 
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "comfyui-reference" / "traces"
+TRACES = REFERENCE / "traces"
 
 
 class OfflineClient(Client):

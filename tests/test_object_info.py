@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import pytest
 
 from comfy_widgets.object_info import ObjectInfo
+from tests.shared_data import REFERENCE
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "comfyui-reference"
 OI = ObjectInfo.bundled()
 
 

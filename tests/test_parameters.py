@@ -13,8 +13,9 @@ from comfy_widgets.errors import ParameterError
 from comfy_widgets.object_info import ObjectInfo
 from comfy_widgets.parameters import apply_parameters, extract_parameters
 from comfy_widgets.workflow import Workflow
+from tests import shared_data
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "workflows"
+SHARED = shared_data.WORKFLOWS
 ALL_FILES = sorted((SHARED / "ui").glob("*.json")) + sorted((SHARED / "api").glob("*.json"))
 OI = ObjectInfo.bundled()
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from comfy_widgets.parameters import WorkflowParameter, apply_parameters
 from comfy_widgets.workflow import Workflow
+from tests import shared_data
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "workflows"
+SHARED = shared_data.WORKFLOWS
 FILES = sorted((SHARED / "ui").glob("*.json")) + sorted((SHARED / "api").glob("*.json"))
 WORKFLOWS = [Workflow.load(path) for path in FILES]
 JS_SAFE = 2**53 - 1

@@ -14,10 +14,11 @@ from comfy_widgets import pngmeta, sim
 from comfy_widgets.client import connect
 from comfy_widgets.history import history, rerun, resume
 from comfy_widgets.store import Store
+from tests.shared_data import REFERENCE
 from tests.store_fakes import FakeClient, FakeJob, FakeWorkflow
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "comfy_widgets" / "examples"
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "comfyui-reference" / "traces"
+TRACES = REFERENCE / "traces"
 EMPTY_IMAGE = json.loads((EXAMPLES / "empty_image_api.json").read_text())
 
 

@@ -22,8 +22,9 @@ import pytest
 
 from comfy_widgets import sim
 from comfy_widgets.sim.faults import MALFORMED_TEXT
+from tests.shared_data import REFERENCE
 
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "comfyui-reference" / "traces"
+TRACES = REFERENCE / "traces"
 FLAGS = {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
 TIMEOUT = 20
 HOLD = 3600.0  # seconds_per_step that holds a prompt until the test releases or interrupts it

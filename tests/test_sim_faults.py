@@ -9,15 +9,15 @@ import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from comfy_widgets import sim
 from comfy_widgets.sim.faults import MALFORMED_TEXT, UNKNOWN_BINARY
+from tests.shared_data import REFERENCE
 
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "comfyui-reference" / "traces"
+TRACES = REFERENCE / "traces"
 SMALL = json.loads((TRACES / "b1_emptyimage_saveimage" / "workflow_api.json").read_text())
 SAMPLER = json.loads((TRACES / "h_reconnect_mid_run" / "workflow_api.json").read_text())
 

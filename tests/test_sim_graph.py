@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from comfy_widgets.sim import catalog, graph, nodes
+from tests.shared_data import REFERENCE
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "comfyui-reference"
 G1 = json.loads((REFERENCE / "traces" / "g1_ksampler_real_no_feature_flags" / "workflow_api.json")
                 .read_text())
 INFO = catalog.bundled_object_info()

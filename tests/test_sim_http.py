@@ -6,15 +6,14 @@ import asyncio
 import copy
 import io
 import json
-from pathlib import Path
 
 import aiohttp
 import pytest
 from PIL import Image
 
 from comfy_widgets import sim
+from tests.shared_data import REFERENCE
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "comfyui-reference"
 HTTP = REFERENCE / "http"
 TRACES = REFERENCE / "traces"
 JSON_TYPE = "application/json; charset=utf-8"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,8 +12,9 @@ from PIL import Image, ImageChops, ImageStat
 
 from comfy_widgets import sim
 from comfy_widgets.sim import images
+from tests.shared_data import REFERENCE
 
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "comfyui-reference" / "traces"
+TRACES = REFERENCE / "traces"
 BASE = {"seed": 1, "prompt": "a red fox in the snow", "steps": 12, "cfg": 7.0,
         "width": 96, "height": 64, "sampled": True, "sampler_name": "euler",
         "scheduler": "normal"}

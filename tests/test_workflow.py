@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from comfy_widgets.errors import UnknownNodeTypeError, WorkflowError
 from comfy_widgets.object_info import ObjectInfo
 from comfy_widgets.workflow import Workflow, content_hash
+from tests import shared_data
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "workflows"
+SHARED = shared_data.WORKFLOWS
 UI_PATH = SHARED / "ui" / "sd15_txt2img_default.json"
 API_PATH = SHARED / "api" / "sd15_txt2img_api.json"
 
