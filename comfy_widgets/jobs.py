@@ -151,6 +151,7 @@ class Job:
             "finished_at": None,
         }
         self.posted = False
+        self.frames_missed = False  # set by the monitor on a reconnect: /history has outputs
         self.cancel_requested = False
         self._ui_outputs: dict[str, dict[str, Any]] = {}
         self._succeeded = False
@@ -503,7 +504,21 @@ class Job:
         self._finishing = True
         await self._complete(status, error)
 
+    async def _outputs_from_history(self) -> None:
+        """Add the outputs /history lists: ``executed`` frames sent during a reconnect are lost."""
+        try:
+            entry = (await self.client.get_history(self.prompt_id) or {}).get(self.prompt_id)
+        except ComfyWidgetsError as exc:
+            log.info("could not read history of %s: %s", self.prompt_id, exc)
+            return
+        outputs = entry.get("outputs") if isinstance(entry, dict) else None
+        if isinstance(outputs, dict):
+            found = {str(k): v for k, v in outputs.items() if isinstance(v, dict)}
+            self._ui_outputs = {**found, **self._ui_outputs, **found}  # in /history's order
+
     async def _complete(self, status: str, error: ComfyWidgetsError | None) -> None:
+        if status == "completed" and self.frames_missed:
+            await self._outputs_from_history()
         try:
             self.outputs = await self._fetch_outputs()
         except ComfyWidgetsError as exc:

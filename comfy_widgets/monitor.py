@@ -202,6 +202,7 @@ class Monitor:
                 await ws.send(json.dumps(FEATURE_FLAGS))
                 self.connects += 1
                 self.connected_at = time.monotonic()
+                self._note_missed_frames()
                 self._connected.set()
                 log.debug("WebSocket connected to %s (connect #%d)", self.client.url, self.connects)
                 self._catch_up_task = self.loop.create_task(self._catch_up())
@@ -209,6 +210,13 @@ class Monitor:
             finally:
                 self._connected.clear()
                 self._ws = None
+
+    def _note_missed_frames(self) -> None:
+        """Jobs posted before this (re)connect may have lost frames (e.g. an output node's
+        ``executed``) while no socket listened: they take their outputs from /history."""
+        for job in self.jobs.values():
+            if job.posted or self.connects > 1:
+                job.frames_missed = True
 
     async def _read(self, ws: Any) -> None:
         """Dispatch frames until the socket closes, with the quiet-socket watchdog running."""

@@ -263,3 +263,28 @@ async def test_queued_at_is_not_after_started_at_when_execution_starts_before_th
     await job._post()
     assert job.state == "running"
     assert job.timings["queued_at"] <= job.timings["started_at"]
+
+
+async def test_outputs_executed_while_the_socket_was_down_come_from_history():
+    """Seen on ComfyUI 0.3.64: an output node that ran during a reconnect sent its `executed`
+    to no socket; the job must still list its image (from /history), in /history's order."""
+    pid = "reconnected"
+    empty = {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1}}
+    prompt = {"1": empty, "20": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+              "21": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+    outputs = {node: {"images": [{"filename": f"n{node}.png", "subfolder": "", "type": "temp"}]}
+               for node in ("20", "21")}
+    entry = {"outputs": outputs, "status": {"status_str": "success", "completed": True}}
+    client = OfflineClient(history={pid: entry})
+    (job,) = watch_all(client, {pid: prompt}).values()
+    monitor = client.monitor
+    for event in (ev.ExecutionStartEvent(pid, 1), ev.ExecutingEvent(pid, "1"),
+                  ev.ExecutingEvent(pid, "20")):
+        monitor.dispatch(event)
+    monitor.connects += 1  # the socket dropped and came back while node 20 ran
+    monitor._note_missed_frames()
+    for event in (ev.ExecutingEvent(None, "21"), ev.ExecutedEvent(pid, "21", "21", outputs["21"]),
+                  ev.ExecutionSuccessEvent(pid, 2), ev.ExecutingEvent(pid, None)):
+        monitor.dispatch(event)
+    result = await job
+    assert [o.filename for o in result.outputs] == ["n20.png", "n21.png"]
