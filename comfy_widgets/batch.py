@@ -360,8 +360,13 @@ class Batch:
         """Delete this server's queued items, settle them, and interrupt running ones if asked."""
         queued = [j for j in jobs if j.state == "queued"]
         if queued:
-            await server.delete_queued([j.prompt_id for j in queued])
-            await server.monitor.reconcile(queued, lost="cancel")
+            try:
+                await server.delete_queued([j.prompt_id for j in queued])
+                await server.monitor.reconcile(queued, lost="cancel")
+            except ServerConnectionError as exc:
+                log.warning("cancelling %d queued item(s) locally, %s is unreachable: %s",
+                            len(queued), server.url, exc)
+                await asyncio.gather(*(j.finish("cancelled") for j in queued))
         if interrupt:
             running = [j for j in jobs if not j.done()]
             await asyncio.gather(*(j.cancel_async() for j in running))

@@ -26,6 +26,7 @@ from comfy_widgets.errors import (
     ComfyWidgetsError,
     ExecutionError,
     JobCancelledError,
+    ServerConnectionError,
 )
 from comfy_widgets.events import (
     Event,
@@ -583,9 +584,14 @@ class Job:
         self.cancel_requested = True
         if self.done() or not self.posted:
             return
-        await self.client.delete_queued([self.prompt_id])
-        await self.client.interrupt(self.prompt_id)
-        await self.client.monitor.reconcile([self], lost="cancel")
+        try:
+            await self.client.delete_queued([self.prompt_id])
+            await self.client.interrupt(self.prompt_id)
+            await self.client.monitor.reconcile([self], lost="cancel")
+        except ServerConnectionError as exc:
+            # nobody to tell: end the job here rather than wait for a server that is gone
+            log.warning("cancelling %s locally, the server is unreachable: %s", self.prompt_id, exc)
+            await self.finish("cancelled")
 
     # --- waiting ------------------------------------------------------------------------------
 
