@@ -29,6 +29,8 @@ VIRTUAL_TYPES = frozenset({"PrimitiveNode", "Reroute", "Note", "MarkdownNote"})
 SAVE_NODE_TYPES = frozenset({"SaveImage", "SaveAnimatedWEBP", "SaveWEBM", "SaveAudio", "SaveGLB",
                              "SaveAnimatedPNG", "CLIPSave", "VAESave", "ModelSave", "LoraSave",
                              "SaveLatent"})
+#: Value types that ``_wrap`` returns unchanged.
+_JSON_SCALARS = frozenset({str, int, bool, type(None)})
 _ANNOTATED = re.compile(r"\[(input|output|temp)\]", re.IGNORECASE)
 MODE_MUTED = 2
 MODE_BYPASS = 4
@@ -129,7 +131,10 @@ def parse_links(raw_links: Any) -> dict[Any, Link]:
     """Read links stored either as 6-arrays (root graph) or as objects (subgraphs)."""
     links: dict[Any, Link] = {}
     for item in raw_links or []:
-        if isinstance(item, (list, tuple)) and len(item) >= 5:
+        if type(item) is list and len(item) == 6 and type(item[2]) is int \
+                and type(item[4]) is int:
+            link = Link._make(item)  # the usual root-graph form: no conversion needed
+        elif isinstance(item, (list, tuple)) and len(item) >= 5:
             link = Link(item[0], item[1], int(item[2]), item[3], int(item[4]),
                         item[5] if len(item) > 5 else None)
         elif isinstance(item, dict) and "id" in item:
@@ -195,6 +200,9 @@ def clone_json(value: Any) -> Any:
 
 def js_number(value: Any) -> Any:
     """Write integral floats as ints (as JavaScript does) inside any JSON value."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
         return int(value)
     if isinstance(value, list):
@@ -236,6 +244,7 @@ class Converter:
         self.nodes: dict[str, Node] = {}
         self._input_cache: dict[tuple[str, Any], list[dict[str, Any]]] = {}
         self._templates: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+        self._layouts: dict[str, tuple[list[Widget], tuple[Any, ...], tuple[int, ...]]] = {}
         #: ``control_after_generate`` of each emitted node's widgets: {exec_id: {field: mode}}.
         self.controls: dict[str, dict[str, str]] = {}
         #: Inputs fed by one PrimitiveNode: [(title, [(exec_id, field), ...]), ...].
@@ -291,18 +300,24 @@ class Converter:
         if not self.object_info.has(node_type):
             return WidgetState([Widget("UNKNOWN")] * len(stored),
                                [_placeholder_value(v) for v in stored])
-        slots = list(self.object_info.widgets(node_type))
+        slots, defaults, stored_at = self._widget_layout(node_type)
         stored = migrate_widget_values(self.object_info, node_type, stored)
-        values = [_default_value(slot) for slot in slots]
-        position = 0
-        for i, slot in enumerate(slots):
-            if not slot.stored:
-                continue
-            if position >= len(stored):
-                break
-            values[i] = stored[position]
-            position += 1
+        values = list(defaults)
+        for i, value in zip(stored_at, stored, strict=False):
+            values[i] = value
         return WidgetState(slots, values)
+
+    def _widget_layout(self, node_type: str) -> tuple[list[Widget], tuple[Any, ...],
+                                                        tuple[int, ...]]:
+        """A known class's widget slots, their default values and the indices of the stored
+        ones (computed once per class; shared, never modified)."""
+        layout = self._layouts.get(node_type)
+        if layout is None:
+            slots = list(self.object_info.widgets(node_type))
+            layout = (slots, tuple(_default_value(slot) for slot in slots),
+                      tuple(i for i, slot in enumerate(slots) if slot.stored))
+            self._layouts[node_type] = layout
+        return layout
 
     def _configure_instance(self, graph: Graph, node_id: Any, raw: dict[str, Any],
                             seen: set[str]) -> WidgetState:
@@ -583,16 +598,19 @@ class Converter:
         for slot, value in zip(state.slots if state else [], state.values if state else [],
                                strict=True):
             if slot.in_prompt and slot.name and value is not UNDEFINED:
-                if not slot.plain or save_node:
+                if save_node or not slot.plain:
                     value = self._serialize_widget(node, slot, value)
-                inputs[slot.name] = _wrap(value)
+                inputs[slot.name] = value if type(value) in _JSON_SCALARS else _wrap(value)
         for i, inp in enumerate(node.inputs):
+            if inp.get("link") is None:
+                continue
             resolved = self._resolve_input(node, i, set())
             if resolved is None:
                 continue
             name = str(inp.get("name"))
             if resolved.is_value:
-                inputs[name] = _wrap(resolved.value)
+                value = resolved.value
+                inputs[name] = value if type(value) in _JSON_SCALARS else _wrap(value)
             else:
                 inputs[name] = [resolved.origin_id, resolved.origin_slot]
         inputs = js_key_order(inputs)
@@ -661,7 +679,7 @@ class Converter:
     # --- link resolution (ExecutableNodeDTO.resolveInput / resolveOutput) ---------------------
 
     def _node_at(self, path: tuple[str, ...], node_id: Any) -> Node:
-        exec_id = ":".join((*path, str(node_id)))
+        exec_id = ":".join((*path, str(node_id))) if path else str(node_id)
         node = self.nodes.get(exec_id)
         if node is None:
             raise WorkflowError(f"no node {exec_id} in the expanded graph")
@@ -691,6 +709,9 @@ class Converter:
                 f"input {inp.get('name')!r} of node {node.exec_id} is linked to node "
                 f"{link.origin_id}, which does not exist")
         origin = self._node_at(node.path, link.origin_id)
+        if origin.mode != MODE_BYPASS and not origin.is_subgraph \
+                and origin.type not in VIRTUAL_TYPES:
+            return Resolved(origin_id=origin.exec_id, origin_slot=link.origin_slot)
         return self._resolve_output(origin, link.origin_slot,
                                     wanted_type if wanted_type is not None else inp.get("type"),
                                     visited)
@@ -787,8 +808,9 @@ def _drop_dangling(output: dict[str, Any]) -> None:
     """Delete inputs whose link points at a node that is not in the prompt."""
     for entry in output.values():
         inputs = entry["inputs"]
-        for name in [k for k, v in inputs.items()
-                     if isinstance(v, list) and len(v) == 2 and v[0] not in output]:
+        dangling = [k for k, v in inputs.items()
+                    if type(v) is list and len(v) == 2 and v[0] not in output]
+        for name in dangling:
             del inputs[name]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from typing import Any, Literal
 
@@ -63,7 +63,7 @@ class InputSpec:
     required: bool
     choices: tuple[Any, ...] | None = None
 
-    @property
+    @cached_property
     def is_widget(self) -> bool:
         """True when the frontend shows this input as a widget rather than a link socket."""
         widget_type = self.options.get("widgetType") or self.type
@@ -104,7 +104,7 @@ class Widget:
     #: For the combo an upload button serves: the folder its file names are annotated with.
     upload_folder: str | None = None
 
-    @property
+    @cached_property
     def plain(self) -> bool:
         """True when the frontend sends the stored value as it is (no fixed or text value)."""
         spec = self.spec
@@ -145,6 +145,7 @@ class ObjectInfo:
         self._slots: dict[str, tuple[tuple[str, str, bool], ...]] = {}
         self._plans: dict[str, tuple[tuple[bool, ...], int] | None] = {}
         self._names: dict[str, frozenset[str]] = {}
+        self._folders: dict[tuple[str, str], str | None] = {}
 
     @classmethod
     def bundled(cls) -> ObjectInfo:
@@ -234,6 +235,12 @@ class ObjectInfo:
 
     def model_folder(self, class_type: str, name: str) -> str | None:
         """The folder name when an input's options are server files (e.g. ``"checkpoints"``)."""
+        key = (class_type, name)
+        if key not in self._folders:
+            self._folders[key] = self._find_model_folder(class_type, name)
+        return self._folders[key]
+
+    def _find_model_folder(self, class_type: str, name: str) -> str | None:
         spec = self.input(class_type, name)
         if spec is None or spec.type != "COMBO":
             return None

@@ -215,4 +215,5 @@ def _find_cycle(prompt: dict[str, Any]) -> list[str] | None:
 
 def _deps(prompt: dict[str, Any], node_id: str) -> list[str]:
     inputs = prompt[node_id].get("inputs") or {}
-    return [str(v[0]) for v in inputs.values() if _is_link(v) and str(v[0]) in prompt]
+    return [str(v[0]) for v in inputs.values()
+            if type(v) is list and len(v) == 2 and _is_link(v) and str(v[0]) in prompt]
