@@ -9,7 +9,6 @@ input answers to it. Values are checked against the node definitions before anyt
 from __future__ import annotations
 
 import copy
-import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -65,9 +64,12 @@ class WorkflowParameter:
 
 def copy_parameter(param: WorkflowParameter) -> WorkflowParameter:
     """A copy that callers may change freely (options and value are copied too)."""
-    return dataclasses.replace(
-        param, value=copy.deepcopy(param.value) if isinstance(param.value, (list, dict))
-        else param.value, options=None if param.options is None else list(param.options))
+    copied = copy.copy(param)  # much faster than dataclasses.replace
+    if isinstance(param.value, (list, dict)):
+        copied.value = copy.deepcopy(param.value)
+    if param.options is not None:
+        copied.options = list(param.options)
+    return copied
 
 
 @dataclass
