@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from comfy_widgets.client import Client, connect, running_loop
+from comfy_widgets.client import Client, check_server_models, connect, running_loop
 from comfy_widgets.errors import BlockingCallError, ServerConnectionError
 from comfy_widgets.plan import VariationPlan
 from comfy_widgets.results import (
@@ -219,7 +219,9 @@ class Batch:
     def _prepare_item(self, values: dict[str, Any]) -> tuple[dict, dict, list]:
         """Validate one item: its API prompt, the values used and the images to upload."""
         merged, uploads = prepare_image_values(self._image_names, values)
-        return self.workflow.apply(merged), merged, uploads
+        prompt = self.workflow.apply(merged)
+        check_server_models(self.workflow, prompt)
+        return prompt, merged, uploads
 
     def _record(self) -> None:
         """Record the batch and its whole plan in the store before anything is queued."""

@@ -108,6 +108,19 @@ async def test_a_bad_value_queues_nothing(client, workflow):
     assert queue["queue_pending"] == [] and queue["queue_running"] == []
 
 
+async def test_a_model_file_the_server_lacks_queues_nothing(client, workflow):
+    """The workflow itself names a checkpoint this server does not have (a downloaded graph)."""
+    await client.get_object_info()  # the server's model lists are known from here on
+    prompt = workflow.to_api()
+    loader = next(n for n in prompt.values() if n["class_type"] == "CheckpointLoaderSimple")
+    loader["inputs"]["ckpt_name"] = "not_on_this_server.safetensors"
+    with pytest.raises(ParameterError) as caught:
+        client.batch(Workflow.load(prompt), count=3, seed="random", **SMALL)
+    assert "not_on_this_server.safetensors" in str(caught.value)
+    assert await history_ids(client) == set()
+    assert (await client.get_queue())["queue_pending"] == []
+
+
 async def test_stop_remaining_leaves_exactly_the_started_items(server, client, workflow):
     server.settings.seconds_per_step = 0.02
     batch = client.batch(workflow, count=12, seed="random", concurrency=4, **SMALL)
