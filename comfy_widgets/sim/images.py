@@ -11,10 +11,12 @@ import hashlib
 import io
 import json
 import random
+import struct
 import textwrap
+import zlib
 from functools import cache
 
-from PIL import Image, ImageDraw, ImageEnhance, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 MAX_SIDE = 1024
@@ -141,15 +143,41 @@ class Previewer:
 
 
 def png_bytes(image: Image.Image, prompt: dict | None, extra_pnginfo: dict | None) -> bytes:
-    """PNG bytes with ComfyUI's tEXt chunks: `prompt` and one chunk per extra_pnginfo key."""
-    info = PngInfo()
-    if prompt is not None:
-        info.add_text("prompt", json.dumps(prompt))
-    for key, value in (extra_pnginfo or {}).items():
-        info.add_text(key, json.dumps(value))
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", pnginfo=info, compress_level=1)
-    return buf.getvalue()
+    """PNG bytes with ComfyUI's tEXt chunks: `prompt` and one chunk per extra_pnginfo key.
+
+    RGB pictures get one filter for every row (Up) and zlib level 1: about three times faster
+    than Pillow's per-row filter search, for the same pixels and about the same size.
+    """
+    texts = [] if prompt is None else [("prompt", json.dumps(prompt))]
+    texts += [(key, json.dumps(value)) for key, value in (extra_pnginfo or {}).items()]
+    if image.mode != "RGB":
+        info = PngInfo()
+        for key, text in texts:
+            info.add_text(key, text)
+        buf = io.BytesIO()
+        image.save(buf, format="PNG", pnginfo=info, compress_level=1)
+        return buf.getvalue()
+    w, h = image.size
+    return b"".join([
+        b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)),
+        *(_chunk(b"tEXt", key.encode("latin-1") + b"\0" + text.encode("latin-1"))
+          for key, text in texts),
+        _chunk(b"IDAT", zlib.compress(_up_filtered(image), 1)), _chunk(b"IEND", b"")])
+
+
+def _up_filtered(image: Image.Image) -> bytes:
+    """An RGB picture's PNG scanlines with filter type 2 (each byte minus the one above)."""
+    w, _h = image.size
+    diff = ImageChops.subtract_modulo(image, ImageChops.offset(image, 0, 1))
+    diff.paste(image.crop((0, 0, w, 1)), (0, 0))  # the first row has a zero row above
+    data = diff.tobytes()
+    stride = w * 3
+    return b"".join(b"\x02" + data[i:i + stride] for i in range(0, len(data), stride))
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk: length, type, body, CRC."""
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 def webp_bytes(frames: list[Image.Image], fps: float) -> bytes:
