@@ -913,3 +913,23 @@ def convert_ui_to_api(ui: dict[str, Any], object_info: ObjectInfo,
                       allow_unknown_nodes: bool = False) -> dict[str, Any]:
     """Convert a UI workflow dict to an API prompt exactly as frontend 1.27.10 would."""
     return Converter(ui, object_info, allow_unknown_nodes).convert()
+
+
+def widgets_values_index(object_info: ObjectInfo, node: dict[str, Any], name: str) -> int | None:
+    """Where a UI node's ``widgets_values`` holds widget ``name``, read as ``_node_widgets`` reads
+    it (hidden control values and pre-1.16 forceInput values counted); None if it holds none."""
+    stored = node.get("widgets_values")
+    if not isinstance(stored, list):
+        return None
+    node_type = str(node.get("type"))
+    if node_type == "PrimitiveNode":
+        return 0 if name == "value" and stored else None
+    if node_type in VIRTUAL_TYPES or not object_info.has(node_type):
+        return None
+    slots = object_info.widgets(node_type)
+    slot = next((i for i, widget in enumerate(slots) if widget.name == name), -1)
+    if slot < 0 or not slots[slot].stored:
+        return None
+    position = sum(1 for widget in slots[:slot] if widget.stored)
+    kept = migrate_widget_values(object_info, node_type, list(range(len(stored))))
+    return kept[position] if position < len(kept) else None
