@@ -263,7 +263,6 @@ class Converter:
             entry = self._serialize(node)
             if entry is not None:
                 output[node.exec_id] = entry
-        _drop_dangling(output)
         return js_key_order(output)
 
     # --- loading: widget values ---------------------------------------------------------------
@@ -399,7 +398,7 @@ class Converter:
             saved = by_name.pop(template["name"], None)
             if saved is None:
                 rebuilt.append(template)
-            elif all(saved.get(k) == v for k, v in overrides.items()):
+            elif _holds(saved, overrides):
                 rebuilt.append(saved)  # already what the definition imposes (never modified)
             else:
                 rebuilt.append({**saved, **overrides})
@@ -611,6 +610,8 @@ class Converter:
             if resolved.is_value:
                 value = resolved.value
                 inputs[name] = value if type(value) in _JSON_SCALARS else _wrap(value)
+            elif self.nodes[resolved.origin_id].mode == MODE_MUTED:
+                inputs.pop(name, None)  # its source is not sent, so neither is the input
             else:
                 inputs[name] = [resolved.origin_id, resolved.origin_slot]
         inputs = js_key_order(inputs)
@@ -797,21 +798,19 @@ def _bypass_slot(node: Node, slot: int, wanted_type: Any) -> int:
     return -1
 
 
+def _holds(slot: dict[str, Any], overrides: dict[str, Any]) -> bool:
+    """True when a stored slot already has every key the definition imposes."""
+    for key, value in overrides.items():
+        if slot.get(key) != value:
+            return False
+    return True
+
+
 def _find_subgraph_input(sub: Graph, name: Any) -> dict[str, Any] | None:
     for sub_input in (sub.definition or {}).get("inputs") or []:
         if sub_input.get("name") == name:
             return sub_input
     return None
-
-
-def _drop_dangling(output: dict[str, Any]) -> None:
-    """Delete inputs whose link points at a node that is not in the prompt."""
-    for entry in output.values():
-        inputs = entry["inputs"]
-        dangling = [k for k, v in inputs.items()
-                    if type(v) is list and len(v) == 2 and v[0] not in output]
-        for name in dangling:
-            del inputs[name]
 
 
 def number_widget_callback(spec: Any, value: Any) -> Any:

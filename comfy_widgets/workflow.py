@@ -189,6 +189,8 @@ def _is_link(value: Any) -> bool:
 
 def _find_cycle(prompt: dict[str, Any]) -> list[str] | None:
     """One dependency cycle as a list of node ids (first repeated at the end), or None."""
+    if _links_point_back(prompt):
+        return None
     state: dict[str, int] = {}
     for root in prompt:
         if state.get(root):
@@ -211,6 +213,18 @@ def _find_cycle(prompt: dict[str, Any]) -> list[str] | None:
                 path.append(dep)
                 stack.append((dep, _deps(prompt, dep)))
     return None
+
+
+def _links_point_back(prompt: dict[str, Any]) -> bool:
+    """True when every link comes from an earlier node: that order proves there is no cycle."""
+    earlier: set[str] = set()
+    for node_id, node in prompt.items():
+        for value in (node.get("inputs") or {}).values():
+            if type(value) is list and len(value) == 2 and _is_link(value) \
+                    and str(value[0]) not in earlier and str(value[0]) in prompt:
+                return False
+        earlier.add(node_id)
+    return True
 
 
 def _deps(prompt: dict[str, Any], node_id: str) -> list[str]:
