@@ -14,9 +14,10 @@ import random
 import struct
 import textwrap
 import zlib
+from array import array
 from functools import cache
 
-from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageStat
 from PIL.PngImagePlugin import PngInfo
 
 MAX_SIDE = 1024
@@ -86,6 +87,23 @@ def _caption(image: Image.Image, text: str, seed: int) -> None:
         draw.text((4, top + i * (size + 2)), line, fill=(255, 255, 255, 230), font=font)
 
 
+def _contrast(image: Image.Image, factor: float) -> Image.Image:
+    """``ImageEnhance.Contrast(image).enhance(factor)`` through one lookup table: the same
+    pixels (Pillow blends with the mean grey in float32, as done here), about 3x faster."""
+    mean = int(ImageStat.Stat(image.convert("L")).mean[0] + 0.5)
+    alpha = _float32(factor)
+    table = []
+    for value in range(256):
+        blended = _float32(mean + _float32(alpha * (value - mean)))
+        table.append(0 if blended <= 0 else 255 if blended >= 255 else int(blended))
+    return image.point(table * len(image.getbands()))
+
+
+def _float32(value: float) -> float:
+    """The value rounded to single precision, as Pillow's C code holds it."""
+    return array("f", [value])[0]
+
+
 def _digest_byte(text: str) -> int:
     """A stable small number from a name (Python's hash() changes per process)."""
     return hashlib.sha256(text.encode("utf-8")).digest()[0]
@@ -116,7 +134,7 @@ def render(params: dict, index: int = 0, cap: int = MAX_SIDE) -> Image.Image:
     steps = int(params.get("steps", 20))
     _shapes(image, rng, colors, min(MAX_SHAPES, 4 + 3 * steps))
     cfg = float(params.get("cfg", 7.0))
-    image = ImageEnhance.Contrast(image).enhance(max(0.2, min(3.0, 0.35 + cfg / 8)))
+    image = _contrast(image, max(0.2, min(3.0, 0.35 + cfg / 8)))
     image = _sampler_look(image, str(params.get("sampler_name", "")),
                           str(params.get("scheduler", "")))
     if min(size) >= 48:
