@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from comfy_widgets import pngmeta
 from comfy_widgets.migrations import migrate
+from comfy_widgets.writeback import job_ui_graph
 
 STORE_FILENAME = "store.sqlite"
 TERMINAL_STATES = ("completed", "failed", "cancelled", "lost")
@@ -636,11 +637,11 @@ def _unix_time(value: Any) -> float:
 
 
 def _png_texts(job: Any) -> dict[str, str]:
-    """The ComfyUI text chunks for a job: the API prompt, the UI workflow (if UI format), params."""
-    workflow = getattr(job, "workflow", None)
-    ui = getattr(workflow, "source", None) if getattr(workflow, "format", None) == "ui" else None
+    """The ComfyUI text chunks for a job: the API prompt, params, and the UI graph holding the
+    values used (left out when it cannot hold them: ComfyUI then loads the exact prompt)."""
     return pngmeta.comfy_text_chunks(
-        getattr(job, "prompt", None), ui, dict(getattr(job, "parameters", None) or {})
+        getattr(job, "prompt", None), job_ui_graph(job),
+        dict(getattr(job, "parameters", None) or {})
     )
 
 

@@ -152,7 +152,10 @@ def test_png_of_a_ui_workflow_carries_the_graph_and_the_prompt(server, store, cl
     job = client.run(workflow, seed=3, steps=1, width=64, height=64)
     row = _finished(store, job)
     meta = pngmeta.read_comfy_metadata(row["outputs"][0]["local_path"])
-    assert meta["workflow"] == workflow.source
+    sampler = next(n for n in meta["workflow"]["nodes"] if n["type"] == "KSampler")
+    assert sampler["widgets_values"][0] == 3 and sampler["widgets_values"][2] == 1
+    assert meta["workflow"] != workflow.source
+    assert Workflow.load(meta["workflow"]).to_api() == job.prompt
     assert meta["prompt"] == job.prompt
     assert meta["parameters"] == {"seed": 3, "steps": 1, "width": 64, "height": 64}
     again = client.submit(meta["prompt"])

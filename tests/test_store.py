@@ -9,6 +9,9 @@ import pytest
 
 from comfy_widgets import migrations, pngmeta
 from comfy_widgets.store import Store, clean_url, default_store_path
+from comfy_widgets.workflow import Workflow
+from comfy_widgets.writeback import ui_graph_with_values
+from tests.shared_data import WORKFLOWS
 from tests.store_fakes import API_PROMPT, FakeClient, FakeJob, FakeWorkflow, finish
 
 UI_SOURCE = {"nodes": [{"id": 3, "type": "KSampler"}], "links": [], "version": 0.4}
@@ -85,13 +88,32 @@ def test_job_lifecycle_is_recorded_with_exact_prompt(store):
 
 
 def test_saved_png_carries_comfyui_metadata(store):
-    ui = FakeWorkflow(UI_SOURCE, name="ui wf", format="ui")
-    job = finish(FakeJob(workflow=ui, parameters={"seed": 5}))
+    ui = Workflow.load(WORKFLOWS / "ui" / "sd15_txt2img_default.json", name="ui wf")
+    job = finish(FakeJob(workflow=ui, parameters={"seed": 5}, prompt=ui.apply(seed=5)))
     store.job_finished(job)
     path = store.generation_records()[0]["outputs"][0]["local_path"]
     meta = pngmeta.read_comfy_metadata(path)
-    assert meta == {"prompt": job.prompt, "workflow": UI_SOURCE, "parameters": {"seed": 5}}
+    assert meta == {"prompt": job.prompt, "workflow": ui_graph_with_values(ui, {"seed": 5}),
+                    "parameters": {"seed": 5}}
+    sampler = next(n for n in meta["workflow"]["nodes"] if n["type"] == "KSampler")
+    assert sampler["widgets_values"][0] == 5
     assert "/ui_wf/" in path
+
+
+@pytest.mark.parametrize("values, prompt_values", [
+    ({"seed": 5}, {"seed": 6}),  # the prompt is not the workflow with these values
+    ({"cfg_conds": 1.23456789}, {"cfg_conds": 1.23456789}),  # the frontend would round it
+    ({"seed": "not a number"}, {}),  # values the workflow rejects
+])
+def test_png_has_no_workflow_chunk_when_the_graph_cannot_show_the_values(store, values,
+                                                                         prompt_values):
+    name = "primitive_reroute_hidream_e1_1" if "cfg_conds" in values else "sd15_txt2img_default"
+    ui = Workflow.load(WORKFLOWS / "ui" / f"{name}.json")
+    job = finish(FakeJob(workflow=ui, parameters=values, prompt=ui.apply(prompt_values)))
+    store.job_finished(job)
+    meta = pngmeta.read_comfy_metadata(store.generation_records()[0]["outputs"][0]["local_path"])
+    assert set(meta) == {"prompt", "parameters"}
+    assert meta["prompt"] == job.prompt
 
 
 def test_api_workflow_png_has_no_workflow_chunk(store):
