@@ -43,6 +43,7 @@ from comfy_widgets.events import (
     TextEvent,
 )
 from comfy_widgets.outputs import Output, file_refs, output_from_file, text_outputs
+from comfy_widgets.writeback import job_ui_graph
 
 if TYPE_CHECKING:
     from comfy_widgets.client import Client
@@ -268,9 +269,12 @@ class Job:
             return
         # the send time, not the answer's: a free server starts the prompt (execution_start)
         # before its POST answer arrives, and queued_at must not come after started_at
+        # as the frontend does, so the server's own PNGs carry the graph with the values used
+        graph = job_ui_graph(self)
         sent_at = time.time()
         answer = await self.client.queue_prompt(
-            self.prompt, prompt_id=self.prompt_id, front=self.front
+            self.prompt, prompt_id=self.prompt_id, front=self.front,
+            extra_data={"extra_pnginfo": {"workflow": graph}} if graph is not None else None,
         )
         self.number = answer.get("number") if isinstance(answer, dict) else None
         self.timings["queued_at"] = self.timings["queued_at"] or sent_at

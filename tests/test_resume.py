@@ -157,10 +157,15 @@ def test_png_of_a_ui_workflow_carries_the_graph_and_the_prompt(server, store, cl
     assert meta["workflow"] != workflow.source
     assert Workflow.load(meta["workflow"]).to_api() == job.prompt
     assert meta["prompt"] == job.prompt
+    entry = _call(client, client.get_history(job.prompt_id))[job.prompt_id]
+    assert entry["prompt"][3]["extra_pnginfo"] == {"workflow": meta["workflow"]}
+    assert pngmeta.read_comfy_metadata(job.outputs[0].data)["workflow"] == meta["workflow"]
     assert meta["parameters"] == {"seed": 3, "steps": 1, "width": 64, "height": 64}
     again = client.submit(meta["prompt"])
     _finished(store, again)
     assert len(store.generation_records()) == 2
+    entry = _call(client, client.get_history(again.prompt_id))[again.prompt_id]
+    assert "extra_pnginfo" not in entry["prompt"][3]
 
 
 def test_rerun_queues_the_recorded_prompt(server, store, client):
