@@ -478,7 +478,10 @@ class Converter:
         for node_id, raw in graph.nodes.items():
             inputs = self._instance_inputs(raw) if self._is_subgraph(raw) \
                 else self._inputs(graph, raw)
-            count = sum(1 for inp in inputs if inp.get("link") is not None)
+            count = 0
+            for inp in inputs:
+                if inp.get("link") is not None:
+                    count += 1
             if count == 0:
                 ready.append(raw)
             else:
@@ -486,21 +489,22 @@ class Converter:
         order: list[dict[str, Any]] = []
         done: set[Any] = set()
         visited_links: set[Any] = set()
+        links = graph.links
         while ready:
             raw = ready.popleft()
             order.append(raw)
             done.add(raw["id"])
             for slot in range(len(raw.get("outputs") or [])):
                 for link_id in graph.output_links(raw, slot):
-                    link = graph.links.get(link_id)
+                    link = links.get(link_id)
                     if link is None or link_id in visited_links:
                         continue
                     visited_links.add(link_id)
-                    if link.target_id not in graph.nodes or link.target_id not in pending:
-                        continue
-                    pending[link.target_id] -= 1
-                    if pending[link.target_id] == 0:
-                        ready.append(graph.nodes[link.target_id])
+                    target_id = link.target_id
+                    if target_id in pending and target_id in graph.nodes:
+                        pending[target_id] -= 1
+                        if pending[target_id] == 0:
+                            ready.append(graph.nodes[target_id])
         rest = [raw for node_id, raw in graph.nodes.items() if node_id not in done]
         rest.sort(key=lambda raw: _js_key_rank(raw["id"]))
         return order + rest
@@ -712,7 +716,7 @@ class Converter:
         origin = self._node_at(node.path, link.origin_id)
         if origin.mode != MODE_BYPASS and not origin.is_subgraph \
                 and origin.type not in VIRTUAL_TYPES:
-            return Resolved(origin_id=origin.exec_id, origin_slot=link.origin_slot)
+            return Resolved(origin.exec_id, link.origin_slot)
         return self._resolve_output(origin, link.origin_slot,
                                     wanted_type if wanted_type is not None else inp.get("type"),
                                     visited)
