@@ -113,6 +113,7 @@ def build_parameter_set(prompt: dict[str, Any], object_info: ObjectInfo, *,
     roles = prompt_roles(prompt, object_info)
     grouped = _group_index(prompt, groups or [])
     params: list[WorkflowParameter] = []
+    described: dict[tuple[str, str], dict[str, Any]] = {}
     for node_id, node in prompt.items():
         for field_name, spec in _literal_inputs(node, object_info):
             key = f"{node_id}.{field_name}"
@@ -120,7 +121,7 @@ def build_parameter_set(prompt: dict[str, Any], object_info: ObjectInfo, *,
             if members is not None and members[0] != key:
                 continue
             param = _make_parameter(node_id, node, field_name, spec, object_info,
-                                    controls.get(node_id, {}).get(field_name))
+                                    controls.get(node_id, {}).get(field_name), described)
             if members is not None:
                 param.linked_keys = tuple(members[1:])
                 role = next((roles[_split(k)] for k in members if _split(k) in roles), None)
@@ -174,34 +175,51 @@ def _literal_inputs(node: dict[str, Any], object_info: ObjectInfo):
 
 def _make_parameter(node_id: str, node: dict[str, Any], field_name: str,
                     spec: InputSpec | None, object_info: ObjectInfo,
-                    control: str | None) -> WorkflowParameter:
-    """Describe one input as a WorkflowParameter (type, range, options, model list)."""
+                    control: str | None,
+                    described: dict[tuple[str, str], dict[str, Any]]) -> WorkflowParameter:
+    """Describe one input as a WorkflowParameter (type, range, options, model list).
+
+    What the node definition alone decides is worked out once per class and input, in
+    ``described`` (shared by every node of the class; never modified).
+    """
     class_type = str(node.get("class_type"))
     value = node["inputs"][field_name]
     if isinstance(value, dict) and "__value__" in value:
         value = value["__value__"]
     title = (node.get("_meta") or {}).get("title") or object_info.display_name(class_type)
+    fields = described.get((class_type, field_name)) if spec is not None else None
+    if fields is None:
+        fields = _input_fields(class_type, field_name, spec, value, object_info)
+        if spec is not None:
+            described[(class_type, field_name)] = fields
+    key = f"{node_id}.{field_name}"
+    return WorkflowParameter(
+        name=key, key=key, node_id=node_id, field=field_name, value=value, node_title=str(title),
+        control_after_generate=control if fields["type"] in ("seed", "number", "select")
+        else None, **fields)
+
+
+def _input_fields(class_type: str, field_name: str, spec: InputSpec | None, value: Any,
+                  object_info: ObjectInfo) -> dict[str, Any]:
+    """The WorkflowParameter fields an input's definition decides (its value only without one)."""
     options = spec.options if spec is not None else {}
     kind = _param_type(class_type, field_name, spec, value)
-    param = WorkflowParameter(
-        name=f"{node_id}.{field_name}", key=f"{node_id}.{field_name}", node_id=node_id,
-        field=field_name, label=field_name.replace("_", " ").capitalize(), type=kind,
-        value=value, node_class=class_type, node_title=str(title),
-        control_after_generate=control if kind in ("seed", "number", "select") else None,
-        advanced=field_name not in DETECTION_TABLE.get(class_type, ()),
-        tooltip=options.get("tooltip"),
-        multiline=bool(options.get("multiline")),
-        is_integer=(spec.type == "INT") if spec is not None else isinstance(value, int)
+    fields: dict[str, Any] = {
+        "label": field_name.replace("_", " ").capitalize(), "type": kind,
+        "node_class": class_type,
+        "advanced": field_name not in DETECTION_TABLE.get(class_type, ()),
+        "tooltip": options.get("tooltip"), "multiline": bool(options.get("multiline")),
+        "is_integer": (spec.type == "INT") if spec is not None else isinstance(value, int)
         and not isinstance(value, bool) and kind in ("number", "seed"),
-    )
+    }
     if spec is not None and spec.type in ("INT", "FLOAT"):
-        param.min = options.get("min")
-        param.max = options.get("max")
-        param.step = options.get("step", 1 if spec.type == "INT" else None)
+        fields["min"] = options.get("min")
+        fields["max"] = options.get("max")
+        fields["step"] = options.get("step", 1 if spec.type == "INT" else None)
     if spec is not None and spec.type == "COMBO":
-        param.options = list(spec.choices or ())
-        param.model_list = object_info.model_folder(class_type, field_name)
-    return param
+        fields["options"] = list(spec.choices or ())
+        fields["model_list"] = object_info.model_folder(class_type, field_name)
+    return fields
 
 
 def _param_type(class_type: str, field_name: str, spec: InputSpec | None, value: Any) -> str:
