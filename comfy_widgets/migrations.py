@@ -68,6 +68,11 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX IF NOT EXISTS generations_created ON generations(created_at);
         """,
     ),
+    (
+        # a batch's completed/failed counts (recounted after every item) read only its own rows
+        2,
+        "CREATE INDEX IF NOT EXISTS generations_batch_status ON generations(batch_id, status)",
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
