@@ -7,7 +7,6 @@ through `server.queue_updated()`.
 from __future__ import annotations
 
 import asyncio
-import copy
 import heapq
 from collections.abc import Callable
 
@@ -40,7 +39,7 @@ class PromptQueue:
         item = list(heapq.heappop(self.pending))
         task_id = self._task_counter
         self._task_counter += 1
-        self.running[task_id] = copy.deepcopy(item)
+        self.running[task_id] = item  # nothing modifies a prompt once queued
         self.on_change()
         return task_id, item
 
@@ -60,9 +59,9 @@ class PromptQueue:
         return len(self.pending) + len(self.running)
 
     def snapshot(self) -> dict:
-        """The GET /queue body: running items and the pending heap in heap order."""
-        return {"queue_running": [copy.deepcopy(i) for i in self.running.values()],
-                "queue_pending": [list(copy.deepcopy(i)) for i in self.pending]}
+        """The GET /queue body (stored items: serialize, never modify): running, then pending."""
+        return {"queue_running": list(self.running.values()),
+                "queue_pending": [list(i) for i in self.pending]}
 
     def running_ids(self) -> list[str]:
         """prompt_ids of the running items."""
@@ -92,17 +91,19 @@ class PromptQueue:
     def get_history(self, prompt_id: str | None = None, max_items: int | None = None,
                     offset: int = -1) -> dict:
         """History entries, oldest first: one by id ({} if unknown), or `max_items` from
-        `offset` (a negative offset with max_items means the last max_items)."""
+        `offset` (a negative offset with max_items means the last max_items).
+
+        The entries are the stored ones, not copies: serialize them, never modify them."""
         if prompt_id is not None:
             entry = self.history.get(prompt_id)
-            return {prompt_id: copy.deepcopy(entry)} if entry is not None else {}
+            return {prompt_id: entry} if entry is not None else {}
         keys = list(self.history)
         if offset < 0 and max_items is not None:
             offset = len(keys) - max_items
         keys = keys[max(0, offset):]
         if max_items is not None:
             keys = keys[:max(1, max_items)]
-        return {k: copy.deepcopy(self.history[k]) for k in keys}
+        return {k: self.history[k] for k in keys}
 
     def wipe_history(self) -> None:
         """POST /history {"clear": true}."""

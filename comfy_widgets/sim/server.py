@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import copy
 import json
 import logging
 import shutil
@@ -308,7 +307,7 @@ class SimServer:
             _, prompt_id, prompt, extra_data, outputs = item
             try:
                 success, messages, result = await self.executor.execute(
-                    copy.deepcopy(prompt), prompt_id, extra_data, outputs)
+                    prompt, prompt_id, extra_data, outputs)
             except Exception:  # noqa: BLE001 - a simulator bug must not stop the queue
                 log.exception("simulator failed to execute %s", prompt_id)
                 success, messages, result = False, [], {"outputs": {}, "meta": {}}
