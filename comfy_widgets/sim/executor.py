@@ -90,7 +90,7 @@ class Executor:
         run = RunState(prompt_id, prompt, client_id, extra_data,
                        graph.signatures(prompt, self._salt))
         run.progress = ProgressRegistry(
-            prompt_id, lambda data: server.send_sync("progress_state", data, client_id))
+            prompt_id, lambda text: server.send_raw(text, client_id))
         self._add_message(run, "execution_start", {"prompt_id": prompt_id}, broadcast=False)
         server.faults.inject_malformed(client_id)
         cached = [n for n in prompt if run.signatures[n] in self.cache]
