@@ -28,6 +28,9 @@ EXTENSIONS = ["/extensions/core/groupNode.js", "/extensions/core/clipspace.js",
 FORCE_DOWNLOAD = {"text/html", "text/html-sandboxed", "application/xhtml+xml",
                   "text/javascript", "text/css"}
 VERSION = "0.3.64"
+FILE_CONDITIONS = ("Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since",
+                   "If-Unmodified-Since")  # requests left to web.FileResponse
+SMALL_FILE = 4 << 20  # larger files are streamed by web.FileResponse, off the loop
 SERVER_FEATURES = {"supports_preview_metadata": True, "max_upload_size": 104857600}
 
 
@@ -58,6 +61,30 @@ def _preview(path: str, name: str, spec: str) -> web.Response:
             buf, format=image_format, quality=quality)
     return web.Response(body=buf.getvalue(), content_type=f"image/{image_format}",
                         headers={"Content-Disposition": f'filename="{name}"'})
+
+
+def _file_response(request: web.Request, path: str, headers: dict) -> web.StreamResponse:
+    """The file exactly as web.FileResponse sends it (same headers, in the same order).
+
+    A small file asked for without range, condition or a pre-compressed sibling is read here:
+    FileResponse's two executor round trips and sendfile cost ~1 ms of CPU per image.
+    """
+    if (any(name in request.headers for name in FILE_CONDITIONS)
+            or any(os.path.lexists(path + ext) for ext in (".br", ".gz"))):
+        return web.FileResponse(path, headers=headers)
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if st.st_size > SMALL_FILE:
+                return web.FileResponse(path, headers=headers)
+            body = f.read()
+    except OSError:
+        return web.FileResponse(path, headers=headers)
+    response = web.Response(body=body, headers=headers)
+    response.etag = f"{st.st_mtime_ns:x}-{st.st_size:x}"
+    response.last_modified = st.st_mtime
+    response.headers["Accept-Ranges"] = "bytes"
+    return response
 
 
 class Routes:
@@ -176,8 +203,8 @@ class Routes:
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if content_type in FORCE_DOWNLOAD:
             content_type = "application/octet-stream"
-        return web.FileResponse(path, headers={"Content-Disposition": f'filename="{name}"',
-                                               "Content-Type": content_type})
+        return _file_response(request, path, {"Content-Disposition": f'filename="{name}"',
+                                              "Content-Type": content_type})
 
     async def upload_image(self, request: web.Request) -> web.Response:
         """POST /upload/image: store a multipart image (renamed or reused on a clash)."""
