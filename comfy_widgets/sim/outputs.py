@@ -46,9 +46,9 @@ def _expand(prefix: str, width: int, height: int) -> str:
     return prefix
 
 
-def save_path(prefix: str, base: Path, width: int = 0, height: int = 0
-              ) -> tuple[Path, str, int, str]:
-    """(folder, file stem, next counter, subfolder) like folder_paths.get_save_image_path.
+def save_target(prefix: str, base: Path, width: int = 0, height: int = 0
+                ) -> tuple[Path, str, str]:
+    """(folder, file stem, subfolder) like folder_paths.get_save_image_path, folder created.
 
     Raises ComfyUI's exception when the prefix points outside the folder.
     """
@@ -66,10 +66,21 @@ def save_path(prefix: str, base: Path, width: int = 0, height: int = 0
             f"\n full_output_folder: {folder}\n         output_dir: {base_str}"
             f"\n         commonpath: {common}")
     os.makedirs(folder, exist_ok=True)
+    return Path(folder), stem, subfolder
+
+
+def max_counter(folder: Path, stem: str) -> int:
+    """The highest counter of the `<stem>_<n>_...` files in the folder (0 if none)."""
     pattern = re.compile(re.escape(stem) + r"_(\d+)_")
-    counters = [int(m.group(1)) for name in os.listdir(folder)
-                if (m := pattern.match(name)) is not None]
-    return Path(folder), stem, max(counters, default=0) + 1, subfolder
+    return max((int(m.group(1)) for name in os.listdir(folder)
+                if (m := pattern.match(name)) is not None), default=0)
+
+
+def save_path(prefix: str, base: Path, width: int = 0, height: int = 0
+              ) -> tuple[Path, str, int, str]:
+    """(folder, file stem, next counter, subfolder): counters continue from what is on disk."""
+    folder, stem, subfolder = save_target(prefix, base, width, height)
+    return folder, stem, max_counter(folder, stem) + 1, subfolder
 
 
 class OutputWriter:
@@ -78,6 +89,8 @@ class OutputWriter:
     def __init__(self, output_dir: Path, temp_dir: Path) -> None:
         self.dirs = {"output": output_dir, "temp": temp_dir}
         self.temp_prefix = random_temp_prefix()
+        # (folder, stem) -> (folder mtime after our last image write there, highest counter)
+        self._written: dict[tuple[Path, str], tuple[int, int]] = {}
 
     def run(self, class_type: str, params: dict, inputs: dict, prompt: dict,
             extra_pnginfo: dict | None) -> dict | None:
@@ -104,13 +117,25 @@ class OutputWriter:
                 extra_pnginfo: dict | None) -> list[dict]:
         frames = self._frames(params)
         w, h = frames[0].size
-        folder, stem, counter, subfolder = save_path(prefix, self.dirs[kind], w, h)
+        folder, stem, subfolder = save_target(prefix, self.dirs[kind], w, h)
+        counter = self._next_counter(folder, stem)
         results = []
         for offset, frame in enumerate(frames):
             name = f"{stem.replace('%batch_num%', str(offset))}_{counter + offset:05}_.png"
             (folder / name).write_bytes(images.png_bytes(frame, prompt, extra_pnginfo))
             results.append({"filename": name, "subfolder": subfolder, "type": kind})
+        if "%batch_num%" not in stem:  # else the names written do not carry this stem
+            self._written[(folder, stem)] = (os.stat(folder).st_mtime_ns,
+                                             counter + len(frames) - 1)
         return results
+
+    def _next_counter(self, folder: Path, stem: str) -> int:
+        """max_counter + 1, without listing the folder when nothing but our last write to it
+        changed it since (its mtime is still the one read after that write)."""
+        written = self._written.get((folder, stem))
+        if written is not None and os.stat(folder).st_mtime_ns == written[0]:
+            return written[1] + 1
+        return max_counter(folder, stem) + 1
 
     def _video(self, class_type: str, params: dict, inputs: dict) -> dict:
         frames = self._frames(params)
