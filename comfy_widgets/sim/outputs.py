@@ -65,7 +65,8 @@ def save_target(prefix: str, base: Path, width: int = 0, height: int = 0
             "**** ERROR: Saving image outside the output folder is not allowed."
             f"\n full_output_folder: {folder}\n         output_dir: {base_str}"
             f"\n         commonpath: {common}")
-    os.makedirs(folder, exist_ok=True)
+    if not os.path.isdir(folder):  # makedirs on an existing folder raises and catches inside
+        os.makedirs(folder, exist_ok=True)
     return Path(folder), stem, subfolder
 
 
