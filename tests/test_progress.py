@@ -258,3 +258,28 @@ async def test_cancel_from_the_browser_cancels_a_running_simulator_job():
         await server.astop()
     assert view.status == "cancelled" and view.progress < 100
     assert "running" not in {n["state"] for n in view.nodes}
+
+
+async def test_displayed_fallback_is_rewritten_when_the_job_ends(monkeypatch):
+    """A notebook saved after the run shows 'completed', not the 'queued' it was displayed at."""
+    shown: list[str] = []
+
+    class Handle:
+        def update(self, data, **_):
+            shown.append(data["text/html"])
+
+    def display(data, **_):
+        shown.append(data["text/html"])
+        return Handle()
+
+    monkeypatch.setattr("IPython.display.display", display)
+    job = FakeJob()
+    view = ProgressView(job)
+    view._ipython_display_()
+    assert "queued" in shown[-1]
+    job.state, job.progress, job.outputs = "completed", 100.0, [FakeOutput(png("red"))]
+    job.emit()
+    while view._throttle.pending:
+        await asyncio.sleep(0.02)
+    assert len(shown) == 2
+    assert "completed" in shown[-1] and 'src="data:image/jpeg;base64,' in shown[-1]

@@ -18,6 +18,7 @@ import anywidget
 import traitlets
 
 from comfy_widgets import gridimage
+from comfy_widgets.widgets.fallback import RefreshedFallback
 from comfy_widgets.widgets.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ FINISHED = ("completed", "partial", "cancelled", "failed")
 JOB_DONE = ("completed", "failed", "cancelled")
 
 
-class BatchView(anywidget.AnyWidget):
+class BatchView(RefreshedFallback, anywidget.AnyWidget):
     """Cards with each item's status, progress and thumbnail; a summary; a Stop remaining button."""
 
     _esm = _JS / "batch.js"
@@ -49,8 +50,6 @@ class BatchView(anywidget.AnyWidget):
 
     def __init__(self, batch: Any, **kwargs: Any) -> None:
         self.batch = batch
-        self._display_handle: Any = None
-        self._static_status = ""
         self._thumbs: dict[int, tuple[str, bytes, bool]] = {}  # index -> (mime, bytes, final)
         self._watched: dict[int, Any] = {}
         self._unreadable: set[int] = set()
@@ -191,21 +190,9 @@ class BatchView(anywidget.AnyWidget):
         data["text/html"] = self.static_html()
         return data, metadata
 
-    def _ipython_display_(self) -> None:
-        """Display with a display id, so the static HTML can be refreshed when the batch ends."""
-        from IPython.display import display
-
-        data, metadata = self._repr_mimebundle_()
-        self._static_status = self.batch_status
-        self._display_handle = display(data, metadata=metadata, raw=True, display_id=True)
-
-    def _refresh_static_output(self) -> None:
-        """Rewrite the displayed output once the batch ended, so a saved notebook shows the end."""
-        if self._display_handle is None or self._static_status == self.batch_status:
-            return
-        self._static_status = self.batch_status
-        data, metadata = self._repr_mimebundle_()
-        self._display_handle.update(data, metadata=metadata, raw=True)
+    def fallback_status(self) -> str:
+        """The status whose change rewrites the saved static HTML."""
+        return self.batch_status
 
     def summary_text(self) -> str:
         """One line: status, completed/failed/total and elapsed time."""

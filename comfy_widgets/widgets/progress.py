@@ -17,6 +17,7 @@ import anywidget
 import traitlets
 
 from comfy_widgets import gridimage
+from comfy_widgets.widgets.fallback import RefreshedFallback
 from comfy_widgets.widgets.throttle import Throttle
 
 _JS = Path(__file__).parents[2] / "js"
@@ -112,7 +113,7 @@ def image_outputs(job: Any) -> list[Any]:
     ]
 
 
-class ProgressView(anywidget.AnyWidget):
+class ProgressView(RefreshedFallback, anywidget.AnyWidget):
     """Live status of a ComfyUI job: badge, progress, node timeline, preview, images, Cancel."""
 
     _esm = _JS / "progress.js"
@@ -136,8 +137,6 @@ class ProgressView(anywidget.AnyWidget):
         self.job = job
         self._thumb_count = 0
         self._last_preview: bytes | None = None
-        self._display_handle: Any = None
-        self._static_status = ""
         initial = job_snapshot(job)
         initial.update(self._image_state(job) or {})
         super().__init__(**initial, **kwargs)
@@ -210,21 +209,9 @@ class ProgressView(anywidget.AnyWidget):
         data["text/plain"] = f"<ProgressView {self.status} {self.progress:.0f}% {self.prompt_id}>"
         return data, metadata
 
-    def _ipython_display_(self) -> None:
-        """Display with a display id, so the static HTML can be refreshed when the job ends."""
-        from IPython.display import display
-
-        data, metadata = self._repr_mimebundle_()
-        self._static_status = self.status
-        self._display_handle = display(data, metadata=metadata, raw=True, display_id=True)
-
-    def _refresh_static_output(self) -> None:
-        """Rewrite the displayed output once the job ended, so a saved notebook shows the end."""
-        if self._display_handle is None or self._static_status == self.status:
-            return
-        self._static_status = self.status
-        data, metadata = self._repr_mimebundle_()
-        self._display_handle.update(data, metadata=metadata, raw=True)
+    def fallback_status(self) -> str:
+        """The status whose change rewrites the saved static HTML."""
+        return self.status
 
     def static_html(self) -> str:
         """The current state as self-contained HTML (inline styles, images as data URIs)."""
