@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from comfy_widgets.batch import Batch
     from comfy_widgets.workflow import Workflow
 
+STOP_TIMEOUT_S = 60  # how long Ctrl+C waits for the server to drop the rest
+INTERRUPTED_EXIT = 130  # the shell's code for a command ended by SIGINT
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its three subcommands."""
@@ -143,6 +146,8 @@ def run_command(args: argparse.Namespace) -> int:
           f" exported to {out}")
     for error in frame["error"].dropna().unique():
         print(f"  error: {error}", file=sys.stderr)
+    if batch.status == "cancelled":
+        return INTERRUPTED_EXIT
     return 0 if batch.failed_count == 0 and batch.completed_count == batch.total else 1
 
 
@@ -160,6 +165,12 @@ def _follow(batch: Batch) -> pd.DataFrame:
         unsubscribe = batch.subscribe(update)
         try:
             frame = batch.result()
+        except KeyboardInterrupt:
+            # Ctrl+C: stop what is left, keep what finished, and export that
+            print("\ninterrupted: removing queued items and interrupting the running one",
+                  file=sys.stderr)
+            batch.stop(interrupt=True).result(timeout=STOP_TIMEOUT_S)
+            frame = batch.result(timeout=STOP_TIMEOUT_S)
         finally:
             unsubscribe()
         update(batch)

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -110,3 +111,39 @@ def test_sim_subcommand_serves_comfyui_until_stopped():
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=15)
     assert proc.returncode == 0
+
+
+CLI = "import sys; from comfy_widgets.cli import main; sys.exit(main())"
+
+
+def test_ctrl_c_stops_the_rest_and_exports_what_finished(tmp_path):
+    """SIGINT mid-batch: queued items are removed, finished ones exported, exit code 130."""
+    out = tmp_path / "out"
+    with sim.serve(seconds_per_step=0.1, previews=False) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CLI, "run", "sd15_txt2img",
+             "--server", server.url, "--set", "steps=4", "--set", "width=64",
+             "--set", "height=64", "--count", "8", "--sweep", "seed=random",
+             "--concurrency", "2", "--out", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        while not _history_ids(server.url):  # wait until one generation finished
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 130, stderr
+        table = pd.read_csv(out / "results.csv")
+        completed = table[table["status"] == "completed"]
+        assert len(table) == 8 and 1 <= len(completed) < 8
+        assert set(table["status"]) <= {"completed", "cancelled"}
+        ran = _history_ids(server.url)  # the finished ones, and the one interrupted mid-run
+        assert set(completed["prompt_id"]) <= ran
+        cancelled = set(table.loc[table["status"] == "cancelled", "prompt_id"])
+        assert ran - set(completed["prompt_id"]) <= cancelled
+        assert "interrupted" in stderr
+
+
+def _history_ids(url: str) -> set[str]:
+    with urllib.request.urlopen(f"{url}/history") as response:
+        return set(json.load(response))
