@@ -270,8 +270,13 @@ export default {
     model.on("change:y_labels", renderGrid);
     model.on("msg:custom", onMessage);
     renderGrid();
+    const onKey = (event) => {
+      if (event.key === "Escape" && !viewer.hidden) closeViewer();
+    };
+    document.addEventListener("keydown", onKey);
 
     return () => {
+      document.removeEventListener("keydown", onKey);
       model.off("msg:custom", onMessage);
       model.off("change:cells", renderGrid);
       model.off("change:x_labels", renderGrid);

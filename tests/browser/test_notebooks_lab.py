@@ -83,6 +83,10 @@ def interact_sweep(page):
     assert grid.locator(".cw-grid-xlabel").all_inner_texts() == [f"cfg: {v}" for v in (4, 6, 8, 10)]
     grid.locator(".cw-grid-thumb").first.click()
     page.wait_for_selector(".cw-grid-viewer .cw-grid-full img", timeout=30_000)
+    page.keyboard.press("Escape")  # closes the full view
+    page.wait_for_selector(".cw-grid-viewer", state="hidden", timeout=10_000)
+    grid.locator(".cw-grid-thumb").first.click()  # open again for the screenshot
+    page.wait_for_selector(".cw-grid-viewer .cw-grid-full img", timeout=30_000)
     return grid
 
 
