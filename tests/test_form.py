@@ -11,40 +11,20 @@ import ipywidgets as w
 import pytest
 
 from comfy_widgets.errors import ParameterError, PromptValidationError
+from comfy_widgets.parameters import WorkflowParameter
 from comfy_widgets.widgets.fields import ImageField, SeedField, SelectField
 from comfy_widgets.widgets.form import ParameterForm, node_error_messages
 from tests.shared_data import REFERENCE
 
 
-@dataclass
-class Param:
-    """The WorkflowParameter fields the form reads (contracts.md)."""
-
-    name: str
-    node_id: str
-    field: str
-    type: str
-    value: Any
-    label: str = ""
-    options: list | None = None
-    min: float | None = None
-    max: float | None = None
-    step: float | None = None
-    multiline: bool = False
-    node_class: str = ""
-    node_title: str = ""
-    control_after_generate: str | None = None
-    is_integer: bool = False
-    advanced: bool = False
-    model_list: str | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.node_id}.{self.field}"
+def param(name: str, node_id: str, field: str, type: str, value: Any, **fields: Any):
+    """A real WorkflowParameter, with the canonical key derived as the workflow core does."""
+    return WorkflowParameter(name=name, key=f"{node_id}.{field}", node_id=node_id, field=field,
+                             label=fields.pop("label", ""), type=type, value=value, **fields)
 
 
 PARAMS = [
-    Param(
+    param(
         "ckpt_name",
         "4",
         "ckpt_name",
@@ -54,7 +34,7 @@ PARAMS = [
         node_title="Load Checkpoint",
         model_list="checkpoints",
     ),
-    Param(
+    param(
         "seed",
         "3",
         "seed",
@@ -65,7 +45,7 @@ PARAMS = [
         node_title="KSampler",
         control_after_generate="increment",
     ),
-    Param(
+    param(
         "steps",
         "3",
         "steps",
@@ -77,8 +57,8 @@ PARAMS = [
         is_integer=True,
         node_title="KSampler",
     ),
-    Param("cfg", "3", "cfg", "number", 8.0, min=0.0, max=100.0, step=0.1, node_title="KSampler"),
-    Param(
+    param("cfg", "3", "cfg", "number", 8.0, min=0.0, max=100.0, step=0.1, node_title="KSampler"),
+    param(
         "sampler_name",
         "3",
         "sampler_name",
@@ -87,16 +67,16 @@ PARAMS = [
         options=["euler", "dpmpp_2m"],
         node_title="KSampler",
     ),
-    Param(
+    param(
         "denoise", "3", "denoise", "number", 1.0, min=0.0, max=1.0, step=0.01, node_title="KSampler"
     ),
-    Param(
+    param(
         "negative_prompt", "7", "text", "string", "blurry", multiline=True, node_title="Negative"
     ),
-    Param("prompt", "6", "text", "string", "a castle", multiline=True, node_title="Positive"),
-    Param("image", "10", "image", "image", "example.png", node_title="Load Image"),
-    Param("10.upload", "10", "upload", "boolean", True, node_title="Load Image", advanced=True),
-    Param(
+    param("prompt", "6", "text", "string", "a castle", multiline=True, node_title="Positive"),
+    param("image", "10", "image", "image", "example.png", node_title="Load Image"),
+    param("10.upload", "10", "upload", "boolean", True, node_title="Load Image", advanced=True),
+    param(
         "5.batch_size",
         "5",
         "batch_size",
@@ -116,7 +96,7 @@ PARAMS = [
 class FakeWorkflow:
     """Workflow surface the form uses: parameters(), name/source/format/content_hash."""
 
-    params: list[Param] = field(default_factory=lambda: list(PARAMS))
+    params: list[WorkflowParameter] = field(default_factory=lambda: list(PARAMS))
     name: str = "fake"
     format: str = "api"
 
@@ -128,7 +108,7 @@ class FakeWorkflow:
     def content_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.source, sort_keys=True).encode()).hexdigest()
 
-    def parameters(self) -> list[Param]:
+    def parameters(self) -> list[WorkflowParameter]:
         return [replace(p) for p in self.params]
 
 
