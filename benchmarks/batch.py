@@ -30,7 +30,7 @@ import httpx
 import comfy_widgets.batch  # noqa: F401  (imported up front, as a session would have it)
 from comfy_widgets.client import connect
 from comfy_widgets.plan import sweep
-from comfy_widgets.workflow import Workflow
+from comfy_widgets.workflow.workflow import Workflow
 
 WORKFLOW = (
     Path(__file__).resolve().parents[1] / "comfy_widgets" / "examples" / "sd15_txt2img_api.json"

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from comfy_widgets.object_info import ObjectInfo
-from comfy_widgets.workflow import Workflow
+from comfy_widgets.workflow.object_info import ObjectInfo
+from comfy_widgets.workflow.workflow import Workflow
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "workflows"
 GOAL_MS = 5.0

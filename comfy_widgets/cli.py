@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from comfy_widgets.batch import Batch
-    from comfy_widgets.workflow import Workflow
+    from comfy_widgets.workflow.workflow import Workflow
 
 STOP_TIMEOUT_S = 60  # how long Ctrl+C waits for the server to drop the rest
 INTERRUPTED_EXIT = 130  # the shell's code for a command ended by SIGINT
@@ -110,7 +110,7 @@ def variations(fixed: Sequence[str], sweeps: Sequence[str]) -> dict[str, Any]:
 def load_workflow(source: str) -> Workflow:
     """A Workflow from a file path, or from a bundled example's name."""
     from comfy_widgets import examples
-    from comfy_widgets.workflow import Workflow
+    from comfy_widgets.workflow.workflow import Workflow
 
     path = Path(source)
     return Workflow.load(path if path.exists() else examples.path(source))

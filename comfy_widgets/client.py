@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from comfy_widgets.batch import Batch
     from comfy_widgets.jobs import Job
     from comfy_widgets.monitor import Monitor
-    from comfy_widgets.object_info import ObjectInfo
-    from comfy_widgets.workflow import Workflow
+    from comfy_widgets.workflow.object_info import ObjectInfo
+    from comfy_widgets.workflow.workflow import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +334,7 @@ class Client:
 
     async def get_object_info(self) -> ObjectInfo:
         """The server's object_info as an ObjectInfo, fetched once and cached."""
-        from comfy_widgets.object_info import ObjectInfo
+        from comfy_widgets.workflow.object_info import ObjectInfo
 
         if self._object_info is None:
             self._object_info = ObjectInfo(await self.object_info())
@@ -394,7 +394,7 @@ class Client:
             return self._monitor
 
     def _load_workflow(self, workflow: Any) -> Workflow:
-        from comfy_widgets.workflow import Workflow
+        from comfy_widgets.workflow.workflow import Workflow
 
         wf = workflow if isinstance(workflow, Workflow) else Workflow.load(workflow)
         if self._object_info is not None and wf.object_info is not self._object_info:

@@ -465,7 +465,7 @@ def _history_status(entry: dict) -> tuple[str, str | None, str | None, dict[str,
 
 async def _build_prompt(client: Any, workflow: Any, values: dict[str, Any]) -> dict[str, Any]:
     """Build an item's prompt from the stored workflow with the server's object_info."""
-    from comfy_widgets.workflow import Workflow
+    from comfy_widgets.workflow.workflow import Workflow
 
     if workflow is None:
         raise ComfyWidgetsError("the batch has no recorded workflow or prompts to resume from")

@@ -43,12 +43,12 @@ from comfy_widgets.events import (
     TextEvent,
 )
 from comfy_widgets.outputs import Output, file_refs, output_from_file, text_outputs
-from comfy_widgets.writeback import job_ui_graph
+from comfy_widgets.workflow.writeback import job_ui_graph
 
 if TYPE_CHECKING:
     from comfy_widgets.client import Client
     from comfy_widgets.uploads import PendingUpload
-    from comfy_widgets.workflow import Workflow
+    from comfy_widgets.workflow.workflow import Workflow
 
 log = logging.getLogger(__name__)
 

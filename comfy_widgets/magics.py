@@ -43,7 +43,7 @@ class ComfyMagics(Magics):
         """Show the parameter form of a workflow: ``%comfy_form path/to/workflow.json``."""
         from comfy_widgets import examples
         from comfy_widgets.widgets.form import ParameterForm
-        from comfy_widgets.workflow import Workflow
+        from comfy_widgets.workflow.workflow import Workflow
 
         source = line.strip()
         if not source:

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from comfy_widgets import pngmeta
 from comfy_widgets.migrations import migrate
-from comfy_widgets.writeback import job_ui_graph
+from comfy_widgets.workflow import pngmeta
+from comfy_widgets.workflow.writeback import job_ui_graph
 
 STORE_FILENAME = "store.sqlite"
 TERMINAL_STATES = ("completed", "failed", "cancelled", "lost")

@@ -15,7 +15,7 @@ from comfy_widgets.examples import __file__ as examples_init
 from comfy_widgets.plan import sweep, values
 from comfy_widgets.results import OutputRef, ResultsFrame
 from comfy_widgets.store import Store
-from comfy_widgets.workflow import Workflow
+from comfy_widgets.workflow.workflow import Workflow
 
 WORKFLOW_PATH = __import__("pathlib").Path(examples_init).parent / "sd15_txt2img_api.json"
 SMALL = {"width": 64, "height": 64, "steps": 3}

@@ -13,7 +13,7 @@ from comfy_widgets.examples import __file__ as examples_init
 from comfy_widgets.widgets.batch_view import BatchView
 from comfy_widgets.widgets.form import ParameterForm
 from comfy_widgets.widgets.grid import ResultGrid
-from comfy_widgets.workflow import Workflow
+from comfy_widgets.workflow.workflow import Workflow
 
 WORKFLOW_PATH = __import__("pathlib").Path(examples_init).parent / "sd15_txt2img_api.json"
 SMALL = {"width": 64, "height": 64, "steps": 3}

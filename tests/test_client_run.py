@@ -12,7 +12,7 @@ from PIL import Image
 from comfy_widgets import sim
 from comfy_widgets.client import connect
 from comfy_widgets.errors import ParameterError
-from comfy_widgets.workflow import Workflow
+from comfy_widgets.workflow.workflow import Workflow
 from tests.shared_data import WORKFLOWS
 
 WORKFLOWS = WORKFLOWS / "ui"

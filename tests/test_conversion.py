@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from comfy_widgets.conversion import convert_ui_to_api, js_key_order
 from comfy_widgets.errors import UnknownNodeTypeError, WorkflowError
-from comfy_widgets.object_info import ObjectInfo
-from comfy_widgets.workflow import Workflow
+from comfy_widgets.workflow.conversion import convert_ui_to_api, js_key_order
+from comfy_widgets.workflow.object_info import ObjectInfo
+from comfy_widgets.workflow.workflow import Workflow
 from tests import shared_data
 
 SHARED = shared_data.WORKFLOWS

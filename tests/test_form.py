@@ -11,9 +11,9 @@ import ipywidgets as w
 import pytest
 
 from comfy_widgets.errors import ParameterError, PromptValidationError
-from comfy_widgets.parameters import WorkflowParameter
 from comfy_widgets.widgets.fields import ImageField, SeedField, SelectField
 from comfy_widgets.widgets.form import ParameterForm, node_error_messages
+from comfy_widgets.workflow.parameters import WorkflowParameter
 from tests.shared_data import REFERENCE
 
 

@@ -13,7 +13,7 @@ from comfy_widgets.client import connect
 from comfy_widgets.widgets.fields import SeedField, SelectField
 from comfy_widgets.widgets.form import ParameterForm
 from comfy_widgets.widgets.progress import ProgressView
-from comfy_widgets.workflow import Workflow
+from comfy_widgets.workflow.workflow import Workflow
 from tests.shared_data import WORKFLOWS
 
 UI = str(WORKFLOWS / "ui/sd15_txt2img_default.json")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from comfy_widgets.object_info import ObjectInfo
+from comfy_widgets.workflow.object_info import ObjectInfo
 from tests.shared_data import REFERENCE
 
 OI = ObjectInfo.bundled()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from comfy_widgets.detection import DETECTION_TABLE
 from comfy_widgets.errors import ParameterError
-from comfy_widgets.object_info import ObjectInfo
-from comfy_widgets.parameters import apply_parameters, extract_parameters
-from comfy_widgets.workflow import Workflow
+from comfy_widgets.workflow.detection import DETECTION_TABLE
+from comfy_widgets.workflow.object_info import ObjectInfo
+from comfy_widgets.workflow.parameters import apply_parameters, extract_parameters
+from comfy_widgets.workflow.workflow import Workflow
 from tests import shared_data
 
 SHARED = shared_data.WORKFLOWS

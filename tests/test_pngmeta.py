@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-from comfy_widgets import pngmeta
+from comfy_widgets.workflow import pngmeta
 from tests.shared_data import REFERENCE
 from tests.store_fakes import API_PROMPT, png_bytes
 

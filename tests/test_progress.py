@@ -210,7 +210,7 @@ async def test_flood_of_1000_progress_events_is_throttled():
 async def test_a_real_20_step_run_stays_under_the_message_bound():
     from comfy_widgets import sim
     from comfy_widgets.client import connect
-    from comfy_widgets.workflow import Workflow
+    from comfy_widgets.workflow.workflow import Workflow
 
     server = await sim.start(seconds_per_step=0.01)
     client = connect(server.url)
@@ -239,7 +239,7 @@ async def test_cancel_from_the_browser_cancels_a_running_simulator_job():
     from comfy_widgets import sim
     from comfy_widgets.client import connect
     from comfy_widgets.errors import JobCancelledError
-    from comfy_widgets.workflow import Workflow
+    from comfy_widgets.workflow.workflow import Workflow
 
     server = await sim.start(seconds_per_step=0.05)
     client = connect(server.url)

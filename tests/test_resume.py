@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from comfy_widgets import pngmeta, sim
+from comfy_widgets import sim
 from comfy_widgets.client import connect
 from comfy_widgets.history import history, rerun, resume
 from comfy_widgets.store import Store
+from comfy_widgets.workflow import pngmeta
 from tests.shared_data import REFERENCE
 from tests.store_fakes import FakeClient, FakeJob, FakeWorkflow
 
@@ -145,7 +146,7 @@ def test_saved_png_prompt_chunk_requeues_unchanged(server, store, client):
 
 
 def test_png_of_a_ui_workflow_carries_the_graph_and_the_prompt(server, store, client):
-    from comfy_widgets.workflow import Workflow
+    from comfy_widgets.workflow.workflow import Workflow
 
     workflow = Workflow.load(EXAMPLES / "sd15_txt2img.json")
     assert workflow.format == "ui"
@@ -181,7 +182,7 @@ def test_rerun_queues_the_recorded_prompt(server, store, client):
 
 
 def test_resume_builds_prompts_from_the_stored_workflow(server, store, client):
-    from comfy_widgets.workflow import Workflow
+    from comfy_widgets.workflow.workflow import Workflow
 
     workflow = Workflow.load(EXAMPLES / "sd15_txt2img_api.json")
     plan = [{"seed": 5, "steps": 1, "width": 64, "height": 64},

@@ -30,7 +30,7 @@ RUNNER = """
 import sys
 from comfy_widgets.client import connect
 from comfy_widgets.store import Store
-from comfy_widgets.workflow import Workflow
+from comfy_widgets.workflow.workflow import Workflow
 
 store = Store(sys.argv[2])
 client = connect(sys.argv[1], store=store)

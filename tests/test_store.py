@@ -7,10 +7,11 @@ import sqlite3
 
 import pytest
 
-from comfy_widgets import migrations, pngmeta
+from comfy_widgets import migrations
 from comfy_widgets.store import Store, clean_url, default_store_path
-from comfy_widgets.workflow import Workflow
-from comfy_widgets.writeback import ui_graph_with_values
+from comfy_widgets.workflow import pngmeta
+from comfy_widgets.workflow.workflow import Workflow
+from comfy_widgets.workflow.writeback import ui_graph_with_values
 from tests.shared_data import WORKFLOWS
 from tests.store_fakes import API_PROMPT, FakeClient, FakeJob, FakeWorkflow, finish
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from comfy_widgets.errors import UnknownNodeTypeError, WorkflowError
-from comfy_widgets.object_info import ObjectInfo
-from comfy_widgets.workflow import Workflow, content_hash
+from comfy_widgets.workflow.object_info import ObjectInfo
+from comfy_widgets.workflow.workflow import Workflow, content_hash
 from tests import shared_data
 
 SHARED = shared_data.WORKFLOWS

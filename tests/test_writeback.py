@@ -7,11 +7,11 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from comfy_widgets.conversion import widgets_values_index
-from comfy_widgets.frontend_text import process_dynamic_prompt
-from comfy_widgets.parameters import WorkflowParameter
-from comfy_widgets.workflow import Workflow
-from comfy_widgets.writeback import ui_graph_with_values
+from comfy_widgets.workflow.conversion import widgets_values_index
+from comfy_widgets.workflow.frontend_text import process_dynamic_prompt
+from comfy_widgets.workflow.parameters import WorkflowParameter
+from comfy_widgets.workflow.workflow import Workflow
+from comfy_widgets.workflow.writeback import ui_graph_with_values
 from tests.shared_data import WORKFLOWS
 
 UI = {path.stem: Workflow.load(path) for path in sorted((WORKFLOWS / "ui").glob("*.json"))}

@@ -72,7 +72,7 @@ class ParameterForm(w.VBox):
 
     def __init__(self, workflow: Any, client: Any = None) -> None:
         if not hasattr(workflow, "parameters"):
-            from comfy_widgets.workflow import Workflow
+            from comfy_widgets.workflow.workflow import Workflow
 
             workflow = Workflow.load(workflow)
         self.workflow = workflow

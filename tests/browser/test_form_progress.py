@@ -24,7 +24,7 @@ SETUP = """\
 from comfy_widgets import examples, sim
 from comfy_widgets.client import connect
 from comfy_widgets.widgets.form import ParameterForm
-from comfy_widgets.workflow import Workflow
+from comfy_widgets.workflow.workflow import Workflow
 
 server = sim.serve(seconds_per_step=0.05)
 client = connect(server.url, store=False)  # this test is about the views, not the record

@@ -1,7 +1,7 @@
 """A workflow's editable parameters: discovery, friendly names, validation and application.
 
 Every literal widget input of an API prompt can be a parameter (its canonical name is
-``"<node_id>.<field>"``); the well-known ones (see :mod:`comfy_widgets.detection`) are not
+``"<node_id>.<field>"``); the well-known ones (see :mod:`comfy_widgets.workflow.detection`) are not
 ``advanced`` and get a friendly name such as ``seed``, ``steps`` or ``prompt`` when exactly one
 input answers to it. Values are checked against the node definitions before anything is queued.
 """
@@ -13,18 +13,18 @@ import difflib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from comfy_widgets.conversion import clone_json
-from comfy_widgets.detection import (
+from comfy_widgets.errors import ParameterError
+from comfy_widgets.workflow.conversion import clone_json
+from comfy_widgets.workflow.detection import (
     DETECTION_TABLE,
     friendly_alias,
     is_seed_field,
     prompt_roles,
 )
-from comfy_widgets.errors import ParameterError
-from comfy_widgets.object_info import InputSpec, ObjectInfo
+from comfy_widgets.workflow.object_info import InputSpec, ObjectInfo
 
 if TYPE_CHECKING:
-    from comfy_widgets.workflow import Workflow
+    from comfy_widgets.workflow.workflow import Workflow
 
 _PRIMITIVES = frozenset({"PrimitiveInt", "PrimitiveFloat", "PrimitiveString",
                          "PrimitiveStringMultiline", "PrimitiveBoolean"})
@@ -374,7 +374,7 @@ def apply_to_prompt(prompt: dict[str, Any], pset: ParameterSet,
 def extract_parameters(wf_json: dict[str, Any] | str | Workflow,
                        object_info: ObjectInfo | None = None) -> list[WorkflowParameter]:
     """The parameters of a workflow given as a dict (API or UI format), a path or JSON text."""
-    from comfy_widgets.workflow import Workflow
+    from comfy_widgets.workflow.workflow import Workflow
 
     return Workflow.load(wf_json, object_info).parameters()
 
@@ -382,6 +382,6 @@ def extract_parameters(wf_json: dict[str, Any] | str | Workflow,
 def apply_parameters(wf_json: dict[str, Any] | str | Workflow, values: dict[str, Any] | None = None,
                      object_info: ObjectInfo | None = None, **kw: Any) -> dict[str, Any]:
     """A new API prompt with ``values`` applied (friendly names or canonical keys)."""
-    from comfy_widgets.workflow import Workflow
+    from comfy_widgets.workflow.workflow import Workflow
 
     return Workflow.load(wf_json, object_info).apply(values, **kw)

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from comfy_widgets.conversion import (
+from comfy_widgets.errors import ComfyWidgetsError
+from comfy_widgets.workflow.conversion import (
     SUBGRAPH_INPUT_NODE,
     Link,
     clone_json,
     parse_links,
     widgets_values_index,
 )
-from comfy_widgets.errors import ComfyWidgetsError
-from comfy_widgets.frontend_text import process_dynamic_prompt
-from comfy_widgets.object_info import ObjectInfo
-from comfy_widgets.workflow import Workflow
+from comfy_widgets.workflow.frontend_text import process_dynamic_prompt
+from comfy_widgets.workflow.object_info import ObjectInfo
+from comfy_widgets.workflow.workflow import Workflow
 
 #: A place in the UI JSON that holds a value: a list and an index, or a dict and a key.
 Place = tuple[Any, Any]

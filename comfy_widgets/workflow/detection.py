@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from comfy_widgets.object_info import ObjectInfo
+from comfy_widgets.workflow.object_info import ObjectInfo
 
 _LATENT_SIZE = ("width", "height", "batch_size")
 _VIDEO_SIZE = ("width", "height", "length", "batch_size")

@@ -1,8 +1,9 @@
 """A loaded workflow: API or UI format in, API prompt and parameters out.
 
 ``Workflow.load`` accepts a path, a dict or JSON text, detects the format, converts UI workflows
-the way ComfyUI's frontend does (:mod:`comfy_widgets.conversion`), checks the graph (links to
-missing nodes, cycles) and exposes the parameters (:mod:`comfy_widgets.parameters`).
+the way ComfyUI's frontend does (:mod:`comfy_widgets.workflow.conversion`), checks the graph
+(links to missing nodes, cycles) and exposes the parameters
+(:mod:`comfy_widgets.workflow.parameters`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from comfy_widgets.conversion import Converter, clone_json
 from comfy_widgets.errors import WorkflowError
-from comfy_widgets.object_info import ObjectInfo
-from comfy_widgets.parameters import (
+from comfy_widgets.workflow.conversion import Converter, clone_json
+from comfy_widgets.workflow.object_info import ObjectInfo
+from comfy_widgets.workflow.parameters import (
     ParameterSet,
     WorkflowParameter,
     apply_to_prompt,

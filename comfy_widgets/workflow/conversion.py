@@ -20,8 +20,12 @@ from decimal import ROUND_HALF_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
 from comfy_widgets.errors import UnknownNodeTypeError, WorkflowError
-from comfy_widgets.frontend_text import apply_text_replacements, js_string, process_dynamic_prompt
-from comfy_widgets.object_info import ObjectInfo, Widget, migrate_widget_values
+from comfy_widgets.workflow.frontend_text import (
+    apply_text_replacements,
+    js_string,
+    process_dynamic_prompt,
+)
+from comfy_widgets.workflow.object_info import ObjectInfo, Widget, migrate_widget_values
 
 #: Frontend-only node types: never sent to the server.
 VIRTUAL_TYPES = frozenset({"PrimitiveNode", "Reroute", "Note", "MarkdownNote"})
