@@ -50,9 +50,19 @@ def free_port() -> int:
 def start_simulator(port: int) -> subprocess.Popen:
     """``python -m comfy_widgets.sim`` on ``port``; returns once it is listening."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "comfy_widgets.sim", "--port", str(port),
-         "--seconds-per-step", str(SECONDS_PER_STEP), "--no-previews"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "comfy_widgets.sim",
+            "--port",
+            str(port),
+            "--seconds-per-step",
+            str(SECONDS_PER_STEP),
+            "--no-previews",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     proc.stdout.readline()
     return proc
@@ -161,8 +171,9 @@ def peer_queue(url: str, client: Client, round_no: int) -> float:
     client_id = str(uuid.uuid4())
     start = time.perf_counter()
     for prompt in prompts:
-        response = requests.post(f"{url}/prompt", json={"prompt": prompt, "client_id": client_id},
-                                 timeout=30)
+        response = requests.post(
+            f"{url}/prompt", json={"prompt": prompt, "client_id": client_id}, timeout=30
+        )
         response.raise_for_status()
     elapsed = time.perf_counter() - start
     clear()
@@ -172,9 +183,11 @@ def peer_queue(url: str, client: Client, round_no: int) -> float:
 def report(name: str, ours: list[float], peer: list[float], goal: float) -> None:
     o, p = statistics.median(ours), statistics.median(peer)
     verdict = "meets" if o < goal else "MISSES"
-    print(f"{name}: ours {o * 1000:.0f} ms (median of {len(ours)}, min {min(ours) * 1000:.0f}), "
-          f"peer {p * 1000:.0f} ms, ratio ours/peer {o / p:.2f}; goal < {goal * 1000:.0f} ms "
-          f"{verdict}")
+    print(
+        f"{name}: ours {o * 1000:.0f} ms (median of {len(ours)}, min {min(ours) * 1000:.0f}), "
+        f"peer {p * 1000:.0f} ms, ratio ours/peer {o / p:.2f}; goal < {goal * 1000:.0f} ms "
+        f"{verdict}"
+    )
 
 
 def main() -> None:
@@ -198,11 +211,13 @@ def main() -> None:
         monitor = client.monitor
         for _ in range(args.rounds):
             elapsed, proc = time_reconnect(
-                proc, port, lambda: monitor.connected, lambda: monitor.connects)
+                proc, port, lambda: monitor.connected, lambda: monitor.connects
+            )
             ours_r.append(elapsed)
         for _ in range(args.rounds):
             elapsed, proc = time_reconnect(
-                proc, port, lambda: peer.connected, lambda: peer.connects)
+                proc, port, lambda: peer.connected, lambda: peer.connects
+            )
             peer_r.append(elapsed)
         peer.stopped = True
         report("reconnect after restart", ours_r, peer_r, 1.0)

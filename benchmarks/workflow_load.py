@@ -23,8 +23,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "workflows"
 GOAL_MS = 5.0
 
 
-def best_ms(fn: Callable[[], object], repeat: int,
-            clock: Callable[[], float] = time.process_time) -> float:
+def best_ms(
+    fn: Callable[[], object], repeat: int, clock: Callable[[], float] = time.process_time
+) -> float:
     """Fastest of ``repeat`` runs of ``fn`` in milliseconds (after one warm-up).
 
     The default clock is this process's CPU time and the figure is the best run (as timeit
@@ -62,10 +63,17 @@ def synthetic_graph(node_count: int = 100) -> dict:
 
     def add(node_type, widgets=None, inputs=(), outputs=(), mode=0):
         node_id = len(nodes) + 1
-        nodes.append({"id": node_id, "type": node_type, "mode": mode, "properties": {},
-                      "inputs": [dict(i) for i in inputs],
-                      "outputs": [{"name": n, "type": t, "links": []} for n, t in outputs],
-                      **({"widgets_values": widgets} if widgets is not None else {})})
+        nodes.append(
+            {
+                "id": node_id,
+                "type": node_type,
+                "mode": mode,
+                "properties": {},
+                "inputs": [dict(i) for i in inputs],
+                "outputs": [{"name": n, "type": t, "links": []} for n, t in outputs],
+                **({"widgets_values": widgets} if widgets is not None else {}),
+            }
+        )
         return node_id
 
     def link(origin, slot, target, target_slot, kind):
@@ -74,16 +82,23 @@ def synthetic_graph(node_count: int = 100) -> dict:
         nodes[origin - 1]["outputs"][slot]["links"].append(link_id)
         nodes[target - 1]["inputs"][target_slot]["link"] = link_id
 
-    ckpt = add("CheckpointLoaderSimple", ["model.safetensors"],
-               outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")])
-    reroute = add("Reroute", inputs=[{"name": "", "type": "*", "link": None}],
-                  outputs=[("", "MODEL")])
+    ckpt = add(
+        "CheckpointLoaderSimple",
+        ["model.safetensors"],
+        outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")],
+    )
+    reroute = add(
+        "Reroute", inputs=[{"name": "", "type": "*", "link": None}], outputs=[("", "MODEL")]
+    )
     link(ckpt, 0, reroute, 0, "MODEL")
     texts = []
     for text in ("a lighthouse at dusk // comment", "blurry"):
-        node_id = add("CLIPTextEncode", [text], inputs=[{"name": "clip", "type": "CLIP",
-                                                         "link": None}],
-                      outputs=[("CONDITIONING", "CONDITIONING")])
+        node_id = add(
+            "CLIPTextEncode",
+            [text],
+            inputs=[{"name": "clip", "type": "CLIP", "link": None}],
+            outputs=[("CONDITIONING", "CONDITIONING")],
+        )
         link(ckpt, 1, node_id, 0, "CLIP")
         texts.append(node_id)
     latent = add("EmptyLatentImage", [512, 512, 1], outputs=[("LATENT", "LATENT")])
@@ -92,37 +107,57 @@ def synthetic_graph(node_count: int = 100) -> dict:
     source = latent
     stage = 0
     while len(nodes) + 4 <= node_count:
-        sampler = add("KSampler", [stage, "randomize", 20, 7.5, "euler", "normal", 1.0],
-                      inputs=[{"name": "model", "type": "MODEL", "link": None},
-                              {"name": "positive", "type": "CONDITIONING", "link": None},
-                              {"name": "negative", "type": "CONDITIONING", "link": None},
-                              {"name": "latent_image", "type": "LATENT", "link": None},
-                              {"name": "steps", "type": "INT", "widget": {"name": "steps"},
-                               "link": None}],
-                      outputs=[("LATENT", "LATENT")])
+        sampler = add(
+            "KSampler",
+            [stage, "randomize", 20, 7.5, "euler", "normal", 1.0],
+            inputs=[
+                {"name": "model", "type": "MODEL", "link": None},
+                {"name": "positive", "type": "CONDITIONING", "link": None},
+                {"name": "negative", "type": "CONDITIONING", "link": None},
+                {"name": "latent_image", "type": "LATENT", "link": None},
+                {"name": "steps", "type": "INT", "widget": {"name": "steps"}, "link": None},
+            ],
+            outputs=[("LATENT", "LATENT")],
+        )
         link(reroute, 0, sampler, 0, "MODEL")
         link(texts[0], 0, sampler, 1, "CONDITIONING")
         link(texts[1], 0, sampler, 2, "CONDITIONING")
         link(source, 0, sampler, 3, "LATENT")
         link(steps, 0, sampler, 4, "INT")
-        upscale = add("LatentUpscaleBy", ["nearest-exact", 1.5],
-                      inputs=[{"name": "samples", "type": "LATENT", "link": None}],
-                      outputs=[("LATENT", "LATENT")], mode=4 if stage % 3 == 2 else 0)
+        upscale = add(
+            "LatentUpscaleBy",
+            ["nearest-exact", 1.5],
+            inputs=[{"name": "samples", "type": "LATENT", "link": None}],
+            outputs=[("LATENT", "LATENT")],
+            mode=4 if stage % 3 == 2 else 0,
+        )
         link(sampler, 0, upscale, 0, "LATENT")
         source = upscale
         stage += 1
     while len(nodes) + 2 < node_count:
         add("Note", [f"padding {len(nodes)}"])
-    decode = add("VAEDecode", inputs=[{"name": "samples", "type": "LATENT", "link": None},
-                                      {"name": "vae", "type": "VAE", "link": None}],
-                 outputs=[("IMAGE", "IMAGE")])
+    decode = add(
+        "VAEDecode",
+        inputs=[
+            {"name": "samples", "type": "LATENT", "link": None},
+            {"name": "vae", "type": "VAE", "link": None},
+        ],
+        outputs=[("IMAGE", "IMAGE")],
+    )
     link(source, 0, decode, 0, "LATENT")
     link(ckpt, 2, decode, 1, "VAE")
-    save = add("SaveImage", ["bench"], inputs=[{"name": "images", "type": "IMAGE",
-                                                "link": None}])
+    save = add("SaveImage", ["bench"], inputs=[{"name": "images", "type": "IMAGE", "link": None}])
     link(decode, 0, save, 0, "IMAGE")
-    return {"last_node_id": len(nodes), "last_link_id": len(links), "nodes": nodes,
-            "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
+    return {
+        "last_node_id": len(nodes),
+        "last_link_id": len(links),
+        "nodes": nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {},
+        "version": 0.4,
+    }
 
 
 def measure(label: str, text: str, repeat: int) -> tuple[float, float]:
@@ -138,22 +173,28 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=50, help="runs per measurement")
     args = parser.parse_args()
     ObjectInfo.bundled()  # load the snapshot once, outside the timings
-    print(f"{'workflow':<40} {'load+to_api':>9} {'json.loads':>11} {'ratio':>8}"
-          "   (ms of CPU time, best run)")
+    print(
+        f"{'workflow':<40} {'load+to_api':>9} {'json.loads':>11} {'ratio':>8}"
+        "   (ms of CPU time, best run)"
+    )
     files = sorted((SHARED / "ui").glob("*.json")) + sorted((SHARED / "api").glob("*.json"))
-    totals = [measure(path.stem, path.read_text(encoding="utf-8"), args.repeat)
-              for path in files]
-    print(f"{'all visible workflows (sum)':<40} {sum(t[0] for t in totals):9.3f} "
-          f"{sum(t[1] for t in totals):11.3f}")
+    totals = [measure(path.stem, path.read_text(encoding="utf-8"), args.repeat) for path in files]
+    print(
+        f"{'all visible workflows (sum)':<40} {sum(t[0] for t in totals):9.3f} "
+        f"{sum(t[1] for t in totals):11.3f}"
+    )
     graph = synthetic_graph(100)
-    ours, _peer = measure(f"synthetic {len(graph['nodes'])}-node UI graph", json.dumps(graph),
-                          args.repeat)
+    ours, _peer = measure(
+        f"synthetic {len(graph['nodes'])}-node UI graph", json.dumps(graph), args.repeat
+    )
     from_dict = best_ms(lambda: Workflow.load(graph).to_api(), args.repeat)
     wall = median_ms(lambda: Workflow.load(graph).to_api(), args.repeat)
     verdict = "meets" if ours < GOAL_MS else "MISSES"
-    print(f"\n100-node graph: {ours:.3f} ms CPU from JSON text, {from_dict:.3f} ms from a dict, "
-          f"{wall:.3f} ms median wall time from a dict; {verdict} the {GOAL_MS:.0f} ms goal.\n"
-          "Peer: json.loads of the same text, measured in the same run.")
+    print(
+        f"\n100-node graph: {ours:.3f} ms CPU from JSON text, {from_dict:.3f} ms from a dict, "
+        f"{wall:.3f} ms median wall time from a dict; {verdict} the {GOAL_MS:.0f} ms goal.\n"
+        "Peer: json.loads of the same text, measured in the same run."
+    )
 
 
 if __name__ == "__main__":

@@ -366,8 +366,12 @@ class Batch:
                 await server.delete_queued([j.prompt_id for j in queued])
                 await server.monitor.reconcile(queued, lost="cancel")
             except ServerConnectionError as exc:
-                log.warning("cancelling %d queued item(s) locally, %s is unreachable: %s",
-                            len(queued), server.url, exc)
+                log.warning(
+                    "cancelling %d queued item(s) locally, %s is unreachable: %s",
+                    len(queued),
+                    server.url,
+                    exc,
+                )
                 await asyncio.gather(*(j.finish("cancelled") for j in queued))
         if interrupt:
             running = [j for j in jobs if not j.done()]

@@ -40,20 +40,42 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run a workflow (with sweeps) headless and export the results to a folder"
     )
     run.add_argument("workflow", help="workflow JSON file (UI or API format) or a bundled example")
-    run.add_argument("--set", dest="fixed", action="append", default=[], metavar="NAME=VALUE",
-                     help="set one parameter, e.g. --set steps=20 --set prompt='a red fox'")
-    run.add_argument("--sweep", action="append", default=[], metavar="NAME=SPEC",
-                     help="vary a parameter: cfg=5-9(+2), steps=10-30[3], sampler_name=euler,ddim,"
-                          " seed=random, or prompt='a cat|a dog' (| separates texts)")
-    run.add_argument("--count", type=int, default=None,
-                     help="repeats of every cell of the sweep (default 1)")
-    run.add_argument("--mode", choices=("grid", "zip"), default="grid",
-                     help="combine sweeps as a grid (cartesian product) or pairwise")
-    run.add_argument("--out", type=Path, default=None,
-                     help="folder to export to (default comfy_runs/<batch id>)")
-    run.add_argument("--server", action="append", default=[], metavar="URL",
-                     help="ComfyUI URL (default $COMFYUI_URL); repeat to spread over servers;"
-                          " 'sim' starts the simulated server")
+    run.add_argument(
+        "--set",
+        dest="fixed",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set one parameter, e.g. --set steps=20 --set prompt='a red fox'",
+    )
+    run.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=SPEC",
+        help="vary a parameter: cfg=5-9(+2), steps=10-30[3], sampler_name=euler,ddim,"
+        " seed=random, or prompt='a cat|a dog' (| separates texts)",
+    )
+    run.add_argument(
+        "--count", type=int, default=None, help="repeats of every cell of the sweep (default 1)"
+    )
+    run.add_argument(
+        "--mode",
+        choices=("grid", "zip"),
+        default="grid",
+        help="combine sweeps as a grid (cartesian product) or pairwise",
+    )
+    run.add_argument(
+        "--out", type=Path, default=None, help="folder to export to (default comfy_runs/<batch id>)"
+    )
+    run.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="ComfyUI URL (default $COMFYUI_URL); repeat to spread over servers;"
+        " 'sim' starts the simulated server",
+    )
     run.add_argument("--concurrency", type=int, default=None, help="prompts in flight at once")
 
     commands.add_parser(  # its options belong to python -m comfy_widgets.sim, which parses them
@@ -128,9 +150,7 @@ def run_command(args: argparse.Namespace) -> int:
             if url == "sim":
                 url = stack.enter_context(sim.serve(port=0)).url
             servers.append(url)
-        client = stack.enter_context(
-            connect(servers[0] if servers else None)
-        )
+        client = stack.enter_context(connect(servers[0] if servers else None))
         options: dict[str, Any] = {"mode": args.mode}
         if len(servers) > 1:
             options["servers"] = servers
@@ -142,8 +162,10 @@ def run_command(args: argparse.Namespace) -> int:
         frame = _follow(batch)
         out = args.out or Path("comfy_runs") / batch.id
         batch.export(out)
-    print(f"{batch.completed_count}/{batch.total} completed, {batch.failed_count} failed;"
-          f" exported to {out}")
+    print(
+        f"{batch.completed_count}/{batch.total} completed, {batch.failed_count} failed;"
+        f" exported to {out}"
+    )
     for error in frame["error"].dropna().unique():
         print(f"  error: {error}", file=sys.stderr)
     if batch.status == "cancelled":
@@ -156,6 +178,7 @@ def _follow(batch: Batch) -> pd.DataFrame:
     from tqdm import tqdm
 
     with tqdm(total=batch.total, unit="img", desc=f"batch {batch.id[:8]}") as bar:
+
         def update(_batch: Batch) -> None:
             finished = batch.completed_count + batch.failed_count
             if finished != bar.n:
@@ -167,8 +190,10 @@ def _follow(batch: Batch) -> pd.DataFrame:
             frame = batch.result()
         except KeyboardInterrupt:
             # Ctrl+C: stop what is left, keep what finished, and export that
-            print("\ninterrupted: removing queued items and interrupting the running one",
-                  file=sys.stderr)
+            print(
+                "\ninterrupted: removing queued items and interrupting the running one",
+                file=sys.stderr,
+            )
             batch.stop(interrupt=True).result(timeout=STOP_TIMEOUT_S)
             frame = batch.result(timeout=STOP_TIMEOUT_S)
         finally:

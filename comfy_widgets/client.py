@@ -219,7 +219,10 @@ class Client:
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             self._http = httpx.AsyncClient(
-                base_url=self.url, headers=self._headers, timeout=_TIMEOUT, follow_redirects=True,
+                base_url=self.url,
+                headers=self._headers,
+                timeout=_TIMEOUT,
+                follow_redirects=True,
                 verify=_tls_context(),
             )
         return self._http

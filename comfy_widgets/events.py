@@ -421,4 +421,3 @@ def parse_frame(frame: str | bytes) -> Event | None:
     if isinstance(frame, str):
         return parse_text(frame)
     return parse_binary(frame)
-

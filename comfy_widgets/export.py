@@ -127,13 +127,17 @@ def index_html(table: pd.DataFrame, *, grid_name: str | None, data_files: list[s
         cell = (
             f'<a href="{html.escape(image)}"><img src="{html.escape(image)}" loading="lazy" '
             f'style="max-width:{THUMB_PX}px;max-height:{THUMB_PX}px"></a>'
-            if isinstance(image, str) else ""
+            if isinstance(image, str)
+            else ""
         )
         cells = "".join(f"<td>{_cell(table[c].iat[pos])}</td>" for c in columns)
         body.append(f"<tr><td>{cell}</td>{cells}</tr>")
     links = " · ".join(f'<a href="{name}">{name}</a>' for name in data_files)
-    grid = f'<p><a href="{grid_name}"><img src="{grid_name}" style="max-width:100%"></a></p>' \
-        if grid_name else ""
+    grid = (
+        f'<p><a href="{grid_name}"><img src="{grid_name}" style="max-width:100%"></a></p>'
+        if grid_name
+        else ""
+    )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>comfy_widgets batch</title>"
         "<style>body{font-family:sans-serif}table{border-collapse:collapse}"

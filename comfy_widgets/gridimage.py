@@ -20,9 +20,24 @@ from PIL import Image, ImageDraw, ImageFont
 # Columns every results DataFrame has that are not parameters (never offered as default axes).
 BOOKKEEPING_COLUMNS = frozenset(
     {
-        "batch_id", "batch_index", "prompt_id", "server", "status", "image", "outputs",
-        "queued_at", "started_at", "finished_at", "duration_s", "error", "timings",
-        "generation_id", "workflow_name", "workflow_hash", "prompt_json", "parameters",
+        "batch_id",
+        "batch_index",
+        "prompt_id",
+        "server",
+        "status",
+        "image",
+        "outputs",
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "duration_s",
+        "error",
+        "timings",
+        "generation_id",
+        "workflow_name",
+        "workflow_hash",
+        "prompt_json",
+        "parameters",
         "error_node",
     }
 )

@@ -29,8 +29,17 @@ from comfy_widgets.store import TERMINAL_STATES, Store, StoredWorkflow, clean_ur
 log = logging.getLogger(__name__)
 
 SEED_FIELDS = ("seed", "noise_seed")
-HISTORY_HEAD = ["generation_id", "prompt_id", "workflow", "batch_id", "batch_index", "server",
-                "status", "parameters", "seed"]
+HISTORY_HEAD = [
+    "generation_id",
+    "prompt_id",
+    "workflow",
+    "batch_id",
+    "batch_index",
+    "server",
+    "status",
+    "parameters",
+    "seed",
+]
 
 
 def history(

@@ -273,7 +273,9 @@ class Job:
         graph = job_ui_graph(self)
         sent_at = time.time()
         answer = await self.client.queue_prompt(
-            self.prompt, prompt_id=self.prompt_id, front=self.front,
+            self.prompt,
+            prompt_id=self.prompt_id,
+            front=self.front,
             extra_data={"extra_pnginfo": {"workflow": graph}} if graph is not None else None,
         )
         self.number = answer.get("number") if isinstance(answer, dict) else None

@@ -98,9 +98,7 @@ def launch(port: int = 8888, open_browser: bool = True, root_dir: Path | None = 
             print(f"comfy-widgets: simulated ComfyUI at {server.url}", flush=True)
         settings = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cw-lab-")))
         write_settings_overrides(settings, default_app_settings_dir())
-        argv = lab_argv(
-            root_dir or notebooks_dir(), settings, port=port, open_browser=open_browser
-        )
+        argv = lab_argv(root_dir or notebooks_dir(), settings, port=port, open_browser=open_browser)
         return _wait(subprocess.Popen(argv, env=env))
 
 

@@ -493,8 +493,13 @@ def _upsert_workflow(conn: sqlite3.Connection, workflow: Any) -> int:
     cursor = conn.execute(
         "INSERT INTO workflows (name, content_hash, format, workflow_json, created_at)"
         " VALUES (?, ?, ?, ?, ?)",
-        (fields["name"], fields["content_hash"], fields["format"], to_json(fields["source"]),
-         time.time()),
+        (
+            fields["name"],
+            fields["content_hash"],
+            fields["format"],
+            to_json(fields["source"]),
+            time.time(),
+        ),
     )
     return int(cursor.lastrowid)
 
@@ -555,9 +560,7 @@ def _insert_generation(conn: sqlite3.Connection, values: dict[str, Any]) -> None
 def _update_generation(conn: sqlite3.Connection, row_id: int, values: dict[str, Any]) -> None:
     """Update a generation row, keeping stored values where the new ones are unknown (None)."""
     keep_old = [k for k in values if k not in ("status",)]
-    sets = ", ".join(
-        ["status = ?"] + [f"{k} = COALESCE(?, {k})" for k in keep_old]
-    )
+    sets = ", ".join(["status = ?"] + [f"{k} = COALESCE(?, {k})" for k in keep_old])
     conn.execute(
         f"UPDATE generations SET {sets} WHERE id = ?",
         (values["status"], *(values[k] for k in keep_old), row_id),
@@ -640,8 +643,9 @@ def _png_texts(job: Any) -> dict[str, str]:
     """The ComfyUI text chunks for a job: the API prompt, params, and the UI graph holding the
     values used (left out when it cannot hold them: ComfyUI then loads the exact prompt)."""
     return pngmeta.comfy_text_chunks(
-        getattr(job, "prompt", None), job_ui_graph(job),
-        dict(getattr(job, "parameters", None) or {})
+        getattr(job, "prompt", None),
+        job_ui_graph(job),
+        dict(getattr(job, "parameters", None) or {}),
     )
 
 

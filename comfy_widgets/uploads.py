@@ -111,7 +111,5 @@ def prepare_image_values(
         if upload.name not in {u.name for u in uploads}:
             uploads.append(upload)
     if errors:
-        raise ParameterError(
-            "; ".join(f"{k}: {v}" for k, v in errors.items()), errors=errors
-        )
+        raise ParameterError("; ".join(f"{k}: {v}" for k, v in errors.items()), errors=errors)
     return out, uploads

@@ -17,9 +17,19 @@ from tests._batch_fakes import FakeBatch
 
 def param(name, type_, value, **extra):
     base = dict(
-        name=name, key=f"3.{name}", type=type_, value=value, min=None, max=None, step=None,
-        is_integer=False, multiline=False, node_title="KSampler", node_class="KSampler",
-        control_after_generate=None, options=None,
+        name=name,
+        key=f"3.{name}",
+        type=type_,
+        value=value,
+        min=None,
+        max=None,
+        step=None,
+        is_integer=False,
+        multiline=False,
+        node_title="KSampler",
+        node_class="KSampler",
+        control_after_generate=None,
+        options=None,
     )
     base.update(extra)
     return SimpleNamespace(**base)
@@ -156,7 +166,7 @@ def test_run_batch_calls_client_batch_and_shows_a_batch_view():
     panel.prompts.value = "a\nb"
     seed_used = panel.plan_seed
     panel.run_button.click()
-    (thread, workflow, count, variations), = client.calls
+    ((thread, workflow, count, variations),) = client.calls
     assert workflow is form.workflow and count == 2
     assert variations["plan_seed"] == seed_used and variations["mode"] == "grid"
     assert variations["prompt"] == Values(("a", "b"))

@@ -19,8 +19,13 @@ async def test_server_vanishing_mid_batch_keeps_what_was_recorded(tmp_path):
     store = Store(tmp_path / "store.sqlite")
     client = connect(server.url, store=store)
     try:
-        batch = client.batch(Workflow.load(example_path("sd15_txt2img_api")), count=10,
-                             seed="random", concurrency=2, **SMALL)
+        batch = client.batch(
+            Workflow.load(example_path("sd15_txt2img_api")),
+            count=10,
+            seed="random",
+            concurrency=2,
+            **SMALL,
+        )
         two_done = asyncio.Event()
         batch.subscribe(lambda b: two_done.set() if b.completed_count >= 2 else None)
         await asyncio.wait_for(two_done.wait(), 30)

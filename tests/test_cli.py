@@ -42,10 +42,22 @@ def test_variations_pass_specs_through_and_split_text_lists():
 
 def test_run_sweep_writes_the_export_folder(server, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main([
-        "run", "sd15_txt2img", "--server", server.url, "--set", "steps=3",
-        "--sweep", "cfg=5-9(+2)", "--sweep", "prompt=a red fox|a snowy owl", "--out", str(out),
-    ])
+    code = main(
+        [
+            "run",
+            "sd15_txt2img",
+            "--server",
+            server.url,
+            "--set",
+            "steps=3",
+            "--sweep",
+            "cfg=5-9(+2)",
+            "--sweep",
+            "prompt=a red fox|a snowy owl",
+            "--out",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     table = pd.read_csv(out / "results.csv")
@@ -62,8 +74,22 @@ def test_run_sweep_writes_the_export_folder(server, tmp_path, capsys):
 
 def test_run_count_with_the_builtin_simulator_and_an_api_workflow(tmp_path, capsys):
     out = tmp_path / "api"
-    code = main(["run", "empty_image_api", "--server", "sim", "--count", "3",
-                 "--set", "width=64", "--set", "height=32", "--out", str(out)])
+    code = main(
+        [
+            "run",
+            "empty_image_api",
+            "--server",
+            "sim",
+            "--count",
+            "3",
+            "--set",
+            "width=64",
+            "--set",
+            "height=32",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     table = pd.read_csv(out / "results.csv")
     assert list(table["batch_index"]) == [0, 1, 2]
@@ -71,8 +97,18 @@ def test_run_count_with_the_builtin_simulator_and_an_api_workflow(tmp_path, caps
 
 
 def test_unknown_parameter_exits_2_before_queueing(server, tmp_path, capsys):
-    code = main(["run", "sd15_txt2img", "--server", server.url, "--set", "stpes=3",
-                 "--out", str(tmp_path / "never")])
+    code = main(
+        [
+            "run",
+            "sd15_txt2img",
+            "--server",
+            server.url,
+            "--set",
+            "stpes=3",
+            "--out",
+            str(tmp_path / "never"),
+        ]
+    )
     assert code == 2
     assert "stpes" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
@@ -81,8 +117,20 @@ def test_unknown_parameter_exits_2_before_queueing(server, tmp_path, capsys):
 def test_failed_generations_exit_1_and_are_exported(server, tmp_path, capsys):
     server.faults.fail_node("SaveImage", times=1)
     out = tmp_path / "failed"
-    code = main(["run", "empty_image_api", "--server", server.url, "--count", "2",
-                 "--concurrency", "1", "--out", str(out)])
+    code = main(
+        [
+            "run",
+            "empty_image_api",
+            "--server",
+            server.url,
+            "--count",
+            "2",
+            "--concurrency",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1
     assert "1/2 completed, 1 failed" in captured.out
@@ -100,8 +148,12 @@ def test_sim_subcommand_serves_comfyui_until_stopped():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     script = str(Path(sys.executable).with_name("comfy-widgets"))
-    proc = subprocess.Popen([script, "sim", "--port", str(port), "--seconds-per-step", "0.01"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [script, "sim", "--port", str(port), "--seconds-per-step", "0.01"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}" in line
@@ -121,11 +173,32 @@ def test_ctrl_c_stops_the_rest_and_exports_what_finished(tmp_path):
     out = tmp_path / "out"
     with sim.serve(seconds_per_step=0.1, previews=False) as server:
         proc = subprocess.Popen(
-            [sys.executable, "-c", CLI, "run", "sd15_txt2img",
-             "--server", server.url, "--set", "steps=4", "--set", "width=64",
-             "--set", "height=64", "--count", "8", "--sweep", "seed=random",
-             "--concurrency", "2", "--out", str(out)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-c",
+                CLI,
+                "run",
+                "sd15_txt2img",
+                "--server",
+                server.url,
+                "--set",
+                "steps=4",
+                "--set",
+                "width=64",
+                "--set",
+                "height=64",
+                "--count",
+                "8",
+                "--sweep",
+                "seed=random",
+                "--concurrency",
+                "2",
+                "--out",
+                str(out),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         while not _history_ids(server.url):  # wait until one generation finished
             assert proc.poll() is None, proc.stderr.read()

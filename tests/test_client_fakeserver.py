@@ -187,8 +187,9 @@ class FakeComfy:
                 self.running = None
                 self.queue.pop(0)
                 await self.broadcast_status()
-                await self.send(self.prompts[pid]["client_id"], _msg("executing", node=None,
-                                                                      prompt_id=pid))
+                await self.send(
+                    self.prompts[pid]["client_id"], _msg("executing", node=None, prompt_id=pid)
+                )
 
     async def _run(self, pid: str, body: dict) -> None:
         cid = body["client_id"]
@@ -198,20 +199,25 @@ class FakeComfy:
             await self.send(cid, frame)
         outputs = {}
         for node_id, node in body["prompt"].items():
-            await self.send(cid, _msg("executing", node=node_id, display_node=node_id,
-                                      prompt_id=pid))
+            await self.send(
+                cid, _msg("executing", node=node_id, display_node=node_id, prompt_id=pid)
+            )
             if node["class_type"] == "KSampler":
                 steps = node["inputs"].get("steps", 2)
                 for step in range(1, steps + 1):
-                    await self.send(cid, _msg("progress", value=step, max=steps, prompt_id=pid,
-                                              node=node_id))
+                    await self.send(
+                        cid, _msg("progress", value=step, max=steps, prompt_id=pid, node=node_id)
+                    )
                     await self.send(cid, struct.pack(">II", 1, 2) + png_bytes("green"))
             if node["class_type"] == "SaveImage":
-                out = {"images": [{"filename": f"{pid[:8]}.png", "subfolder": "",
-                                   "type": "output"}]}
+                out = {
+                    "images": [{"filename": f"{pid[:8]}.png", "subfolder": "", "type": "output"}]
+                }
                 outputs[node_id] = out
-                await self.send(cid, _msg("executed", node=node_id, display_node=node_id,
-                                          output=out, prompt_id=pid))
+                await self.send(
+                    cid,
+                    _msg("executed", node=node_id, display_node=node_id, output=out, prompt_id=pid),
+                )
         await self.send(cid, _msg("execution_success", prompt_id=pid, timestamp=2))
         self.history[pid] = {
             "prompt": [0, pid, body["prompt"], {}, []],
@@ -250,7 +256,8 @@ async def test_run_completes_with_outputs_and_previews():
         assert result.images[0].size == (8, 8)
         assert job.preview is not None and job.preview_mime == "image/png"
         assert server.first_messages[0] == {
-            "type": "feature_flags", "data": {"supports_preview_metadata": True}
+            "type": "feature_flags",
+            "data": {"supports_preview_metadata": True},
         }
         assert server.prompts[job.prompt_id]["client_id"] == client.client_id
     finally:
@@ -334,14 +341,29 @@ async def test_upload_deduplicated_per_client():
 async def test_validation_error_maps_node_errors():
     server = await fake_server()
     server.prompt_status = 400
-    node_errors = {"3": {"errors": [{"type": "value_smaller_than_min",
-                                     "message": "Value -1 smaller than min of 1",
-                                     "details": "steps", "extra_info": {}}],
-                         "dependent_outputs": ["9"], "class_type": "KSampler"}}
-    server.prompt_body = {"error": {"type": "prompt_outputs_failed_validation",
-                                    "message": "Prompt outputs failed validation",
-                                    "details": "", "extra_info": {}},
-                          "node_errors": node_errors}
+    node_errors = {
+        "3": {
+            "errors": [
+                {
+                    "type": "value_smaller_than_min",
+                    "message": "Value -1 smaller than min of 1",
+                    "details": "steps",
+                    "extra_info": {},
+                }
+            ],
+            "dependent_outputs": ["9"],
+            "class_type": "KSampler",
+        }
+    }
+    server.prompt_body = {
+        "error": {
+            "type": "prompt_outputs_failed_validation",
+            "message": "Prompt outputs failed validation",
+            "details": "",
+            "extra_info": {},
+        },
+        "node_errors": node_errors,
+    }
     client = connect(server.url)
     try:
         job = client.submit(PROMPT)

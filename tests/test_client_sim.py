@@ -22,8 +22,9 @@ from comfy_widgets.jobs import Job
 from tests.shared_data import REFERENCE
 
 TRACES = REFERENCE / "traces"
-KSAMPLER = json.loads((TRACES / "g1_ksampler_real_no_feature_flags" / "workflow_api.json")
-                      .read_text())
+KSAMPLER = json.loads(
+    (TRACES / "g1_ksampler_real_no_feature_flags" / "workflow_api.json").read_text()
+)
 EMPTY_IMAGE = json.loads((TRACES / "b1_emptyimage_saveimage" / "workflow_api.json").read_text())
 
 
@@ -59,11 +60,18 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def record(job: Job) -> list[dict]:
     seen: list[dict] = []
-    job.subscribe(lambda j: seen.append({
-        "state": j.state, "progress": j.progress, "node": j.current_node,
-        "title": j.current_node_title, "position": j.queue_position,
-        "preview": j.preview is not None,
-    }))
+    job.subscribe(
+        lambda j: seen.append(
+            {
+                "state": j.state,
+                "progress": j.progress,
+                "node": j.current_node,
+                "title": j.current_node_title,
+                "position": j.queue_position,
+                "preview": j.preview is not None,
+            }
+        )
+    )
     return seen
 
 

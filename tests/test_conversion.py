@@ -38,7 +38,8 @@ def test_api_golden_unchanged(path: Path):
     wf = Workflow.load(path)
     assert wf.format == "api"
     assert json.dumps(wf.to_api(), indent=2, ensure_ascii=False) == json.dumps(
-        json.loads(text), indent=2, ensure_ascii=False)
+        json.loads(text), indent=2, ensure_ascii=False
+    )
 
 
 # --- small graphs --------------------------------------------------------------------------
@@ -46,10 +47,22 @@ def test_api_golden_unchanged(path: Path):
 
 def node(node_id, node_type, widgets=None, inputs=(), outputs=(), mode=0, title=None, **extra):
     """A UI node; inputs are (name, type, link[, widget]) and outputs (name, type, [links])."""
-    raw = {"id": node_id, "type": node_type, "mode": mode, "properties": {},
-           "inputs": [{"name": i[0], "type": i[1], "link": i[2],
-                       **({"widget": {"name": i[3]}} if len(i) > 3 else {})} for i in inputs],
-           "outputs": [{"name": o[0], "type": o[1], "links": list(o[2])} for o in outputs]}
+    raw = {
+        "id": node_id,
+        "type": node_type,
+        "mode": mode,
+        "properties": {},
+        "inputs": [
+            {
+                "name": i[0],
+                "type": i[1],
+                "link": i[2],
+                **({"widget": {"name": i[3]}} if len(i) > 3 else {}),
+            }
+            for i in inputs
+        ],
+        "outputs": [{"name": o[0], "type": o[1], "links": list(o[2])} for o in outputs],
+    }
     if widgets is not None:
         raw["widgets_values"] = widgets
     if title is not None:
@@ -59,43 +72,92 @@ def node(node_id, node_type, widgets=None, inputs=(), outputs=(), mode=0, title=
 
 
 def graph(nodes, links, subgraphs=None):
-    data = {"last_node_id": 99, "last_link_id": 99, "nodes": nodes, "links": links,
-            "groups": [], "config": {}, "extra": {}, "version": 0.4}
+    data = {
+        "last_node_id": 99,
+        "last_link_id": 99,
+        "nodes": nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {},
+        "version": 0.4,
+    }
     if subgraphs:
         data["definitions"] = {"subgraphs": subgraphs}
     return data
 
 
-KSAMPLER_IN = [("model", "MODEL", 1), ("positive", "CONDITIONING", 2),
-               ("negative", "CONDITIONING", 3), ("latent_image", "LATENT", 4)]
+KSAMPLER_IN = [
+    ("model", "MODEL", 1),
+    ("positive", "CONDITIONING", 2),
+    ("negative", "CONDITIONING", 3),
+    ("latent_image", "LATENT", 4),
+]
 KS_VALUES = [42, "randomize", 20, 7.0, "euler", "normal", 1.0]
 
 
 def base_nodes(ks_inputs=None, ks_values=None, lora_mode=0):
     """Checkpoint -> LoRA -> two prompts + latent -> KSampler -> VAEDecode -> SaveImage."""
     return [
-        node(1, "CheckpointLoaderSimple", ["model.safetensors"],
-             outputs=[("MODEL", "MODEL", [10]), ("CLIP", "CLIP", [11]), ("VAE", "VAE", [8])]),
-        node(7, "LoraLoader", ["style.safetensors", 0.75, 1], mode=lora_mode,
-             inputs=[("model", "MODEL", 10), ("clip", "CLIP", 11)],
-             outputs=[("MODEL", "MODEL", [1]), ("CLIP", "CLIP", [12, 13])]),
-        node(2, "CLIPTextEncode", ["a cat"], inputs=[("clip", "CLIP", 12)],
-             outputs=[("CONDITIONING", "CONDITIONING", [2])]),
-        node(3, "CLIPTextEncode", ["blurry"], inputs=[("clip", "CLIP", 13)],
-             outputs=[("CONDITIONING", "CONDITIONING", [3])]),
+        node(
+            1,
+            "CheckpointLoaderSimple",
+            ["model.safetensors"],
+            outputs=[("MODEL", "MODEL", [10]), ("CLIP", "CLIP", [11]), ("VAE", "VAE", [8])],
+        ),
+        node(
+            7,
+            "LoraLoader",
+            ["style.safetensors", 0.75, 1],
+            mode=lora_mode,
+            inputs=[("model", "MODEL", 10), ("clip", "CLIP", 11)],
+            outputs=[("MODEL", "MODEL", [1]), ("CLIP", "CLIP", [12, 13])],
+        ),
+        node(
+            2,
+            "CLIPTextEncode",
+            ["a cat"],
+            inputs=[("clip", "CLIP", 12)],
+            outputs=[("CONDITIONING", "CONDITIONING", [2])],
+        ),
+        node(
+            3,
+            "CLIPTextEncode",
+            ["blurry"],
+            inputs=[("clip", "CLIP", 13)],
+            outputs=[("CONDITIONING", "CONDITIONING", [3])],
+        ),
         node(4, "EmptyLatentImage", [512, 512, 1], outputs=[("LATENT", "LATENT", [4])]),
-        node(10, "KSampler", ks_values or KS_VALUES, inputs=ks_inputs or KSAMPLER_IN,
-             outputs=[("LATENT", "LATENT", [5])]),
-        node(5, "VAEDecode", inputs=[("samples", "LATENT", 5), ("vae", "VAE", 8)],
-             outputs=[("IMAGE", "IMAGE", [6])]),
+        node(
+            10,
+            "KSampler",
+            ks_values or KS_VALUES,
+            inputs=ks_inputs or KSAMPLER_IN,
+            outputs=[("LATENT", "LATENT", [5])],
+        ),
+        node(
+            5,
+            "VAEDecode",
+            inputs=[("samples", "LATENT", 5), ("vae", "VAE", 8)],
+            outputs=[("IMAGE", "IMAGE", [6])],
+        ),
         node(6, "SaveImage", ["out"], inputs=[("images", "IMAGE", 6)]),
     ]
 
 
-BASE_LINKS = [[10, 1, 0, 7, 0, "MODEL"], [11, 1, 1, 7, 1, "CLIP"], [1, 7, 0, 10, 0, "MODEL"],
-              [12, 7, 1, 2, 0, "CLIP"], [13, 7, 1, 3, 0, "CLIP"], [2, 2, 0, 10, 1, "CONDITIONING"],
-              [3, 3, 0, 10, 2, "CONDITIONING"], [4, 4, 0, 10, 3, "LATENT"],
-              [5, 10, 0, 5, 0, "LATENT"], [8, 1, 2, 5, 1, "VAE"], [6, 5, 0, 6, 0, "IMAGE"]]
+BASE_LINKS = [
+    [10, 1, 0, 7, 0, "MODEL"],
+    [11, 1, 1, 7, 1, "CLIP"],
+    [1, 7, 0, 10, 0, "MODEL"],
+    [12, 7, 1, 2, 0, "CLIP"],
+    [13, 7, 1, 3, 0, "CLIP"],
+    [2, 2, 0, 10, 1, "CONDITIONING"],
+    [3, 3, 0, 10, 2, "CONDITIONING"],
+    [4, 4, 0, 10, 3, "LATENT"],
+    [5, 10, 0, 5, 0, "LATENT"],
+    [8, 1, 2, 5, 1, "VAE"],
+    [6, 5, 0, 6, 0, "IMAGE"],
+]
 
 
 def convert(data, **kw):
@@ -105,8 +167,18 @@ def convert(data, **kw):
 def test_widgets_first_in_widget_order_then_links_and_control_value_skipped():
     api = convert(graph(base_nodes(), BASE_LINKS))
     ks = api["10"]
-    assert list(ks["inputs"]) == ["seed", "steps", "cfg", "sampler_name", "scheduler", "denoise",
-                                  "model", "positive", "negative", "latent_image"]
+    assert list(ks["inputs"]) == [
+        "seed",
+        "steps",
+        "cfg",
+        "sampler_name",
+        "scheduler",
+        "denoise",
+        "model",
+        "positive",
+        "negative",
+        "latent_image",
+    ]
     assert ks["inputs"]["seed"] == 42 and ks["inputs"]["steps"] == 20
     assert ks["_meta"] == {"title": "KSampler"} and ks["class_type"] == "KSampler"
 
@@ -163,8 +235,10 @@ def test_reroute_is_resolved_to_the_real_source():
     nodes = base_nodes()
     nodes.append(node(20, "Reroute", inputs=[("", "*", 21)], outputs=[("", "MODEL", [22])]))
     nodes[5]["inputs"][0]["link"] = 22
-    links = [lk for lk in BASE_LINKS if lk[0] != 1] + [[21, 7, 0, 20, 0, "*"],
-                                                       [22, 20, 0, 10, 0, "MODEL"]]
+    links = [lk for lk in BASE_LINKS if lk[0] != 1] + [
+        [21, 7, 0, 20, 0, "*"],
+        [22, 20, 0, 10, 0, "MODEL"],
+    ]
     api = convert(graph(nodes, links))
     assert "20" not in api
     assert api["10"]["inputs"]["model"] == ["7", 0]
@@ -173,8 +247,9 @@ def test_reroute_is_resolved_to_the_real_source():
 def test_primitive_node_value_wins_over_stale_widget_value():
     inputs = [*KSAMPLER_IN, ("steps", "INT", 30, "steps")]
     nodes = base_nodes(ks_inputs=inputs)
-    nodes.append(node(30, "PrimitiveNode", [33, "fixed"], title="Steps",
-                      outputs=[("INT", "INT", [30])]))
+    nodes.append(
+        node(30, "PrimitiveNode", [33, "fixed"], title="Steps", outputs=[("INT", "INT", [30])])
+    )
     api = convert(graph(nodes, [*BASE_LINKS, [30, 30, 0, 10, 4, "INT"]]))
     assert "30" not in api
     assert api["10"]["inputs"]["steps"] == 33
@@ -191,11 +266,18 @@ def test_primitive_without_a_stored_value_keeps_the_target_value():
 
 def test_primitive_text_replacement_on_request():
     nodes = base_nodes()
-    nodes[2]["inputs"].append({"name": "text", "type": "STRING", "widget": {"name": "text"},
-                               "link": 30})
-    nodes.append(node(30, "PrimitiveNode", ["seed %KSampler.seed%"],
-                      outputs=[("STRING", "STRING", [30])],
-                      properties={"Run widget replace on values": True}))
+    nodes[2]["inputs"].append(
+        {"name": "text", "type": "STRING", "widget": {"name": "text"}, "link": 30}
+    )
+    nodes.append(
+        node(
+            30,
+            "PrimitiveNode",
+            ["seed %KSampler.seed%"],
+            outputs=[("STRING", "STRING", [30])],
+            properties={"Run widget replace on values": True},
+        )
+    )
     api = convert(graph(nodes, [*BASE_LINKS, [30, 30, 0, 2, 1, "STRING"]]))
     assert api["2"]["inputs"]["text"] == "seed 42"
 
@@ -209,8 +291,7 @@ def test_link_fixer_repairs_a_primitive_output_list():
 
 
 def test_missing_widget_values_fall_back_to_defaults():
-    api = convert(graph([node(1, "KSampler", [5, "fixed"]), node(2, "EmptyLatentImage", [])],
-                        []))
+    api = convert(graph([node(1, "KSampler", [5, "fixed"]), node(2, "EmptyLatentImage", [])], []))
     assert api["1"]["inputs"]["steps"] == 20 and api["1"]["inputs"]["sampler_name"] == "euler"
     assert api["2"]["inputs"] == {"width": 512, "height": 512, "batch_size": 1}
 
@@ -220,14 +301,32 @@ def test_primitive_values_go_through_the_number_widget_callbacks():
     nodes = base_nodes(ks_inputs=inputs)
     nodes.append(node(30, "PrimitiveNode", [5.34, "fixed"], outputs=[("FLOAT", "FLOAT", [30])]))
     nodes.append(node(31, "PrimitiveNode", [12.6, "fixed"], outputs=[("INT", "INT", [31])]))
-    nodes.append(node(32, "EmptyLatentImage", [1000, 512, 1],
-                      inputs=[("width", "INT", 32, "width")], outputs=[("LATENT", "LATENT", [])]))
+    nodes.append(
+        node(
+            32,
+            "EmptyLatentImage",
+            [1000, 512, 1],
+            inputs=[("width", "INT", 32, "width")],
+            outputs=[("LATENT", "LATENT", [])],
+        )
+    )
     nodes.append(node(33, "PrimitiveNode", [1001, "fixed"], outputs=[("INT", "INT", [32])]))
-    nodes.append(node(34, "DualCFGGuider", [3, 1.5, "regular"],
-                      inputs=[("cfg_conds", "FLOAT", 33, "cfg_conds")]))
+    nodes.append(
+        node(
+            34,
+            "DualCFGGuider",
+            [3, 1.5, "regular"],
+            inputs=[("cfg_conds", "FLOAT", 33, "cfg_conds")],
+        )
+    )
     nodes.append(node(35, "PrimitiveNode", [250.0, "fixed"], outputs=[("FLOAT", "FLOAT", [33])]))
-    links = [*BASE_LINKS, [30, 30, 0, 10, 4, "FLOAT"], [31, 31, 0, 10, 5, "INT"],
-             [32, 33, 0, 32, 0, "INT"], [33, 35, 0, 34, 0, "FLOAT"]]
+    links = [
+        *BASE_LINKS,
+        [30, 30, 0, 10, 4, "FLOAT"],
+        [31, 31, 0, 10, 5, "INT"],
+        [32, 33, 0, 32, 0, "INT"],
+        [33, 35, 0, 34, 0, "FLOAT"],
+    ]
     api = convert(graph(nodes, links))
     assert api["10"]["inputs"]["cfg"] == 5.3  # round 0.01, shown with the step's 1 decimal
     assert api["10"]["inputs"]["steps"] == 13
@@ -242,12 +341,16 @@ def test_combo_without_any_value_is_left_out():
 
 
 def test_float_and_combo_primitive_values():
-    inputs = [*KSAMPLER_IN, ("cfg", "FLOAT", 30, "cfg"), ("sampler_name", "COMBO", 31,
-                                                           "sampler_name")]
+    inputs = [
+        *KSAMPLER_IN,
+        ("cfg", "FLOAT", 30, "cfg"),
+        ("sampler_name", "COMBO", 31, "sampler_name"),
+    ]
     nodes = base_nodes(ks_inputs=inputs)
     nodes.append(node(30, "PrimitiveNode", [4.5, "fixed"], outputs=[("FLOAT", "FLOAT", [30])]))
-    nodes.append(node(31, "PrimitiveNode", ["dpmpp_2m", "fixed", ""],
-                      outputs=[("COMBO", "COMBO", [31])]))
+    nodes.append(
+        node(31, "PrimitiveNode", ["dpmpp_2m", "fixed", ""], outputs=[("COMBO", "COMBO", [31])])
+    )
     links = [*BASE_LINKS, [30, 30, 0, 10, 4, "FLOAT"], [31, 31, 0, 10, 5, "COMBO"]]
     api = convert(graph(nodes, links))
     assert api["10"]["inputs"]["cfg"] == 4.5
@@ -277,10 +380,15 @@ def test_notes_are_dropped():
 
 
 def test_hidden_control_values_of_other_seed_nodes():
-    nodes = [node(1, "SamplerCustom", [True, 5, "increment", 6.5]),
-             node(2, "RandomNoise", [11, "fixed"]),
-             node(3, "KSamplerAdvanced",
-                  ["enable", 9, "randomize", 25, 8, "euler", "normal", 0, 20, "enable"])]
+    nodes = [
+        node(1, "SamplerCustom", [True, 5, "increment", 6.5]),
+        node(2, "RandomNoise", [11, "fixed"]),
+        node(
+            3,
+            "KSamplerAdvanced",
+            ["enable", 9, "randomize", 25, 8, "euler", "normal", 0, 20, "enable"],
+        ),
+    ]
     api = convert(graph(nodes, []))
     assert api["1"]["inputs"] == {"add_noise": True, "noise_seed": 5, "cfg": 6.5}
     assert api["2"]["inputs"] == {"noise_seed": 11}
@@ -294,17 +402,33 @@ def test_upload_widget_takes_a_position_but_is_not_sent():
 
 
 def test_file_combo_of_an_upload_button():
-    api = convert(graph([node(1, "LoadImage", ["", "image"]),
-                         node(2, "LoadImageOutput", ["x.png", False, "refresh", "image"]),
-                         node(3, "LoadImageOutput", ["y.png [temp]", False, "B", "C"])], []))
+    api = convert(
+        graph(
+            [
+                node(1, "LoadImage", ["", "image"]),
+                node(2, "LoadImageOutput", ["x.png", False, "refresh", "image"]),
+                node(3, "LoadImageOutput", ["y.png [temp]", False, "B", "C"]),
+            ],
+            [],
+        )
+    )
     assert api["1"]["inputs"] == {"image": OI.input("LoadImage", "image").choices[0]}
     assert api["2"]["inputs"] == {"image": "x.png [output]", "refresh": "refresh"}
     assert api["3"]["inputs"] == {"image": "y.png [temp]", "refresh": "B"}
 
 
 def test_old_values_of_force_input_inputs_are_dropped():
-    raw = {"N": {"input": {"required": {"m": ["MODEL", {}], "f": ["INT", {"forceInput": True}],
-                                        "w": ["INT", {}]}}}}
+    raw = {
+        "N": {
+            "input": {
+                "required": {
+                    "m": ["MODEL", {}],
+                    "f": ["INT", {"forceInput": True}],
+                    "w": ["INT", {}],
+                }
+            }
+        }
+    }
     oi = ObjectInfo(raw, source="user")
     assert convert_ui_to_api(graph([node(1, "N", [7, 8])], []), oi)["1"]["inputs"] == {"w": 8}
     assert convert_ui_to_api(graph([node(1, "N", [7, 8, 9])], []), oi)["1"]["inputs"] == {"w": 7}
@@ -323,8 +447,11 @@ def test_multiline_text_widgets_hold_strings_like_a_textarea():
 def test_v1_and_v3_combo_specs():
     raw = {
         "V1": {"input": {"required": {"mode": [["a", "b"], {}], "n": ["INT", {"default": 1}]}}},
-        "V3": {"input": {"required": {"mode": ["COMBO", {"options": ["x", "y"]}],
-                                      "flag": ["BOOLEAN", {}]}}},
+        "V3": {
+            "input": {
+                "required": {"mode": ["COMBO", {"options": ["x", "y"]}], "flag": ["BOOLEAN", {}]}
+            }
+        },
     }
     oi = ObjectInfo(raw, source="user")
     api = convert_ui_to_api(graph([node(1, "V1", ["b", 3]), node(2, "V3", ["y", True])], []), oi)
@@ -343,12 +470,15 @@ def test_unknown_node_type_error_names_id_type_and_title():
 
 
 def test_unknown_node_types_can_be_kept_like_the_frontend():
-    nodes = [*base_nodes(), node(60, "FancyCustomNode", [1, {"k": 2}], title="Fancy",
-                                 inputs=[("image", "IMAGE", 61)])]
-    api = convert(graph(nodes, [*BASE_LINKS, [61, 5, 0, 60, 0, "IMAGE"]]),
-                  allow_unknown_nodes=True)
-    assert api["60"] == {"inputs": {"UNKNOWN": '{"k":2}', "image": ["5", 0]},
-                         "_meta": {"title": "Fancy"}}
+    nodes = [
+        *base_nodes(),
+        node(60, "FancyCustomNode", [1, {"k": 2}], title="Fancy", inputs=[("image", "IMAGE", 61)]),
+    ]
+    api = convert(graph(nodes, [*BASE_LINKS, [61, 5, 0, 60, 0, "IMAGE"]]), allow_unknown_nodes=True)
+    assert api["60"] == {
+        "inputs": {"UNKNOWN": '{"k":2}', "image": ["5", 0]},
+        "_meta": {"title": "Fancy"},
+    }
     assert api["10"]["class_type"] == "KSampler"
 
 
@@ -364,17 +494,20 @@ def test_link_to_a_missing_node_is_an_error():
 
 
 def test_cycle_through_reroutes_is_an_error():
-    nodes = [node(1, "Reroute", inputs=[("", "*", 2)], outputs=[("", "IMAGE", [1, 3])]),
-             node(2, "Reroute", inputs=[("", "*", 1)], outputs=[("", "IMAGE", [2])]),
-             node(3, "SaveImage", ["x"], inputs=[("images", "IMAGE", 3)])]
+    nodes = [
+        node(1, "Reroute", inputs=[("", "*", 2)], outputs=[("", "IMAGE", [1, 3])]),
+        node(2, "Reroute", inputs=[("", "*", 1)], outputs=[("", "IMAGE", [2])]),
+        node(3, "SaveImage", ["x"], inputs=[("images", "IMAGE", 3)]),
+    ]
     links = [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 1, 0, "IMAGE"], [3, 1, 0, 3, 0, "IMAGE"]]
     with pytest.raises(WorkflowError, match="circular"):
         convert(graph(nodes, links))
 
 
 def test_dynamic_prompt_comments_are_stripped_and_choices_resolved():
-    api = convert(graph([node(1, "CLIPTextEncode", ["a {red|blue} cat // note\nsits /* x */"])],
-                        []))
+    api = convert(
+        graph([node(1, "CLIPTextEncode", ["a {red|blue} cat // note\nsits /* x */"])], [])
+    )
     assert api["1"]["inputs"]["text"] in ("a red cat \nsits ", "a blue cat \nsits ")
 
 
@@ -394,44 +527,94 @@ OUTER_ID = "99999999-2222-3333-4444-555555555555"
 def inner_definition(instance_inputs_linked=(1, 2)):
     """A subgraph: text input -> CLIPTextEncode(text) and seed input -> KSampler(seed)."""
     return {
-        "id": INNER_ID, "name": "Inner", "inputNode": {"id": -10}, "outputNode": {"id": -20},
-        "inputs": [{"id": "a", "name": "text", "type": "STRING", "linkIds": [101]},
-                   {"id": "b", "name": "seed", "type": "INT", "linkIds": [102]},
-                   {"id": "c", "name": "clip", "type": "CLIP", "linkIds": [103]}],
-        "outputs": [{"id": "d", "name": "CONDITIONING", "type": "CONDITIONING",
-                     "linkIds": [104]}],
+        "id": INNER_ID,
+        "name": "Inner",
+        "inputNode": {"id": -10},
+        "outputNode": {"id": -20},
+        "inputs": [
+            {"id": "a", "name": "text", "type": "STRING", "linkIds": [101]},
+            {"id": "b", "name": "seed", "type": "INT", "linkIds": [102]},
+            {"id": "c", "name": "clip", "type": "CLIP", "linkIds": [103]},
+        ],
+        "outputs": [{"id": "d", "name": "CONDITIONING", "type": "CONDITIONING", "linkIds": [104]}],
         "widgets": [],
         "nodes": [
-            node(5, "CLIPTextEncode", ["inner text"],
-                 inputs=[("clip", "CLIP", 103), ("text", "STRING", 101, "text")],
-                 outputs=[("CONDITIONING", "CONDITIONING", [104])]),
-            node(6, "RandomNoise", [3, "fixed"], inputs=[("noise_seed", "INT", 102, "noise_seed")],
-                 outputs=[("NOISE", "NOISE", [])]),
+            node(
+                5,
+                "CLIPTextEncode",
+                ["inner text"],
+                inputs=[("clip", "CLIP", 103), ("text", "STRING", 101, "text")],
+                outputs=[("CONDITIONING", "CONDITIONING", [104])],
+            ),
+            node(
+                6,
+                "RandomNoise",
+                [3, "fixed"],
+                inputs=[("noise_seed", "INT", 102, "noise_seed")],
+                outputs=[("NOISE", "NOISE", [])],
+            ),
         ],
         "links": [
-            {"id": 101, "origin_id": -10, "origin_slot": 0, "target_id": 5, "target_slot": 1,
-             "type": "STRING"},
-            {"id": 102, "origin_id": -10, "origin_slot": 1, "target_id": 6, "target_slot": 0,
-             "type": "INT"},
-            {"id": 103, "origin_id": -10, "origin_slot": 2, "target_id": 5, "target_slot": 0,
-             "type": "CLIP"},
-            {"id": 104, "origin_id": 5, "origin_slot": 0, "target_id": -20, "target_slot": 0,
-             "type": "CONDITIONING"},
+            {
+                "id": 101,
+                "origin_id": -10,
+                "origin_slot": 0,
+                "target_id": 5,
+                "target_slot": 1,
+                "type": "STRING",
+            },
+            {
+                "id": 102,
+                "origin_id": -10,
+                "origin_slot": 1,
+                "target_id": 6,
+                "target_slot": 0,
+                "type": "INT",
+            },
+            {
+                "id": 103,
+                "origin_id": -10,
+                "origin_slot": 2,
+                "target_id": 5,
+                "target_slot": 0,
+                "type": "CLIP",
+            },
+            {
+                "id": 104,
+                "origin_id": 5,
+                "origin_slot": 0,
+                "target_id": -20,
+                "target_slot": 0,
+                "type": "CONDITIONING",
+            },
         ],
     }
 
 
 #: An instance's inputs follow the definition's order (the frontend matches them by index).
-INSTANCE_INPUTS = [("text", "STRING", None, "text"), ("seed", "INT", None, "seed"),
-                   ("clip", "CLIP", 1)]
+INSTANCE_INPUTS = [
+    ("text", "STRING", None, "text"),
+    ("seed", "INT", None, "seed"),
+    ("clip", "CLIP", 1),
+]
 
 
 def subgraph_workflow(instance_values, properties=None):
     nodes = [
-        node(1, "CheckpointLoaderSimple", ["m.safetensors"],
-             outputs=[("MODEL", "MODEL", []), ("CLIP", "CLIP", [1]), ("VAE", "VAE", [])]),
-        node(57, INNER_ID, instance_values, inputs=INSTANCE_INPUTS,
-             outputs=[("CONDITIONING", "CONDITIONING", [2])], properties=properties or {}),
+        node(
+            1,
+            "CheckpointLoaderSimple",
+            ["m.safetensors"],
+            outputs=[("MODEL", "MODEL", []), ("CLIP", "CLIP", [1]), ("VAE", "VAE", [])],
+        ),
+        node(
+            57,
+            INNER_ID,
+            instance_values,
+            inputs=INSTANCE_INPUTS,
+            outputs=[("CONDITIONING", "CONDITIONING", [2])],
+            properties=properties or {},
+        ),
         node(3, "ConditioningZeroOut", inputs=[("conditioning", "CONDITIONING", 2)]),
     ]
     links = [[1, 1, 1, 57, 2, "CLIP"], [2, 57, 0, 3, 0, "CONDITIONING"]]
@@ -459,9 +642,10 @@ def test_subgraph_positional_instance_values_override_inner_values():
 
 def test_subgraph_instance_inputs_are_matched_by_name():
     data = subgraph_workflow(["A", 5])
-    data["nodes"][1]["inputs"] = [{"name": "seed", "type": "INT", "widget": {"name": "seed"},
-                                   "link": None},
-                                  {"name": "clip", "type": "CLIP", "link": 1}]
+    data["nodes"][1]["inputs"] = [
+        {"name": "seed", "type": "INT", "widget": {"name": "seed"}, "link": None},
+        {"name": "clip", "type": "CLIP", "link": 1},
+    ]
     api = convert(data)
     assert api["57:5"]["inputs"] == {"text": "A", "clip": ["1", 1]}
     assert api["57:6"]["inputs"] == {"noise_seed": 5}
@@ -487,11 +671,25 @@ def primitive_inside_subgraph(link_id):
     sub = data["definitions"]["subgraphs"][0]
     sub["inputs"][0]["linkIds"] = []
     sub["links"] = [lk for lk in sub["links"] if lk["id"] != 101]
-    sub["links"].append({"id": link_id, "origin_id": 7, "origin_slot": 0, "target_id": 5,
-                         "target_slot": 1, "type": "STRING"})
+    sub["links"].append(
+        {
+            "id": link_id,
+            "origin_id": 7,
+            "origin_slot": 0,
+            "target_id": 5,
+            "target_slot": 1,
+            "type": "STRING",
+        }
+    )
     sub["nodes"][0]["inputs"][1]["link"] = link_id
-    sub["nodes"].append(node(7, "PrimitiveNode", ["from primitive", "fixed"],
-                             outputs=[("STRING", "STRING", [link_id])]))
+    sub["nodes"].append(
+        node(
+            7,
+            "PrimitiveNode",
+            ["from primitive", "fixed"],
+            outputs=[("STRING", "STRING", [link_id])],
+        )
+    )
     return data
 
 
@@ -504,19 +702,44 @@ def test_primitive_inside_subgraph_uses_root_links_like_the_frontend():
 
 def test_nested_subgraphs_join_ids_with_colons():
     outer = {
-        "id": OUTER_ID, "name": "Outer", "inputNode": {"id": -10}, "outputNode": {"id": -20},
+        "id": OUTER_ID,
+        "name": "Outer",
+        "inputNode": {"id": -10},
+        "outputNode": {"id": -20},
         "inputs": [{"id": "o1", "name": "clip", "type": "CLIP", "linkIds": [201]}],
-        "outputs": [{"id": "o2", "name": "CONDITIONING", "type": "CONDITIONING",
-                     "linkIds": [202]}],
+        "outputs": [{"id": "o2", "name": "CONDITIONING", "type": "CONDITIONING", "linkIds": [202]}],
         "widgets": [],
-        "nodes": [node(33, INNER_ID, ["deep text", 5],
-                       inputs=[("text", "STRING", None, "text"), ("seed", "INT", None, "seed"),
-                               ("clip", "CLIP", 201)],
-                       outputs=[("CONDITIONING", "CONDITIONING", [202])])],
-        "links": [{"id": 201, "origin_id": -10, "origin_slot": 0, "target_id": 33,
-                   "target_slot": 2, "type": "CLIP"},
-                  {"id": 202, "origin_id": 33, "origin_slot": 0, "target_id": -20,
-                   "target_slot": 0, "type": "CONDITIONING"}],
+        "nodes": [
+            node(
+                33,
+                INNER_ID,
+                ["deep text", 5],
+                inputs=[
+                    ("text", "STRING", None, "text"),
+                    ("seed", "INT", None, "seed"),
+                    ("clip", "CLIP", 201),
+                ],
+                outputs=[("CONDITIONING", "CONDITIONING", [202])],
+            )
+        ],
+        "links": [
+            {
+                "id": 201,
+                "origin_id": -10,
+                "origin_slot": 0,
+                "target_id": 33,
+                "target_slot": 2,
+                "type": "CLIP",
+            },
+            {
+                "id": 202,
+                "origin_id": 33,
+                "origin_slot": 0,
+                "target_id": -20,
+                "target_slot": 0,
+                "type": "CONDITIONING",
+            },
+        ],
     }
     data = subgraph_workflow([])
     data["nodes"][1]["type"] = OUTER_ID
@@ -530,7 +753,12 @@ def test_nested_subgraphs_join_ids_with_colons():
 
 def test_js_key_order_puts_integer_keys_first():
     assert list(js_key_order({"b": 1, "10": 2, "2": 3, "1:2": 4, "01": 5})) == [
-        "2", "10", "b", "1:2", "01"]
+        "2",
+        "10",
+        "b",
+        "1:2",
+        "01",
+    ]
 
 
 def test_converting_never_changes_the_input():

@@ -62,8 +62,11 @@ def test_raw_text_frames_parse():
 
 def test_fields_of_a_progress_state_and_an_error():
     messages = trace_messages()
-    state = next(m for m in messages if m["type"] == "progress_state"
-                 and any(n["max"] == 4 for n in m["data"]["nodes"].values()))
+    state = next(
+        m
+        for m in messages
+        if m["type"] == "progress_state" and any(n["max"] == 4 for n in m["data"]["nodes"].values())
+    )
     event = ev.parse_message(state)
     sampler = next(n for n in event.nodes.values() if n.max == 4)
     assert sampler.state in ("running", "finished") and 1 <= sampler.value <= 4
@@ -81,11 +84,13 @@ def test_executing_after_reconnect_has_no_prompt_id():
 
 
 def test_status_with_and_without_sid():
-    first = ev.parse_message({"type": "status", "data": {
-        "status": {"exec_info": {"queue_remaining": 2}}, "sid": "abc"}})
+    first = ev.parse_message(
+        {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 2}}, "sid": "abc"}}
+    )
     assert first == ev.StatusEvent(None, 2, "abc")
-    later = ev.parse_message({"type": "status", "data": {
-        "status": {"exec_info": {"queue_remaining": 0}}}})
+    later = ev.parse_message(
+        {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}}}
+    )
     assert later.sid is None and later.queue_remaining == 0
 
 
@@ -98,7 +103,7 @@ def test_binary_legacy_preview_sample():
 
 
 def test_binary_preview_with_metadata_sample():
-    frame = (SAMPLES / "g2_ksampler_real_preview_metadata_then_cached_frame011_type4.bin")
+    frame = SAMPLES / "g2_ksampler_real_preview_metadata_then_cached_frame011_type4.bin"
     event = ev.parse_binary(frame.read_bytes())
     assert isinstance(event, ev.PreviewEvent)
     assert event.node_id == "3" and event.display_node_id == "3"
@@ -112,9 +117,10 @@ def test_binary_text_sample():
 
 
 def test_parse_frame_dispatches_on_type():
-    assert isinstance(ev.parse_frame('{"type": "execution_success", "data": '
-                                     '{"prompt_id": "p", "timestamp": 1}}'),
-                      ev.ExecutionSuccessEvent)
+    assert isinstance(
+        ev.parse_frame('{"type": "execution_success", "data": {"prompt_id": "p", "timestamp": 1}}'),
+        ev.ExecutionSuccessEvent,
+    )
     assert isinstance(ev.parse_frame(struct.pack(">II", 1, 2) + b"png"), ev.PreviewEvent)
 
 

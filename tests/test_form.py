@@ -19,8 +19,16 @@ from tests.shared_data import REFERENCE
 
 def param(name: str, node_id: str, field: str, type: str, value: Any, **fields: Any):
     """A real WorkflowParameter, with the canonical key derived as the workflow core does."""
-    return WorkflowParameter(name=name, key=f"{node_id}.{field}", node_id=node_id, field=field,
-                             label=fields.pop("label", ""), type=type, value=value, **fields)
+    return WorkflowParameter(
+        name=name,
+        key=f"{node_id}.{field}",
+        node_id=node_id,
+        field=field,
+        label=fields.pop("label", ""),
+        type=type,
+        value=value,
+        **fields,
+    )
 
 
 PARAMS = [

@@ -50,8 +50,7 @@ async def test_hooks_called_in_order_after_outputs(server):
     try:
         job = client.submit(EMPTY_IMAGE)
         await job
-        assert [name for name, _, _ in store.calls] == ["job_queued", "job_started",
-                                                        "job_finished"]
+        assert [name for name, _, _ in store.calls] == ["job_queued", "job_started", "job_finished"]
         assert store.calls[-1] == ("job_finished", job.prompt_id, "completed")
         assert job.outputs
     finally:

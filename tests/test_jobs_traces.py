@@ -64,8 +64,15 @@ def frames(trace: str, name: str) -> list[ev.Event]:
                 out.append(ev.PreviewEvent(None, b"\xff\xd8jpeg", "image/jpeg"))
             elif frame["event_type"] == 4:
                 meta = decoded["metadata"]
-                out.append(ev.PreviewEvent(meta["prompt_id"], b"\xff\xd8jpeg", "image/jpeg",
-                                           meta["node_id"], meta["display_node_id"]))
+                out.append(
+                    ev.PreviewEvent(
+                        meta["prompt_id"],
+                        b"\xff\xd8jpeg",
+                        "image/jpeg",
+                        meta["node_id"],
+                        meta["display_node_id"],
+                    )
+                )
             elif frame["event_type"] == 3:
                 out.append(ev.TextEvent(None, decoded["node_id"], decoded["text"]))
     return out
@@ -184,8 +191,13 @@ async def test_queue_with_two_clients_runs_in_number_order():
     jobs = watch_all(client, mine)
     order = []
     for job in jobs.values():
-        job.subscribe(lambda j: order.append(j.prompt_id) if j.state == "running"
-                      and j.prompt_id not in order else None)
+        job.subscribe(
+            lambda j: (
+                order.append(j.prompt_id)
+                if j.state == "running" and j.prompt_id not in order
+                else None
+            )
+        )
     for event in frames("f1_queue_two_clients", "ws_client_A.jsonl"):
         client.monitor.dispatch(event)
     for pid in (ids["J1"], ids["J5"], ids["J2"]):
@@ -234,9 +246,8 @@ async def test_reconnect_trace_attributes_node_only_executing_and_finishes():
 
 async def test_finished_while_away_completes_from_history():
     """A prompt that ended while the socket was down is finished from /history/{id}."""
-    history = json.loads(
-        (TRACES.parent / "http" / "history_by_id.json").read_text())["body"]
-    (pid, entry), = history.items()
+    history = json.loads((TRACES.parent / "http" / "history_by_id.json").read_text())["body"]
+    ((pid, entry),) = history.items()
     client = OfflineClient(history=history)
     (job,) = watch_all(client, {pid: entry["prompt"][2]}).values()
     await client.monitor.reconcile([job], lost="resubmit")
@@ -270,21 +281,33 @@ async def test_outputs_executed_while_the_socket_was_down_come_from_history():
     to no socket; the job must still list its image (from /history), in /history's order."""
     pid = "reconnected"
     empty = {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1}}
-    prompt = {"1": empty, "20": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
-              "21": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
-    outputs = {node: {"images": [{"filename": f"n{node}.png", "subfolder": "", "type": "temp"}]}
-               for node in ("20", "21")}
+    prompt = {
+        "1": empty,
+        "20": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+        "21": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+    }
+    outputs = {
+        node: {"images": [{"filename": f"n{node}.png", "subfolder": "", "type": "temp"}]}
+        for node in ("20", "21")
+    }
     entry = {"outputs": outputs, "status": {"status_str": "success", "completed": True}}
     client = OfflineClient(history={pid: entry})
     (job,) = watch_all(client, {pid: prompt}).values()
     monitor = client.monitor
-    for event in (ev.ExecutionStartEvent(pid, 1), ev.ExecutingEvent(pid, "1"),
-                  ev.ExecutingEvent(pid, "20")):
+    for event in (
+        ev.ExecutionStartEvent(pid, 1),
+        ev.ExecutingEvent(pid, "1"),
+        ev.ExecutingEvent(pid, "20"),
+    ):
         monitor.dispatch(event)
     monitor.connects += 1  # the socket dropped and came back while node 20 ran
     monitor._note_missed_frames()
-    for event in (ev.ExecutingEvent(None, "21"), ev.ExecutedEvent(pid, "21", "21", outputs["21"]),
-                  ev.ExecutionSuccessEvent(pid, 2), ev.ExecutingEvent(pid, None)):
+    for event in (
+        ev.ExecutingEvent(None, "21"),
+        ev.ExecutedEvent(pid, "21", "21", outputs["21"]),
+        ev.ExecutionSuccessEvent(pid, 2),
+        ev.ExecutingEvent(pid, None),
+    ):
         monitor.dispatch(event)
     result = await job
     assert [o.filename for o in result.outputs] == ["n20.png", "n21.png"]

@@ -34,10 +34,14 @@ def test_overrides_keep_the_site_settings(tmp_path):
     base = tmp_path / "site"
     base.mkdir()
     (base / "page_config.json").write_text('{"disabledExtensions": {}}')
-    (base / "overrides.json").write_text(json.dumps({
-        "@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"},
-        WIDGETS_PLUGIN: {"saveState": False, "other": 1},
-    }))
+    (base / "overrides.json").write_text(
+        json.dumps(
+            {
+                "@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"},
+                WIDGETS_PLUGIN: {"saveState": False, "other": 1},
+            }
+        )
+    )
     target = write_settings_overrides(tmp_path / "settings", base)
     written = json.loads(target.read_text())
     assert written["@jupyterlab/apputils-extension:themes"] == {"theme": "JupyterLab Dark"}
@@ -94,16 +98,29 @@ def lab_process(tmp_path):
     """`comfy-widgets lab --no-browser` on a free port, with the simulator (COMFYUI_URL unset)."""
     root = tmp_path / "nb"
     root.mkdir()
-    (root / QUICKSTART).write_text(json.dumps({
-        "cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
-    }))
+    (root / QUICKSTART).write_text(
+        json.dumps(
+            {
+                "cells": [],
+                "metadata": {},
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            }
+        )
+    )
     port, token = _free_port(), "lab-test-token"
     env = {k: v for k, v in os.environ.items() if k != "COMFYUI_URL"}
-    env.update(JUPYTER_TOKEN=token, JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"),
-               JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"))
+    env.update(
+        JUPYTER_TOKEN=token,
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"),
+        JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
+    )
     proc = subprocess.Popen(
         [CONSOLE_SCRIPT, "lab", str(root), "--no-browser", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     yield proc, f"http://127.0.0.1:{port}", token, tmp_path / "rt"
     if proc.poll() is None:
@@ -154,7 +171,8 @@ def test_lab_launch_serves_quickstart_with_widget_state_and_a_simulator(lab_proc
 
 
 def test_console_script_help_lists_the_subcommands():
-    out = subprocess.run([CONSOLE_SCRIPT, "--help"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [CONSOLE_SCRIPT, "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for command in ("lab", "run", "sim"):
         assert command in out

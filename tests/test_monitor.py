@@ -28,14 +28,19 @@ def test_ws_url_follows_the_http_scheme_and_path():
 def test_pending_prompts_are_sorted_by_number():
     queue = {
         "queue_running": [[12, "run", {}, {}, []]],
-        "queue_pending": [[-16, "front", {}, {}, []], [15, "c", {}, {}, []],
-                          [13, "a", {}, {}, []], [14, "b", {}, {}, []]],
+        "queue_pending": [
+            [-16, "front", {}, {}, []],
+            [15, "c", {}, {}, []],
+            [13, "a", {}, {}, []],
+            [14, "b", {}, {}, []],
+        ],
     }
     assert monitor._queue_ids(queue) == (["run"], ["front", "a", "b", "c"])
 
 
 def test_handshake_header_values_are_redacted():
-    record = logging.LogRecord("x", logging.DEBUG, "f", 1, "> %s: %s",
-                               ("Authorization", "Bearer secret"), None)
+    record = logging.LogRecord(
+        "x", logging.DEBUG, "f", 1, "> %s: %s", ("Authorization", "Bearer secret"), None
+    )
     assert monitor._RedactHeaders().filter(record)
     assert "secret" not in record.getMessage()

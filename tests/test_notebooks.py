@@ -35,8 +35,13 @@ def test_notebook_is_committed_clean(name):
 
 
 def _errors(nb) -> list[str]:
-    return [f"{o.ename}: {o.evalue}" for c in nb.cells if c.cell_type == "code"
-            for o in c.outputs if o.output_type == "error"]
+    return [
+        f"{o.ename}: {o.evalue}"
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "error"
+    ]
 
 
 def test_quickstart_runs_against_comfyui_url(tmp_path, monkeypatch):
@@ -44,8 +49,9 @@ def test_quickstart_runs_against_comfyui_url(tmp_path, monkeypatch):
         monkeypatch.setenv("COMFYUI_URL", server.url)
         path = Path(shutil.copy(NOTEBOOKS / NAMES[0], tmp_path))
         nb = nbformat.read(path, as_version=4)
-        NotebookClient(nb, timeout=180, kernel_name="python3",
-                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+        NotebookClient(
+            nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
         with urllib.request.urlopen(f"{server.url}/history", timeout=10) as resp:
             history = json.load(resp)
     assert _errors(nb) == []
@@ -53,6 +59,11 @@ def test_quickstart_runs_against_comfyui_url(tmp_path, monkeypatch):
     assert len(history) == 1, "the quickstart's run went to the server in COMFYUI_URL"
     (prompt,) = history.values()
     assert prompt["status"]["status_str"] == "success"
-    pngs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
-            if "image/png" in o.get("data", {})]
+    pngs = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "image/png" in o.get("data", {})
+    ]
     assert pngs, "the result image is in the notebook as a static PNG"

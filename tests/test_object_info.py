@@ -36,20 +36,41 @@ def test_server_object_info_trusts_its_model_lists():
 
 
 def test_seed_inputs_get_a_hidden_control_widget():
-    assert names("KSampler") == ["seed", "control_after_generate", "steps", "cfg",
-                                 "sampler_name", "scheduler", "denoise"]
+    assert names("KSampler") == [
+        "seed",
+        "control_after_generate",
+        "steps",
+        "cfg",
+        "sampler_name",
+        "scheduler",
+        "denoise",
+    ]
     assert names("RandomNoise") == ["noise_seed", "control_after_generate"]
     assert names("PrimitiveInt") == ["value", "control_after_generate"]
     assert names("PrimitiveFloat") == ["value"]
 
 
 def test_explicit_false_control_flag_wins_over_the_seed_name():
-    oi = ObjectInfo({"N": {"input": {"required": {
-        "seed": ["INT", {"control_after_generate": False}],
-        "mode": [["a", "b"], {"control_after_generate": True}],
-        "strength": ["FLOAT", {"control_after_generate": True}]}}}})
-    assert names("N", oi) == ["seed", "mode", "control_after_generate", "control_filter_list",
-                              "strength"]
+    oi = ObjectInfo(
+        {
+            "N": {
+                "input": {
+                    "required": {
+                        "seed": ["INT", {"control_after_generate": False}],
+                        "mode": [["a", "b"], {"control_after_generate": True}],
+                        "strength": ["FLOAT", {"control_after_generate": True}],
+                    }
+                }
+            }
+        }
+    )
+    assert names("N", oi) == [
+        "seed",
+        "mode",
+        "control_after_generate",
+        "control_filter_list",
+        "strength",
+    ]
 
 
 def test_upload_and_ui_only_widgets():
@@ -62,16 +83,34 @@ def test_upload_and_ui_only_widgets():
 
 
 def test_force_input_and_socket_types_make_no_widget():
-    oi = ObjectInfo({"N": {"input": {"required": {"image": ["IMAGE"],
-                                                  "steps": ["INT", {"forceInput": True}],
-                                                  "text": ["STRING", {}]}}}})
+    oi = ObjectInfo(
+        {
+            "N": {
+                "input": {
+                    "required": {
+                        "image": ["IMAGE"],
+                        "steps": ["INT", {"forceInput": True}],
+                        "text": ["STRING", {}],
+                    }
+                }
+            }
+        }
+    )
     assert names("N", oi) == ["text"]
 
 
 def test_input_order_decides_widget_order():
-    oi = ObjectInfo({"N": {"input": {"required": {"b": ["INT", {}], "a": ["INT", {}]},
-                                     "optional": {"c": ["BOOLEAN", {}]}},
-                           "input_order": {"required": ["a", "b"], "optional": ["c"]}}})
+    oi = ObjectInfo(
+        {
+            "N": {
+                "input": {
+                    "required": {"b": ["INT", {}], "a": ["INT", {}]},
+                    "optional": {"c": ["BOOLEAN", {}]},
+                },
+                "input_order": {"required": ["a", "b"], "optional": ["c"]},
+            }
+        }
+    )
     assert names("N", oi) == ["a", "b", "c"]
 
 

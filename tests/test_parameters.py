@@ -45,11 +45,13 @@ def test_every_table_field_is_extracted_with_value_range_and_options(path: Path)
             param = params[key]
             spec = OI.input(node["class_type"], field)
             assert param.value == value and not param.advanced
-            assert (param.node_id, param.field, param.node_class) == (node_id, field,
-                                                                      node["class_type"])
+            assert (param.node_id, param.field, param.node_class) == (
+                node_id,
+                field,
+                node["class_type"],
+            )
             if spec.type in ("INT", "FLOAT"):
-                assert (param.min, param.max) == (spec.options.get("min"),
-                                                  spec.options.get("max"))
+                assert (param.min, param.max) == (spec.options.get("min"), spec.options.get("max"))
             if spec.type == "COMBO":
                 assert param.options == list(spec.choices)
             checked += 1
@@ -59,8 +61,12 @@ def test_every_table_field_is_extracted_with_value_range_and_options(path: Path)
 def test_classic_txt2img_parameters():
     params = {p.name: p for p in load("sd15_txt2img_default").parameters()}
     seed = params["seed"]
-    assert (seed.type, seed.value, seed.min, seed.max) == ("seed", 685468484323813, 0,
-                                                          18446744073709551615)
+    assert (seed.type, seed.value, seed.min, seed.max) == (
+        "seed",
+        685468484323813,
+        0,
+        18446744073709551615,
+    )
     assert seed.control_after_generate == "randomize" and seed.is_integer
     assert (params["steps"].value, params["steps"].min, params["steps"].max) == (20, 1, 10000)
     assert params["cfg"].step == 0.1 and not params["cfg"].is_integer
@@ -131,8 +137,7 @@ def test_unknown_field_of_a_known_node_names_its_inputs():
 def test_all_bad_values_reported_in_one_error():
     wf = load("sd15_txt2img_default")
     with pytest.raises(ParameterError) as info:
-        wf.apply(steps=0, cfg="high", sampler_name="nope", seed=1.5, denoise=True,
-                 prompt=3)
+        wf.apply(steps=0, cfg="high", sampler_name="nope", seed=1.5, denoise=True, prompt=3)
     errors = info.value.errors
     assert set(errors) == {"steps", "cfg", "sampler_name", "seed", "denoise", "prompt"}
     assert "minimum 1" in errors["steps"] and "node 3" in errors["steps"]
@@ -152,8 +157,10 @@ def test_bundled_model_lists_do_not_reject_files_but_a_server_list_does():
     with pytest.raises(ParameterError) as info:
         served.apply(ckpt_name="my_model.safetensors")
     assert "random_sd15.safetensors" in info.value.errors["ckpt_name"]
-    assert served.apply(ckpt_name="random_sd15.safetensors")["4"]["inputs"]["ckpt_name"] == \
-        "random_sd15.safetensors"
+    assert (
+        served.apply(ckpt_name="random_sd15.safetensors")["4"]["inputs"]["ckpt_name"]
+        == "random_sd15.safetensors"
+    )
 
 
 def test_image_parameter_takes_a_file_name():
@@ -191,8 +198,9 @@ def test_functions_accept_dicts_and_never_mutate_them():
 
 
 def test_custom_node_values_keep_their_type():
-    wf = Workflow.load({"1": {"class_type": "MyListNode", "inputs": {"items": "a"},
-                              "_meta": {"title": "x"}}})
+    wf = Workflow.load(
+        {"1": {"class_type": "MyListNode", "inputs": {"items": "a"}, "_meta": {"title": "x"}}}
+    )
     assert wf.apply({"1.items": "b"})["1"]["inputs"]["items"] == "b"
     with pytest.raises(ParameterError, match="not a string"):
         wf.apply({"1.items": 3})

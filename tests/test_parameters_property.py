@@ -15,8 +15,7 @@ SHARED = shared_data.WORKFLOWS
 FILES = sorted((SHARED / "ui").glob("*.json")) + sorted((SHARED / "api").glob("*.json"))
 WORKFLOWS = [Workflow.load(path) for path in FILES]
 JS_SAFE = 2**53 - 1
-SETTINGS = settings(max_examples=25, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def value_for(param: WorkflowParameter) -> st.SearchStrategy:
@@ -42,8 +41,9 @@ def workflow_and_values(draw):
     """A workflow and valid values for a random subset of its parameters, by canonical key."""
     wf = draw(st.sampled_from(WORKFLOWS))
     params = [p for p in wf.parameters() if p.type != "select" or p.options]
-    chosen = draw(st.lists(st.sampled_from(params), min_size=1, max_size=6,
-                           unique_by=lambda p: p.key))
+    chosen = draw(
+        st.lists(st.sampled_from(params), min_size=1, max_size=6, unique_by=lambda p: p.key)
+    )
     return wf, {p.key: draw(value_for(p)) for p in chosen}
 
 
@@ -68,8 +68,11 @@ def test_canonical_keys_always_work(case):
     for key, value in values.items():
         node_id, _, field = key.rpartition(".")
         sent = prompt[node_id]["inputs"][field]
-        assert sent == value and type(sent) is type(value) or (
-            isinstance(value, float) and value.is_integer() and sent == value)
+        assert (
+            sent == value
+            and type(sent) is type(value)
+            or (isinstance(value, float) and value.is_integer() and sent == value)
+        )
 
 
 @SETTINGS

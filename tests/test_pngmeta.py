@@ -21,7 +21,9 @@ def test_chunks_round_trip_and_pixels_are_untouched():
     texts = pngmeta.comfy_text_chunks(API_PROMPT, workflow, {"seed": 7, "prompt": "a cat"})
     tagged = pngmeta.with_text_chunks(original, texts)
     assert pngmeta.read_comfy_metadata(tagged) == {
-        "prompt": API_PROMPT, "workflow": workflow, "parameters": {"seed": 7, "prompt": "a cat"},
+        "prompt": API_PROMPT,
+        "workflow": workflow,
+        "parameters": {"seed": 7, "prompt": "a cat"},
     }
     before = Image.open(io.BytesIO(original))
     after = Image.open(io.BytesIO(tagged))

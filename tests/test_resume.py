@@ -77,8 +77,17 @@ def _item(store, client, batch_id: str, index: int, prompt: dict, prompt_id: str
 def test_resume_settles_every_kind_of_unfinished_item(server, store, client):
     prompts = [empty_image(1000 + i) for i in range(6)]
     workflow = FakeWorkflow(EMPTY_IMAGE, name="empty")
-    store.create_batch("b", workflow, 6, {}, 0, [{"color": 1000 + i} for i in range(6)],
-                       [server.url], prompts=prompts, columns=["color"])
+    store.create_batch(
+        "b",
+        workflow,
+        6,
+        {},
+        0,
+        [{"color": 1000 + i} for i in range(6)],
+        [server.url],
+        prompts=prompts,
+        columns=["color"],
+    )
     # 0: ran through a Job with store hooks (completed before the "crash")
     client.submit(prompts[0], batch_id="b", batch_index=0).result(timeout=30)
     # 1: queued and recorded, finished on the server while nobody listened
@@ -95,8 +104,14 @@ def test_resume_settles_every_kind_of_unfinished_item(server, store, client):
 
     df = resume("b", client, store=store, poll_interval=0.02)
 
-    assert list(df["status"]) == ["completed", "completed", "lost", "completed", "completed",
-                                  "completed"]
+    assert list(df["status"]) == [
+        "completed",
+        "completed",
+        "lost",
+        "completed",
+        "completed",
+        "completed",
+    ]
     assert df["prompt_id"].iloc[3] == ids[3] and df["prompt_id"].iloc[4] == ids[4]
     assert store.batch_record("b")["status"] == "partial"
     done = df[df["status"] == "completed"]
@@ -114,8 +129,9 @@ def test_resume_settles_every_kind_of_unfinished_item(server, store, client):
 
 
 def test_resume_follows_items_still_queued_and_records_failures(server, store, client):
-    blocker = json.loads((TRACES / "g1_ksampler_real_no_feature_flags" / "workflow_api.json")
-                         .read_text())
+    blocker = json.loads(
+        (TRACES / "g1_ksampler_real_no_feature_flags" / "workflow_api.json").read_text()
+    )
     blocker["3"]["inputs"]["steps"] = 40
     _call(client, client.queue_prompt(blocker))
     server.faults.fail_node("EmptyImage")
@@ -185,8 +201,10 @@ def test_resume_builds_prompts_from_the_stored_workflow(server, store, client):
     from comfy_widgets.workflow.workflow import Workflow
 
     workflow = Workflow.load(EXAMPLES / "sd15_txt2img_api.json")
-    plan = [{"seed": 5, "steps": 1, "width": 64, "height": 64},
-            {"seed": 6, "steps": 1, "width": 64, "height": 64}]
+    plan = [
+        {"seed": 5, "steps": 1, "width": 64, "height": 64},
+        {"seed": 6, "steps": 1, "width": 64, "height": 64},
+    ]
     store.create_batch("w", workflow, 2, plan_rows=plan, columns=["seed"])
     df = resume("w", client, store=store, poll_interval=0.01)
     assert list(df["status"]) == ["completed", "completed"]
@@ -197,8 +215,7 @@ def test_resume_builds_prompts_from_the_stored_workflow(server, store, client):
 
 async def test_resume_is_awaitable_inside_a_running_loop(server, store):
     prompt = empty_image(99)
-    store.create_batch("a", None, 1, prompts=[prompt], plan_rows=[{}],
-                       servers=[server.url])
+    store.create_batch("a", None, 1, prompts=[prompt], plan_rows=[{}], servers=[server.url])
     df = await resume("a", store=store, poll_interval=0.01)
     assert list(df["status"]) == ["completed"]
     assert df["server"].iloc[0] == server.url
@@ -222,8 +239,9 @@ def test_resume_adopts_an_orphan_the_server_stored_with_converted_numbers(server
 def test_resume_reconciles_each_item_with_the_server_it_ran_on(store):
     prompts = [empty_image(300 + i) for i in range(3)]
     with sim.serve() as first, sim.serve() as second:
-        store.create_batch("two", None, 3, prompts=prompts, plan_rows=[{}, {}, {}],
-                           servers=[first.url, second.url])
+        store.create_batch(
+            "two", None, 3, prompts=prompts, plan_rows=[{}, {}, {}], servers=[first.url, second.url]
+        )
         for index, handle in ((0, first), (1, second)):
             sender = connect(handle.url)
             prompt_id = str(uuid.uuid4())
@@ -241,10 +259,12 @@ def test_resume_leaves_items_of_a_server_that_is_down_and_sends_new_ones_elsewhe
     down = sim.serve()
     down.stop()
     with sim.serve() as live:
-        store.create_batch("d", None, 2, prompts=prompts, plan_rows=[{}, {}],
-                           servers=[down.url, live.url])
-        store.job_queued(FakeJob(client=FakeClient(down.url), prompt=prompts[0], batch_id="d",
-                                 batch_index=0))
+        store.create_batch(
+            "d", None, 2, prompts=prompts, plan_rows=[{}, {}], servers=[down.url, live.url]
+        )
+        store.job_queued(
+            FakeJob(client=FakeClient(down.url), prompt=prompts[0], batch_id="d", batch_index=0)
+        )
         df = resume("d", store=store, poll_interval=0.01)
     assert list(df["status"]) == ["queued", "completed"]
     assert list(df["server"]) == [down.url, live.url]

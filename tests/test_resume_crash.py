@@ -60,9 +60,22 @@ client.close()
 def sim_process(tmp_path):
     """The simulator in its own process; yields its URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "comfy_widgets.sim", "--port", "0", "--seconds-per-step", "0.02",
-         "--no-previews", "--data-dir", str(tmp_path / "sim")],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "comfy_widgets.sim",
+            "--port",
+            "0",
+            "--seconds-per-step",
+            "0.02",
+            "--no-previews",
+            "--data-dir",
+            str(tmp_path / "sim"),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     line = proc.stdout.readline()
     match = re.search(r"http://127\.0\.0\.1:\d+", line)
@@ -94,7 +107,9 @@ def test_sigkilled_batch_is_resumed_by_a_new_process(tmp_path, sim_process):
     store_path = tmp_path / "home" / "store.sqlite"
     runner = subprocess.Popen(
         [sys.executable, "-c", RUNNER, sim_process, str(store_path), str(TOTAL)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     batch_id = runner.stdout.readline().strip()
     deadline = time.monotonic() + 120
@@ -110,7 +125,10 @@ def test_sigkilled_batch_is_resumed_by_a_new_process(tmp_path, sim_process):
 
     resumer = subprocess.run(
         [sys.executable, "-c", RESUMER, sim_process, str(store_path), batch_id],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert resumer.returncode == 0, resumer.stderr[-2000:]
     assert json.loads(resumer.stdout.strip().splitlines()[-1]) == ["completed"] * TOTAL

@@ -48,10 +48,10 @@ def decode(message: aiohttp.WSMessage) -> dict:
     event_type, second = struct.unpack(">II", data[:8])
     decoded: dict = {}
     if event_type == 4:
-        decoded["metadata"] = json.loads(data[8:8 + second])
+        decoded["metadata"] = json.loads(data[8 : 8 + second])
     elif event_type == 3:
-        decoded["node_id"] = data[8:8 + second].decode()
-        decoded["text"] = data[8 + second:].decode()
+        decoded["node_id"] = data[8 : 8 + second].decode()
+        decoded["text"] = data[8 + second :].decode()
     return {"kind": "binary", "event_type": event_type, "format": second, "decoded": decoded}
 
 
@@ -62,8 +62,11 @@ def _file_name(name: str) -> str:
 def _progress_nodes(nodes: dict, loose: bool) -> tuple:
     out = []
     for node_id, e in nodes.items():
-        values = () if loose else (e["value"], type(e["value"]).__name__, e["max"],
-                                   type(e["max"]).__name__)
+        values = (
+            ()
+            if loose
+            else (e["value"], type(e["value"]).__name__, e["max"], type(e["max"]).__name__)
+        )
         out.append((node_id, e["state"], tuple(e)) + values)
     return tuple(out)
 
@@ -94,13 +97,24 @@ def signature(frame: dict, loose: bool = False) -> tuple:
     elif kind == "progress_state":
         detail = _progress_nodes(data["nodes"], loose)
     elif kind == "executed":
-        detail = (data["node"], tuple(data["output"]),
-                  tuple((tuple(i), _file_name(i["filename"]), i["type"])
-                        for i in data["output"].get("images", [])))
+        detail = (
+            data["node"],
+            tuple(data["output"]),
+            tuple(
+                (tuple(i), _file_name(i["filename"]), i["type"])
+                for i in data["output"].get("images", [])
+            ),
+        )
     elif kind == "execution_error":
-        detail = (data["node_id"], data["node_type"], tuple(data["executed"]),
-                  data["exception_type"], data["exception_message"].splitlines()[0],
-                  tuple(data["current_inputs"]), tuple(sorted(data["current_outputs"])))
+        detail = (
+            data["node_id"],
+            data["node_type"],
+            tuple(data["executed"]),
+            data["exception_type"],
+            data["exception_message"].splitlines()[0],
+            tuple(data["current_inputs"]),
+            tuple(sorted(data["current_outputs"])),
+        )
     elif kind == "execution_interrupted":
         detail = (data["node_id"], data["node_type"], tuple(sorted(data["executed"])))
     return (kind, tuple(data)) + detail
@@ -111,8 +125,8 @@ def collapse_steps(signatures: list[tuple]) -> list[tuple]:
     out = list(signatures)
     i = 0
     while i + 6 <= len(out):
-        if out[i:i + 3] == out[i + 3:i + 6]:
-            del out[i:i + 3]
+        if out[i : i + 3] == out[i + 3 : i + 6]:
+            del out[i : i + 3]
         else:
             i += 1
     return out
@@ -157,10 +171,12 @@ class Socket:
 
 def is_msg(kind: str, **fields):
     """A predicate: a text frame of this type whose data has these values."""
+
     def check(frame: dict) -> bool:
         if frame["kind"] != "text" or frame["msg"]["type"] != kind:
             return False
         return all(frame["msg"]["data"].get(k) == v for k, v in fields.items())
+
     return check
 
 
@@ -258,8 +274,9 @@ async def driver():
 
 
 # -- the scenarios ----------------------------------------------------------------------------
-@pytest.mark.parametrize("trace", ["b1_emptyimage_saveimage", "b2_emptyimage_previewimage",
-                                   "d_execution_error"])
+@pytest.mark.parametrize(
+    "trace", ["b1_emptyimage_saveimage", "b2_emptyimage_previewimage", "d_execution_error"]
+)
 async def test_single_run_matches(driver, trace):
     client = cid()
     socket = await driver.connect(client)
@@ -408,9 +425,11 @@ async def test_reconnect_mid_run_gets_current_node_then_the_rest(driver):
     await driver.finish(second)
     assert_same(first.frames, reference_frames(TRACES / trace / "ws_first_connection.jsonl"))
     assert second.frames[1]["msg"]["data"] == {"node": "3"}
-    assert_same(second.frames,
-                reference_frames(TRACES / trace / "ws_after_reconnect_same_clientId.jsonl"),
-                loose=True)
+    assert_same(
+        second.frames,
+        reference_frames(TRACES / trace / "ws_after_reconnect_same_clientId.jsonl"),
+        loose=True,
+    )
 
 
 async def test_duplicate_client_id_leaves_the_new_socket_deaf(driver):
@@ -449,8 +468,11 @@ def placeholders(text: str, ids: dict[str, str]) -> str:
 
 async def test_raw_text_frames_are_serialized_like_comfyui(driver):
     trace = TRACES / "b3_raw_text_frames"
-    recorded = [line for line in (trace / "ws_raw_text_frames.txt").read_text().splitlines()
-                if line and not line.startswith("#")]
+    recorded = [
+        line
+        for line in (trace / "ws_raw_text_frames.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     request = json.loads((trace / "http.json").read_text())[0]
     client = cid()
     socket = await driver.connect(client, flags=True)
@@ -458,9 +480,10 @@ async def test_raw_text_frames_are_serialized_like_comfyui(driver):
     await driver.finish(socket)
     sent = [f["raw"] for f in socket.frames]
     real_prompt_id = json.loads(recorded[4])["data"]["prompt_id"]
-    assert [placeholders(f, {client: "C", prompt_id: "P"}) for f in sent] == \
-        [placeholders(f, {request["request_json"]["client_id"]: "C", real_prompt_id: "P"})
-         for f in recorded]
+    assert [placeholders(f, {client: "C", prompt_id: "P"}) for f in sent] == [
+        placeholders(f, {request["request_json"]["client_id"]: "C", real_prompt_id: "P"})
+        for f in recorded
+    ]
 
 
 async def test_connect_idle_variants(driver):
@@ -480,11 +503,16 @@ async def test_connect_idle_variants(driver):
     await late.ws.send_json(FLAGS)
     await late.next()
     await driver.finish(plain, anonymous, flagged, late)
-    for socket, name in ((plain, "ws_with_clientId_idle"), (anonymous, "ws_without_clientId"),
-                         (flagged, "ws_with_feature_flags"),
-                         (late, "ws_feature_flags_not_first_message")):
+    for socket, name in (
+        (plain, "ws_with_clientId_idle"),
+        (anonymous, "ws_without_clientId"),
+        (flagged, "ws_with_feature_flags"),
+        (late, "ws_feature_flags_not_first_message"),
+    ):
         assert_same(socket.frames, reference_frames(trace / f"{name}.jsonl"))
     assert plain.frames[0]["msg"]["data"]["sid"] == client
     assert re.fullmatch(r"[0-9a-f]{32}", anonymous.frames[0]["msg"]["data"]["sid"])
-    assert flagged.frames[1]["msg"]["data"] == {"supports_preview_metadata": True,
-                                                "max_upload_size": 104857600}
+    assert flagged.frames[1]["msg"]["data"] == {
+        "supports_preview_metadata": True,
+        "max_upload_size": 104857600,
+    }

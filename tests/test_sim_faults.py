@@ -89,8 +89,10 @@ async def test_drop_sockets_closes_them_and_the_prompt_still_finishes(server, ht
         prompt_id = await post(http, SAMPLER)
         await texts_until(ws, "progress")
         server.faults.drop_sockets()
-        while (await ws.receive(timeout=10)).type not in (aiohttp.WSMsgType.CLOSE,
-                                                           aiohttp.WSMsgType.CLOSED):
+        while (await ws.receive(timeout=10)).type not in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSED,
+        ):
             pass
     async with http.ws_connect("/ws?clientId=c") as ws:
         first = await texts_until(ws, "status")
@@ -134,16 +136,23 @@ async def test_malformed_frames_follow_execution_start(server, http):
         await post(http, SMALL)
         frames = await texts_until(ws, "execution_cached")
     kinds = [f.get("type") or ("raw" if "raw" in f else "binary") for f in frames]
-    assert kinds[-5:] == ["execution_start", "raw", "sim_unknown_event", "binary",
-                          "execution_cached"]
+    assert kinds[-5:] == [
+        "execution_start",
+        "raw",
+        "sim_unknown_event",
+        "binary",
+        "execution_cached",
+    ]
     assert frames[-4]["raw"] == MALFORMED_TEXT and frames[-2]["binary"] == UNKNOWN_BINARY
 
 
 async def test_previews_can_be_switched_off():
     server = await sim.start(seconds_per_step=0.001, previews=False)
     try:
-        async with aiohttp.ClientSession(server.url) as http, \
-                http.ws_connect("/ws?clientId=c") as ws:
+        async with (
+            aiohttp.ClientSession(server.url) as http,
+            http.ws_connect("/ws?clientId=c") as ws,
+        ):
             await post(http, SAMPLER)
             frames = await texts_until(ws, "execution_success")
     finally:
@@ -171,8 +180,11 @@ def test_threaded_server_is_usable_from_plain_code_and_other_threads():
         with urllib.request.urlopen(url + "/prompt", timeout=10) as r:
             assert json.loads(r.read()) == {"exec_info": {"queue_remaining": 0}}
         server.settings.seconds_per_step = 3600.0  # hold the sampler until interrupted
-        request = urllib.request.Request(url + "/prompt", data=json.dumps(
-            {"prompt": SAMPLER}).encode(), headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url + "/prompt",
+            data=json.dumps({"prompt": SAMPLER}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as r:
             prompt_id = json.loads(r.read())["prompt_id"]
         while not server.server.queue.running_ids():
@@ -189,10 +201,25 @@ def test_threaded_server_is_usable_from_plain_code_and_other_threads():
 
 def test_command_line_serves_extra_models(tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "comfy_widgets.sim", "--port", "0", "--checkpoint", "cli.ckpt",
-         "--model", "vae/cli_vae.safetensors", "--data-dir", str(tmp_path),
-         "--seconds-per-step", "0.01", "--no-previews"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "comfy_widgets.sim",
+            "--port",
+            "0",
+            "--checkpoint",
+            "cli.ckpt",
+            "--model",
+            "vae/cli_vae.safetensors",
+            "--data-dir",
+            str(tmp_path),
+            "--seconds-per-step",
+            "0.01",
+            "--no-previews",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = process.stdout.readline()
         url = line.split(" listening on ")[1].split()[0]

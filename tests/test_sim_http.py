@@ -79,8 +79,11 @@ def long_lists_hidden(body: dict) -> dict:
 async def post_raw(http: aiohttp.ClientSession, case: dict) -> aiohttp.ClientResponse:
     if "request_json" in case:
         return await http.post("/prompt", json=case["request_json"])
-    return await http.post("/prompt", data=case["request_raw_body"].encode(),
-                           headers={"Content-Type": "application/json"})
+    return await http.post(
+        "/prompt",
+        data=case["request_raw_body"].encode(),
+        headers={"Content-Type": "application/json"},
+    )
 
 
 PROMPT_CASES = json.loads((HTTP / "post_prompt_responses.json").read_text())
@@ -88,8 +91,7 @@ PROMPT_CASES = json.loads((HTTP / "post_prompt_responses.json").read_text())
 
 @pytest.mark.parametrize("case", PROMPT_CASES, ids=[c["label"] for c in PROMPT_CASES])
 async def test_post_prompt_answers_like_comfyui(prompt_server, case):
-    async with aiohttp.ClientSession(prompt_server.url) as http, \
-            await post_raw(http, case) as r:
+    async with aiohttp.ClientSession(prompt_server.url) as http, await post_raw(http, case) as r:
         assert r.status == case["status"]
         assert r.headers["Content-Type"] == case["response_headers"]["Content-Type"]
         if r.status == 500:
@@ -106,8 +108,9 @@ async def test_post_prompt_answers_like_comfyui(prompt_server, case):
             assert body["number"] == request["number"]
         assert body["number"] <= 0 if request.get("front") else body["number"] >= 0
         return
-    assert without(long_lists_hidden(body), "traceback") == \
-        without(long_lists_hidden(want), "traceback")
+    assert without(long_lists_hidden(body), "traceback") == without(
+        long_lists_hidden(want), "traceback"
+    )
 
 
 async def test_value_not_in_list_names_the_served_files(http):
@@ -123,8 +126,12 @@ async def test_value_not_in_list_names_the_served_files(http):
 async def test_number_counts_every_post_and_front_is_negative(http):
     prompt = json.loads((TRACES / "b1_emptyimage_saveimage" / "workflow_api.json").read_text())
     numbers = []
-    for body in ({"prompt": prompt}, {"prompt": {}}, {"prompt": prompt, "front": True},
-                 {"prompt": prompt}):
+    for body in (
+        {"prompt": prompt},
+        {"prompt": {}},
+        {"prompt": prompt, "front": True},
+        {"prompt": prompt},
+    ):
         async with http.post("/prompt", json=body) as r:
             numbers.append((await r.json()).get("number"))
     assert numbers == [0, None, -2, 3]
@@ -145,9 +152,16 @@ async def test_get_endpoints_have_the_recorded_shape(idle_server, case):
     want = case["response_body"]
     if case["path"] in ("/models/checkpoints", "/models/loras"):
         assert set(want) <= set(body)
-    elif case["path"] in ("/models", "/object_info/KSampler", "/features", "/prompt", "/queue",
-                          "/api/queue", "/object_info/NoSuchNode", "/embeddings") \
-            or case["path"].startswith("/history/"):
+    elif case["path"] in (
+        "/models",
+        "/object_info/KSampler",
+        "/features",
+        "/prompt",
+        "/queue",
+        "/api/queue",
+        "/object_info/NoSuchNode",
+        "/embeddings",
+    ) or case["path"].startswith("/history/"):
         assert body == want
     else:
         assert shape(body) == shape(want)
@@ -162,13 +176,18 @@ async def test_model_lists_hold_every_file_the_workflows_name(http):
             assert r.status == 200, (path.name, await r.text())
     lora_list = info["LoraLoader"]["input"]["required"]["lora_name"][0]
     assert "MoXinV1.safetensors" in lora_list  # only in the bypassed node of sd15_lora.json
-    assert "v1-5-pruned-emaonly-fp16.safetensors" in \
-        info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
+    assert (
+        "v1-5-pruned-emaonly-fp16.safetensors"
+        in info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
+    )
 
 
 async def test_extra_models_from_arguments_are_served():
-    server = await sim.start(checkpoints=["mine.safetensors"], loras=["style.safetensors"],
-                             models={"vae": ["my_vae.safetensors"]})
+    server = await sim.start(
+        checkpoints=["mine.safetensors"],
+        loras=["style.safetensors"],
+        models={"vae": ["my_vae.safetensors"]},
+    )
     try:
         async with aiohttp.ClientSession(server.url) as http:
             async with http.get("/object_info/VAELoader") as r:
@@ -205,8 +224,11 @@ async def upload(http, data: bytes, name: str, **fields) -> dict:
 
 
 async def test_upload_lists_the_image_in_load_image_and_dedupes(http):
-    assert await upload(http, png((255, 0, 0)), "red.png") == \
-        {"name": "red.png", "subfolder": "", "type": "input"}
+    assert await upload(http, png((255, 0, 0)), "red.png") == {
+        "name": "red.png",
+        "subfolder": "",
+        "type": "input",
+    }
     again = await upload(http, png((255, 0, 0)), "red.png")
     other = await upload(http, png((0, 0, 255)), "red.png")
     forced = await upload(http, png((0, 255, 0)), "red.png", overwrite="true")
@@ -221,8 +243,10 @@ async def test_upload_lists_the_image_in_load_image_and_dedupes(http):
 
 
 async def test_load_image_of_a_missing_file_fails_validation(http):
-    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "nope.png"}},
-              "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "nope.png"}},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+    }
     async with http.post("/prompt", json={"prompt": prompt}) as r:
         body = await r.json()
     assert r.status == 400
@@ -233,9 +257,12 @@ async def test_load_image_of_a_missing_file_fails_validation(http):
 
 
 async def test_view_rejects_bad_names_and_unknown_files(http):
-    for params, status in (({"filename": "../x.png"}, 400), ({"filename": "x.png"}, 404),
-                           ({"filename": "x.png", "type": "nope"}, 400),
-                           ({"filename": "x.png", "subfolder": "../.."}, 403)):
+    for params, status in (
+        ({"filename": "../x.png"}, 400),
+        ({"filename": "x.png"}, 404),
+        ({"filename": "x.png", "type": "nope"}, 400),
+        ({"filename": "x.png", "subfolder": "../.."}, 403),
+    ):
         async with http.get("/view", params=params) as r:
             assert r.status == status, params
 
@@ -252,20 +279,23 @@ async def run_and_wait(http, prompt: dict, **extra) -> tuple[str, dict]:
 
 
 async def test_saved_png_carries_prompt_and_workflow_and_history_shape(http):
-    prompt = json.loads((TRACES / "g1_ksampler_real_no_feature_flags" / "workflow_api.json")
-                        .read_text())
+    prompt = json.loads(
+        (TRACES / "g1_ksampler_real_no_feature_flags" / "workflow_api.json").read_text()
+    )
     workflow = {"nodes": [], "links": [], "version": 0.4}
     prompt_id, entry = await run_and_wait(
-        http, prompt, client_id="c1", extra_data={"extra_pnginfo": {"workflow": workflow}})
-    reference = next(iter(json.loads((HTTP / "history_by_id.json").read_text())["body"]
-                          .values()))
+        http, prompt, client_id="c1", extra_data={"extra_pnginfo": {"workflow": workflow}}
+    )
+    reference = next(iter(json.loads((HTTP / "history_by_id.json").read_text())["body"].values()))
     assert list(entry) == list(reference)
     assert shape(entry["status"]) == shape(reference["status"])
     for key in ("outputs", "meta"):
         assert shape(list(entry[key].values())) == shape(list(reference[key].values()))
     assert entry["meta"]["9"]["node_id"] == "9"
     assert entry["prompt"][1] == prompt_id and entry["prompt"][3] == {
-        "extra_pnginfo": {"workflow": workflow}, "client_id": "c1"}
+        "extra_pnginfo": {"workflow": workflow},
+        "client_id": "c1",
+    }
     image = entry["outputs"]["9"]["images"][0]
     assert image["filename"] == "ref_g1_00001_.png"
     async with http.get("/view", params=image) as r:
@@ -309,8 +339,11 @@ async def test_queue_lists_pending_in_heap_order_and_deletes(http, server):
         queue = await r.json()
     assert [item[1] for item in queue["queue_running"]] == [running]
     order = sorted(queue["queue_pending"], key=lambda item: item[0])
-    assert [item[1] for item in order] == [pending[2]["prompt_id"], pending[0]["prompt_id"],
-                                           pending[1]["prompt_id"]]
+    assert [item[1] for item in order] == [
+        pending[2]["prompt_id"],
+        pending[0]["prompt_id"],
+        pending[1]["prompt_id"],
+    ]
     assert all(len(item) == 5 and item[4] == ["2"] for item in queue["queue_pending"])
     async with http.post("/queue", json={"delete": [pending[0]["prompt_id"]]}) as r:
         assert r.status == 200
@@ -344,8 +377,9 @@ async def test_queue_changes_broadcast_status_like_comfyui(http, server):
     slow = json.loads((TRACES / "e1_interrupt_global" / "workflow_api.json").read_text())
     small = json.loads((TRACES / "b1_emptyimage_saveimage" / "workflow_api.json").read_text())
     async with http.ws_connect("/ws") as ws:
-        counts = [(await ws.receive_json(timeout=10))["data"]["status"]["exec_info"]
-                  ["queue_remaining"]]
+        counts = [
+            (await ws.receive_json(timeout=10))["data"]["status"]["exec_info"]["queue_remaining"]
+        ]
         async with http.post("/prompt", json={"prompt": slow}) as r:
             running = (await r.json())["prompt_id"]
         async with http.post("/prompt", json={"prompt": small}) as r:
@@ -388,11 +422,21 @@ async def test_free_memory_forgets_the_cache_and_history_keeps_cached_outputs(ht
 
 
 async def test_new_style_combo_values_are_not_checked_like_comfyui(http):
-    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8,
-                                                           "batch_size": 1, "color": 0}},
-              "2": {"class_type": "SaveWEBM", "inputs": {"images": ["1", 0],
-                                                         "filename_prefix": "x",
-                                                         "codec": "not-a-codec", "fps": 24.0,
-                                                         "crf": 32.0}}}
+    prompt = {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0},
+        },
+        "2": {
+            "class_type": "SaveWEBM",
+            "inputs": {
+                "images": ["1", 0],
+                "filename_prefix": "x",
+                "codec": "not-a-codec",
+                "fps": 24.0,
+                "crf": 32.0,
+            },
+        },
+    }
     async with http.post("/prompt", json={"prompt": prompt}) as r:
         assert r.status == 200

@@ -15,9 +15,17 @@ from comfy_widgets.sim import images
 from tests.shared_data import REFERENCE
 
 TRACES = REFERENCE / "traces"
-BASE = {"seed": 1, "prompt": "a red fox in the snow", "steps": 12, "cfg": 7.0,
-        "width": 96, "height": 64, "sampled": True, "sampler_name": "euler",
-        "scheduler": "normal"}
+BASE = {
+    "seed": 1,
+    "prompt": "a red fox in the snow",
+    "steps": 12,
+    "cfg": 7.0,
+    "width": 96,
+    "height": 64,
+    "sampled": True,
+    "sampler_name": "euler",
+    "scheduler": "normal",
+}
 
 
 def differs(a: Image.Image, b: Image.Image) -> bool:
@@ -28,9 +36,18 @@ def test_same_parameters_give_the_same_picture():
     assert not differs(images.render(BASE), images.render(dict(BASE)))
 
 
-@pytest.mark.parametrize("change", [{"seed": 2}, {"prompt": "a blue whale"}, {"steps": 30},
-                                    {"cfg": 2.0}, {"negative": "blurry"},
-                                    {"sampler_name": "dpmpp_2m"}, {"scheduler": "karras"}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"seed": 2},
+        {"prompt": "a blue whale"},
+        {"steps": 30},
+        {"cfg": 2.0},
+        {"negative": "blurry"},
+        {"sampler_name": "dpmpp_2m"},
+        {"scheduler": "karras"},
+    ],
+)
 def test_each_parameter_changes_the_picture(change):
     assert differs(images.render(BASE), images.render({**BASE, **change}))
 
@@ -48,8 +65,7 @@ def test_empty_image_colour_is_solid():
 def test_previews_move_towards_the_final_picture():
     final = images.render(BASE, cap=images.PREVIEW_SIDE)
     previewer = images.Previewer(final, seed=1)
-    frames = [Image.open(io.BytesIO(previewer.jpeg(step, 4))).convert("RGB")
-              for step in (1, 4)]
+    frames = [Image.open(io.BytesIO(previewer.jpeg(step, 4))).convert("RGB") for step in (1, 4)]
     distance = [sum(ImageStat.Stat(ImageChops.difference(f, final)).sum) for f in frames]
     assert distance[1] < distance[0]
 
@@ -69,10 +85,16 @@ async def fetch_output(http: aiohttp.ClientSession, prompt: dict) -> Image.Image
 
 
 async def test_workflow_parameters_reach_the_saved_image():
-    base = json.loads((TRACES / "g1_ksampler_real_no_feature_flags" / "workflow_api.json")
-                      .read_text())
-    variants = [("3", "seed", 7), ("6", "text", "a lighthouse"), ("3", "steps", 9),
-                ("3", "cfg", 1.5), ("5", "width", 128)]
+    base = json.loads(
+        (TRACES / "g1_ksampler_real_no_feature_flags" / "workflow_api.json").read_text()
+    )
+    variants = [
+        ("3", "seed", 7),
+        ("6", "text", "a lighthouse"),
+        ("3", "steps", 9),
+        ("3", "cfg", 1.5),
+        ("5", "width", 128),
+    ]
     server = await sim.start(seconds_per_step=0.0, previews=False)
     try:
         async with aiohttp.ClientSession(server.url) as http:
@@ -81,8 +103,11 @@ async def test_workflow_parameters_reach_the_saved_image():
                 prompt = json.loads(json.dumps(base))
                 prompt[node]["inputs"][field] = value
                 assert differs(await fetch_output(http, prompt), reference), field
-            again = await fetch_output(http, json.loads(json.dumps(base)) | {
-                "9": {**base["9"], "inputs": {**base["9"]["inputs"], "filename_prefix": "x"}}})
+            again = await fetch_output(
+                http,
+                json.loads(json.dumps(base))
+                | {"9": {**base["9"], "inputs": {**base["9"]["inputs"], "filename_prefix": "x"}}},
+            )
     finally:
         await server.astop()
     assert reference.size == (64, 64) and not differs(again, reference)

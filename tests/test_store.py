@@ -94,20 +94,27 @@ def test_saved_png_carries_comfyui_metadata(store):
     store.job_finished(job)
     path = store.generation_records()[0]["outputs"][0]["local_path"]
     meta = pngmeta.read_comfy_metadata(path)
-    assert meta == {"prompt": job.prompt, "workflow": ui_graph_with_values(ui, {"seed": 5}),
-                    "parameters": {"seed": 5}}
+    assert meta == {
+        "prompt": job.prompt,
+        "workflow": ui_graph_with_values(ui, {"seed": 5}),
+        "parameters": {"seed": 5},
+    }
     sampler = next(n for n in meta["workflow"]["nodes"] if n["type"] == "KSampler")
     assert sampler["widgets_values"][0] == 5
     assert "/ui_wf/" in path
 
 
-@pytest.mark.parametrize("values, prompt_values", [
-    ({"seed": 5}, {"seed": 6}),  # the prompt is not the workflow with these values
-    ({"cfg_conds": 1.23456789}, {"cfg_conds": 1.23456789}),  # the frontend would round it
-    ({"seed": "not a number"}, {}),  # values the workflow rejects
-])
-def test_png_has_no_workflow_chunk_when_the_graph_cannot_show_the_values(store, values,
-                                                                         prompt_values):
+@pytest.mark.parametrize(
+    "values, prompt_values",
+    [
+        ({"seed": 5}, {"seed": 6}),  # the prompt is not the workflow with these values
+        ({"cfg_conds": 1.23456789}, {"cfg_conds": 1.23456789}),  # the frontend would round it
+        ({"seed": "not a number"}, {}),  # values the workflow rejects
+    ],
+)
+def test_png_has_no_workflow_chunk_when_the_graph_cannot_show_the_values(
+    store, values, prompt_values
+):
     name = "primitive_reroute_hidream_e1_1" if "cfg_conds" in values else "sd15_txt2img_default"
     ui = Workflow.load(WORKFLOWS / "ui" / f"{name}.json")
     job = finish(FakeJob(workflow=ui, parameters=values, prompt=ui.apply(prompt_values)))
@@ -151,10 +158,32 @@ def test_failed_job_keeps_error_and_node(store):
 def test_non_image_outputs_are_saved_as_files(store):
     job = FakeJob(state="completed")
     job.outputs = [
-        type("Out", (), {"node_id": "5", "filename": "clip.mp4", "subfolder": "v", "type": "output",
-                         "kind": "video", "mime": "video/mp4", "data": b"\x00\x01video"})(),
-        type("Out", (), {"node_id": "6", "filename": None, "subfolder": "", "type": None,
-                         "kind": "text", "mime": "text/plain", "data": "hello"})(),
+        type(
+            "Out",
+            (),
+            {
+                "node_id": "5",
+                "filename": "clip.mp4",
+                "subfolder": "v",
+                "type": "output",
+                "kind": "video",
+                "mime": "video/mp4",
+                "data": b"\x00\x01video",
+            },
+        )(),
+        type(
+            "Out",
+            (),
+            {
+                "node_id": "6",
+                "filename": None,
+                "subfolder": "",
+                "type": None,
+                "kind": "text",
+                "mime": "text/plain",
+                "data": "hello",
+            },
+        )(),
     ]
     store.job_finished(job)
     outs = store.generation_records()[0]["outputs"]
@@ -174,8 +203,9 @@ def test_batch_is_created_and_counts_follow_generations(store):
     wf = FakeWorkflow(API_PROMPT)
     plan = [{"seed": 1, "prompt": "cat"}, {"seed": 2, "prompt": "dog"}, {"seed": 3, "prompt": "x"}]
     store.create_batch("b1", wf, 3, {"seed": "random"}, 42, plan, ["http://u:p@h:1/"])
-    jobs = [FakeJob(workflow=wf, batch_id="b1", batch_index=i, parameters=p) for i, p in
-            enumerate(plan)]
+    jobs = [
+        FakeJob(workflow=wf, batch_id="b1", batch_index=i, parameters=p) for i, p in enumerate(plan)
+    ]
     for job in jobs:
         store.job_queued(job)
     store.job_finished(finish(jobs[0]))

@@ -40,7 +40,10 @@ def _start_writer(path: Path, tag: str) -> subprocess.Popen:
     """Start a writer process that waits for a line on stdin before writing."""
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(path), tag, str(JOBS_PER_WRITER)],
-        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout.readline().strip() == "ready"
     return proc

@@ -23,10 +23,12 @@ def _record_batch(store: Store, batch_id: str = "b1") -> list[FakeJob]:
     """A 4-item batch: two completed, one failed, one never sent."""
     wf = FakeWorkflow(API_PROMPT, name="sweep")
     plan = [{"seed": 10 + i, "cfg": 5 + i % 2, "prompt": "cat"} for i in range(4)]
-    store.create_batch(batch_id, wf, 4, {"cfg": [5, 6]}, 7, plan, ["http://127.0.0.1:1"],
-                       columns=["cfg", "seed"])
-    jobs = [FakeJob(workflow=wf, batch_id=batch_id, batch_index=i, parameters=plan[i])
-            for i in range(3)]
+    store.create_batch(
+        batch_id, wf, 4, {"cfg": [5, 6]}, 7, plan, ["http://127.0.0.1:1"], columns=["cfg", "seed"]
+    )
+    jobs = [
+        FakeJob(workflow=wf, batch_id=batch_id, batch_index=i, parameters=plan[i]) for i in range(3)
+    ]
     for job in jobs:
         store.job_queued(job)
     store.job_finished(finish(jobs[0]))
@@ -55,8 +57,12 @@ def test_load_batch_has_the_results_columns_and_planned_rows(store):
 def test_unsent_items_of_an_ended_batch_are_cancelled(store):
     _record_batch(store)
     store.update_batch("b1", status="cancelled")
-    assert list(load_batch("b1", store)["status"]) == ["completed", "completed", "failed",
-                                                       "cancelled"]
+    assert list(load_batch("b1", store)["status"]) == [
+        "completed",
+        "completed",
+        "failed",
+        "cancelled",
+    ]
 
 
 def test_load_batch_unknown_id_raises(store):
@@ -65,21 +71,34 @@ def test_load_batch_unknown_id_raises(store):
 
 
 def test_load_batch_without_recorded_columns_uses_plan_keys_that_vary(store):
-    store.create_batch("b2", None, 2, plan_rows=[{"seed": 1, "steps": 4, "cfg": 5},
-                                                 {"seed": 2, "steps": 4, "cfg": 6}])
+    store.create_batch(
+        "b2",
+        None,
+        2,
+        plan_rows=[{"seed": 1, "steps": 4, "cfg": 5}, {"seed": 2, "steps": 4, "cfg": 6}],
+    )
     df = load_batch("b2", store)
     assert list(df.columns) == columns_for(["cfg"])
 
 
 def test_history_filters_and_columns(store):
     jobs = _record_batch(store)
-    single = finish(FakeJob(workflow=FakeWorkflow({"other": {}}, name="solo"),
-                            parameters={"3.seed": 99}))
+    single = finish(
+        FakeJob(workflow=FakeWorkflow({"other": {}}, name="solo"), parameters={"3.seed": 99})
+    )
     store.job_finished(single)
     df = history(store=store)
     assert len(df) == 4
-    assert {"generation_id", "prompt_id", "workflow", "parameters", "seed", "image", "prompt",
-            "duration_s"} <= set(df.columns)
+    assert {
+        "generation_id",
+        "prompt_id",
+        "workflow",
+        "parameters",
+        "seed",
+        "image",
+        "prompt",
+        "duration_s",
+    } <= set(df.columns)
     assert list(history(status="failed", store=store)["prompt_id"]) == [jobs[2].prompt_id]
     solo = history(workflow="solo", store=store)
     assert list(solo["seed"]) == [99] and solo["batch_id"].isna().all()

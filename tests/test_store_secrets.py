@@ -45,8 +45,14 @@ def test_credentials_never_reach_the_store(tmp_path):
             _wait_recorded(store, job.prompt_id)
             second = copy.deepcopy(prompt)
             second["1"]["inputs"]["color"] = 5
-            store.create_batch("sb", None, 1, prompts=[second], plan_rows=[{}],
-                               servers=[f"http://bob:{SECRETS[1]}@{host}/?key={SECRETS[3]}"])
+            store.create_batch(
+                "sb",
+                None,
+                1,
+                prompts=[second],
+                plan_rows=[{}],
+                servers=[f"http://bob:{SECRETS[1]}@{host}/?key={SECRETS[3]}"],
+            )
             df = resume("sb", client, store=store, poll_interval=0.01)
             assert list(df["status"]) == ["completed"]
         finally:

@@ -129,8 +129,9 @@ def test_ui_cycle_of_real_nodes_is_rejected():
     data = json.loads(UI_PATH.read_text())
     ks = next(n for n in data["nodes"] if n["type"] == "KSampler")
     ckpt = next(n for n in data["nodes"] if n["type"] == "CheckpointLoaderSimple")
-    ckpt["inputs"] = [{"name": "ckpt_name", "type": "COMBO", "widget": {"name": "ckpt_name"},
-                       "link": 999}]
+    ckpt["inputs"] = [
+        {"name": "ckpt_name", "type": "COMBO", "widget": {"name": "ckpt_name"}, "link": 999}
+    ]
     ks["outputs"][0]["links"].append(999)
     data["links"].append([999, ks["id"], 0, ckpt["id"], 0, "LATENT"])
     with pytest.raises(WorkflowError, match="cycle"):

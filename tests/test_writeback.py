@@ -17,11 +17,11 @@ from tests.shared_data import WORKFLOWS
 UI = {path.stem: Workflow.load(path) for path in sorted((WORKFLOWS / "ui").glob("*.json"))}
 API = [Workflow.load(path) for path in sorted((WORKFLOWS / "api").glob("*.json"))]
 JS_SAFE = 2**53 - 1
-SETTINGS = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 #: Text the frontend's dynamic prompt pass leaves alone (no ``{a|b}``, comments or escapes).
-PLAIN_TEXT = st.text(st.characters(exclude_characters="{}|/\\", exclude_categories=("Cs",)),
-                     max_size=30)
+PLAIN_TEXT = st.text(
+    st.characters(exclude_characters="{}|/\\", exclude_categories=("Cs",)), max_size=30
+)
 
 
 def value_for(param: WorkflowParameter, stable: bool) -> st.SearchStrategy:
@@ -37,8 +37,11 @@ def value_for(param: WorkflowParameter, stable: bool) -> st.SearchStrategy:
         if param.is_integer:
             return st.integers(int(low), int(high))
         if stable:
-            return st.integers(int(low) + 1, int(high)).map(float) if high - low >= 2 \
+            return (
+                st.integers(int(low) + 1, int(high)).map(float)
+                if high - low >= 2
                 else st.just(float(param.value))
+            )
         return st.floats(low, high, allow_nan=False, allow_infinity=False)
     if param.type == "select":
         return st.sampled_from(param.options)
@@ -54,8 +57,9 @@ def workflow_and_values(draw, stable: bool):
     """A UI workflow and valid values for a random subset of its parameters."""
     wf = draw(st.sampled_from(list(UI.values())))
     params = [p for p in wf.parameters() if p.type != "select" or p.options]
-    chosen = draw(st.lists(st.sampled_from(params), min_size=1, max_size=6,
-                           unique_by=lambda p: p.key))
+    chosen = draw(
+        st.lists(st.sampled_from(params), min_size=1, max_size=6, unique_by=lambda p: p.key)
+    )
     use_names = draw(st.booleans())
     return wf, {p.name if use_names else p.key: draw(value_for(p, stable)) for p in chosen}
 
@@ -74,8 +78,11 @@ def same_modulo_dynamic_prompts(got: dict, expected: dict) -> bool:
                 continue
             if isinstance(value, float) and other == value:
                 continue
-            if not (isinstance(value, str) and isinstance(other, str)
-                    and ("{" in value or other == process_dynamic_prompt(value))):
+            if not (
+                isinstance(value, str)
+                and isinstance(other, str)
+                and ("{" in value or other == process_dynamic_prompt(value))
+            ):
                 return False
     return True
 
@@ -182,10 +189,17 @@ def test_api_workflows_have_no_graph():
 def test_widgets_values_index_counts_the_hidden_control_value():
     wf = UI["sd15_txt2img_default"]
     sampler = node_of(wf.source, "KSampler")
-    index = {name: widgets_values_index(wf.object_info, sampler, name)
-             for name in ("seed", "control_after_generate", "steps", "denoise", "model")}
-    assert index == {"seed": 0, "control_after_generate": 1, "steps": 2, "denoise": 6,
-                     "model": None}
+    index = {
+        name: widgets_values_index(wf.object_info, sampler, name)
+        for name in ("seed", "control_after_generate", "steps", "denoise", "model")
+    }
+    assert index == {
+        "seed": 0,
+        "control_after_generate": 1,
+        "steps": 2,
+        "denoise": 6,
+        "model": None,
+    }
 
 
 def test_widgets_values_index_skips_old_force_input_values():
@@ -196,4 +210,4 @@ def test_widgets_values_index_skips_old_force_input_values():
     names = [w.name for w in oi.widgets(forced) if w.stored]
     kept = [i for i, is_forced in enumerate(forced_at) if not is_forced]
     kept += list(range(len(forced_at), count))
-    assert [widgets_values_index(oi, node, n) for n in names] == kept[:len(names)]
+    assert [widgets_values_index(oi, node, n) for n in names] == kept[: len(names)]

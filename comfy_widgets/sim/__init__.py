@@ -25,37 +25,88 @@ from comfy_widgets.sim.handle import SimHandle
 from comfy_widgets.sim.server import SimServer, SimSettings
 
 
-def _settings(host: str, port: int, seconds_per_step: float, previews: bool,
-              checkpoints: list[str] | None, loras: list[str] | None,
-              models: dict[str, list[str]] | None, data_dir: str | Path | None,
-              seconds_per_node: float) -> SimSettings:
+def _settings(
+    host: str,
+    port: int,
+    seconds_per_step: float,
+    previews: bool,
+    checkpoints: list[str] | None,
+    loras: list[str] | None,
+    models: dict[str, list[str]] | None,
+    data_dir: str | Path | None,
+    seconds_per_node: float,
+) -> SimSettings:
     extra = {folder: list(files) for folder, files in (models or {}).items()}
     extra.setdefault("checkpoints", []).extend(checkpoints or [])
     extra.setdefault("loras", []).extend(loras or [])
-    return SimSettings(host=host, port=port, seconds_per_step=seconds_per_step,
-                       seconds_per_node=seconds_per_node, previews=previews, models=extra,
-                       data_dir=Path(data_dir) if data_dir else None)
+    return SimSettings(
+        host=host,
+        port=port,
+        seconds_per_step=seconds_per_step,
+        seconds_per_node=seconds_per_node,
+        previews=previews,
+        models=extra,
+        data_dir=Path(data_dir) if data_dir else None,
+    )
 
 
-def serve(port: int = 0, *, host: str = "127.0.0.1", seconds_per_step: float = 0.05,
-          previews: bool = True, checkpoints: list[str] | None = None,
-          loras: list[str] | None = None, models: dict[str, list[str]] | None = None,
-          data_dir: str | Path | None = None, seconds_per_node: float = 0.0) -> SimHandle:
+def serve(
+    port: int = 0,
+    *,
+    host: str = "127.0.0.1",
+    seconds_per_step: float = 0.05,
+    previews: bool = True,
+    checkpoints: list[str] | None = None,
+    loras: list[str] | None = None,
+    models: dict[str, list[str]] | None = None,
+    data_dir: str | Path | None = None,
+    seconds_per_node: float = 0.0,
+) -> SimHandle:
     """Start a simulated server in a daemon thread and return its handle (a context manager).
 
     `models` adds files to any model folder, e.g. {"vae": ["my_vae.safetensors"]}.
     """
-    return SimHandle(_settings(host, port, seconds_per_step, previews, checkpoints, loras,
-                               models, data_dir, seconds_per_node))
+    return SimHandle(
+        _settings(
+            host,
+            port,
+            seconds_per_step,
+            previews,
+            checkpoints,
+            loras,
+            models,
+            data_dir,
+            seconds_per_node,
+        )
+    )
 
 
-async def start(port: int = 0, *, host: str = "127.0.0.1", seconds_per_step: float = 0.05,
-                previews: bool = True, checkpoints: list[str] | None = None,
-                loras: list[str] | None = None, models: dict[str, list[str]] | None = None,
-                data_dir: str | Path | None = None, seconds_per_node: float = 0.0) -> SimServer:
+async def start(
+    port: int = 0,
+    *,
+    host: str = "127.0.0.1",
+    seconds_per_step: float = 0.05,
+    previews: bool = True,
+    checkpoints: list[str] | None = None,
+    loras: list[str] | None = None,
+    models: dict[str, list[str]] | None = None,
+    data_dir: str | Path | None = None,
+    seconds_per_node: float = 0.0,
+) -> SimServer:
     """Start a simulated server on the running event loop; stop it with `await server.astop()`."""
-    server = SimServer(_settings(host, port, seconds_per_step, previews, checkpoints, loras,
-                                 models, data_dir, seconds_per_node))
+    server = SimServer(
+        _settings(
+            host,
+            port,
+            seconds_per_step,
+            previews,
+            checkpoints,
+            loras,
+            models,
+            data_dir,
+            seconds_per_node,
+        )
+    )
     return await server.start()
 
 

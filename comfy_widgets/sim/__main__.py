@@ -13,19 +13,28 @@ from comfy_widgets.sim import start
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    p = argparse.ArgumentParser(prog="python -m comfy_widgets.sim",
-                                description="Simulated ComfyUI 0.3.64 server.")
+    p = argparse.ArgumentParser(
+        prog="python -m comfy_widgets.sim", description="Simulated ComfyUI 0.3.64 server."
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8188)
     p.add_argument("--seconds-per-step", type=float, default=0.1)
     p.add_argument("--seconds-per-node", type=float, default=0.0)
     p.add_argument("--no-previews", action="store_true", help="send no binary previews")
-    p.add_argument("--data-dir", default=None,
-                   help="folder for input/output/temp (default: a temporary folder)")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder for input/output/temp (default: a temporary folder)",
+    )
     p.add_argument("--checkpoint", action="append", default=[], metavar="NAME")
     p.add_argument("--lora", action="append", default=[], metavar="NAME")
-    p.add_argument("--model", action="append", default=[], metavar="FOLDER/NAME",
-                   help="any model file, e.g. vae/my_vae.safetensors")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="FOLDER/NAME",
+        help="any model file, e.g. vae/my_vae.safetensors",
+    )
     return p.parse_args(argv)
 
 
@@ -41,10 +50,17 @@ def extra_models(specs: list[str]) -> dict[str, list[str]]:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    server = await start(args.port, host=args.host, seconds_per_step=args.seconds_per_step,
-                         previews=not args.no_previews, checkpoints=args.checkpoint,
-                         loras=args.lora, models=extra_models(args.model),
-                         data_dir=args.data_dir, seconds_per_node=args.seconds_per_node)
+    server = await start(
+        args.port,
+        host=args.host,
+        seconds_per_step=args.seconds_per_step,
+        previews=not args.no_previews,
+        checkpoints=args.checkpoint,
+        loras=args.lora,
+        models=extra_models(args.model),
+        data_dir=args.data_dir,
+        seconds_per_node=args.seconds_per_node,
+    )
     print(f"Simulated ComfyUI listening on {server.url} (data in {server.root})", flush=True)
     stop = asyncio.Event()
     with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops

@@ -82,11 +82,21 @@ DEFAULT_INPUT_IMAGES = [
 
 # Which combo input of which node lists which model folder (ComfyUI's loaders).
 COMBO_FOLDERS: dict[tuple[str, str], str] = {
-    **{(c, "ckpt_name"): "checkpoints" for c in (
-        "CheckpointLoaderSimple", "CheckpointLoader", "unCLIPCheckpointLoader",
-        "ImageOnlyCheckpointLoader", "CreateHookModelAsLora", "CreateHookModelAsLoraModelOnly")},
-    **{(c, "lora_name"): "loras" for c in (
-        "LoraLoader", "LoraLoaderModelOnly", "CreateHookLora", "CreateHookLoraModelOnly")},
+    **{
+        (c, "ckpt_name"): "checkpoints"
+        for c in (
+            "CheckpointLoaderSimple",
+            "CheckpointLoader",
+            "unCLIPCheckpointLoader",
+            "ImageOnlyCheckpointLoader",
+            "CreateHookModelAsLora",
+            "CreateHookModelAsLoraModelOnly",
+        )
+    },
+    **{
+        (c, "lora_name"): "loras"
+        for c in ("LoraLoader", "LoraLoaderModelOnly", "CreateHookLora", "CreateHookLoraModelOnly")
+    },
     ("VAELoader", "vae_name"): "vae",
     ("UNETLoader", "unet_name"): "diffusion_models",
     ("CLIPLoader", "clip_name"): "text_encoders",
@@ -128,8 +138,9 @@ def input_image_names(input_dir: Path) -> list[str]:
     """Image files in the input folder, sorted, as LoadImage lists them."""
     if not input_dir.is_dir():
         return []
-    return sorted(p.name for p in input_dir.iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p.name for p in input_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
 def _set_options(spec: list, options: list[str], keep_tail: bool) -> None:

@@ -80,31 +80,35 @@ class Executor:
             self.server.send_sync(event, data, run.client_id)
 
     # -- one prompt -----------------------------------------------------------------------
-    async def execute(self, prompt: dict, prompt_id: str, extra_data: dict,
-                      outputs: list[str]) -> tuple[bool, list, dict]:
+    async def execute(
+        self, prompt: dict, prompt_id: str, extra_data: dict, outputs: list[str]
+    ) -> tuple[bool, list, dict]:
         """Run a prompt; returns (success, status messages, history outputs/meta)."""
         server = self.server
         server.interrupt_flag.clear()
         client_id = extra_data.get("client_id")
         server.client_id = client_id
-        run = RunState(prompt_id, prompt, client_id, extra_data,
-                       graph.signatures(prompt, self._salt))
-        run.progress = ProgressRegistry(
-            prompt_id, lambda text: server.send_raw(text, client_id))
+        run = RunState(
+            prompt_id, prompt, client_id, extra_data, graph.signatures(prompt, self._salt)
+        )
+        run.progress = ProgressRegistry(prompt_id, lambda text: server.send_raw(text, client_id))
         self._add_message(run, "execution_start", {"prompt_id": prompt_id}, broadcast=False)
         server.faults.inject_malformed(client_id)
         cached = [n for n in prompt if run.signatures[n] in self.cache]
         for node_id in cached:
             run.values[node_id] = self.cache[run.signatures[node_id]].outputs
-        self._add_message(run, "execution_cached", {"nodes": cached, "prompt_id": prompt_id},
-                          broadcast=False)
+        self._add_message(
+            run, "execution_cached", {"nodes": cached, "prompt_id": prompt_id}, broadcast=False
+        )
         order = graph.execution_order(
-            prompt, outputs, set(cached),
-            lambda n: bool(server.node_info(prompt[n]["class_type"]).get("output_node")))
+            prompt,
+            outputs,
+            set(cached),
+            lambda n: bool(server.node_info(prompt[n]["class_type"]).get("output_node")),
+        )
         success = await self._run_nodes(run, order)
         if success:
-            self._add_message(run, "execution_success", {"prompt_id": prompt_id},
-                              broadcast=False)
+            self._add_message(run, "execution_success", {"prompt_id": prompt_id}, broadcast=False)
         server.last_node_id = None
         keep = set(run.signatures.values())
         self.cache = {sig: entry for sig, entry in self.cache.items() if sig in keep}
@@ -121,8 +125,12 @@ class Executor:
             entry = self.cache.get(sig)
             if entry is not None and entry.ui is not None:
                 outputs[node_id] = entry.ui
-                meta[node_id] = {"node_id": node_id, "display_node": node_id,
-                                 "parent_node": None, "real_node_id": node_id}
+                meta[node_id] = {
+                    "node_id": node_id,
+                    "display_node": node_id,
+                    "parent_node": None,
+                    "real_node_id": node_id,
+                }
         return {"outputs": outputs, "meta": meta}
 
     async def _run_nodes(self, run: RunState, order: list[str]) -> bool:
@@ -131,10 +139,17 @@ class Executor:
             try:
                 await self._run_node(run, node_id)
             except Interrupted:
-                self._add_message(run, "execution_interrupted", {
-                    "prompt_id": run.prompt_id, "node_id": node_id,
-                    "node_type": run.prompt[node_id]["class_type"],
-                    "executed": list(run.executed)}, broadcast=True)
+                self._add_message(
+                    run,
+                    "execution_interrupted",
+                    {
+                        "prompt_id": run.prompt_id,
+                        "node_id": node_id,
+                        "node_type": run.prompt[node_id]["class_type"],
+                        "executed": list(run.executed),
+                    },
+                    broadcast=True,
+                )
                 return False
             except Exception as ex:  # noqa: BLE001 - any node failure becomes execution_error
                 self._report_error(run, node_id, ex)
@@ -145,20 +160,35 @@ class Executor:
         inputs = self._resolve(run, node_id, missing_ok=True)
         hidden = self._hidden_inputs(run, node_id)
         current = {k: [_format_input(v)] for k, v in {**inputs, **hidden}.items()}
-        self._add_message(run, "execution_error", {
-            "prompt_id": run.prompt_id, "node_id": node_id,
-            "node_type": run.prompt[node_id]["class_type"],
-            "executed": list(run.executed),
-            "exception_message": f"{ex}\n",
-            "exception_type": type(ex).__name__,
-            "traceback": traceback.format_tb(ex.__traceback__),
-            "current_inputs": current,
-            "current_outputs": list(run.prompt)}, broadcast=False)
+        self._add_message(
+            run,
+            "execution_error",
+            {
+                "prompt_id": run.prompt_id,
+                "node_id": node_id,
+                "node_type": run.prompt[node_id]["class_type"],
+                "executed": list(run.executed),
+                "exception_message": f"{ex}\n",
+                "exception_type": type(ex).__name__,
+                "traceback": traceback.format_tb(ex.__traceback__),
+                "current_inputs": current,
+                "current_outputs": list(run.prompt),
+            },
+            broadcast=False,
+        )
 
     def _replay_cached(self, run: RunState, node_id: str, entry: CacheEntry) -> None:
         """A node whose output is cached: its cached ui again, no executing, no progress."""
-        self._to_client(run, "executed", {"node": node_id, "display_node": node_id,
-                                          "output": entry.ui, "prompt_id": run.prompt_id})
+        self._to_client(
+            run,
+            "executed",
+            {
+                "node": node_id,
+                "display_node": node_id,
+                "output": entry.ui,
+                "prompt_id": run.prompt_id,
+            },
+        )
         run.values[node_id] = entry.outputs
         run.progress.finish(node_id)
 
@@ -174,8 +204,9 @@ class Executor:
         run.progress.start(node_id)
         if run.client_id is not None:
             server.last_node_id = node_id
-        self._to_client(run, "executing", {"node": node_id, "display_node": node_id,
-                                           "prompt_id": run.prompt_id})
+        self._to_client(
+            run, "executing", {"node": node_id, "display_node": node_id, "prompt_id": run.prompt_id}
+        )
         await server.node_delay()
         self._check_interrupt()
         server.faults.check_node(node_id, class_type)
@@ -189,22 +220,39 @@ class Executor:
         steps = nodes.sampler_steps(class_type, params)
         if steps:
             await self._sample(run, node_id, {**params, "sampled": True}, steps)
-        ui = await self._write_outputs(run, node_id, params, inputs) \
-            if info.get("output_node") else None
+        ui = (
+            await self._write_outputs(run, node_id, params, inputs)
+            if info.get("output_node")
+            else None
+        )
         run.progress.finish(node_id)
         run.values[node_id] = outputs
         self.cache[run.signatures[node_id]] = CacheEntry(outputs, ui)
         run.executed.append(node_id)
 
-    async def _write_outputs(self, run: RunState, node_id: str, params: dict,
-                             inputs: dict) -> dict | None:
+    async def _write_outputs(
+        self, run: RunState, node_id: str, params: dict, inputs: dict
+    ) -> dict | None:
         """Let an output node write its files (off the loop) and report them as `executed`."""
         ui = await asyncio.to_thread(
-            self.server.writer.run, run.prompt[node_id]["class_type"], params, inputs,
-            run.prompt, run.extra_data.get("extra_pnginfo"))
+            self.server.writer.run,
+            run.prompt[node_id]["class_type"],
+            params,
+            inputs,
+            run.prompt,
+            run.extra_data.get("extra_pnginfo"),
+        )
         if ui is not None:
-            self._to_client(run, "executed", {"node": node_id, "display_node": node_id,
-                                              "output": ui, "prompt_id": run.prompt_id})
+            self._to_client(
+                run,
+                "executed",
+                {
+                    "node": node_id,
+                    "display_node": node_id,
+                    "output": ui,
+                    "prompt_id": run.prompt_id,
+                },
+            )
         return ui
 
     async def _sample(self, run: RunState, node_id: str, params: dict, steps: int) -> None:
@@ -218,19 +266,28 @@ class Executor:
             preview = None
             if server.settings.previews:
                 if previewer is None:
-                    final = await asyncio.to_thread(images.render, params, 0,
-                                                    images.PREVIEW_SIDE)
+                    final = await asyncio.to_thread(images.render, params, 0, images.PREVIEW_SIDE)
                     previewer = images.Previewer(final, int(params.get("seed", 0)))
                 preview = previewer.jpeg(step, steps)
             metadata = server.supports_preview_metadata(run.client_id)
             if preview is not None and metadata:
-                server.send_preview_with_metadata(preview, {
-                    "node_id": node_id, "prompt_id": run.prompt_id, "display_node_id": node_id,
-                    "parent_node_id": None, "real_node_id": node_id,
-                    "image_type": "image/jpeg"}, run.client_id)
-            server.send_sync("progress", {"value": step, "max": steps,
-                                          "prompt_id": run.prompt_id, "node": node_id},
-                             run.client_id)
+                server.send_preview_with_metadata(
+                    preview,
+                    {
+                        "node_id": node_id,
+                        "prompt_id": run.prompt_id,
+                        "display_node_id": node_id,
+                        "parent_node_id": None,
+                        "real_node_id": node_id,
+                        "image_type": "image/jpeg",
+                    },
+                    run.client_id,
+                )
+            server.send_sync(
+                "progress",
+                {"value": step, "max": steps, "prompt_id": run.prompt_id, "node": node_id},
+                run.client_id,
+            )
             if preview is not None and not metadata:
                 server.send_preview(preview, run.client_id)
 
@@ -273,6 +330,9 @@ class Executor:
         """The hidden inputs (prompt, extra_pnginfo, unique_id) a node declares."""
         info = self.server.node_info(run.prompt[node_id]["class_type"])
         hidden = info.get("input_order", {}).get("hidden", [])
-        values = {"prompt": str(run.prompt), "extra_pnginfo": run.extra_data.get("extra_pnginfo"),
-                  "unique_id": node_id}
+        values = {
+            "prompt": str(run.prompt),
+            "extra_pnginfo": run.extra_data.get("extra_pnginfo"),
+            "unique_id": node_id,
+        }
         return {name: values.get(name) for name in hidden}

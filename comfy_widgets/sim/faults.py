@@ -71,4 +71,5 @@ class Faults:
                 if not self._failing[target]:
                     del self._failing[target]
                 raise SimulatedNodeError(
-                    f"Simulated failure of node {node_id} ({class_type}), injected by a test")
+                    f"Simulated failure of node {node_id} ({class_type}), injected by a test"
+                )

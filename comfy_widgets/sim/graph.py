@@ -13,12 +13,17 @@ from collections.abc import Callable
 
 def is_link(value: object) -> bool:
     """True for an API-format link `[node_id, slot]`."""
-    return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
-            and isinstance(value[1], int))
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and isinstance(value[1], int)
+    )
 
 
-def execution_order(prompt: dict, outputs: list[str], cached: set[str],
-                    is_output: Callable[[str], bool]) -> list[str]:
+def execution_order(
+    prompt: dict, outputs: list[str], cached: set[str], is_output: Callable[[str], bool]
+) -> list[str]:
     """Node ids in the order ComfyUI runs them; cached non-output nodes are left out."""
     pending: dict[str, bool] = {}
     blocking: dict[str, dict[str, bool]] = {}
@@ -48,8 +53,9 @@ def execution_order(prompt: dict, outputs: list[str], cached: set[str],
                 block_count[to_id] += 1
 
     def leads_to_output(node_id: str, depth: int) -> bool:
-        return any(is_output(b) if depth == 1 else leads_to_output(b, depth - 1)
-                   for b in blocking[node_id])
+        return any(
+            is_output(b) if depth == 1 else leads_to_output(b, depth - 1) for b in blocking[node_id]
+        )
 
     def pick(available: list[str]) -> str:
         for rule in (is_output, lambda n: leads_to_output(n, 1), lambda n: leads_to_output(n, 2)):
@@ -83,8 +89,9 @@ def signatures(prompt: dict, salt: Callable[[str, dict], object]) -> dict[str, s
             inputs = {}
             for name, value in sorted(node.get("inputs", {}).items()):
                 inputs[name] = ["LINK", sig(value[0]), value[1]] if is_link(value) else value
-            memo[node_id] = json.dumps([node["class_type"], salt(node_id, node), inputs],
-                                       sort_keys=True, default=str)
+            memo[node_id] = json.dumps(
+                [node["class_type"], salt(node_id, node), inputs], sort_keys=True, default=str
+            )
         return memo[node_id]
 
     return {node_id: sig(node_id) for node_id in prompt}

@@ -135,8 +135,9 @@ def render(params: dict, index: int = 0, cap: int = MAX_SIDE) -> Image.Image:
     _shapes(image, rng, colors, min(MAX_SHAPES, 4 + 3 * steps))
     cfg = float(params.get("cfg", 7.0))
     image = _contrast(image, max(0.2, min(3.0, 0.35 + cfg / 8)))
-    image = _sampler_look(image, str(params.get("sampler_name", "")),
-                          str(params.get("scheduler", "")))
+    image = _sampler_look(
+        image, str(params.get("sampler_name", "")), str(params.get("scheduler", ""))
+    )
     if min(size) >= 48:
         _caption(image, text, seed)
     return image
@@ -176,11 +177,18 @@ def png_bytes(image: Image.Image, prompt: dict | None, extra_pnginfo: dict | Non
         image.save(buf, format="PNG", pnginfo=info, compress_level=1)
         return buf.getvalue()
     w, h = image.size
-    return b"".join([
-        b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)),
-        *(_chunk(b"tEXt", key.encode("latin-1") + b"\0" + text.encode("latin-1"))
-          for key, text in texts),
-        _chunk(b"IDAT", zlib.compress(_up_filtered(image), 1)), _chunk(b"IEND", b"")])
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)),
+            *(
+                _chunk(b"tEXt", key.encode("latin-1") + b"\0" + text.encode("latin-1"))
+                for key, text in texts
+            ),
+            _chunk(b"IDAT", zlib.compress(_up_filtered(image), 1)),
+            _chunk(b"IEND", b""),
+        ]
+    )
 
 
 def _up_filtered(image: Image.Image) -> bytes:
@@ -190,7 +198,7 @@ def _up_filtered(image: Image.Image) -> bytes:
     diff.paste(image.crop((0, 0, w, 1)), (0, 0))  # the first row has a zero row above
     data = diff.tobytes()
     stride = w * 3
-    return b"".join(b"\x02" + data[i:i + stride] for i in range(0, len(data), stride))
+    return b"".join(b"\x02" + data[i : i + stride] for i in range(0, len(data), stride))
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
@@ -202,6 +210,13 @@ def webp_bytes(frames: list[Image.Image], fps: float) -> bytes:
     """An animated WEBP of the frames (SaveAnimatedWEBP)."""
     buf = io.BytesIO()
     duration = int(1000 / max(0.01, float(fps)))
-    frames[0].save(buf, format="WEBP", save_all=True, append_images=frames[1:],
-                   duration=duration, lossless=False, quality=80)
+    frames[0].save(
+        buf,
+        format="WEBP",
+        save_all=True,
+        append_images=frames[1:],
+        duration=duration,
+        lossless=False,
+        quality=80,
+    )
     return buf.getvalue()

@@ -46,14 +46,22 @@ def evaluate(class_type: str, inputs: dict, node_info: dict) -> tuple:
     if class_type in SAMPLERS:
         params["sampled"] = True
     if class_type == "GetImageSize":
-        return (int(params.get("width", 512)), int(params.get("height", 512)),
-                int(params.get("batch_size", 1)))
+        return (
+            int(params.get("width", 512)),
+            int(params.get("height", 512)),
+            int(params.get("batch_size", 1)),
+        )
     if class_type == "StringConcatenate":
-        return (f"{inputs.get('string_a', '')}{inputs.get('delimiter', '')}"
-                f"{inputs.get('string_b', '')}",)
-    return tuple(_slot_value(kind, name, params, inputs)
-                 for kind, name in zip(node_info.get("output", []),
-                                       node_info.get("output_name", []), strict=False))
+        return (
+            f"{inputs.get('string_a', '')}{inputs.get('delimiter', '')}"
+            f"{inputs.get('string_b', '')}",
+        )
+    return tuple(
+        _slot_value(kind, name, params, inputs)
+        for kind, name in zip(
+            node_info.get("output", []), node_info.get("output_name", []), strict=False
+        )
+    )
 
 
 def _slot_value(kind: object, name: str, params: dict, inputs: dict) -> object:
@@ -68,5 +76,7 @@ def _slot_value(kind: object, name: str, params: dict, inputs: dict) -> object:
 
 def image_size_text(params: dict) -> str:
     """The progress text GetImageSize sends (binary event 3)."""
-    return (f"width: {int(params.get('width', 512))}, height: {int(params.get('height', 512))}"
-            f"\n batch size: {int(params.get('batch_size', 1))}")
+    return (
+        f"width: {int(params.get('width', 512))}, height: {int(params.get('height', 512))}"
+        f"\n batch size: {int(params.get('batch_size', 1))}"
+    )

@@ -21,8 +21,12 @@ from comfy_widgets.sim import images
 MAX_BATCH = 16
 IMAGE_SAVERS = {"SaveImage": "output", "PreviewImage": "temp"}
 VIDEO_SAVERS = {"SaveAnimatedWEBP": "webp", "SaveWEBM": "webm", "SaveVideo": "mp4"}
-AUDIO_SAVERS = {"SaveAudio": "output", "SaveAudioMP3": "output", "SaveAudioOpus": "output",
-                "PreviewAudio": "temp"}
+AUDIO_SAVERS = {
+    "SaveAudio": "output",
+    "SaveAudioMP3": "output",
+    "SaveAudioOpus": "output",
+    "PreviewAudio": "temp",
+}
 AUDIO_EXT = {"SaveAudioMP3": "mp3", "SaveAudioOpus": "opus"}
 TEXT_NODES = {"PreviewAny"}
 
@@ -38,16 +42,21 @@ def random_temp_prefix() -> str:
 def _expand(prefix: str, width: int, height: int) -> str:
     """ComfyUI's %width%, %height% and date variables in a filename prefix."""
     now = time.localtime()
-    for key, value in (("%width%", width), ("%height%", height), ("%year%", now.tm_year),
-                       ("%month%", f"{now.tm_mon:02}"), ("%day%", f"{now.tm_mday:02}"),
-                       ("%hour%", f"{now.tm_hour:02}"), ("%minute%", f"{now.tm_min:02}"),
-                       ("%second%", f"{now.tm_sec:02}")):
+    for key, value in (
+        ("%width%", width),
+        ("%height%", height),
+        ("%year%", now.tm_year),
+        ("%month%", f"{now.tm_mon:02}"),
+        ("%day%", f"{now.tm_mday:02}"),
+        ("%hour%", f"{now.tm_hour:02}"),
+        ("%minute%", f"{now.tm_min:02}"),
+        ("%second%", f"{now.tm_sec:02}"),
+    ):
         prefix = prefix.replace(key, str(value))
     return prefix
 
 
-def save_target(prefix: str, base: Path, width: int = 0, height: int = 0
-                ) -> tuple[Path, str, str]:
+def save_target(prefix: str, base: Path, width: int = 0, height: int = 0) -> tuple[Path, str, str]:
     """(folder, file stem, subfolder) like folder_paths.get_save_image_path, folder created.
 
     Raises ComfyUI's exception when the prefix points outside the folder.
@@ -64,7 +73,8 @@ def save_target(prefix: str, base: Path, width: int = 0, height: int = 0
         raise Exception(  # noqa: TRY002 - ComfyUI raises a bare Exception here
             "**** ERROR: Saving image outside the output folder is not allowed."
             f"\n full_output_folder: {folder}\n         output_dir: {base_str}"
-            f"\n         commonpath: {common}")
+            f"\n         commonpath: {common}"
+        )
     if not os.path.isdir(folder):  # makedirs on an existing folder raises and catches inside
         os.makedirs(folder, exist_ok=True)
     return Path(folder), stem, subfolder
@@ -73,12 +83,15 @@ def save_target(prefix: str, base: Path, width: int = 0, height: int = 0
 def max_counter(folder: Path, stem: str) -> int:
     """The highest counter of the `<stem>_<n>_...` files in the folder (0 if none)."""
     pattern = re.compile(re.escape(stem) + r"_(\d+)_")
-    return max((int(m.group(1)) for name in os.listdir(folder)
-                if (m := pattern.match(name)) is not None), default=0)
+    return max(
+        (int(m.group(1)) for name in os.listdir(folder) if (m := pattern.match(name)) is not None),
+        default=0,
+    )
 
 
-def save_path(prefix: str, base: Path, width: int = 0, height: int = 0
-              ) -> tuple[Path, str, int, str]:
+def save_path(
+    prefix: str, base: Path, width: int = 0, height: int = 0
+) -> tuple[Path, str, int, str]:
     """(folder, file stem, next counter, subfolder): counters continue from what is on disk."""
     folder, stem, subfolder = save_target(prefix, base, width, height)
     return folder, stem, max_counter(folder, stem) + 1, subfolder
@@ -93,8 +106,9 @@ class OutputWriter:
         # (folder, stem) -> (folder mtime after our last image write there, highest counter)
         self._written: dict[tuple[Path, str], tuple[int, int]] = {}
 
-    def run(self, class_type: str, params: dict, inputs: dict, prompt: dict,
-            extra_pnginfo: dict | None) -> dict | None:
+    def run(
+        self, class_type: str, params: dict, inputs: dict, prompt: dict, extra_pnginfo: dict | None
+    ) -> dict | None:
         """Write the node's files; returns its ui dict, or None for nodes without one."""
         if class_type in IMAGE_SAVERS:
             kind = IMAGE_SAVERS[class_type]
@@ -114,8 +128,9 @@ class OutputWriter:
         count = max(1, min(MAX_BATCH, int(params.get("batch_size", 1))))
         return [images.render(params, index=i) for i in range(count)]
 
-    def _images(self, params: dict, prefix: str, kind: str, prompt: dict,
-                extra_pnginfo: dict | None) -> list[dict]:
+    def _images(
+        self, params: dict, prefix: str, kind: str, prompt: dict, extra_pnginfo: dict | None
+    ) -> list[dict]:
         frames = self._frames(params)
         w, h = frames[0].size
         folder, stem, subfolder = save_target(prefix, self.dirs[kind], w, h)
@@ -126,8 +141,7 @@ class OutputWriter:
             (folder / name).write_bytes(images.png_bytes(frame, prompt, extra_pnginfo))
             results.append({"filename": name, "subfolder": subfolder, "type": kind})
         if "%batch_num%" not in stem:  # else the names written do not carry this stem
-            self._written[(folder, stem)] = (os.stat(folder).st_mtime_ns,
-                                             counter + len(frames) - 1)
+            self._written[(folder, stem)] = (os.stat(folder).st_mtime_ns, counter + len(frames) - 1)
         return results
 
     def _next_counter(self, folder: Path, stem: str) -> int:
@@ -147,8 +161,10 @@ class OutputWriter:
         (folder / name).write_bytes(images.webp_bytes(frames, fps))
         # SaveAnimatedWEBP reports a single frame as not animated; the video savers never do.
         animated = len(frames) != 1 or class_type != "SaveAnimatedWEBP"
-        return {"images": [{"filename": name, "subfolder": subfolder, "type": "output"}],
-                "animated": [animated]}
+        return {
+            "images": [{"filename": name, "subfolder": subfolder, "type": "output"}],
+            "animated": [animated],
+        }
 
     def _audio(self, class_type: str, params: dict, inputs: dict) -> dict:
         kind = AUDIO_SAVERS[class_type]

@@ -24,8 +24,10 @@ class ProgressRegistry:
         self.send = send
         self.nodes: dict[str, dict] = {}
         self._json: dict[str, str] = {}  # node id -> '"id": {...}' of the nodes sent so far
-        self._head = ('{"type": "progress_state", "data": {"prompt_id": '
-                      f'{json.dumps(prompt_id)}, "nodes": {{')
+        self._head = (
+            '{"type": "progress_state", "data": {"prompt_id": '
+            f'{json.dumps(prompt_id)}, "nodes": {{'
+        )
 
     def _entry(self, node_id: str) -> dict:
         return self.nodes.setdefault(node_id, {"state": "pending", "value": 0, "max": 1})
@@ -48,8 +50,20 @@ class ProgressRegistry:
 
     def _emit(self, changed: str) -> None:
         e = self.nodes[changed]
-        self._json[changed] = json.dumps(changed) + ": " + json.dumps(
-            {"value": e["value"], "max": e["max"], "state": e["state"], "node_id": changed,
-             "prompt_id": self.prompt_id, "display_node_id": changed, "parent_node_id": None,
-             "real_node_id": changed})
+        self._json[changed] = (
+            json.dumps(changed)
+            + ": "
+            + json.dumps(
+                {
+                    "value": e["value"],
+                    "max": e["max"],
+                    "state": e["state"],
+                    "node_id": changed,
+                    "prompt_id": self.prompt_id,
+                    "display_node_id": changed,
+                    "parent_node_id": None,
+                    "real_node_id": changed,
+                }
+            )
+        )
         self.send(self._head + ", ".join(self._json.values()) + "}}}")

@@ -50,8 +50,7 @@ class PromptQueue:
             item[3].pop(key, None)
         if len(self.history) > MAX_HISTORY:
             self.history.pop(next(iter(self.history)))
-        self.history[item[1]] = {"prompt": item, "outputs": outputs, "status": status,
-                                 "meta": meta}
+        self.history[item[1]] = {"prompt": item, "outputs": outputs, "status": status, "meta": meta}
         self.on_change()
 
     def remaining(self) -> int:
@@ -60,8 +59,10 @@ class PromptQueue:
 
     def snapshot(self) -> dict:
         """The GET /queue body (stored items: serialize, never modify): running, then pending."""
-        return {"queue_running": list(self.running.values()),
-                "queue_pending": [list(i) for i in self.pending]}
+        return {
+            "queue_running": list(self.running.values()),
+            "queue_pending": [list(i) for i in self.pending],
+        }
 
     def running_ids(self) -> list[str]:
         """prompt_ids of the running items."""
@@ -88,8 +89,9 @@ class PromptQueue:
         self.pending = []
         self.on_change()
 
-    def get_history(self, prompt_id: str | None = None, max_items: int | None = None,
-                    offset: int = -1) -> dict:
+    def get_history(
+        self, prompt_id: str | None = None, max_items: int | None = None, offset: int = -1
+    ) -> dict:
         """History entries, oldest first: one by id ({} if unknown), or `max_items` from
         `offset` (a negative offset with max_items means the last max_items).
 
@@ -100,9 +102,9 @@ class PromptQueue:
         keys = list(self.history)
         if offset < 0 and max_items is not None:
             offset = len(keys) - max_items
-        keys = keys[max(0, offset):]
+        keys = keys[max(0, offset) :]
         if max_items is not None:
-            keys = keys[:max(1, max_items)]
+            keys = keys[: max(1, max_items)]
         return {k: self.history[k] for k in keys}
 
     def wipe_history(self) -> None:

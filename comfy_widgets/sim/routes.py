@@ -23,13 +23,27 @@ from comfy_widgets.sim.validation import validate_prompt
 if TYPE_CHECKING:
     from comfy_widgets.sim.server import SimServer
 
-EXTENSIONS = ["/extensions/core/groupNode.js", "/extensions/core/clipspace.js",
-              "/extensions/core/widgetInputs.js"]
-FORCE_DOWNLOAD = {"text/html", "text/html-sandboxed", "application/xhtml+xml",
-                  "text/javascript", "text/css"}
+EXTENSIONS = [
+    "/extensions/core/groupNode.js",
+    "/extensions/core/clipspace.js",
+    "/extensions/core/widgetInputs.js",
+]
+FORCE_DOWNLOAD = {
+    "text/html",
+    "text/html-sandboxed",
+    "application/xhtml+xml",
+    "text/javascript",
+    "text/css",
+}
 VERSION = "0.3.64"
-FILE_CONDITIONS = ("Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since",
-                   "If-Unmodified-Since")  # requests left to web.FileResponse
+FILE_CONDITIONS = (
+    "Range",
+    "If-Range",
+    "If-Match",
+    "If-None-Match",
+    "If-Modified-Since",
+    "If-Unmodified-Since",
+)  # requests left to web.FileResponse
 SMALL_FILE = 4 << 20  # larger files are streamed by web.FileResponse, off the loop
 SERVER_FEATURES = {"supports_preview_metadata": True, "max_upload_size": 104857600}
 
@@ -58,9 +72,13 @@ def _preview(path: str, name: str, spec: str) -> web.Response:
     with Image.open(path) as image:
         buf = io.BytesIO()
         (image.convert("RGB") if image_format == "jpeg" else image).save(
-            buf, format=image_format, quality=quality)
-    return web.Response(body=buf.getvalue(), content_type=f"image/{image_format}",
-                        headers={"Content-Disposition": f'filename="{name}"'})
+            buf, format=image_format, quality=quality
+        )
+    return web.Response(
+        body=buf.getvalue(),
+        content_type=f"image/{image_format}",
+        headers={"Content-Disposition": f'filename="{name}"'},
+    )
 
 
 def _file_response(request: web.Request, path: str, headers: dict) -> web.StreamResponse:
@@ -69,8 +87,9 @@ def _file_response(request: web.Request, path: str, headers: dict) -> web.Stream
     A small file asked for without range, condition or a pre-compressed sibling is read here:
     FileResponse's two executor round trips and sendfile cost ~1 ms of CPU per image.
     """
-    if (any(name in request.headers for name in FILE_CONDITIONS)
-            or any(os.path.lexists(path + ext) for ext in (".br", ".gz"))):
+    if any(name in request.headers for name in FILE_CONDITIONS) or any(
+        os.path.lexists(path + ext) for ext in (".br", ".gz")
+    ):
         return web.FileResponse(path, headers=headers)
     try:
         with open(path, "rb") as f:
@@ -110,8 +129,14 @@ class Routes:
                 number = -number
             server.number += 1
         if "prompt" not in data:
-            return _prompt_error({"type": "no_prompt", "message": "No prompt provided",
-                                  "details": "No prompt provided", "extra_info": {}})
+            return _prompt_error(
+                {
+                    "type": "no_prompt",
+                    "message": "No prompt provided",
+                    "details": "No prompt provided",
+                    "extra_info": {},
+                }
+            )
         prompt = data["prompt"]
         prompt_id = str(data.get("prompt_id", uuid.uuid4()))
         targets = data.get("partial_execution_targets")
@@ -122,8 +147,7 @@ class Routes:
         if "client_id" in data:
             extra_data["client_id"] = data["client_id"]
         server.enqueue(number, prompt_id, prompt, extra_data, result.outputs)
-        return _json({"prompt_id": prompt_id, "number": number,
-                      "node_errors": result.node_errors})
+        return _json({"prompt_id": prompt_id, "number": number, "node_errors": result.node_errors})
 
     async def get_queue(self, request: web.Request) -> web.Response:
         """GET /queue: running and pending items."""
@@ -203,8 +227,11 @@ class Routes:
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if content_type in FORCE_DOWNLOAD:
             content_type = "application/octet-stream"
-        return _file_response(request, path, {"Content-Disposition": f'filename="{name}"',
-                                              "Content-Type": content_type})
+        return _file_response(
+            request,
+            path,
+            {"Content-Disposition": f'filename="{name}"', "Content-Type": content_type},
+        )
 
     async def upload_image(self, request: web.Request) -> web.Response:
         """POST /upload/image: store a multipart image (renamed or reused on a clash)."""
@@ -241,8 +268,9 @@ class Routes:
     # -- server information ---------------------------------------------------------------
     async def object_info(self, request: web.Request) -> web.Response:
         """GET /object_info: every node class, with the served model lists."""
-        return web.Response(body=self.server.object_info_body(),
-                            content_type="application/json", charset="utf-8")
+        return web.Response(
+            body=self.server.object_info_body(), content_type="application/json", charset="utf-8"
+        )
 
     async def object_info_one(self, request: web.Request) -> web.Response:
         """GET /object_info/{class}: one node class, or {} if unknown."""
@@ -253,17 +281,34 @@ class Routes:
     async def system_stats(self, request: web.Request) -> web.Response:
         """GET /system_stats: a simulated machine in the recorded shape."""
         total = 16 * 1024**3
-        return _json({
-            "system": {"os": os.name, "ram_total": total, "ram_free": total // 2,
-                       "comfyui_version": VERSION, "required_frontend_version": "1.27.10",
-                       "installed_templates_version": "0.1.95",
-                       "required_templates_version": "0.1.95",
-                       "python_version": sys.version, "pytorch_version": "simulated",
-                       "embedded_python": False,
-                       "argv": ["comfy_widgets.sim", "--port", str(self.server.port)]},
-            "devices": [{"name": f"simulated {platform.machine()} cpu", "type": "cpu",
-                         "index": None, "vram_total": total, "vram_free": total // 2,
-                         "torch_vram_total": total, "torch_vram_free": total // 2}]})
+        return _json(
+            {
+                "system": {
+                    "os": os.name,
+                    "ram_total": total,
+                    "ram_free": total // 2,
+                    "comfyui_version": VERSION,
+                    "required_frontend_version": "1.27.10",
+                    "installed_templates_version": "0.1.95",
+                    "required_templates_version": "0.1.95",
+                    "python_version": sys.version,
+                    "pytorch_version": "simulated",
+                    "embedded_python": False,
+                    "argv": ["comfy_widgets.sim", "--port", str(self.server.port)],
+                },
+                "devices": [
+                    {
+                        "name": f"simulated {platform.machine()} cpu",
+                        "type": "cpu",
+                        "index": None,
+                        "vram_total": total,
+                        "vram_free": total // 2,
+                        "torch_vram_total": total,
+                        "torch_vram_free": total // 2,
+                    }
+                ],
+            }
+        )
 
     async def features(self, request: web.Request) -> web.Response:
         """GET /features: the server feature flags."""
@@ -292,25 +337,35 @@ class Routes:
 
     async def index(self, request: web.Request) -> web.Response:
         """GET /: a plain-text greeting (there is no web frontend)."""
-        return web.Response(text="comfy_widgets simulated ComfyUI " + VERSION,
-                            content_type="text/plain")
+        return web.Response(
+            text="comfy_widgets simulated ComfyUI " + VERSION, content_type="text/plain"
+        )
 
 
 def build_app(server: SimServer) -> web.Application:
     """The aiohttp application with every route, also under /api."""
     r = Routes(server)
     table = [
-        ("GET", "/ws", server.websocket), ("GET", "/prompt", r.get_prompt),
-        ("POST", "/prompt", r.post_prompt), ("GET", "/queue", r.get_queue),
-        ("POST", "/queue", r.post_queue), ("POST", "/interrupt", r.post_interrupt),
-        ("POST", "/free", r.post_free), ("GET", "/history", r.get_history),
-        ("GET", "/history/{prompt_id}", r.get_history_item), ("POST", "/history", r.post_history),
-        ("GET", "/view", r.view), ("POST", "/upload/image", r.upload_image),
+        ("GET", "/ws", server.websocket),
+        ("GET", "/prompt", r.get_prompt),
+        ("POST", "/prompt", r.post_prompt),
+        ("GET", "/queue", r.get_queue),
+        ("POST", "/queue", r.post_queue),
+        ("POST", "/interrupt", r.post_interrupt),
+        ("POST", "/free", r.post_free),
+        ("GET", "/history", r.get_history),
+        ("GET", "/history/{prompt_id}", r.get_history_item),
+        ("POST", "/history", r.post_history),
+        ("GET", "/view", r.view),
+        ("POST", "/upload/image", r.upload_image),
         ("GET", "/object_info", r.object_info),
         ("GET", "/object_info/{node_class}", r.object_info_one),
-        ("GET", "/system_stats", r.system_stats), ("GET", "/features", r.features),
-        ("GET", "/embeddings", r.embeddings), ("GET", "/models", r.model_folders),
-        ("GET", "/models/{folder}", r.model_files), ("GET", "/extensions", r.extensions),
+        ("GET", "/system_stats", r.system_stats),
+        ("GET", "/features", r.features),
+        ("GET", "/embeddings", r.embeddings),
+        ("GET", "/models", r.model_folders),
+        ("GET", "/models/{folder}", r.model_files),
+        ("GET", "/extensions", r.extensions),
     ]
     app = web.Application(client_max_size=104857600)
     for method, path, handler in table:

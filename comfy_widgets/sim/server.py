@@ -158,8 +158,9 @@ class SimServer:
 
     async def close_sockets(self) -> None:
         """Close every open WebSocket (registered or orphaned), all at once."""
-        await asyncio.gather(*(ws.close(code=1001, message=b"server going away")
-                               for ws in list(self._open_sockets)))
+        await asyncio.gather(
+            *(ws.close(code=1001, message=b"server going away") for ws in list(self._open_sockets))
+        )
 
     def call_in_loop(self, coro_fn) -> None:
         """Run `coro_fn()` on the server loop from any thread (waits if called from another)."""
@@ -181,8 +182,9 @@ class SimServer:
         for index, name in enumerate(catalog.DEFAULT_INPUT_IMAGES):
             path = self.root / "input" / name
             if not path.exists():
-                picture = images.render({"seed": 1000 + index, "prompt": name, "steps": 3,
-                                         "width": 128, "height": 128})
+                picture = images.render(
+                    {"seed": 1000 + index, "prompt": name, "steps": 3, "width": 128, "height": 128}
+                )
                 if path.suffix == ".jpg":
                     picture.save(path, format="JPEG")
                 else:
@@ -257,8 +259,9 @@ class SimServer:
         """Broadcast `status` (called on every queue change)."""
         self.send_sync("status", {"status": self.queue_info()})
 
-    def enqueue(self, number: float, prompt_id: str, prompt: dict, extra_data: dict,
-                outputs: list[str]) -> None:
+    def enqueue(
+        self, number: float, prompt_id: str, prompt: dict, extra_data: dict, outputs: list[str]
+    ) -> None:
         """Put a validated prompt in the queue."""
         self.queue.put([number, prompt_id, prompt, extra_data, outputs])
 
@@ -307,16 +310,19 @@ class SimServer:
             _, prompt_id, prompt, extra_data, outputs = item
             try:
                 success, messages, result = await self.executor.execute(
-                    prompt, prompt_id, extra_data, outputs)
+                    prompt, prompt_id, extra_data, outputs
+                )
             except Exception:  # noqa: BLE001 - a simulator bug must not stop the queue
                 log.exception("simulator failed to execute %s", prompt_id)
                 success, messages, result = False, [], {"outputs": {}, "meta": {}}
-            status = {"status_str": "success" if success else "error", "completed": success,
-                      "messages": messages}
+            status = {
+                "status_str": "success" if success else "error",
+                "completed": success,
+                "messages": messages,
+            }
             self.queue.task_done(task_id, result["outputs"], result["meta"], status)
             if self.client_id is not None:
-                self.send_sync("executing", {"node": None, "prompt_id": prompt_id},
-                               self.client_id)
+                self.send_sync("executing", {"node": None, "prompt_id": prompt_id}, self.client_id)
             if self._free_after_prompt:
                 self.executor.cache.clear()
                 self._free_after_prompt = False
@@ -337,8 +343,7 @@ class SimServer:
     def send_preview_with_metadata(self, jpeg: bytes, metadata: dict, sid: str | None) -> None:
         """Binary event 4: `u32 4 | u32 metadata length | metadata JSON | image`."""
         meta = json.dumps(metadata).encode("utf-8")
-        self.send_raw(struct.pack(">II", PREVIEW_IMAGE_WITH_METADATA, len(meta)) + meta + jpeg,
-                      sid)
+        self.send_raw(struct.pack(">II", PREVIEW_IMAGE_WITH_METADATA, len(meta)) + meta + jpeg, sid)
 
     def send_progress_text(self, text: str, node_id: str) -> None:
         """Binary event 3 to every socket: `u32 3 | u32 node id length | node id | text`."""
@@ -385,12 +390,14 @@ class SimServer:
         self.sockets_metadata[sid] = {"feature_flags": {}}
         self._open_sockets.add(ws)
         try:
-            await self.deliver(json.dumps({"type": "status",
-                                           "data": {"status": self.queue_info(), "sid": sid}}),
-                               sid)
+            await self.deliver(
+                json.dumps({"type": "status", "data": {"status": self.queue_info(), "sid": sid}}),
+                sid,
+            )
             if self.client_id == sid and self.last_node_id is not None:
-                await self.deliver(json.dumps({"type": "executing",
-                                               "data": {"node": self.last_node_id}}), sid)
+                await self.deliver(
+                    json.dumps({"type": "executing", "data": {"node": self.last_node_id}}), sid
+                )
             await self._read_client(ws, sid)
         finally:
             self._open_sockets.discard(ws)
@@ -408,8 +415,9 @@ class SimServer:
                 data = json.loads(msg.data)
                 if first and data.get("type") == "feature_flags":
                     self.sockets_metadata[sid]["feature_flags"] = data.get("data", {})
-                    await self.deliver(json.dumps({"type": "feature_flags",
-                                                   "data": SERVER_FEATURES}), sid)
+                    await self.deliver(
+                        json.dumps({"type": "feature_flags", "data": SERVER_FEATURES}), sid
+                    )
                 first = False
             except (ValueError, AttributeError) as ex:
                 log.debug("ignored a client message: %s", ex)

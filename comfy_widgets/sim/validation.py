@@ -82,9 +82,14 @@ class _Validator:
         for name, category, spec in _input_specs(self.info[node["class_type"]]):
             if name not in inputs:
                 if category == "required":
-                    errors.append({"type": "required_input_missing",
-                                   "message": "Required input is missing",
-                                   "details": name, "extra_info": {"input_name": name}})
+                    errors.append(
+                        {
+                            "type": "required_input_missing",
+                            "message": "Required input is missing",
+                            "details": name,
+                            "extra_info": {"input_name": name},
+                        }
+                    )
                 continue
             input_type = spec[0]
             extra = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
@@ -108,30 +113,60 @@ class _Validator:
         """Check a `[node_id, slot]` link; returns (error or None, still valid)."""
         if len(value) != 2:
             message = "Bad linked input, must be a length-2 list of [node_id, slot_index]"
-            return ({"type": "bad_linked_input", "message": message,
-                     "details": name, "extra_info": {"input_name": name, "input_config": config,
-                                                     "received_value": value}}, False)
+            return (
+                {
+                    "type": "bad_linked_input",
+                    "message": message,
+                    "details": name,
+                    "extra_info": {
+                        "input_name": name,
+                        "input_config": config,
+                        "received_value": value,
+                    },
+                },
+                False,
+            )
         from_id, slot = value
         from_class = self.prompt[from_id]["class_type"]  # KeyError for a missing node, like ComfyUI
         received = tuple(self.info[from_class]["output"])[slot]  # IndexError for a bad slot
         if not _type_matches(received, input_type):
             details = f"{name}, received_type({received}) mismatch input_type({input_type})"
-            return ({"type": "return_type_mismatch",
-                     "message": "Return type mismatch between linked nodes", "details": details,
-                     "extra_info": {"input_name": name, "input_config": config,
-                                    "received_type": received, "linked_node": value}}, False)
+            return (
+                {
+                    "type": "return_type_mismatch",
+                    "message": "Return type mismatch between linked nodes",
+                    "details": details,
+                    "extra_info": {
+                        "input_name": name,
+                        "input_config": config,
+                        "received_type": received,
+                        "linked_node": value,
+                    },
+                },
+                False,
+            )
         try:
             ok = self.validate_inputs(from_id)[0]
         except Exception as ex:  # noqa: BLE001 - ComfyUI reports any inner failure this way
-            self.validated[from_id] = (False, [{
-                "type": "exception_during_inner_validation",
-                "message": "Exception when validating inner node",
-                "details": str(ex),
-                "extra_info": {"input_name": name, "input_config": config,
-                               "exception_message": str(ex),
-                               "exception_type": type(ex).__name__,
-                               "traceback": _tb(), "linked_node": value},
-            }], from_id)
+            self.validated[from_id] = (
+                False,
+                [
+                    {
+                        "type": "exception_during_inner_validation",
+                        "message": "Exception when validating inner node",
+                        "details": str(ex),
+                        "extra_info": {
+                            "input_name": name,
+                            "input_config": config,
+                            "exception_message": str(ex),
+                            "exception_type": type(ex).__name__,
+                            "traceback": _tb(),
+                            "linked_node": value,
+                        },
+                    }
+                ],
+                from_id,
+            )
             return None, False
         return None, ok
 
@@ -139,9 +174,12 @@ class _Validator:
         """LoadImage's VALIDATE_INPUTS: the named input file must exist."""
         if isinstance(value, str) and self.file_exists(value):
             return
-        yield {"type": "custom_validation_failed", "message": "Custom validation failed for node",
-               "details": f"{name} - Invalid image file: {value}",
-               "extra_info": {"input_name": name}}
+        yield {
+            "type": "custom_validation_failed",
+            "message": "Custom validation failed for node",
+            "details": f"{name} - Invalid image file: {value}",
+            "extra_info": {"input_name": name},
+        }
 
     def _check_value(self, inputs: dict, name: str, input_type, extra: dict, config: list):
         """Cast a widget value and check min, max and combo options; yields error dicts."""
@@ -153,51 +191,72 @@ class _Validator:
             try:
                 value = inputs[name] = cast(value)
             except Exception as ex:  # noqa: BLE001 - any conversion failure is reported
-                yield {"type": "invalid_input_type",
-                       "message": f"Failed to convert an input value to a {input_type} value",
-                       "details": f"{name}, {value}, {ex}",
-                       "extra_info": {"input_name": name, "input_config": config,
-                                      "received_value": value, "exception_message": str(ex)}}
+                yield {
+                    "type": "invalid_input_type",
+                    "message": f"Failed to convert an input value to a {input_type} value",
+                    "details": f"{name}, {value}, {ex}",
+                    "extra_info": {
+                        "input_name": name,
+                        "input_config": config,
+                        "received_value": value,
+                        "exception_message": str(ex),
+                    },
+                }
                 return
         if "min" in extra and value < extra["min"]:
-            yield {"type": "value_smaller_than_min",
-                   "message": f"Value {value} smaller than min of {extra['min']}",
-                   "details": name, "extra_info": {"input_name": name, "input_config": config,
-                                                   "received_value": value}}
+            yield {
+                "type": "value_smaller_than_min",
+                "message": f"Value {value} smaller than min of {extra['min']}",
+                "details": name,
+                "extra_info": {"input_name": name, "input_config": config, "received_value": value},
+            }
             return
         if "max" in extra and value > extra["max"]:
-            yield {"type": "value_bigger_than_max",
-                   "message": f"Value {value} bigger than max of {extra['max']}",
-                   "details": name, "extra_info": {"input_name": name, "input_config": config,
-                                                   "received_value": value}}
+            yield {
+                "type": "value_bigger_than_max",
+                "message": f"Value {value} bigger than max of {extra['max']}",
+                "details": name,
+                "extra_info": {"input_name": name, "input_config": config, "received_value": value},
+            }
             return
         # Only legacy combos (a list type) are checked; ComfyUI 0.3.64 lets "COMBO" inputs pass.
         options = input_type if isinstance(input_type, list) else None
         if options is not None and value not in options:
             long = len(options) > LONG_LIST
             listing = f"(list of length {len(options)})" if long else str(options)
-            yield {"type": "value_not_in_list", "message": "Value not in list",
-                   "details": f"{name}: '{value}' not in {listing}",
-                   "extra_info": {"input_name": name, "input_config": None if long else config,
-                                  "received_value": value}}
+            yield {
+                "type": "value_not_in_list",
+                "message": "Value not in list",
+                "details": f"{name}: '{value}' not in {listing}",
+                "extra_info": {
+                    "input_name": name,
+                    "input_config": None if long else config,
+                    "received_value": value,
+                },
+            }
 
 
 def _graph_error(prompt: dict, object_info: dict) -> dict | None:
     """The `invalid_prompt` error for a node without class_type or of an unknown class."""
     for node_id, node in prompt.items():
         if not isinstance(node, dict) or "class_type" not in node:
-            return _error("invalid_prompt",
-                          "Cannot execute because a node is missing the class_type property.",
-                          f"Node ID '#{node_id}'")
+            return _error(
+                "invalid_prompt",
+                "Cannot execute because a node is missing the class_type property.",
+                f"Node ID '#{node_id}'",
+            )
         if node["class_type"] not in object_info:
-            return _error("invalid_prompt",
-                          f"Cannot execute because node {node['class_type']} does not exist.",
-                          f"Node ID '#{node_id}'")
+            return _error(
+                "invalid_prompt",
+                f"Cannot execute because node {node['class_type']} does not exist.",
+                f"Node ID '#{node_id}'",
+            )
     return None
 
 
-def validate_prompt(prompt: dict, object_info: dict, file_exists=lambda name: True,
-                    targets: list[str] | None = None) -> ValidationResult:
+def validate_prompt(
+    prompt: dict, object_info: dict, file_exists=lambda name: True, targets: list[str] | None = None
+) -> ValidationResult:
     """Validate an API prompt like ComfyUI: graph errors first, then every output's inputs.
 
     `file_exists(name)` answers LoadImage's check that an input image exists; `targets`
@@ -206,9 +265,12 @@ def validate_prompt(prompt: dict, object_info: dict, file_exists=lambda name: Tr
     graph_error = _graph_error(prompt, object_info)
     if graph_error is not None:
         return ValidationResult(False, graph_error, [], {})
-    outputs = [nid for nid, node in prompt.items()
-               if object_info[node["class_type"]].get("output_node") is True
-               and (targets is None or nid in targets)]
+    outputs = [
+        nid
+        for nid, node in prompt.items()
+        if object_info[node["class_type"]].get("output_node") is True
+        and (targets is None or nid in targets)
+    ]
     if not outputs:
         return ValidationResult(False, _error("prompt_no_outputs", "Prompt has no outputs"), [], {})
     validator = _Validator(prompt, object_info, file_exists)
@@ -220,10 +282,14 @@ def validate_prompt(prompt: dict, object_info: dict, file_exists=lambda name: Tr
             valid, reasons, _ = validator.validate_inputs(output)
         except Exception as ex:  # noqa: BLE001 - reported as ComfyUI does
             valid = False
-            reasons = [{"type": "exception_during_validation",
-                        "message": "Exception when validating node", "details": str(ex),
-                        "extra_info": {"exception_type": type(ex).__name__,
-                                       "traceback": _tb()}}]
+            reasons = [
+                {
+                    "type": "exception_during_validation",
+                    "message": "Exception when validating node",
+                    "details": str(ex),
+                    "extra_info": {"exception_type": type(ex).__name__, "traceback": _tb()},
+                }
+            ]
             validator.validated[output] = (False, reasons, output)
         if valid:
             good.append(output)
@@ -232,13 +298,19 @@ def validate_prompt(prompt: dict, object_info: dict, file_exists=lambda name: Tr
         for node_id, (ok, node_reasons, _) in validator.validated.items():
             if ok or not node_reasons:
                 continue
-            entry = node_errors.setdefault(node_id, {
-                "errors": node_reasons, "dependent_outputs": [],
-                "class_type": prompt[node_id]["class_type"]})
+            entry = node_errors.setdefault(
+                node_id,
+                {
+                    "errors": node_reasons,
+                    "dependent_outputs": [],
+                    "class_type": prompt[node_id]["class_type"],
+                },
+            )
             entry["dependent_outputs"].append(output)
     if not good:
         details = "\n".join(f"{r['message']}: {r['details']}" for _, rs in failures for r in rs)
-        error = _error("prompt_outputs_failed_validation", "Prompt outputs failed validation",
-                       details)
+        error = _error(
+            "prompt_outputs_failed_validation", "Prompt outputs failed validation", details
+        )
         return ValidationResult(False, error, [], node_errors)
     return ValidationResult(True, None, good, node_errors)

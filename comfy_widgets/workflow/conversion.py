@@ -30,9 +30,21 @@ from comfy_widgets.workflow.object_info import ObjectInfo, Widget, migrate_widge
 #: Frontend-only node types: never sent to the server.
 VIRTUAL_TYPES = frozenset({"PrimitiveNode", "Reroute", "Note", "MarkdownNote"})
 #: Nodes whose ``filename_prefix`` gets ``%date:…%`` / ``%Node.widget%`` replacement.
-SAVE_NODE_TYPES = frozenset({"SaveImage", "SaveAnimatedWEBP", "SaveWEBM", "SaveAudio", "SaveGLB",
-                             "SaveAnimatedPNG", "CLIPSave", "VAESave", "ModelSave", "LoraSave",
-                             "SaveLatent"})
+SAVE_NODE_TYPES = frozenset(
+    {
+        "SaveImage",
+        "SaveAnimatedWEBP",
+        "SaveWEBM",
+        "SaveAudio",
+        "SaveGLB",
+        "SaveAnimatedPNG",
+        "CLIPSave",
+        "VAESave",
+        "ModelSave",
+        "LoraSave",
+        "SaveLatent",
+    }
+)
 #: Value types that ``_wrap`` returns unchanged.
 _JSON_SCALARS = frozenset({str, int, bool, type(None)})
 _ANNOTATED = re.compile(r"\[(input|output|temp)\]", re.IGNORECASE)
@@ -135,16 +147,26 @@ def parse_links(raw_links: Any) -> dict[Any, Link]:
     """Read links stored either as 6-arrays (root graph) or as objects (subgraphs)."""
     links: dict[Any, Link] = {}
     for item in raw_links or []:
-        if type(item) is list and len(item) == 6 and type(item[2]) is int \
-                and type(item[4]) is int:
+        if type(item) is list and len(item) == 6 and type(item[2]) is int and type(item[4]) is int:
             link = Link._make(item)  # the usual root-graph form: no conversion needed
         elif isinstance(item, (list, tuple)) and len(item) >= 5:
-            link = Link(item[0], item[1], int(item[2]), item[3], int(item[4]),
-                        item[5] if len(item) > 5 else None)
+            link = Link(
+                item[0],
+                item[1],
+                int(item[2]),
+                item[3],
+                int(item[4]),
+                item[5] if len(item) > 5 else None,
+            )
         elif isinstance(item, dict) and "id" in item:
-            link = Link(item["id"], item.get("origin_id"), int(item.get("origin_slot") or 0),
-                        item.get("target_id"), int(item.get("target_slot") or 0),
-                        item.get("type"))
+            link = Link(
+                item["id"],
+                item.get("origin_id"),
+                int(item.get("origin_slot") or 0),
+                item.get("target_id"),
+                int(item.get("target_slot") or 0),
+                item.get("type"),
+            )
         else:
             continue
         links[link.id] = link
@@ -181,7 +203,8 @@ def fix_output_links(graph: Graph) -> None:
             graph.fixed_outputs[(origin["id"], link.origin_slot)] = [*listed, link.id]
         elif held != link.id and link.id in listed:
             graph.fixed_outputs[(origin["id"], link.origin_slot)] = [
-                i for i in listed if i != link.id]
+                i for i in listed if i != link.id
+            ]
 
 
 def is_valid_connection(type_a: Any, type_b: Any) -> bool:
@@ -234,8 +257,9 @@ def _is_array_index(key: str) -> bool:
 class Converter:
     """Converts one UI workflow; create one per conversion (it keeps per-run widget state)."""
 
-    def __init__(self, ui: dict[str, Any], object_info: ObjectInfo,
-                 allow_unknown_nodes: bool = False):
+    def __init__(
+        self, ui: dict[str, Any], object_info: ObjectInfo, allow_unknown_nodes: bool = False
+    ):
         self.object_info = object_info
         self.allow_unknown = allow_unknown_nodes
         self.root = _make_graph("root", ui, None)
@@ -276,8 +300,11 @@ class Converter:
 
     def _is_known(self, raw: dict[str, Any]) -> bool:
         node_type = str(raw.get("type"))
-        return (node_type in VIRTUAL_TYPES or node_type in self.subgraphs
-                or self.object_info.has(node_type))
+        return (
+            node_type in VIRTUAL_TYPES
+            or node_type in self.subgraphs
+            or self.object_info.has(node_type)
+        )
 
     def _configure_all(self) -> None:
         """Give every node its widget values, then build subgraph instances' promoted widgets."""
@@ -301,8 +328,9 @@ class Converter:
         if node_type in VIRTUAL_TYPES:
             return WidgetState([], [])
         if not self.object_info.has(node_type):
-            return WidgetState([Widget("UNKNOWN")] * len(stored),
-                               [_placeholder_value(v) for v in stored])
+            return WidgetState(
+                [Widget("UNKNOWN")] * len(stored), [_placeholder_value(v) for v in stored]
+            )
         slots, defaults, stored_at = self._widget_layout(node_type)
         stored = migrate_widget_values(self.object_info, node_type, stored)
         values = list(defaults)
@@ -310,20 +338,25 @@ class Converter:
             values[i] = value
         return WidgetState(slots, values)
 
-    def _widget_layout(self, node_type: str) -> tuple[list[Widget], tuple[Any, ...],
-                                                        tuple[int, ...]]:
+    def _widget_layout(
+        self, node_type: str
+    ) -> tuple[list[Widget], tuple[Any, ...], tuple[int, ...]]:
         """A known class's widget slots, their default values and the indices of the stored
         ones (computed once per class; shared, never modified)."""
         layout = self._layouts.get(node_type)
         if layout is None:
             slots = list(self.object_info.widgets(node_type))
-            layout = (slots, tuple(_default_value(slot) for slot in slots),
-                      tuple(i for i, slot in enumerate(slots) if slot.stored))
+            layout = (
+                slots,
+                tuple(_default_value(slot) for slot in slots),
+                tuple(i for i, slot in enumerate(slots) if slot.stored),
+            )
             self._layouts[node_type] = layout
         return layout
 
-    def _configure_instance(self, graph: Graph, node_id: Any, raw: dict[str, Any],
-                            seen: set[str]) -> WidgetState:
+    def _configure_instance(
+        self, graph: Graph, node_id: Any, raw: dict[str, Any], seen: set[str]
+    ) -> WidgetState:
         """Promote one widget per subgraph input and apply the instance's stored values."""
         key = (graph.key, node_id)
         if key in self.states:
@@ -348,8 +381,9 @@ class Converter:
                 self._set_widget(graph.key, node_id, state.slots[i].name, value)
         return state
 
-    def _promoted_target(self, sub: Graph, sub_input: dict[str, Any],
-                         seen: set[str]) -> tuple[str, Any, str] | None:
+    def _promoted_target(
+        self, sub: Graph, sub_input: dict[str, Any], seen: set[str]
+    ) -> tuple[str, Any, str] | None:
         """The inner widget a subgraph input promotes: the first linked input with a widget."""
         for link_id in sub_input.get("linkIds") or []:
             link = sub.links.get(link_id)
@@ -373,9 +407,15 @@ class Converter:
         """
         sub = self.subgraphs[str(raw.get("type"))]
         saved = {i.get("name"): i for i in raw.get("inputs") or [] if isinstance(i, dict)}
-        return [{"name": s.get("name"), "type": s.get("type"), "link": None,
-                 **saved.get(s.get("name"), {})}
-                for s in (sub.definition or {}).get("inputs") or []]
+        return [
+            {
+                "name": s.get("name"),
+                "type": s.get("type"),
+                "link": None,
+                **saved.get(s.get("name"), {}),
+            }
+            for s in (sub.definition or {}).get("inputs") or []
+        ]
 
     def _inputs(self, graph: Graph, raw: dict[str, Any]) -> list[dict[str, Any]]:
         """A node's input slots after load, as the frontend rebuilds them.
@@ -408,9 +448,12 @@ class Converter:
                 rebuilt.append({**saved, **overrides})
         if by_name:
             names = self.object_info.widget_names(node_type)
-            rebuilt += [i for i in stored if i.get("name") in by_name
-                        and (not (i.get("widget") or {}).get("name")
-                             or i["widget"]["name"] in names)]
+            rebuilt += [
+                i
+                for i in stored
+                if i.get("name") in by_name
+                and (not (i.get("widget") or {}).get("name") or i["widget"]["name"] in names)
+            ]
         return rebuilt
 
     def _slot_templates(self, node_type: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -420,8 +463,11 @@ class Converter:
         if templates is None:
             templates = []
             for name, slot_type, has_widget in self.object_info.input_slots(node_type):
-                overrides = {"name": name, "type": slot_type,
-                             **({"widget": {"name": name}} if has_widget else {})}
+                overrides = {
+                    "name": name,
+                    "type": slot_type,
+                    **({"widget": {"name": name}} if has_widget else {}),
+                }
                 templates.append(({"link": None, **overrides}, overrides))
             self._templates[node_type] = templates
         return templates
@@ -431,8 +477,11 @@ class Converter:
         target = graph.nodes.get(link.target_id)
         if target is None:
             return None
-        inputs = self._inputs(graph, target) if not self._is_subgraph(target) \
+        inputs = (
+            self._inputs(graph, target)
+            if not self._is_subgraph(target)
             else self._instance_inputs(target)
+        )
         for inp in inputs:
             if inp.get("link") == link.id:
                 return inp
@@ -480,8 +529,9 @@ class Converter:
         pending: dict[Any, int] = {}
         ready: deque[dict[str, Any]] = deque()
         for node_id, raw in graph.nodes.items():
-            inputs = self._instance_inputs(raw) if self._is_subgraph(raw) \
-                else self._inputs(graph, raw)
+            inputs = (
+                self._instance_inputs(raw) if self._is_subgraph(raw) else self._inputs(graph, raw)
+            )
             count = 0
             for inp in inputs:
                 if inp.get("link") is not None:
@@ -519,8 +569,17 @@ class Converter:
         exec_id = ":".join((*path, str(raw["id"])))
         is_sub = self._is_subgraph(raw)
         inputs = self._instance_inputs(raw) if is_sub else self._inputs(graph, raw)
-        node = Node(exec_id, graph, raw, path, instance, inputs, str(raw.get("type")), is_sub,
-                    raw.get("mode") or 0)
+        node = Node(
+            exec_id,
+            graph,
+            raw,
+            path,
+            instance,
+            inputs,
+            str(raw.get("type")),
+            is_sub,
+            raw.get("mode") or 0,
+        )
         if exec_id not in self.nodes:
             self.nodes[exec_id] = node
         if not is_sub:
@@ -545,8 +604,11 @@ class Converter:
             value = self._primitive_value(node, own[0])
             # The frontend looks the links up in the root graph, even from inside a subgraph
             # (where it fails when the id is missing; then this uses the subgraph's own link).
-            links = [self.root.links.get(i) or node.graph.links.get(i) for i in link_ids
-                     if i in self.root.links or i in node.graph.links]
+            links = [
+                self.root.links.get(i) or node.graph.links.get(i)
+                for i in link_ids
+                if i in self.root.links or i in node.graph.links
+            ]
             targets: list[tuple[str, str]] = []
             self.primitive_groups.append((node.raw.get("title"), targets))
             for link in links:
@@ -575,8 +637,7 @@ class Converter:
         else:
             target_input = self._target_input(node.graph, first_link) or {}
             name = (target_input.get("widget") or {}).get("name")
-            value = self._widget_value(node.graph.key, first_link.target_id, name) if name \
-                else None
+            value = self._widget_value(node.graph.key, first_link.target_id, name) if name else None
         replace = (node.raw.get("properties") or {}).get("Run widget replace on values")
         if replace and value and isinstance(value, str):
             value = apply_text_replacements(value, self._lookup_widget)
@@ -586,8 +647,7 @@ class Converter:
 
     def _serialize(self, node: Node) -> dict[str, Any] | None:
         """The API entry for one node, or None for virtual, muted and bypassed nodes."""
-        if node.type in VIRTUAL_TYPES or node.is_subgraph or node.mode in (MODE_MUTED,
-                                                                             MODE_BYPASS):
+        if node.type in VIRTUAL_TYPES or node.is_subgraph or node.mode in (MODE_MUTED, MODE_BYPASS):
             return None
         known = self.object_info.has(node.type)
         if not known and not self.allow_unknown:
@@ -597,13 +657,16 @@ class Converter:
                 + (f" (title {title!r})" if title else "")
                 + ", which this ComfyUI server does not know; install the custom node or pass "
                 "allow_unknown_nodes=True",
-                node_id=node.exec_id, node_type=node.type, title=title,
+                node_id=node.exec_id,
+                node_type=node.type,
+                title=title,
             )
         inputs: dict[str, Any] = {}
         state = self.states.get((node.graph.key, node.raw["id"]))
         save_node = node.type in SAVE_NODE_TYPES
-        for slot, value in zip(state.slots if state else [], state.values if state else [],
-                               strict=True):
+        for slot, value in zip(
+            state.slots if state else [], state.values if state else [], strict=True
+        ):
             if slot.in_prompt and slot.name and value is not UNDEFINED:
                 if save_node or not slot.plain:
                     value = self._serialize_widget(node, slot, value)
@@ -642,16 +705,23 @@ class Converter:
         if spec is not None and spec.type == "STRING":
             if spec.options.get("dynamicPrompts") is True and isinstance(value, str):
                 value = process_dynamic_prompt(value)
-        if node.type in SAVE_NODE_TYPES and slot.name == "filename_prefix" \
-                and isinstance(value, str) and "%" in value:
+        if (
+            node.type in SAVE_NODE_TYPES
+            and slot.name == "filename_prefix"
+            and isinstance(value, str)
+            and "%" in value
+        ):
             value = apply_text_replacements(value, self._lookup_widget)
         return value
 
     def _lookup_widget(self, node_name: str, widget_name: str) -> tuple[Any] | None:
         """``%Node.widget%``: the first node with that S&R name (else title) anywhere."""
         nodes = list(self._all_nodes(self.root))
-        matches = [(g, raw) for g, raw in nodes
-                   if (raw.get("properties") or {}).get("Node name for S&R") == node_name]
+        matches = [
+            (g, raw)
+            for g, raw in nodes
+            if (raw.get("properties") or {}).get("Node name for S&R") == node_name
+        ]
         if not matches:
             matches = [(g, raw) for g, raw in nodes if self._title(raw) == node_name]
         if not matches:
@@ -694,13 +764,15 @@ class Converter:
             raise WorkflowError(f"no node {exec_id} in the expanded graph")
         return node
 
-    def _resolve_input(self, node: Node, slot: int, visited: set[tuple],
-                       wanted_type: Any = None) -> Resolved | None:
+    def _resolve_input(
+        self, node: Node, slot: int, visited: set[tuple], wanted_type: Any = None
+    ) -> Resolved | None:
         """Follow the link into an input to a real node output (or a promoted widget value)."""
         key = (node.graph.key, node.raw["id"], "I", slot)
         if key in visited:
             raise WorkflowError(
-                f"circular link while resolving input {slot} of node {node.exec_id}")
+                f"circular link while resolving input {slot} of node {node.exec_id}"
+            )
         visited.add(key)
         if slot >= len(node.inputs):
             raise WorkflowError(f"node {node.exec_id} has no input slot {slot}")
@@ -716,17 +788,25 @@ class Converter:
         if link.origin_id not in node.graph.nodes:
             raise WorkflowError(
                 f"input {inp.get('name')!r} of node {node.exec_id} is linked to node "
-                f"{link.origin_id}, which does not exist")
+                f"{link.origin_id}, which does not exist"
+            )
         origin = self._node_at(node.path, link.origin_id)
-        if origin.mode != MODE_BYPASS and not origin.is_subgraph \
-                and origin.type not in VIRTUAL_TYPES:
+        if (
+            origin.mode != MODE_BYPASS
+            and not origin.is_subgraph
+            and origin.type not in VIRTUAL_TYPES
+        ):
             return Resolved(origin.exec_id, link.origin_slot)
-        return self._resolve_output(origin, link.origin_slot,
-                                    wanted_type if wanted_type is not None else inp.get("type"),
-                                    visited)
+        return self._resolve_output(
+            origin,
+            link.origin_slot,
+            wanted_type if wanted_type is not None else inp.get("type"),
+            visited,
+        )
 
-    def _resolve_from_instance(self, instance: Node, slot: int,
-                               visited: set[tuple]) -> Resolved | None:
+    def _resolve_from_instance(
+        self, instance: Node, slot: int, visited: set[tuple]
+    ) -> Resolved | None:
         """A link from a subgraph's input node: continue outside, or use the promoted widget."""
         if slot >= len(instance.inputs):
             raise WorkflowError(f"subgraph instance {instance.exec_id} has no input slot {slot}")
@@ -737,17 +817,22 @@ class Converter:
             if state is None or state.index(name) < 0:
                 return None
             index = state.index(name)
-            return Resolved(origin_id=instance.exec_id, is_value=True,
-                            value=_widget_text(state.slots[index], state.values[index]))
+            return Resolved(
+                origin_id=instance.exec_id,
+                is_value=True,
+                value=_widget_text(state.slots[index], state.values[index]),
+            )
         return self._resolve_input(instance, slot, visited)
 
-    def _resolve_output(self, node: Node, slot: int, wanted_type: Any,
-                        visited: set[tuple]) -> Resolved | None:
+    def _resolve_output(
+        self, node: Node, slot: int, wanted_type: Any, visited: set[tuple]
+    ) -> Resolved | None:
         """The real output behind a node's output slot (through bypass, reroute, subgraph)."""
         key = (node.graph.key, node.raw["id"], "O", slot)
         if key in visited:
             raise WorkflowError(
-                f"circular link while resolving output {slot} of node {node.exec_id}")
+                f"circular link while resolving output {slot} of node {node.exec_id}"
+            )
         visited.add(key)
         if node.mode == MODE_BYPASS:
             index = _bypass_slot(node, slot, wanted_type)
@@ -760,22 +845,25 @@ class Converter:
             return None
         return Resolved(origin_id=node.exec_id, origin_slot=slot)
 
-    def _resolve_subgraph_output(self, node: Node, slot: int, wanted_type: Any,
-                                 visited: set[tuple]) -> Resolved | None:
+    def _resolve_subgraph_output(
+        self, node: Node, slot: int, wanted_type: Any, visited: set[tuple]
+    ) -> Resolved | None:
         """Follow a subgraph instance's output to the inner node that produces it."""
         sub = self.subgraphs[node.type]
         outputs = (sub.definition or {}).get("outputs") or []
         if slot >= len(outputs):
             raise WorkflowError(f"subgraph instance {node.exec_id} has no output slot {slot}")
-        link = next((sub.links[i] for i in outputs[slot].get("linkIds") or [] if i in sub.links),
-                    None)
+        link = next(
+            (sub.links[i] for i in outputs[slot].get("linkIds") or [] if i in sub.links), None
+        )
         if link is None:
             return None
         if link.origin_id == SUBGRAPH_INPUT_NODE:
             return self._resolve_from_instance(node, link.origin_slot, visited)
         if link.origin_id not in sub.nodes:
             raise WorkflowError(
-                f"output {slot} of subgraph {sub.key} comes from missing node {link.origin_id}")
+                f"output {slot} of subgraph {sub.key} comes from missing node {link.origin_id}"
+            )
         inner = self._node_at((*node.path, str(node.raw["id"])), link.origin_id)
         return self._resolve_output(inner, link.origin_slot, wanted_type, visited)
 
@@ -793,15 +881,17 @@ def _bypass_slot(node: Node, slot: int, wanted_type: Any) -> int:
         return slot if len(inputs) > slot else 0
     if slot < len(inputs):
         opposite = inputs[slot].get("type")
-        if is_valid_connection(opposite, output_type) and is_valid_connection(opposite,
-                                                                              wanted_type):
+        if is_valid_connection(opposite, output_type) and is_valid_connection(
+            opposite, wanted_type
+        ):
             return slot
     for i, inp in enumerate(inputs):
         if inp.get("type") == wanted_type:
             return i
     for i, inp in enumerate(inputs):
         if is_valid_connection(inp.get("type"), output_type) and is_valid_connection(
-                inp.get("type"), wanted_type):
+            inp.get("type"), wanted_type
+        ):
             return i
     return -1
 
@@ -840,15 +930,19 @@ def number_widget_callback(spec: Any, value: Any) -> Any:
         return value
     step = options.get("step", 0.5)
     precision = max(0, -math.floor(math.log10(step))) if step and step > 0 else 0
-    round_to = 10 ** -precision if precision and not options.get("round") else options.get("round")
+    round_to = 10**-precision if precision and not options.get("round") else options.get("round")
     if not round_to:
         return value
     rounded = math.floor(value / round_to + 0.5) * round_to
     fixed = float(_to_fixed(rounded, precision))
     low = options.get("min", 0)
     high = options.get("max", 2048)
-    return js_number(min(max(fixed, low if low is not None else -math.inf),
-                         high if high is not None else math.inf))
+    return js_number(
+        min(
+            max(fixed, low if low is not None else -math.inf),
+            high if high is not None else math.inf,
+        )
+    )
 
 
 def _to_fixed(value: float, digits: int) -> str:
@@ -882,8 +976,7 @@ def _upload_combo_value(slot: Widget, value: Any) -> Any:
         return "undefined" if default is UNDEFINED else js_string(default)
     if isinstance(value, list):
         value = value[0] if value else ""
-    if isinstance(value, str) and slot.upload_folder != "input" \
-            and not _ANNOTATED.search(value):
+    if isinstance(value, str) and slot.upload_folder != "input" and not _ANNOTATED.search(value):
         return f"{value} [{slot.upload_folder}]"
     return value
 
@@ -916,8 +1009,9 @@ def _js_key_rank(node_id: Any) -> tuple[int, int]:
     return (0, int(text)) if _is_array_index(text) else (1, 0)
 
 
-def convert_ui_to_api(ui: dict[str, Any], object_info: ObjectInfo,
-                      allow_unknown_nodes: bool = False) -> dict[str, Any]:
+def convert_ui_to_api(
+    ui: dict[str, Any], object_info: ObjectInfo, allow_unknown_nodes: bool = False
+) -> dict[str, Any]:
     """Convert a UI workflow dict to an API prompt exactly as frontend 1.27.10 would."""
     return Converter(ui, object_info, allow_unknown_nodes).convert()
 

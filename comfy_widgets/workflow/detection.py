@@ -20,8 +20,15 @@ _SAMPLER = ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise")
 DETECTION_TABLE: dict[str, tuple[str, ...]] = {
     "CLIPTextEncode": ("text",),
     "KSampler": _SAMPLER,
-    "KSamplerAdvanced": ("noise_seed", "steps", "cfg", "sampler_name", "scheduler",
-                         "start_at_step", "end_at_step"),
+    "KSamplerAdvanced": (
+        "noise_seed",
+        "steps",
+        "cfg",
+        "sampler_name",
+        "scheduler",
+        "start_at_step",
+        "end_at_step",
+    ),
     "SamplerCustom": ("noise_seed", "cfg"),
     "RandomNoise": ("noise_seed",),
     "KSamplerSelect": ("sampler_name",),
@@ -62,8 +69,7 @@ DETECTION_TABLE: dict[str, tuple[str, ...]] = {
 #: Inputs whose friendly name is ``seed`` whatever they are called on the node.
 SEED_FIELDS = frozenset({"seed", "noise_seed"})
 #: Text inputs that carry the prompt on an encoder, best first.
-_TEXT_FIELDS = ("text", "prompt", "t5xxl", "text_g", "clip_l", "clip_g", "text_l", "llama",
-                "value")
+_TEXT_FIELDS = ("text", "prompt", "t5xxl", "text_g", "clip_l", "clip_g", "text_l", "llama", "value")
 #: Sampler/guider inputs that carry the positive and the negative conditioning.
 _POSITIVE_INPUTS = ("positive", "cond1", "conditioning")
 _NEGATIVE_INPUTS = ("negative",)
@@ -117,8 +123,9 @@ def _is_conditioning(node: dict[str, Any], name: str, object_info: ObjectInfo) -
     return spec is not None and spec.type == "CONDITIONING"
 
 
-def _texts_upstream(prompt: dict[str, Any], start: list[Any],
-                    object_info: ObjectInfo) -> list[tuple[str, str]]:
+def _texts_upstream(
+    prompt: dict[str, Any], start: list[Any], object_info: ObjectInfo
+) -> list[tuple[str, str]]:
     """Breadth-first from a conditioning link to the nearest text encoders' text inputs.
 
     A node with several conditioning inputs (e.g. WanImageToVideo's positive and negative) is
@@ -141,8 +148,9 @@ def _texts_upstream(prompt: dict[str, Any], start: list[Any],
     return found
 
 
-def _conditioning_sources(node: dict[str, Any], slot: Any,
-                          object_info: ObjectInfo) -> list[list[Any]]:
+def _conditioning_sources(
+    node: dict[str, Any], slot: Any, object_info: ObjectInfo
+) -> list[list[Any]]:
     """The links a conditioning output at ``slot`` derives from."""
     class_type = str(node.get("class_type"))
     known = object_info.has(class_type)
@@ -154,14 +162,18 @@ def _conditioning_sources(node: dict[str, Any], slot: Any,
     if len(links) < 2:
         return list(links.values())
     out_names = object_info.node(class_type).get("output_name") or [] if known else []
-    wanted = str(out_names[slot]).lower() if isinstance(slot, int) and slot < len(out_names) \
+    wanted = (
+        str(out_names[slot]).lower()
+        if isinstance(slot, int) and slot < len(out_names)
         else {0: "positive", 1: "negative"}.get(slot, "")
+    )
     matching = [v for k, v in links.items() if k.lower() == wanted]
     return matching or list(links.values())
 
 
-def _text_input(prompt: dict[str, Any], node_id: str,
-                object_info: ObjectInfo) -> tuple[str, str] | None:
+def _text_input(
+    prompt: dict[str, Any], node_id: str, object_info: ObjectInfo
+) -> tuple[str, str] | None:
     """The (node_id, field) holding a text encoder's prompt, following a linked text input."""
     node = prompt[node_id]
     class_type = str(node.get("class_type"))

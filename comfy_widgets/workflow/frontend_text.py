@@ -96,8 +96,9 @@ def js_string(value: Any) -> str:
     return str(value)
 
 
-def apply_text_replacements(text: str, lookup: Callable[[str, str], tuple[Any] | None],
-                            now: _dt.datetime | None = None) -> str:
+def apply_text_replacements(
+    text: str, lookup: Callable[[str, str], tuple[Any] | None], now: _dt.datetime | None = None
+) -> str:
     """Expand ``%date:FORMAT%`` and ``%Node.widget%`` in a save node's file name prefix.
 
     ``lookup(node, widget)`` returns ``(value,)``, or None when no node or widget matches (the

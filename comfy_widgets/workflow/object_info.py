@@ -17,9 +17,27 @@ Source = Literal["bundled", "server", "user"]
 
 #: Input types the frontend (1.27.10) renders as a widget; any other type is a link socket.
 WIDGET_TYPES = frozenset(
-    {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "MARKDOWN", "FILEUPLOAD", "COLOR",
-     "IMAGECOMPARE", "TREESELECT", "MULTISELECT", "CHART", "GALLERIA", "SELECTBUTTON",
-     "TEXTAREA", "WEBCAM", "AUDIO_RECORD", "LOAD_3D", "LOAD_3D_ANIMATION"}
+    {
+        "INT",
+        "FLOAT",
+        "STRING",
+        "BOOLEAN",
+        "COMBO",
+        "MARKDOWN",
+        "FILEUPLOAD",
+        "COLOR",
+        "IMAGECOMPARE",
+        "TREESELECT",
+        "MULTISELECT",
+        "CHART",
+        "GALLERIA",
+        "SELECTBUTTON",
+        "TEXTAREA",
+        "WEBCAM",
+        "AUDIO_RECORD",
+        "LOAD_3D",
+        "LOAD_3D_ANIMATION",
+    }
 )
 #: Folders whose file lists describe one machine only (models, inputs).
 MODEL_LIST_INPUTS = {
@@ -46,8 +64,9 @@ MODEL_LIST_INPUTS = {
     "model_file": "input",
 }
 #: Nodes to which the frontend adds an ``audioUI`` widget (always serialized as "").
-AUDIO_UI_NODES = frozenset({"LoadAudio", "SaveAudio", "PreviewAudio", "SaveAudioMP3",
-                            "SaveAudioOpus"})
+AUDIO_UI_NODES = frozenset(
+    {"LoadAudio", "SaveAudio", "PreviewAudio", "SaveAudioMP3", "SaveAudioOpus"}
+)
 _UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
 #: Widget types added by the frontend's extensions that hold no node input value.
 _PSEUDO_WIDGET_TYPES = frozenset({"IMAGEUPLOAD", "AUDIOUPLOAD", "AUDIO_UI"})
@@ -73,8 +92,9 @@ class InputSpec:
     def creates_widget(self) -> bool:
         """True when the frontend creates a widget (value or UI-only) for this input."""
         widget_type = self.options.get("widgetType") or self.type
-        return (widget_type in WIDGET_TYPES or widget_type in _PSEUDO_WIDGET_TYPES) \
-            and not self.options.get("forceInput")
+        return (
+            widget_type in WIDGET_TYPES or widget_type in _PSEUDO_WIDGET_TYPES
+        ) and not self.options.get("forceInput")
 
     @property
     def has_control(self) -> bool:
@@ -108,9 +128,15 @@ class Widget:
     def plain(self) -> bool:
         """True when the frontend sends the stored value as it is (no fixed or text value)."""
         spec = self.spec
-        return not (self.has_fixed or self.upload_folder is not None or (
-            spec is not None and spec.type == "STRING"
-            and (spec.options.get("multiline") or spec.options.get("dynamicPrompts"))))
+        return not (
+            self.has_fixed
+            or self.upload_folder is not None
+            or (
+                spec is not None
+                and spec.type == "STRING"
+                and (spec.options.get("multiline") or spec.options.get("dynamicPrompts"))
+            )
+        )
 
 
 def _parse_spec(name: str, raw: Any, required: bool) -> InputSpec:
@@ -205,8 +231,12 @@ class ObjectInfo:
             originals = [s for s in record if s.name in names or s.options.get("forceInput")]
             plan = None
             if any(s.options.get("forceInput") for s in originals):
-                count = sum(2 if s.options.get("control_after_generate")
-                            or s.name in ("seed", "noise_seed") else 1 for s in originals)
+                count = sum(
+                    2
+                    if s.options.get("control_after_generate") or s.name in ("seed", "noise_seed")
+                    else 1
+                    for s in originals
+                )
                 plan = (tuple(bool(s.options.get("forceInput")) for s in originals), count)
             self._plans[class_type] = plan
         return self._plans[class_type]
@@ -228,8 +258,10 @@ class ObjectInfo:
         cached = self._slots.get(class_type)
         if cached is None:
             specs = _frontend_inputs(class_type, self.raw.get(class_type) or {})
-            cached = tuple([(s.name, s.type, False) for s in specs if not s.creates_widget]
-                           + [(s.name, s.type, True) for s in specs if s.creates_widget])
+            cached = tuple(
+                [(s.name, s.type, False) for s in specs if not s.creates_widget]
+                + [(s.name, s.type, True) for s in specs if s.creates_widget]
+            )
             self._slots[class_type] = cached
         return cached
 
@@ -247,9 +279,10 @@ class ObjectInfo:
         folder = MODEL_LIST_INPUTS.get(name)
         if folder is None and spec.options.get("image_upload"):
             folder = "input"
-        if folder is None and any(str(c).endswith((".safetensors", ".ckpt", ".pt", ".pth",
-                                                   ".bin", ".gguf"))
-                                  for c in (spec.choices or ())):
+        if folder is None and any(
+            str(c).endswith((".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf"))
+            for c in (spec.choices or ())
+        ):
             folder = "models"
         return folder
 
@@ -346,8 +379,7 @@ def _widgets_for(spec: InputSpec, upload_folder: str | None = None):
                 yield Widget("control_filter_list", in_prompt=False)
 
 
-def migrate_widget_values(object_info: ObjectInfo, class_type: str,
-                          values: list[Any]) -> list[Any]:
+def migrate_widget_values(object_info: ObjectInfo, class_type: str, values: list[Any]) -> list[Any]:
     """Drop stored values of ``forceInput`` inputs from workflows saved before frontend 1.16.
 
     This is the frontend's ``migrateWidgetsValues``, quirks included: it only acts when the

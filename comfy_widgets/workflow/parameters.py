@@ -26,10 +26,22 @@ from comfy_widgets.workflow.object_info import InputSpec, ObjectInfo
 if TYPE_CHECKING:
     from comfy_widgets.workflow.workflow import Workflow
 
-_PRIMITIVES = frozenset({"PrimitiveInt", "PrimitiveFloat", "PrimitiveString",
-                         "PrimitiveStringMultiline", "PrimitiveBoolean"})
-_SCALAR_TYPES = {"INT": "number", "FLOAT": "number", "STRING": "string", "BOOLEAN": "boolean",
-                 "COMBO": "select"}
+_PRIMITIVES = frozenset(
+    {
+        "PrimitiveInt",
+        "PrimitiveFloat",
+        "PrimitiveString",
+        "PrimitiveStringMultiline",
+        "PrimitiveBoolean",
+    }
+)
+_SCALAR_TYPES = {
+    "INT": "number",
+    "FLOAT": "number",
+    "STRING": "string",
+    "BOOLEAN": "boolean",
+    "COMBO": "select",
+}
 _MAX_LISTED_OPTIONS = 12
 
 
@@ -87,8 +99,7 @@ class ParameterSet:
             raise KeyError(self._unknown_message(name))
         if len(found) > 1:
             choices = ", ".join(f"{p.key} ({p.node_title})" for p in found)
-            raise KeyError(f"{name!r} is ambiguous: it matches {choices}; "
-                           "use one of those names")
+            raise KeyError(f"{name!r} is ambiguous: it matches {choices}; use one of those names")
         return found[0]
 
     def _unknown_message(self, name: str) -> str:
@@ -96,18 +107,23 @@ class ParameterSet:
         node_params = [p for p in self.parameters if p.node_id == node_id]
         if input_name and node_params:
             fields = ", ".join(p.field for p in node_params)
-            return (f"unknown parameter {name!r}: node {node_id} ({node_params[0].node_title}) "
-                    f"has no editable input {input_name!r}; its inputs are: {fields}")
+            return (
+                f"unknown parameter {name!r}: node {node_id} ({node_params[0].node_title}) "
+                f"has no editable input {input_name!r}; its inputs are: {fields}"
+            )
         known = sorted(self.by_name)
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         return f"unknown parameter {name!r}{hint}"
 
 
-def build_parameter_set(prompt: dict[str, Any], object_info: ObjectInfo, *,
-                        controls: dict[str, dict[str, str]] | None = None,
-                        groups: list[tuple[str | None, list[tuple[str, str]]]] | None = None,
-                        ) -> ParameterSet:
+def build_parameter_set(
+    prompt: dict[str, Any],
+    object_info: ObjectInfo,
+    *,
+    controls: dict[str, dict[str, str]] | None = None,
+    groups: list[tuple[str | None, list[tuple[str, str]]]] | None = None,
+) -> ParameterSet:
     """Discover the parameters of an API prompt (plus UI extras: control modes, primitives)."""
     controls = controls or {}
     roles = prompt_roles(prompt, object_info)
@@ -120,8 +136,15 @@ def build_parameter_set(prompt: dict[str, Any], object_info: ObjectInfo, *,
             members = grouped.get(key)
             if members is not None and members[0] != key:
                 continue
-            param = _make_parameter(node_id, node, field_name, spec, object_info,
-                                    controls.get(node_id, {}).get(field_name), described)
+            param = _make_parameter(
+                node_id,
+                node,
+                field_name,
+                spec,
+                object_info,
+                controls.get(node_id, {}).get(field_name),
+                described,
+            )
             if members is not None:
                 param.linked_keys = tuple(members[1:])
                 role = next((roles[_split(k)] for k in members if _split(k) in roles), None)
@@ -137,16 +160,22 @@ def _split(key: str) -> tuple[str, str]:
     return node_id, field_name
 
 
-def _group_index(prompt: dict[str, Any],
-                 groups: list[tuple[str | None, list[tuple[str, str]]]]) -> dict[str, list[str]]:
+def _group_index(
+    prompt: dict[str, Any], groups: list[tuple[str | None, list[tuple[str, str]]]]
+) -> dict[str, list[str]]:
     """Map each key driven by a PrimitiveNode to all keys of its group (first one leads)."""
     index: dict[str, list[str]] = {}
     order = {node_id: i for i, node_id in enumerate(prompt)}
     for _title, targets in groups:
-        present = sorted(((node_id, name) for node_id, name in targets
-                          if node_id in prompt and _is_literal(
-                              (prompt[node_id].get("inputs") or {}).get(name, [None, None]))),
-                         key=lambda target: order[target[0]])
+        present = sorted(
+            (
+                (node_id, name)
+                for node_id, name in targets
+                if node_id in prompt
+                and _is_literal((prompt[node_id].get("inputs") or {}).get(name, [None, None]))
+            ),
+            key=lambda target: order[target[0]],
+        )
         keys = [f"{node_id}.{name}" for node_id, name in present]
         if len(keys) > 1:
             for key in keys:
@@ -164,8 +193,12 @@ def _literal_inputs(node: dict[str, Any], object_info: ObjectInfo):
     inputs = node.get("inputs") or {}
     if object_info.has(class_type):
         for spec in object_info.inputs(class_type):
-            if spec.is_widget and spec.type in _SCALAR_TYPES and spec.name in inputs \
-                    and _is_literal(inputs[spec.name]):
+            if (
+                spec.is_widget
+                and spec.type in _SCALAR_TYPES
+                and spec.name in inputs
+                and _is_literal(inputs[spec.name])
+            ):
                 yield spec.name, spec
         return
     for name, value in inputs.items():
@@ -173,10 +206,15 @@ def _literal_inputs(node: dict[str, Any], object_info: ObjectInfo):
             yield name, None
 
 
-def _make_parameter(node_id: str, node: dict[str, Any], field_name: str,
-                    spec: InputSpec | None, object_info: ObjectInfo,
-                    control: str | None,
-                    described: dict[tuple[str, str], dict[str, Any]]) -> WorkflowParameter:
+def _make_parameter(
+    node_id: str,
+    node: dict[str, Any],
+    field_name: str,
+    spec: InputSpec | None,
+    object_info: ObjectInfo,
+    control: str | None,
+    described: dict[tuple[str, str], dict[str, Any]],
+) -> WorkflowParameter:
     """Describe one input as a WorkflowParameter (type, range, options, model list).
 
     What the node definition alone decides is worked out once per class and input, in
@@ -194,23 +232,33 @@ def _make_parameter(node_id: str, node: dict[str, Any], field_name: str,
             described[(class_type, field_name)] = fields
     key = f"{node_id}.{field_name}"
     return WorkflowParameter(
-        name=key, key=key, node_id=node_id, field=field_name, value=value, node_title=str(title),
-        control_after_generate=control if fields["type"] in ("seed", "number", "select")
-        else None, **fields)
+        name=key,
+        key=key,
+        node_id=node_id,
+        field=field_name,
+        value=value,
+        node_title=str(title),
+        control_after_generate=control if fields["type"] in ("seed", "number", "select") else None,
+        **fields,
+    )
 
 
-def _input_fields(class_type: str, field_name: str, spec: InputSpec | None, value: Any,
-                  object_info: ObjectInfo) -> dict[str, Any]:
+def _input_fields(
+    class_type: str, field_name: str, spec: InputSpec | None, value: Any, object_info: ObjectInfo
+) -> dict[str, Any]:
     """The WorkflowParameter fields an input's definition decides (its value only without one)."""
     options = spec.options if spec is not None else {}
     kind = _param_type(class_type, field_name, spec, value)
     fields: dict[str, Any] = {
-        "label": field_name.replace("_", " ").capitalize(), "type": kind,
+        "label": field_name.replace("_", " ").capitalize(),
+        "type": kind,
         "node_class": class_type,
         "advanced": field_name not in DETECTION_TABLE.get(class_type, ()),
-        "tooltip": options.get("tooltip"), "multiline": bool(options.get("multiline")),
-        "is_integer": (spec.type == "INT") if spec is not None else isinstance(value, int)
-        and not isinstance(value, bool) and kind in ("number", "seed"),
+        "tooltip": options.get("tooltip"),
+        "multiline": bool(options.get("multiline")),
+        "is_integer": (spec.type == "INT")
+        if spec is not None
+        else isinstance(value, int) and not isinstance(value, bool) and kind in ("number", "seed"),
     }
     if spec is not None and spec.type in ("INT", "FLOAT"):
         fields["min"] = options.get("min")
@@ -247,9 +295,11 @@ def _aliases(param: WorkflowParameter, node: dict[str, Any], role: str | None) -
     if param.node_class in _PRIMITIVES:
         title = (node.get("_meta") or {}).get("title") or ""
         slug = "_".join(str(title).lower().split())
-        if slug and slug.replace("_", "").isalnum() and not slug.startswith(("primitive", "int",
-                                                                             "float", "string",
-                                                                             "boolean")):
+        if (
+            slug
+            and slug.replace("_", "").isalnum()
+            and not slug.startswith(("primitive", "int", "float", "string", "boolean"))
+        ):
             names.append(slug)
     else:
         names.append(friendly_alias(param.node_class, param.field))
@@ -263,8 +313,9 @@ def _is_active_seed(param: WorkflowParameter, prompt: dict[str, Any]) -> bool:
     return add_noise not in ("disable", False)
 
 
-def _name_index(params: list[WorkflowParameter],
-                prompt: dict[str, Any]) -> dict[str, list[WorkflowParameter]]:
+def _name_index(
+    params: list[WorkflowParameter], prompt: dict[str, Any]
+) -> dict[str, list[WorkflowParameter]]:
     """Canonical keys always; a friendly alias names the one parameter that answers to it."""
     candidates: dict[str, list[WorkflowParameter]] = {}
     for param in params:
@@ -321,11 +372,15 @@ def _check_number(param: WorkflowParameter, value: Any, where: str) -> Any:
             raise ValueError(f"{value!r} is not a whole number for {where}")
         value = int(value)
     if param.min is not None and value < param.min:
-        raise ValueError(f"{value!r} is below the minimum {param.min} for {where} "
-                         f"(allowed: {param.min} to {param.max})")
+        raise ValueError(
+            f"{value!r} is below the minimum {param.min} for {where} "
+            f"(allowed: {param.min} to {param.max})"
+        )
     if param.max is not None and value > param.max:
-        raise ValueError(f"{value!r} is above the maximum {param.max} for {where} "
-                         f"(allowed: {param.min} to {param.max})")
+        raise ValueError(
+            f"{value!r} is above the maximum {param.max} for {where} "
+            f"(allowed: {param.min} to {param.max})"
+        )
     return value
 
 
@@ -343,8 +398,9 @@ def _check_choice(param: WorkflowParameter, value: Any, where: str, trust: bool)
 # --- applying --------------------------------------------------------------------------------
 
 
-def apply_to_prompt(prompt: dict[str, Any], pset: ParameterSet,
-                    values: dict[str, Any]) -> dict[str, Any]:
+def apply_to_prompt(
+    prompt: dict[str, Any], pset: ParameterSet, values: dict[str, Any]
+) -> dict[str, Any]:
     """A new prompt with the values applied; one ParameterError lists every bad name."""
     errors: dict[str, str] = {}
     updates: list[tuple[WorkflowParameter, Any]] = []
@@ -371,16 +427,21 @@ def apply_to_prompt(prompt: dict[str, Any], pset: ParameterSet,
     return result
 
 
-def extract_parameters(wf_json: dict[str, Any] | str | Workflow,
-                       object_info: ObjectInfo | None = None) -> list[WorkflowParameter]:
+def extract_parameters(
+    wf_json: dict[str, Any] | str | Workflow, object_info: ObjectInfo | None = None
+) -> list[WorkflowParameter]:
     """The parameters of a workflow given as a dict (API or UI format), a path or JSON text."""
     from comfy_widgets.workflow.workflow import Workflow
 
     return Workflow.load(wf_json, object_info).parameters()
 
 
-def apply_parameters(wf_json: dict[str, Any] | str | Workflow, values: dict[str, Any] | None = None,
-                     object_info: ObjectInfo | None = None, **kw: Any) -> dict[str, Any]:
+def apply_parameters(
+    wf_json: dict[str, Any] | str | Workflow,
+    values: dict[str, Any] | None = None,
+    object_info: ObjectInfo | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
     """A new API prompt with ``values`` applied (friendly names or canonical keys)."""
     from comfy_widgets.workflow.workflow import Workflow
 

@@ -30,9 +30,15 @@ Format = Literal["api", "ui"]
 class Workflow:
     """One workflow, immutable once loaded; every method returns new objects."""
 
-    def __init__(self, source: dict[str, Any], *, name: str = "workflow",
-                 object_info: ObjectInfo | None = None, allow_unknown_nodes: bool = False,
-                 _owned: bool = False):
+    def __init__(
+        self,
+        source: dict[str, Any],
+        *,
+        name: str = "workflow",
+        object_info: ObjectInfo | None = None,
+        allow_unknown_nodes: bool = False,
+        _owned: bool = False,
+    ):
         self.source: dict[str, Any] = source if _owned else clone_json(source)
         self.name = name
         self.object_info = object_info if object_info is not None else ObjectInfo.bundled()
@@ -61,21 +67,32 @@ class Workflow:
     def _params(self) -> ParameterSet:
         if self._param_set is None:
             self._param_set = build_parameter_set(
-                self._api, self.object_info, controls=self._controls, groups=self._groups)
+                self._api, self.object_info, controls=self._controls, groups=self._groups
+            )
         return self._param_set
 
     @classmethod
-    def load(cls, src: str | Path | dict[str, Any] | Workflow,
-             object_info: ObjectInfo | dict[str, Any] | None = None, *, name: str | None = None,
-             allow_unknown_nodes: bool = False) -> Workflow:
+    def load(
+        cls,
+        src: str | Path | dict[str, Any] | Workflow,
+        object_info: ObjectInfo | dict[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        allow_unknown_nodes: bool = False,
+    ) -> Workflow:
         """Load a workflow from a path, a dict, JSON text, or another Workflow."""
         if isinstance(object_info, dict):
             object_info = ObjectInfo(object_info, source="user")
         if isinstance(src, Workflow):
             return src if object_info is None else src.with_object_info(object_info)
         data, default_name = _read_source(src)
-        return cls(data, name=name or default_name, object_info=object_info,
-                   allow_unknown_nodes=allow_unknown_nodes, _owned=not isinstance(src, dict))
+        return cls(
+            data,
+            name=name or default_name,
+            object_info=object_info,
+            allow_unknown_nodes=allow_unknown_nodes,
+            _owned=not isinstance(src, dict),
+        )
 
     def to_api(self) -> dict[str, Any]:
         """The API prompt (a new dict), as ComfyUI's frontend would send it."""
@@ -103,8 +120,13 @@ class Workflow:
         """The same workflow read with another server's node definitions (e.g. its model lists)."""
         if isinstance(object_info, dict):
             object_info = ObjectInfo(object_info, source="server")
-        return Workflow(self.source, name=self.name, object_info=object_info,
-                        allow_unknown_nodes=self.allow_unknown_nodes, _owned=True)
+        return Workflow(
+            self.source,
+            name=self.name,
+            object_info=object_info,
+            allow_unknown_nodes=self.allow_unknown_nodes,
+            _owned=True,
+        )
 
     def node_title(self, node_id: str) -> str | None:
         """The title of a node of the API prompt (as shown in ComfyUI), or None."""
@@ -112,8 +134,10 @@ class Workflow:
         return None if node is None else (node.get("_meta") or {}).get("title")
 
     def __repr__(self) -> str:
-        return (f"Workflow({self.name!r}, format={self.format!r}, nodes={len(self._api)}, "
-                f"parameters={len(self._params.parameters)})")
+        return (
+            f"Workflow({self.name!r}, format={self.format!r}, nodes={len(self._api)}, "
+            f"parameters={len(self._params.parameters)})"
+        )
 
 
 def _read_source(src: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -129,19 +153,22 @@ def _read_source(src: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]
         return _parse_json(text, str(path)), path.stem
     if isinstance(src, str):
         return _parse_json(src, "JSON text"), "workflow"
-    raise WorkflowError(f"cannot load a workflow from {type(src).__name__}; "
-                        "give a path, a dict or JSON text")
+    raise WorkflowError(
+        f"cannot load a workflow from {type(src).__name__}; give a path, a dict or JSON text"
+    )
 
 
 def _parse_json(text: str, where: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise WorkflowError(f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} "
-                            f"column {exc.colno}") from exc
+        raise WorkflowError(
+            f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
     if not isinstance(data, dict):
-        raise WorkflowError(f"{where} is JSON but not a workflow (a {type(data).__name__}, "
-                            "expected an object)")
+        raise WorkflowError(
+            f"{where} is JSON but not a workflow (a {type(data).__name__}, expected an object)"
+        )
     return data
 
 
@@ -154,8 +181,10 @@ def detect_format(data: dict[str, Any]) -> Format:
     if data and all(isinstance(v, dict) and "class_type" in v for v in data.values()):
         return "api"
     keys = ", ".join(repr(k) for k in list(data)[:5]) or "nothing"
-    raise WorkflowError("this JSON is neither a ComfyUI API prompt (nodes with 'class_type') "
-                        f"nor a UI workflow ('nodes' and 'links'); it has {keys}")
+    raise WorkflowError(
+        "this JSON is neither a ComfyUI API prompt (nodes with 'class_type') "
+        f"nor a UI workflow ('nodes' and 'links'); it has {keys}"
+    )
 
 
 def content_hash(data: dict[str, Any]) -> str:
@@ -169,7 +198,7 @@ def check_graph(prompt: dict[str, Any], links_checked: bool = False) -> None:
 
     ``links_checked`` skips the first check for converted prompts, which have no such links.
     """
-    for node_id, node in ([] if links_checked else prompt.items()):
+    for node_id, node in [] if links_checked else prompt.items():
         inputs = node.get("inputs")
         if not isinstance(inputs, dict):
             raise WorkflowError(f"node {node_id} ({node.get('class_type')}) has no inputs dict")
@@ -177,15 +206,21 @@ def check_graph(prompt: dict[str, Any], links_checked: bool = False) -> None:
             if _is_link(value) and str(value[0]) not in prompt:
                 raise WorkflowError(
                     f"input {name!r} of node {node_id} ({node.get('class_type')}) is linked to "
-                    f"node {value[0]!r}, which is not in the workflow")
+                    f"node {value[0]!r}, which is not in the workflow"
+                )
     cycle = _find_cycle(prompt)
     if cycle:
         raise WorkflowError("the workflow has a cycle: " + " -> ".join(cycle))
 
 
 def _is_link(value: Any) -> bool:
-    return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
-            and not isinstance(value[0], bool) and isinstance(value[1], int))
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], (str, int))
+        and not isinstance(value[0], bool)
+        and isinstance(value[1], int)
+    )
 
 
 def _find_cycle(prompt: dict[str, Any]) -> list[str] | None:
@@ -208,7 +243,7 @@ def _find_cycle(prompt: dict[str, Any]) -> list[str] | None:
                 continue
             dep = deps.pop()
             if state.get(dep) == 1:
-                return path[path.index(dep):] + [dep]
+                return path[path.index(dep) :] + [dep]
             if not state.get(dep):
                 state[dep] = 1
                 path.append(dep)
@@ -221,8 +256,13 @@ def _links_point_back(prompt: dict[str, Any]) -> bool:
     earlier: set[str] = set()
     for node_id, node in prompt.items():
         for value in (node.get("inputs") or {}).values():
-            if type(value) is list and len(value) == 2 and _is_link(value) \
-                    and str(value[0]) not in earlier and str(value[0]) in prompt:
+            if (
+                type(value) is list
+                and len(value) == 2
+                and _is_link(value)
+                and str(value[0]) not in earlier
+                and str(value[0]) in prompt
+            ):
                 return False
         earlier.add(node_id)
     return True
@@ -230,5 +270,8 @@ def _links_point_back(prompt: dict[str, Any]) -> bool:
 
 def _deps(prompt: dict[str, Any], node_id: str) -> list[str]:
     inputs = prompt[node_id].get("inputs") or {}
-    return [str(v[0]) for v in inputs.values()
-            if type(v) is list and len(v) == 2 and _is_link(v) and str(v[0]) in prompt]
+    return [
+        str(v[0])
+        for v in inputs.values()
+        if type(v) is list and len(v) == 2 and _is_link(v) and str(v[0]) in prompt
+    ]

@@ -53,8 +53,12 @@ def ui_graph_with_values(workflow: Workflow, values: dict[str, Any]) -> dict[str
             for container, index in places:
                 container[index] = clone_json(value)
     try:
-        written = Workflow(graph, name=workflow.name, object_info=workflow.object_info,
-                           allow_unknown_nodes=workflow.allow_unknown_nodes).to_api()
+        written = Workflow(
+            graph,
+            name=workflow.name,
+            object_info=workflow.object_info,
+            allow_unknown_nodes=workflow.allow_unknown_nodes,
+        ).to_api()
     except ComfyWidgetsError:
         return None
     return graph if _same_prompt(written, expected, writer) else None
@@ -66,9 +70,11 @@ class GraphWriter:
     def __init__(self, graph: dict[str, Any], object_info: ObjectInfo):
         self.root = graph
         self.object_info = object_info
-        self.subgraphs = {str(sub["id"]): sub
-                          for sub in (graph.get("definitions") or {}).get("subgraphs") or []
-                          if isinstance(sub, dict) and sub.get("id")}
+        self.subgraphs = {
+            str(sub["id"]): sub
+            for sub in (graph.get("definitions") or {}).get("subgraphs") or []
+            if isinstance(sub, dict) and sub.get("id")
+        }
 
     def places(self, key: str) -> list[Place] | None:
         """Every place to write for one input key; None when one of them cannot be found."""
@@ -87,10 +93,17 @@ class GraphWriter:
         """A widget's places: its link's source when its input is linked, else its stored value."""
         raw = chain[-1][1]
         is_instance = str(raw.get("type")) in self.subgraphs
-        link_id = next((inp.get("link") for inp in raw.get("inputs") or []
-                        if isinstance(inp, dict) and inp.get("link") is not None
-                        and (inp.get("name") if is_instance
-                             else (inp.get("widget") or {}).get("name")) == name), None)
+        link_id = next(
+            (
+                inp.get("link")
+                for inp in raw.get("inputs") or []
+                if isinstance(inp, dict)
+                and inp.get("link") is not None
+                and (inp.get("name") if is_instance else (inp.get("widget") or {}).get("name"))
+                == name
+            ),
+            None,
+        )
         if link_id is None:
             return self._promoted(chain, name) if is_instance else self._stored(raw, name)
         source = self._link_source(chain, link_id)
@@ -135,24 +148,33 @@ class GraphWriter:
         places: list[Place] = []
         position = 0
         for sub_input in sub.get("inputs") or []:
-            targets = [t for t in (self._inner_widget(sub, sub_links.get(i))
-                                   for i in sub_input.get("linkIds") or []) if t is not None]
+            targets = [
+                t
+                for t in (
+                    self._inner_widget(sub, sub_links.get(i))
+                    for i in sub_input.get("linkIds") or []
+                )
+                if t is not None
+            ]
             if sub_input.get("name") == name:
                 stored = instance.get("widgets_values")
                 if targets and isinstance(stored, list) and position < len(stored):
                     places.append((stored, position))
                 for target, widget in targets:
                     inner = [*chain, (sub, target)]
-                    found = self._promoted(inner, widget) \
-                        if str(target.get("type")) in self.subgraphs \
+                    found = (
+                        self._promoted(inner, widget)
+                        if str(target.get("type")) in self.subgraphs
                         else self._stored(target, widget)
+                    )
                     places += found or []
                 return places or None
             position += 1 if targets else 0
         return None
 
-    def _inner_widget(self, sub: dict[str, Any],
-                      link: Link | None) -> tuple[dict[str, Any], str] | None:
+    def _inner_widget(
+        self, sub: dict[str, Any], link: Link | None
+    ) -> tuple[dict[str, Any], str] | None:
         """The inner node and widget name a subgraph input link ends at, if it ends at one."""
         target = _node(sub, str(link.target_id)) if link is not None else None
         if target is None:
@@ -189,8 +211,10 @@ def _same_prompt(written: dict[str, Any], expected: dict[str, Any], writer: Grap
         return False
     for node_id, node in expected.items():
         other = written[node_id]
-        if other.get("class_type") != node.get("class_type") \
-                or other["inputs"].keys() != node["inputs"].keys():
+        if (
+            other.get("class_type") != node.get("class_type")
+            or other["inputs"].keys() != node["inputs"].keys()
+        ):
             return False
         for name, value in node["inputs"].items():
             got = other["inputs"][name]
@@ -202,8 +226,11 @@ def _same_prompt(written: dict[str, Any], expected: dict[str, Any], writer: Grap
 
 def _dynamic_variant(writer: GraphWriter, node: dict[str, Any], key: str, got: Any) -> bool:
     """True when ``got`` is what the frontend's dynamic prompt pass makes of the stored text."""
-    spec = writer.object_info.input(str(node.get("class_type")), key.rpartition(".")[2]) \
-        if writer.object_info.has(str(node.get("class_type"))) else None
+    spec = (
+        writer.object_info.input(str(node.get("class_type")), key.rpartition(".")[2])
+        if writer.object_info.has(str(node.get("class_type")))
+        else None
+    )
     if spec is None or spec.type != "STRING" or not spec.options.get("dynamicPrompts"):
         return False
     text = writer.text_at(key)

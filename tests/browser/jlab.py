@@ -73,13 +73,18 @@ def _request(url: str, method: str = "GET") -> bytes:
 
 def start_lab(work: Path, env: dict[str, str], timeout: float = 60) -> LabServer:
     """Start JupyterLab with root work/root and fresh settings under work; wait for /api/status."""
-    dirs = {name: work / name for name in ("root", "user-settings", "workspaces", "app-settings",
-                                           "runtime", "config")}
+    dirs = {
+        name: work / name
+        for name in ("root", "user-settings", "workspaces", "app-settings", "runtime", "config")
+    }
     for path in dirs.values():
         path.mkdir(parents=True, exist_ok=True)
     write_settings_overrides(dirs["app-settings"])
-    env = {**env, "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
-           "JUPYTER_CONFIG_DIR": str(dirs["config"])}
+    env = {
+        **env,
+        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
+        "JUPYTER_CONFIG_DIR": str(dirs["config"]),
+    }
     argv = [  # the launcher's command line, plus what a test needs on top
         *lab_argv(dirs["root"], dirs["app-settings"], port=0, open_browser=False),
         "--ServerApp.port_retries=0",
@@ -90,8 +95,9 @@ def start_lab(work: Path, env: dict[str, str], timeout: float = 60) -> LabServer
     ]
     log_path = work / "jupyterlab.log"
     with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -208,16 +214,16 @@ def set_theme(page, theme: str) -> None:
     page.evaluate(
         "(t) => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})", theme
     )
-    page.wait_for_function("(t) => document.body.dataset.jpThemeName === t", arg=theme,
-                           timeout=30_000)
+    page.wait_for_function(
+        "(t) => document.body.dataset.jpThemeName === t", arg=theme, timeout=30_000
+    )
     page.wait_for_timeout(500)
 
 
 def hide_sidebar(page) -> None:
     """Collapse the left area so screenshots show the notebook only."""
     page.evaluate(
-        "() => { const s = window.jupyterapp.shell;"
-        " if (!s.leftCollapsed) s.collapseLeft(); }"
+        "() => { const s = window.jupyterapp.shell; if (!s.leftCollapsed) s.collapseLeft(); }"
     )
 
 
@@ -238,13 +244,19 @@ def kernel_message(payload: bytes | str) -> dict | None:
     if isinstance(payload, str):
         return json.loads(payload)
     count = int.from_bytes(payload[:8], "little")
-    offsets = [int.from_bytes(payload[8 * (i + 1):8 * (i + 2)], "little") for i in range(count)]
+    offsets = [int.from_bytes(payload[8 * (i + 1) : 8 * (i + 2)], "little") for i in range(count)]
     parts = [payload[a:b] for a, b in zip(offsets, [*offsets[1:], len(payload)], strict=True)]
     if len(parts) < 6:
         return None
     header, parent, metadata, content = (json.loads(p) for p in parts[1:5])
-    return {"channel": parts[0].decode(), "header": header, "parent_header": parent,
-            "metadata": metadata, "content": content, "buffers": parts[5:]}
+    return {
+        "channel": parts[0].decode(),
+        "header": header,
+        "parent_header": parent,
+        "metadata": metadata,
+        "content": content,
+        "buffers": parts[5:],
+    }
 
 
 class CommRecorder:
@@ -269,11 +281,14 @@ class CommRecorder:
             m["content"]["comm_id"]
             for m in self.messages
             if m["header"]["msg_type"] == "comm_open"
-            and anywidget_id_part in str(m["content"].get("data", {}).get("state", {})
-                                         .get("_anywidget_id", ""))
+            and anywidget_id_part
+            in str(m["content"].get("data", {}).get("state", {}).get("_anywidget_id", ""))
         }
 
     def updates(self, comm_ids: set[str]) -> list[dict]:
         """The comm_msg messages sent to the given comms."""
-        return [m for m in self.messages
-                if m["header"]["msg_type"] == "comm_msg" and m["content"]["comm_id"] in comm_ids]
+        return [
+            m
+            for m in self.messages
+            if m["header"]["msg_type"] == "comm_msg" and m["content"]["comm_id"] in comm_ids
+        ]

@@ -67,15 +67,18 @@ def test_run_button_shows_progress_to_100_percent_and_the_image(lab_server, page
     assert thumb.evaluate("img => img.complete && img.naturalWidth") > 0
     chips = progress.locator(".cw-chip")
     assert chips.count() >= 6
-    assert all(s in ("done", "cached") for s in chips.evaluate_all(
-        "els => els.map(e => e.dataset.state)"))
+    assert all(
+        s in ("done", "cached") for s in chips.evaluate_all("els => els.map(e => e.dataset.state)")
+    )
 
     progress_comms = comms.comm_ids("ProgressView")
     assert len(progress_comms) == 1, "the click opened exactly one ProgressView"
     updates = comms.updates(progress_comms)
     assert updates, "the progress view received updates"
-    print(f"\ncomm messages to the ProgressView for one 20-step run: {len(updates)} "
-          f"(all widget comm messages after the click: {len(comms.messages) - steps_before})")
+    print(
+        f"\ncomm messages to the ProgressView for one 20-step run: {len(updates)} "
+        f"(all widget comm messages after the click: {len(comms.messages) - steps_before})"
+    )
 
     run_cell(page, 1)
     assert "job completed 100 1 steps 20" in page.locator(".jp-CodeCell").nth(1).inner_text()

@@ -56,8 +56,9 @@ def interact_quickstart(page):
     steps.fill("8")
     steps.press("Enter")
     form.locator(".cw-run").click()
-    page.wait_for_selector(".cw-form .cw-progress[data-status='completed'] img.cw-thumb",
-                           timeout=60_000)
+    page.wait_for_selector(
+        ".cw-form .cw-progress[data-status='completed'] img.cw-thumb", timeout=60_000
+    )
     assert form.locator(".cw-progress .cw-pct").inner_text() == "100 %"
     last = _last_code_cell(page)
     run_cell(page, last)
@@ -164,7 +165,9 @@ def test_notebook_runs_in_jupyterlab_and_exports(
     html = export_html(path, artifacts / f"{stem}.html")
     images, blocked = offline_images(chromium, html)
     mb = 1e6
-    print(f"\n{name}: saved {path.stat().st_size / mb:.2f} MB, HTML {html.stat().st_size / mb:.2f}"
-          f" MB, {images} images visible offline, {len(blocked)} network requests refused,"
-          f" {len(state)} widget models saved")
+    print(
+        f"\n{name}: saved {path.stat().st_size / mb:.2f} MB, HTML {html.stat().st_size / mb:.2f}"
+        f" MB, {images} images visible offline, {len(blocked)} network requests refused,"
+        f" {len(state)} widget models saved"
+    )
     assert images >= min_images, "the static fallbacks carry the results without network"
