@@ -22,9 +22,9 @@ import pandas as pd
 
 from comfy_widgets.client import background_loop, running_loop
 from comfy_widgets.errors import ComfyWidgetsError, ServerConnectionError
-from comfy_widgets.outputs import file_refs, output_from_file, text_outputs
 from comfy_widgets.results import TAIL_COLUMNS, OutputRef, build_frame, columns_for, empty_row
 from comfy_widgets.store import TERMINAL_STATES, Store, StoredWorkflow, clean_url, text_or_none
+from comfy_widgets.transport.outputs import file_refs, output_from_file, text_outputs
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from comfy_widgets.errors import (
     JobCancelledError,
     ServerConnectionError,
 )
-from comfy_widgets.events import (
+from comfy_widgets.transport.events import (
     Event,
     ExecutedEvent,
     ExecutingEvent,
@@ -42,7 +42,7 @@ from comfy_widgets.events import (
     ProgressStateEvent,
     TextEvent,
 )
-from comfy_widgets.outputs import Output, file_refs, output_from_file, text_outputs
+from comfy_widgets.transport.outputs import Output, file_refs, output_from_file, text_outputs
 from comfy_widgets.workflow.writeback import job_ui_graph
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ import websockets
 from websockets.asyncio.client import connect as ws_connect
 
 from comfy_widgets.errors import ComfyWidgetsError
-from comfy_widgets.events import (
+from comfy_widgets.transport.events import (
     Event,
     ExecutingEvent,
     ExecutionErrorEvent,

@@ -196,7 +196,7 @@ async def test_dropped_socket_reconnects_and_keeps_following(client, server):
 
 async def test_malformed_frames_are_skipped(client, server, caplog):
     server.faults.malformed_frames(True)
-    with caplog.at_level(logging.INFO, logger="comfy_widgets.events"):
+    with caplog.at_level(logging.INFO, logger="comfy_widgets.transport.events"):
         result = await client.submit(ksampler(steps=3, seed=11))
         server.faults.send_malformed()
         second = await client.submit(EMPTY_IMAGE)

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from comfy_widgets import events as ev
+from comfy_widgets.transport import events as ev
 from comfy_widgets.client import Client
 from comfy_widgets.errors import ExecutionError, JobCancelledError
 from comfy_widgets.jobs import Job
