@@ -17,7 +17,7 @@ from comfy_widgets.records.sqlite import Store
 from comfy_widgets.results.recorded import history
 from comfy_widgets.workflow import pngmeta
 from tests.shared_data import REFERENCE
-from tests.store_fakes import FakeClient, FakeJob, FakeWorkflow
+from tests.store_fakes import FakeClient, FakeJob, FakeWorkflow, record_queued
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "comfy_widgets" / "examples"
 TRACES = REFERENCE / "traces"
@@ -68,11 +68,18 @@ def _finished(store, job, timeout: float = 30):
     raise AssertionError(f"job {job.prompt_id} was not recorded as completed")
 
 
-def _item(store, client, batch_id: str, index: int, prompt: dict, prompt_id: str):
-    """A job-like record of one batch item, for writing states by hand."""
-    from comfy_widgets.history import ResumedJob
-
-    return ResumedJob(prompt_id, client, None, {"color": index}, prompt, batch_id, index)
+def _item(store, client, batch_id: str, index: int, prompt: dict, prompt_id: str) -> FakeJob:
+    """One batch item as a Job would record it, for writing states by hand."""
+    return FakeJob(
+        workflow=None,
+        parameters={"color": index},
+        prompt=prompt,
+        client=client,
+        prompt_id=prompt_id,
+        batch_id=batch_id,
+        batch_index=index,
+        timings={},
+    )
 
 
 def test_resume_settles_every_kind_of_unfinished_item(server, store, client):
@@ -98,7 +105,7 @@ def test_resume_settles_every_kind_of_unfinished_item(server, store, client):
     # 2: recorded as queued but the server never had it (lost, e.g. server restart)
     record_queued(store, _item(store, client, "b", 2, prompts[2], ids[2]))
     # 3: recorded pending, crashed before the POST
-    store.record_job(_item(store, client, "b", 3, prompts[3], ids[3]), "pending")
+    store.record_generation(_item(store, client, "b", 3, prompts[3], ids[3]).to_record("pending"))
     # 4: POSTed, crashed before it was recorded
     _call(client, client.queue_prompt(prompts[4], prompt_id=ids[4]))
     # 5: never recorded, never sent

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
@@ -119,3 +123,30 @@ def test_history_uses_default_store(_isolated_store_home):
     record_finished(Store.default(), finish(FakeJob()))
     df = history()
     assert len(df) == 1 and df["status"].iloc[0] == "completed"
+
+
+def test_cw_history_is_the_function_after_anything_in_a_fresh_process(tmp_path):
+    """A module named ``history`` once shadowed the function: in a fresh process,
+    ``cw.load_batch`` (or importing resume) then ``cw.history()`` raised TypeError."""
+    script = """
+import comfy_widgets as cw
+import comfy_widgets.engine.resume
+store = cw.Store()
+store.create_batch("fresh", None, 1)
+assert len(cw.load_batch("fresh")) == 1
+df = cw.history()
+assert callable(cw.history) and len(df) == 0, df
+cw.export_batch("fresh", "exported")
+print("history ok")
+"""
+    env = {**os.environ, "COMFY_WIDGETS_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "history ok" in done.stdout

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from comfy_widgets.engine.client import Client, check_server_models, connect
 from comfy_widgets.engine.plan import VariationPlan
+from comfy_widgets.engine.validation import check_server_models
 from comfy_widgets.errors import BlockingCallError, ServerConnectionError
 from comfy_widgets.loops import running_loop
 from comfy_widgets.records import BatchRecord, WorkflowRecord
@@ -34,6 +34,7 @@ from comfy_widgets.transport.uploads import prepare_image_values
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from comfy_widgets.engine.client import Client
     from comfy_widgets.engine.job import Job
 
 log = logging.getLogger(__name__)
@@ -425,12 +426,12 @@ def job_row(job: Job, outputs: list[OutputRef]) -> dict[str, Any]:
 
 
 def _server_clients(client: Client, servers: Sequence[Client | str] | None) -> list[Client]:
-    """The pool: ``client`` alone, or the given Clients and URLs (URLs share client's store).
+    """The pool: ``client`` alone, or the given Clients and URLs (URLs share client's Recorder).
 
     Clients made here for URLs are closed (WebSocket and HTTP) when the batch ends; their
     OutputRefs reopen HTTP on demand.
     """
     if not servers:
         return [client]
-    pool = [s if isinstance(s, Client) else connect(s, store=client.store) for s in servers]
+    pool = [client.for_server(s) if isinstance(s, str) else s for s in servers]
     return list(dict.fromkeys(pool))

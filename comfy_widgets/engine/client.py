@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from comfy_widgets.errors import ParameterError
+from comfy_widgets.engine.validation import check_server_models
 from comfy_widgets.records import NullRecorder, Recorder, open_recorder
 from comfy_widgets.transport.classic import ClassicBackend
 from comfy_widgets.transport.uploads import PendingUpload, prepare_image_values
@@ -27,35 +27,6 @@ if TYPE_CHECKING:
     from comfy_widgets.transport.monitor import Monitor
     from comfy_widgets.workflow.object_info import ObjectInfo
     from comfy_widgets.workflow.workflow import Workflow
-
-
-def check_server_models(workflow: Workflow, prompt: dict[str, Any]) -> None:
-    """Raise ParameterError if ``prompt`` names model files the server does not list.
-
-    Only with the server's own object_info (``trusts_model_lists``): it catches, before anything
-    is queued, what ComfyUI would reject as ``value_not_in_list`` (e.g. a downloaded workflow's
-    checkpoint this server lacks). Input images are not checked: uploads add to that list.
-    """
-    if not workflow.object_info.trusts_model_lists:
-        return
-    errors: dict[str, str] = {}
-    for param in workflow.parameters():
-        if param.model_list in (None, "input") or param.options is None:
-            continue
-        value = (prompt.get(param.node_id) or {}).get("inputs", {}).get(param.field)
-        if isinstance(value, str) and value not in param.options:
-            shown = ", ".join(repr(o) for o in param.options[:10]) or "nothing"
-            more = " …" if len(param.options) > 10 else ""
-            errors[param.name] = (
-                f"{param.name}: {value!r} ({param.field!r} of node {param.node_id}, "
-                f"{param.node_class}) is not on the server; its {param.model_list!r} folder "
-                f"has {shown}{more}"
-            )
-    if errors:
-        lines = "\n".join(f"  - {msg}" for msg in errors.values())
-        raise ParameterError(
-            f"{len(errors)} model file(s) missing on the server:\n{lines}", errors=errors
-        )
 
 
 class Client:
@@ -76,6 +47,10 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client(url={self.url!r}, client_id={self.client_id!r})"
+
+    def for_server(self, url: str) -> Client:
+        """A client for another server that records into this client's Recorder."""
+        return Client(url, store=self.recorder)
 
     @property
     def store(self) -> Recorder | None:
