@@ -45,7 +45,7 @@ from comfy_widgets.transport.events import (
     ProgressStateEvent,
     TextEvent,
 )
-from comfy_widgets.transport.outputs import Output, output_from_file, text_output
+from comfy_widgets.transport.outputs import Output, OutputFileRef, output_from_file, text_output
 from comfy_widgets.workflow.workflow import Workflow
 from comfy_widgets.workflow.writeback import ui_graph_for
 
@@ -561,7 +561,7 @@ class Job:
 
     async def _fetch_outputs(self) -> list[Output]:
         outputs: list[Output] = []
-        refs = []
+        refs: list[OutputFileRef] = []
         for node_output in self._node_outputs.values():
             refs.extend(node_output.files)
             outputs.extend(text_output(node_output.node_id, t) for t in node_output.texts)

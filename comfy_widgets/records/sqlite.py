@@ -415,7 +415,7 @@ class Store:
         *,
         workflow: Any = None,
         batch_id: str | None = None,
-        status: str | list[str] | None = None,
+        status: str | Sequence[str] | None = None,
         since: Any = None,
         generation_id: int | str | None = None,
     ) -> list[dict[str, Any]]:
@@ -473,7 +473,7 @@ def _upsert_workflow(conn: sqlite3.Connection, workflow: Any) -> int:
             time.time(),
         ),
     )
-    return int(cursor.lastrowid)
+    return int(cursor.lastrowid or 0)
 
 
 def _ensure_batch(conn: sqlite3.Connection, batch_id: str, workflow_id: int | None) -> None:

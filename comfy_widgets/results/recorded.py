@@ -60,7 +60,11 @@ def load_batch(batch_id: str, store: Recorder | None = None) -> pd.DataFrame:
     record = recorder.batch(batch_id)
     if record is None:
         raise ComfyWidgetsError(f"no batch {batch_id!r} in {recorder!r}")
-    records = {r.batch_index: r for r in recorder.find_generations(batch_id=batch_id)}
+    records = {
+        r.batch_index: r
+        for r in recorder.find_generations(batch_id=batch_id)
+        if r.batch_index is not None
+    }
     plan = record.plan
     total = max(record.total_count, len(plan), max(records, default=-1) + 1)
     varied = _varied_columns(record)
@@ -102,7 +106,6 @@ def _generation_columns(record: GenerationRecord) -> dict[str, Any]:
     refs = output_refs(record.saved_outputs, record.server)
     images = [ref for ref in refs if ref.kind == "image"]
     started, finished = record.started_at, record.finished_at
-    both = started is not None and finished is not None
     return {
         "prompt_id": record.prompt_id,
         "server": record.server,
@@ -112,7 +115,9 @@ def _generation_columns(record: GenerationRecord) -> dict[str, Any]:
         "queued_at": _utc(record.queued_at),
         "started_at": _utc(started),
         "finished_at": _utc(finished),
-        "duration_s": (finished - started) if both else None,
+        "duration_s": (finished - started)
+        if started is not None and finished is not None
+        else None,
         "error": record.error,
     }
 

@@ -84,11 +84,13 @@ def _auth_headers(
 
 
 def _validation_message(body: dict[str, Any]) -> str:
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    error: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
     lines = [str(error.get("message") or "Prompt rejected by the server")]
     if error.get("details"):
         lines[0] += f": {error['details']}"
-    node_errors = body.get("node_errors") if isinstance(body.get("node_errors"), dict) else {}
+    node_errors: dict[str, Any] = (
+        body["node_errors"] if isinstance(body.get("node_errors"), dict) else {}
+    )
     for node_id, entry in node_errors.items():
         class_type = entry.get("class_type", "?") if isinstance(entry, dict) else "?"
         for err in (entry.get("errors") or []) if isinstance(entry, dict) else []:
@@ -475,8 +477,8 @@ def queue_state(queue: Any) -> QueueState:
 
 def prompt_outcome(prompt_id: str, entry: dict[str, Any]) -> PromptOutcome:
     """A ``/history`` entry as a PromptOutcome: final state, outputs, error, timings, prompt."""
-    status = entry.get("status") if isinstance(entry.get("status"), dict) else {}
-    messages = {
+    status: dict[str, Any] = entry["status"] if isinstance(entry.get("status"), dict) else {}
+    messages: dict[str, dict[str, Any]] = {
         item[0]: item[1]
         for item in status.get("messages") or []
         if isinstance(item, list) and len(item) == 2 and isinstance(item[1], dict)

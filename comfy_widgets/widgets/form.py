@@ -105,7 +105,7 @@ class ParameterForm(w.VBox):
             layout=w.Layout(width="100%", max_width="760px"),
         )
         self.add_class("cw-form")
-        self._unplaced = self.set_values(self._store().last_used(WorkflowRecord.of(self.workflow)))
+        self._unplaced = self.set_values(self._store().last_used(self._workflow_record()))
         for field in self.fields.values():
             field.on_change(self._on_field_change)
         self.run_button.on_click(lambda _b: call_on(self._loop, self.run))
@@ -261,6 +261,11 @@ class ParameterForm(w.VBox):
             self.client = connect()
         return self.client
 
+    def _workflow_record(self) -> WorkflowRecord:
+        """The form's workflow as the Recorder keys it (name, source, format, content hash)."""
+        wf = self.workflow
+        return WorkflowRecord(wf.name, wf.source, wf.format, wf.content_hash)
+
     def _store(self) -> Recorder:
         """Where last-used values live: the client's Recorder (nothing when recording is off),
         the default store before a client is known."""
@@ -270,9 +275,7 @@ class ParameterForm(w.VBox):
 
     def _remember(self) -> None:
         try:
-            self._store().set_last_used(
-                WorkflowRecord.of(self.workflow), _json_safe(self._collect())
-            )
+            self._store().set_last_used(self._workflow_record(), _json_safe(self._collect()))
         except Exception:  # remembering is a convenience; never block a run on it
             log.warning("could not save last-used values", exc_info=True)
 
