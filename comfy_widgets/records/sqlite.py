@@ -1,10 +1,12 @@
 """The run store: every workflow, generation and batch recorded in an embedded SQLite file.
 
-One file per working folder (``$COMFY_WIDGETS_HOME/store.sqlite``, else
-``./.comfy_widgets/store.sqlite``) in WAL mode with a busy timeout, so a kernel, a script and a
-resumed run can write to it at the same time. Jobs call the ``job_*`` hooks as they go, so a crash
-loses nothing that happened before it. Output files are written next to it under ``outputs/``
-with ComfyUI's PNG metadata.
+``Store`` is the ``Recorder`` (``records.recorder``) the engine uses by default. One file per
+working folder (``$COMFY_WIDGETS_HOME/store.sqlite``, else ``./.comfy_widgets/store.sqlite``) in
+WAL mode with a busy timeout, so a kernel, a script and a resumed run can write to it at the same
+time. Jobs record each state change as it happens (``record_generation``), so a crash loses
+nothing that happened before it. Output files are written next to it under ``outputs/`` with
+ComfyUI's PNG metadata. The dict-returning readers (``generation_records``, ``batch_record``,
+``workflow_record``, ``query``) are this implementation's own extras.
 """
 
 from __future__ import annotations
