@@ -405,6 +405,12 @@ class Batch:
 
         return BatchView(self)._repr_mimebundle_(**kwargs)
 
+    def _ipython_display_(self) -> None:
+        """Display the live batch view and its static twin, which follows the batch to the end."""
+        from comfy_widgets.widgets.batch_view import BatchView
+
+        BatchView(self)._ipython_display_()
+
 
 def _server_clients(client: Client, servers: Sequence[Client | str] | None) -> list[Client]:
     """The pool: ``client`` alone, or the given Clients and URLs (URLs share client's store).

@@ -274,6 +274,8 @@ class BatchPanel(w.VBox):
         self.message.value = html.escape(f"Batch {self.batch.id[:8]}: {self.batch.total} queued")
         self.view = BatchView(self.batch)
         self.results.children = [self.view]
+        if hasattr(self.form, "_watch_result"):  # the form's static twin shows the batch too
+            self.form._watch_result(self.view)
         self.batch.subscribe(self._on_batch_change)
         self.plan_seed = new_plan_seed()  # the next batch draws new random seeds
         self.refresh()
