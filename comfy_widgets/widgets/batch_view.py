@@ -222,7 +222,7 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
                 f'<div style="display:inline-block;margin:2px;vertical-align:top;width:96px;'
                 f'font-size:11px" title="{esc(label)}">{picture}<div>#{i} {esc(status)}</div>'
                 '<div style="overflow-wrap:anywhere;color:var(--jp-ui-font-color2,#616161)">'
-                f"{esc(label)}</div></div>"
+                f"{'<br>'.join(esc(part) for part in label.split(' · '))}</div></div>"
             )
         return (
             f'<div class="cw-batch-static" data-status="{esc(self.batch_status)}" '

@@ -1,8 +1,9 @@
 """ParameterForm: a workflow's parameters as a form, with Run and Batch buttons.
 
 One section per node (prompts first), the real limits and option lists from object_info, seeds
-with 🎲 and control-after-generate, an "Advanced" fold for every other widget input, errors shown
-next to the field they name, and the last-used values of the same workflow restored.
+with a Randomize button and control-after-generate, an "Advanced" fold for every other widget
+input, errors shown next to the field they name, and the last-used values of the same workflow
+restored.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import traitlets
 
 from comfy_widgets.errors import ComfyWidgetsError, ParameterError, PromptValidationError
 from comfy_widgets.widgets.fallback import LIVE_CLASS, StaticTwin
-from comfy_widgets.widgets.fields import Field, ImageField, SelectField, build_field
+from comfy_widgets.widgets.fields import ROW, Field, ImageField, SelectField, build_field
 from comfy_widgets.widgets.loop import call_on, current_loop, spawn_on
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,12 @@ class ParameterForm(StaticTwin, w.VBox):
         children: list[w.Widget] = [self._node_section(basic, nid) for nid in _section_order(basic)]
         if advanced:
             inner = w.VBox([self._node_section(advanced, nid) for nid in _section_order(advanced)])
-            fold = w.Accordion(children=[inner], titles=("Advanced",), selected_index=None)
+            fold = w.Accordion(
+                children=[inner],
+                titles=("Advanced",),
+                selected_index=None,
+                layout=w.Layout(width="100%", max_width=ROW.max_width),  # as wide as the rows
+            )
             fold.add_class("cw-form-advanced")
             children.append(fold)
         return children
@@ -215,7 +221,7 @@ class ParameterForm(StaticTwin, w.VBox):
         )
         return (
             f'<div class="cw-form-static"><b>{title}</b> — form'
-            f'{results or "<div>not run yet</div>"}'
+            f"{results or '<div>not run yet</div>'}"
             f"<details><summary>{len(self.fields)} parameters</summary>"
             f"<table><thead><tr><th>name</th><th>value</th></tr></thead>"
             f"<tbody>{rows}</tbody></table></details></div>"

@@ -220,9 +220,7 @@ class ProgressView(StaticTwin, anywidget.AnyWidget):
 
     def static_html(self) -> str:
         """The current state as self-contained HTML (inline styles, images as data URIs)."""
-        return render_static_html(
-            job_snapshot(self.job), self.thumbnails, key_parameters(self.job)
-        )
+        return render_static_html(job_snapshot(self.job), self.thumbnails, key_parameters(self.job))
 
     def close(self) -> None:
         """Stop listening to the job and close the widget."""
