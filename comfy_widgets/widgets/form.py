@@ -137,7 +137,8 @@ class ParameterForm(StaticTwin, w.VBox):
                 children=[inner],
                 titles=("Advanced",),
                 selected_index=None,
-                layout=w.Layout(width="100%", max_width=ROW.max_width),  # as wide as the rows
+                # as wide as the rows, and no widget margin to push it past their right edge
+                layout=w.Layout(width="100%", max_width=ROW.max_width, margin="0"),
             )
             fold.add_class("cw-form-advanced")
             children.append(fold)
