@@ -89,7 +89,12 @@ class SweepRow(w.HBox):
         )
         self.add_class("cw-sweep-row")
         self._defaults()
-        self.name.observe(lambda _c: (self._defaults(), on_change()), names="value")
+
+        def new_parameter(_change: Any) -> None:
+            self._defaults()
+            on_change()
+
+        self.name.observe(new_parameter, names="value")
         for box in (self.start, self.stop, self.step):
             box.observe(lambda _c: on_change(), names="value")
         self.remove.on_click(lambda _b: on_remove(self))

@@ -122,7 +122,7 @@ class ParameterForm(StaticTwin, w.VBox):
             field.on_change(self._on_field_change)
         self.run_button.on_click(lambda _b: call_on(self._loop, self.run))
         self.batch_button.on_click(lambda _b: call_on(self._loop, self.open_batch))
-        if client is not None:
+        if client is not None and self._loop is not None:
             spawn_on(self._loop, self._load_from_server())
 
     # --- layout ---------------------------------------------------------------------------
