@@ -32,14 +32,19 @@ LIVE_CLASS = "cw-live"
 TWIN_CLASS = "cw-twin"
 
 _CONNECTED = f".{LIVE_CLASS}:not(.jupyter-widgets-disconnected)"
-TWIN_STYLE = (
-    "<style>"
-    f".jp-OutputArea-child:has({_CONNECTED}) + .jp-OutputArea-child:has(.{TWIN_CLASS})"
-    "{display:none}"
-    f".jp-OutputArea-child:has(+ .jp-OutputArea-child .{TWIN_CLASS}):not(:has({_CONNECTED}))"
-    "{display:none}"
-    "</style>"
-)
+# One output's element: JupyterLab / Notebook 7 / nbconvert's lab template, and nbconvert's
+# classic template.
+_OUTPUTS = (".jp-OutputArea-child", ".output_area")
+
+
+def _rules(output: str) -> str:
+    return (
+        f"{output}:has({_CONNECTED}) + {output}:has(.{TWIN_CLASS}){{display:none}}"
+        f"{output}:has(+ {output} .{TWIN_CLASS}):not(:has({_CONNECTED})){{display:none}}"
+    )
+
+
+TWIN_STYLE = "<style>" + "".join(_rules(output) for output in _OUTPUTS) + "</style>"
 
 
 def twin_html(body: str) -> str:
