@@ -224,6 +224,7 @@ def test_notebook_runs_in_jupyterlab_and_exports(
     assert not any(t["visible"] for t in live_twins), "twins stay hidden next to live widgets"
 
     saved = save_notebook(page, path)
+    saved_size = path.stat().st_size
     state = saved["metadata"]["widgets"][WIDGET_STATE]["state"]
     assert any("_anywidget_id" in m["state"] for m in state.values()), "anywidget state saved"
 
@@ -254,9 +255,17 @@ def test_notebook_runs_in_jupyterlab_and_exports(
     reopened.screenshot(path=artifacts / f"{stem}-reopened-dark.png")
     set_theme(reopened, LIGHT)
 
+    # Saved again without running: the manager keeps only live models, so the file loses the
+    # widget state and every widget output says "Error displaying widget" -- behind its twin.
+    resaved = save_notebook(reopened, path)
+    assert not resaved["metadata"].get("widgets", {}).get(WIDGET_STATE, {}).get("state")
+    again = reopen_with_fresh_kernel(reopened, lab_server, f"notebooks/{name}")
+    check_twins(again, twins, f"{name} saved again and reopened")
+    assert_no_dead_widgets(again, f"{name} saved again and reopened")
+
     mb = 1e6
     print(
-        f"\n{name}: saved {path.stat().st_size / mb:.2f} MB, HTML {html.stat().st_size / mb:.2f}"
+        f"\n{name}: saved {saved_size / mb:.2f} MB, HTML {html.stat().st_size / mb:.2f}"
         f" MB, {images} images visible offline in {len(shown)} twins, {len(blocked)} network"
         f" requests refused, {len(state)} widget models saved"
     )
