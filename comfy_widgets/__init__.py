@@ -102,6 +102,7 @@ def register_display(ipython: Any = None) -> bool:
     job_module, batch_module = _DISPLAYED["Job"], _DISPLAYED["Batch"]
     formatter.ipython_display_formatter.for_type_by_name(job_module, "Job", _show_job)
     formatter.mimebundle_formatter.for_type_by_name(job_module, "Job", _job_bundle)
+    formatter.ipython_display_formatter.for_type_by_name(batch_module, "Batch", _show_batch)
     formatter.mimebundle_formatter.for_type_by_name(batch_module, "Batch", _batch_bundle)
     return True
 
@@ -127,6 +128,18 @@ def _show_job(job: Any) -> None:
         display({"text/plain": repr(job), "text/html": job._repr_html_()}, raw=True)
         return
     show_job(job)
+
+
+def _show_batch(batch: Any) -> None:
+    """IPython's display hook for a Batch: the live batch view and its static twin."""
+    try:
+        from comfy_widgets.widgets.display import show_batch
+    except ImportError:
+        from IPython.display import display
+
+        display({"text/plain": repr(batch), "text/html": batch._repr_html_()}, raw=True)
+        return
+    show_batch(batch)
 
 
 def _job_bundle(job: Any) -> Any:

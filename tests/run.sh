@@ -25,7 +25,7 @@ echo "== ruff"
 # long as its session fixture lives, which would break the asyncio tests after it.
 status=0
 echo "== pytest: unit, integration, notebooks"
-.venv/bin/python -m pytest -q -p no:cacheprovider tests notebooks --nbval-lax \
+.venv/bin/python -m pytest -q -p no:cacheprovider -p tests.nbval_home tests notebooks --nbval-lax \
   --ignore=tests/browser "$@" || status=$?
 echo "== pytest: JupyterLab in headless Chromium"
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/browser "$@" || status=$?

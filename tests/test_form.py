@@ -243,6 +243,22 @@ def test_run_sends_changed_values_and_applies_control_after_generate():
     assert form.output.children[0].__class__.__name__ == "ProgressView"
 
 
+def test_opening_the_batch_panel_keeps_the_last_result_and_the_twin_shows_it(monkeypatch):
+    class Panel(w.VBox):
+        def __init__(self, form):
+            super().__init__()
+
+    monkeypatch.setattr("comfy_widgets.widgets.batch_panel.BatchPanel", Panel)
+    client = FakeClient()
+    form = make(client)
+    form.run()
+    (view,) = form.output.children
+    form.open_batch()
+    assert form.output.children == (view,), "the last run's result stays under the panel"
+    twin = form.static_html()
+    assert "cw-progress-static" in twin and "<details>" in twin
+
+
 def test_randomize_button_picks_a_seed_in_range():
     form = make()
     seed = form.fields["seed"]

@@ -26,6 +26,13 @@ def show_job(job: Any) -> None:
     ProgressView(job)._ipython_display_()
 
 
+def show_batch(batch: Any) -> None:
+    """Display the live batch view and its static twin, which follows the batch to the end."""
+    from comfy_widgets.widgets.batch_view import BatchView
+
+    BatchView(batch)._ipython_display_()
+
+
 def batch_mimebundle(batch: Any, include: Any = None, exclude: Any = None) -> Any:
     """The live batch view's bundle for ``batch`` (cards, summary, Stop remaining)."""
     from comfy_widgets.widgets.batch_view import BatchView
