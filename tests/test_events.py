@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from comfy_widgets import events as ev
+from comfy_widgets.transport import events as ev
 from tests.shared_data import REFERENCE
 
 TRACES = REFERENCE / "traces"
@@ -155,16 +155,16 @@ MALFORMED_BINARY = [
 
 @pytest.mark.parametrize("text", MALFORMED_TEXT)
 def test_malformed_text_is_logged_and_skipped(text, caplog):
-    with caplog.at_level(logging.INFO, logger="comfy_widgets.events"):
+    with caplog.at_level(logging.INFO, logger="comfy_widgets.transport.events"):
         assert ev.parse_text(text) is None
-    assert any(r.name == "comfy_widgets.events" for r in caplog.records)
+    assert any(r.name == "comfy_widgets.transport.events" for r in caplog.records)
 
 
 @pytest.mark.parametrize("frame", MALFORMED_BINARY)
 def test_malformed_binary_is_logged_and_skipped(frame, caplog):
-    with caplog.at_level(logging.INFO, logger="comfy_widgets.events"):
+    with caplog.at_level(logging.INFO, logger="comfy_widgets.transport.events"):
         assert ev.parse_binary(frame) is None
-    assert any(r.name == "comfy_widgets.events" for r in caplog.records)
+    assert any(r.name == "comfy_widgets.transport.events" for r in caplog.records)
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from comfy_widgets.client import connect
-from comfy_widgets.outputs import Output
-from comfy_widgets.results import (
+from comfy_widgets.engine.client import connect
+from comfy_widgets.results.frame import (
     OutputRef,
     ResultsFrame,
     build_frame,
@@ -22,6 +21,7 @@ from comfy_widgets.results import (
     empty_row,
     show,
 )
+from comfy_widgets.transport.outputs import Output
 
 
 def png_bytes(color=(200, 30, 30), size=(300, 200), mode="RGB") -> bytes:
