@@ -209,3 +209,23 @@ def test_parameters_are_copies():
     wf = load("sd15_txt2img_default")
     wf.parameters()[0].value = "changed"
     assert wf.parameters()[0].value != "changed"
+
+
+def test_numpy_scalars_are_numbers_and_sent_as_plain_json_numbers():
+    """Values taken from a DataFrame (np.int64, np.float32) are accepted, sent as int/float."""
+    import numpy as np
+
+    prompt = load("sd15_txt2img_default").apply(
+        {"seed": np.int64(7), "steps": np.int32(12), "cfg": np.float32(6.5)}
+    )
+    sampler = next(n["inputs"] for n in prompt.values() if n["class_type"] == "KSampler")
+    assert (sampler["seed"], sampler["steps"], sampler["cfg"]) == (7, 12, 6.5)
+    assert [type(sampler[k]) for k in ("seed", "steps", "cfg")] == [int, int, float]
+    json.dumps(prompt)  # no NumPy scalar left in the prompt
+
+
+def test_numpy_values_out_of_range_are_still_refused():
+    import numpy as np
+
+    with pytest.raises(ParameterError, match="above the maximum"):
+        load("sd15_txt2img_default").apply({"steps": np.int64(10**6)})

@@ -249,6 +249,17 @@ def test_html_has_thumbnails_and_escapes_text():
     assert "<script>" not in html and "&lt;script&gt;" in html
 
 
+def test_html_escapes_column_and_index_labels():
+    """A varied parameter named after a hostile node id never becomes markup in the notebook."""
+    hostile = "<img src=x onerror=alert(1)>.seed"
+    df = pd.DataFrame({hostile: [1, 2], "prompt": ["a", "b"]}, index=["<b>row</b>", "r2"])
+    rendered = dataframe_html(df)
+    assert "<img src=x" not in rendered and "<b>row</b>" not in rendered
+    assert "&lt;img src=x onerror=alert(1)&gt;.seed" in rendered
+    assert "&lt;b&gt;row&lt;/b&gt;" in rendered
+    assert list(df.columns) == [hostile, "prompt"]  # the caller's frame is untouched
+
+
 def test_show_renders_a_plain_dataframe_the_same_way():
     plain = pd.DataFrame(frame())
     assert type(plain) is pd.DataFrame

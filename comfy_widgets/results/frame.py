@@ -231,6 +231,7 @@ def dataframe_html(df: pd.DataFrame, thumb_size: int = THUMB_SIZE) -> str:
     Long frames are truncated like pandas does (``display.max_rows``), and only shown rows
     are rendered, so a 1,000-row sweep stays cheap.
     """
+    df = _escaped_labels(df)
     formatter = _cell_formatter(thumb_size)
     formatters = {name: formatter for name in df.columns if _needs_escaping(df[name].dtype)}
     max_rows = pd.get_option("display.max_rows")
@@ -238,6 +239,22 @@ def dataframe_html(df: pd.DataFrame, thumb_size: int = THUMB_SIZE) -> str:
     shown_rows = min_rows if max_rows is not None and len(df) > max_rows else max_rows
     with pd.option_context("display.max_colwidth", None):
         return _to_html(df, formatters, shown_rows, max_rows)
+
+
+def _escaped_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """A shallow copy whose column and index labels are HTML-escaped text.
+
+    ``to_html`` runs with ``escape=False`` (cells are escaped by the formatters), so labels, which
+    can come from a workflow's free-text node ids (``"<id>.<field>"`` columns), are escaped here.
+    """
+    out = df.copy(deep=False)
+    out.columns = [html.escape(str(name)) for name in df.columns]
+    if not (
+        pd.api.types.is_numeric_dtype(df.index.dtype)
+        or pd.api.types.is_datetime64_any_dtype(df.index.dtype)
+    ):
+        out.index = [html.escape(str(label)) for label in df.index]
+    return out
 
 
 def _to_html(

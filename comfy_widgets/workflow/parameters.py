@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import numbers
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -363,8 +364,11 @@ def check_value(param: WorkflowParameter, value: Any, trust_model_lists: bool) -
 
 
 def _check_number(param: WorkflowParameter, value: Any, where: str) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # numbers.Real also admits NumPy scalars (np.int64 from a DataFrame, np.float32), which are
+    # sent as the plain int or float JSON can hold.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{value!r} is not a number for {where}")
+    value = int(value) if isinstance(value, numbers.Integral) else float(value)
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError(f"{value!r} is not a finite number for {where}")
     if param.is_integer:
