@@ -58,6 +58,7 @@ class NodeState(str, Enum):
     CACHED = "cached"
     DONE = "done"
     ERROR = "error"
+    STOPPED = "stopped"  # was running when the job was cancelled
 
     def __str__(self) -> str:
         return self.value

@@ -89,6 +89,8 @@ export default {
       const parts = [`${completed}/${total} completed`];
       if (failed) parts.push(`${failed} failed`);
       if (cancelled) parts.push(`${cancelled} cancelled`);
+      const current = model.get("current");
+      if (current && !FINISHED.includes(status)) parts.push(current);
       counts.textContent = parts.join(" · ");
       const done = progress.reduce((sum, p, i) => sum + (statuses[i] === "failed" || statuses[i] === "cancelled" ? 100 : p), 0);
       fill.style.width = `${total ? done / total : 0}%`;
@@ -129,7 +131,7 @@ export default {
       updateCards();
       updateSummary();
     };
-    const names = ["statuses", "progress", "errors", "labels", "batch_status", "completed", "failed", "elapsed", "stopping"];
+    const names = ["statuses", "progress", "errors", "labels", "batch_status", "completed", "failed", "elapsed", "stopping", "current"];
     for (const name of names) model.on(`change:${name}`, update);
     model.on("msg:custom", onMessage);
     update();

@@ -72,7 +72,8 @@ function render({ model, el }) {
     const verb = status === "queued" ? "waiting" : ACTIVE.has(status) ? "elapsed" : "took";
     let text = elapsed > 0 ? `${verb} ${fmtSeconds(elapsed)}` : "";
     const eta = model.get("eta");
-    if (status === "running" && eta >= 0) text += ` · ETA ${fmtSeconds(Math.max(0, eta - since))}`;
+    // the ETA counts down between updates but never shows 0 while the job still runs
+    if (status === "running" && eta >= 0) text += ` · ETA ${fmtSeconds(Math.max(1, eta - since))}`;
     clock.textContent = text;
   }
 
@@ -93,7 +94,10 @@ function render({ model, el }) {
       detail.textContent = position === 0 ? "Queued: next to run" : position > 0 ? `Queued: ${position} ahead` : "Queued";
     } else if (status === "running") {
       const node = model.get("current_node");
-      detail.textContent = node ? `Running ${node}` : "Running";
+      const step = model.get("step");
+      const steps = model.get("steps");
+      const counter = steps > 0 && step >= 0 ? ` · step ${step}/${steps}` : "";
+      detail.textContent = (node ? `Running ${node}` : "Running") + counter;
     } else {
       detail.textContent = "";
     }
@@ -198,7 +202,7 @@ function render({ model, el }) {
     renderPreview();
   };
   model.on("change:status", onStatus);
-  for (const name of ["progress", "current_node", "queue_position", "elapsed", "eta", "error", "error_node"]) {
+  for (const name of ["progress", "current_node", "step", "steps", "queue_position", "elapsed", "eta", "error", "error_node"]) {
     model.on(`change:${name}`, renderStatus);
   }
   model.on("change:nodes", renderTimeline);

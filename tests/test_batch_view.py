@@ -45,9 +45,11 @@ def test_items_follow_their_jobs():
     batch.add_jobs(2)
     batch.status = "running"
     batch.notify()
+    batch.jobs[0].current_steps = (12, 20)
     batch.jobs[0].update(state="running", progress=40.0, preview=b"jpeg-bytes")
     batch.jobs[1].update(state="failed", error_message="KSampler: out of memory")
     settle(view)
+    assert view.current == "#0 step 12/20", "overall items and the current item's steps"
     assert view.statuses == ["running", "failed", "pending"]
     assert view.progress == [40.0, 0.0, 0.0]
     assert view.errors[1] == "KSampler: out of memory"

@@ -54,6 +54,8 @@ class FakeJob:
     preview_mime: str = "image/jpeg"
     error_message: str | None = None
     error_node: str | None = None
+    current_steps: tuple[int, int] | None = None
+    eta_s: float | None = None
     nodes: dict[str, FakeNode] = field(default_factory=dict)
     outputs: list[FakeOutput] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -118,10 +120,16 @@ def test_running_job_state_has_node_timeline_and_eta():
         current_node_title="KSampler (#3)",
         nodes=graph(),
         timings={"queued_at": 90.0, "started_at": 100.0},
+        current_steps=(12, 20),
+        eta_s=30.0,
     )
     view = ProgressView(job)
     state = job_snapshot(job, now=110.0)
-    assert state["eta"] == 30.0
+    assert state["eta"] == 30.0, "the job's ETA from step times, not a guess from the percent"
+    assert (state["step"], state["steps"]) == (12, 20)
+    assert (view.step, view.steps) == (12, 20)
+    job.eta_s = None
+    assert job_snapshot(job, now=110.0)["eta"] == -1, "no step timed yet: no ETA, not '0s'"
     assert state["queue_position"] == -1
     assert view.status == "running"
     assert view.current_node == "KSampler (#3)"
@@ -259,6 +267,8 @@ async def test_cancel_from_the_browser_cancels_a_running_simulator_job():
         await server.astop()
     assert view.status == "cancelled" and view.progress < 100
     assert "running" not in {n["state"] for n in view.nodes}
+    states = {n.state for n in job.nodes.values()}
+    assert "running" not in states and "stopped" in states, "the job itself says where it stopped"
 
 
 async def test_displayed_twin_is_rewritten_when_the_job_ends(monkeypatch):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from comfy_widgets.engine.progress import ProgressTracker
 from comfy_widgets.errors import (
     BlockingCallError,
     ComfyWidgetsError,
@@ -150,6 +151,7 @@ class Job:
         self.progress = 0.0
         self.current_node: str | None = None
         self.nodes = _nodes_of(prompt)
+        self._tracker = ProgressTracker.for_prompt(prompt)
         self.queue_position: int | None = None
         self.number: float | None = None
         self.preview: bytes | None = None
@@ -190,6 +192,21 @@ class Job:
         """Title of the node running now (its _meta.title, else its class)."""
         node = self.nodes.get(self.current_node or "")
         return node.title if node else None
+
+    @property
+    def current_steps(self) -> tuple[int, int] | None:
+        """(step, steps) of the running node when it reports steps, e.g. (12, 20)."""
+        if self.state != JobState.RUNNING:
+            return None
+        return self._tracker.running_steps(self.current_node)
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left from the observed step times; None before a step was timed (or
+        when the job is not running)."""
+        if self.state != JobState.RUNNING:
+            return None
+        return self._tracker.eta(time.time())
 
     @property
     def images(self) -> list[Image.Image]:
@@ -380,6 +397,8 @@ class Job:
             return
         for node in self.nodes.values():
             node.state, node.value = NodeState.PENDING, 0.0
+        self._tracker = ProgressTracker.for_prompt(self.prompt)
+        self.progress = 0.0
         self.state, self.current_node, self._node_outputs = JobState.QUEUED, None, {}
         self._succeeded = False
         try:
@@ -449,6 +468,7 @@ class Job:
             node = self.nodes.get(node_id)
             if node is not None:
                 node.state, node.value, node.max = NodeState.CACHED, 1.0, 1.0
+                self._tracker.finished(node_id, time.time(), ran=False)
 
     def _on_executing(self, event: ExecutingEvent) -> None:
         if event.node is None:
@@ -469,12 +489,14 @@ class Job:
         if node is not None and node.state not in (NodeState.DONE, NodeState.CACHED):
             node.state = NodeState.RUNNING
             node.started_at = node.started_at or time.time()
+            self._tracker.started(event.node, node.started_at)
 
     def _on_progress(self, event: ProgressEvent) -> None:
         node = self.nodes.get(event.node or "")
         if node is not None and node.state != NodeState.CACHED:
             node.state, node.value, node.max = NodeState.RUNNING, event.value, event.max
             node.started_at = node.started_at or time.time()
+            self._tracker.step(node.node_id, event.value, event.max, time.time())
 
     def _on_progress_state(self, event: ProgressStateEvent) -> None:
         for node_id, entry in event.nodes.items():
@@ -489,6 +511,7 @@ class Job:
             elif entry.state == "running" and node.state != NodeState.DONE:
                 node.state = NodeState.RUNNING
                 node.started_at = node.started_at or time.time()
+                self._tracker.step(node_id, entry.value, entry.max, time.time())
 
     def _node_done(self, node_id: str) -> None:
         node = self.nodes.get(node_id)
@@ -496,6 +519,7 @@ class Job:
             return
         node.state, node.value = NodeState.DONE, node.max
         node.finished_at = time.time()
+        self._tracker.finished(node_id, node.finished_at)
 
     def _on_success(self, event: ExecutionSuccessEvent) -> None:
         self._succeeded = True
@@ -521,10 +545,10 @@ class Job:
         self._end(JobState.FAILED, error)
 
     def _update_progress(self) -> None:
-        if not self.nodes:
-            return
-        total = sum(node.fraction for node in self.nodes.values())
-        self.progress = max(self.progress, min(100.0, 100.0 * total / len(self.nodes)))
+        """Weighted by node, samplers by their steps; monotone; below 100 until the end
+        (see ``comfy_widgets.engine.progress``)."""
+        if self.nodes:
+            self.progress = self._tracker.update()
 
     # --- finishing ----------------------------------------------------------------------------
 
@@ -624,6 +648,10 @@ class Job:
         self.queue_position = None
         if status == JobState.COMPLETED:
             self.progress = 100.0
+        stopped = NodeState.ERROR if status == JobState.FAILED else NodeState.STOPPED
+        for node in self.nodes.values():
+            if node.state == NodeState.RUNNING:  # interrupted there: no longer running
+                node.state = stopped
         if status in (JobState.FAILED, JobState.LOST):
             self.error = error or ExecutionError("the prompt failed", prompt_id=self.prompt_id)
         self.backend.unwatch(self)

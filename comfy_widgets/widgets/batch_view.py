@@ -47,6 +47,7 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
     failed = traitlets.Int(0).tag(sync=True)
     elapsed = traitlets.Float(0.0).tag(sync=True)
     stopping = traitlets.Bool(False).tag(sync=True)
+    current = traitlets.Unicode("").tag(sync=True)  # the running items' steps: "#3 step 12/20"
 
     def __init__(self, batch: Any, **kwargs: Any) -> None:
         self.batch = batch
@@ -114,6 +115,7 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
             "progress": progress,
             "errors": errors,
             "elapsed": round(self._elapsed(status), 1),
+            "current": current_steps_text(jobs),
         }
 
     def _elapsed(self, status: str) -> float:
@@ -258,6 +260,18 @@ def item_status(job: Any, batch_status: str) -> str:
     if job is None:
         return "cancelled" if batch_status in FINISHED else "pending"
     return str(getattr(job, "state", "pending"))
+
+
+def current_steps_text(jobs: list[Any]) -> str:
+    """The running items and their sampler step, e.g. "#3 step 12/20" ('' when none runs)."""
+    parts = []
+    for position, job in enumerate(jobs):
+        if job is None or getattr(job, "state", "") != "running":
+            continue
+        steps = getattr(job, "current_steps", None)
+        index = _index_of(job, position)
+        parts.append(f"#{index} step {steps[0]}/{steps[1]}" if steps else f"#{index} running")
+    return ", ".join(parts[:3]) + (f" (+{len(parts) - 3})" if len(parts) > 3 else "")
 
 
 def item_progress(job: Any) -> float:

@@ -38,7 +38,9 @@ def _node_title(job: Any, node_id: str | None) -> str:
 
 
 def _elapsed_and_eta(job: Any, status: str, progress: float, now: float) -> tuple[float, float]:
-    """Seconds spent so far (waiting while queued, running after) and the time left (-1)."""
+    """Seconds spent so far (waiting while queued, running after) and the time left (-1 when
+    unknown): the job's own ETA from observed step times (``Job.eta_s``), never a guess from
+    the percent (which showed "0s" at the start of a run)."""
     timings = getattr(job, "timings", None) or {}
     started = timings.get("started_at")
     finished = timings.get("finished_at")
@@ -46,9 +48,10 @@ def _elapsed_and_eta(job: Any, status: str, progress: float, now: float) -> tupl
     if not start:
         return 0.0, -1.0
     elapsed = max(0.0, (finished or now) - start)
-    if status != "running" or not started or progress <= 0 or progress >= 100:
+    if status != "running" or not started:
         return elapsed, -1.0
-    return elapsed, elapsed * (100.0 - progress) / progress
+    eta = getattr(job, "eta_s", None)
+    return elapsed, -1.0 if eta is None else float(eta)
 
 
 def _chip_state(node_state: str, job_status: str) -> str:
@@ -87,6 +90,7 @@ def job_snapshot(job: Any, now: float | None = None) -> dict[str, Any]:
         for nid, n in _execution_order(getattr(job, "nodes", None) or {})
     ]
     position = getattr(job, "queue_position", None)
+    steps = getattr(job, "current_steps", None) if status == "running" else None
     return {
         "prompt_id": str(getattr(job, "prompt_id", "") or ""),
         "status": status,
@@ -95,6 +99,8 @@ def job_snapshot(job: Any, now: float | None = None) -> dict[str, Any]:
         if status == "running"
         else "",
         "nodes": nodes,
+        "step": int(steps[0]) if steps else -1,
+        "steps": int(steps[1]) if steps else -1,
         "queue_position": -1 if position is None or status != "queued" else int(position),
         "elapsed": round(elapsed, 1),
         "eta": round(eta, 1),
@@ -126,6 +132,8 @@ class ProgressView(StaticTwin, anywidget.AnyWidget):
     current_node = traitlets.Unicode("").tag(sync=True)
     nodes = traitlets.List(traitlets.Dict()).tag(sync=True)
     queue_position = traitlets.Int(-1).tag(sync=True)
+    step = traitlets.Int(-1).tag(sync=True)
+    steps = traitlets.Int(-1).tag(sync=True)
     elapsed = traitlets.Float(0.0).tag(sync=True)
     eta = traitlets.Float(-1.0).tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
