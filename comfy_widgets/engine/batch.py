@@ -22,6 +22,7 @@ import pandas as pd
 
 from comfy_widgets.engine.plan import VariationPlan
 from comfy_widgets.engine.validation import check_server_models
+from comfy_widgets.engine.waiting import wait_detached
 from comfy_widgets.errors import BlockingCallError, ServerConnectionError
 from comfy_widgets.loops import running_loop
 from comfy_widgets.records import BatchRecord, WorkflowRecord
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from comfy_widgets.engine.client import Client
-    from comfy_widgets.engine.job import Job
+from comfy_widgets.engine.job import Job
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +382,16 @@ class Batch:
     # --- results ----------------------------------------------------------------------------
 
     def __await__(self) -> Generator[Any, None, ResultsFrame]:
-        return asyncio.wrap_future(self._future).__await__()
+        """Wait for every item; interrupting the wait leaves the batch running (one line says
+        so and how to stop it, see ``comfy_widgets.engine.waiting``)."""
+        return wait_detached(self._future, self._interrupted_notice).__await__()
+
+    def _interrupted_notice(self) -> str:
+        done = sum(1 for j in self._jobs if j is not None and j.done())
+        return (
+            f"Stopped waiting: batch {self.id} keeps running in the background ({done}/"
+            f"{self.total} done). batch.stop() stops it; `await batch` waits again."
+        )
 
     def result(self, timeout: float | None = None) -> ResultsFrame:
         """Block until every item is done (plain scripts); inside a running loop ``await batch``."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from comfy_widgets.engine.progress import ProgressTracker
+from comfy_widgets.engine.waiting import wait_detached
 from comfy_widgets.errors import (
     BlockingCallError,
     ComfyWidgetsError,
@@ -713,7 +714,16 @@ class Job:
     # --- waiting ------------------------------------------------------------------------------
 
     def __await__(self) -> Generator[Any, None, JobResult]:
-        return asyncio.wrap_future(self._future).__await__()
+        """Wait for the job; interrupting the wait leaves the job running (one line says so
+        and how to stop it, see ``comfy_widgets.engine.waiting``)."""
+        return wait_detached(self._future, self._interrupted_notice).__await__()
+
+    def _interrupted_notice(self) -> str:
+        return (
+            f"Stopped waiting: job {self.prompt_id[:8]} keeps running in the background "
+            f"({self.state.value}, {self.progress:.0f} %). job.cancel() stops it; `await job` "
+            "waits again."
+        )
 
     def result(self, timeout: float | None = None) -> JobResult:
         """Block until done (plain scripts only); inside a running loop use ``await job``."""
