@@ -278,3 +278,21 @@ def test_resume_leaves_items_of_a_server_that_is_down_and_sends_new_ones_elsewhe
     assert list(df["status"]) == ["queued", "completed"]
     assert list(df["server"]) == [down.url, live.url]
     assert store.batch_record("d")["status"] == "partial"
+
+
+def test_a_rerun_png_carries_the_graph_and_sends_extra_pnginfo(server, store, client):
+    """cw.rerun of a UI-workflow generation writes the workflow chunk like the first run did."""
+    from comfy_widgets.workflow.workflow import Workflow
+
+    workflow = Workflow.load(EXAMPLES / "sd15_txt2img.json")
+    first = _finished(store, client.run(workflow, seed=3, steps=1, width=64, height=64))
+    first_meta = pngmeta.read_comfy_metadata(first["outputs"][0]["local_path"])
+    generation_id = history(store=store)["generation_id"].iloc[0]
+    job = rerun(generation_id, client, store=store)
+    row = _finished(store, job)
+    meta = pngmeta.read_comfy_metadata(row["outputs"][0]["local_path"])
+    assert meta["prompt"] == job.prompt == first_meta["prompt"]
+    assert meta["workflow"] == first_meta["workflow"]
+    assert Workflow.load(meta["workflow"]).to_api() == job.prompt
+    entry = _call(client, client.get_history(job.prompt_id))[job.prompt_id]
+    assert entry["prompt"][3]["extra_pnginfo"] == {"workflow": meta["workflow"]}

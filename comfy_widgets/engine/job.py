@@ -340,8 +340,9 @@ class Job:
         # the send time, not the answer's: a free server starts the prompt (execution_start)
         # before its POST answer arrives, and queued_at must not come after started_at
         # as the frontend does, so the server's own PNGs carry the graph with the values used
-        if isinstance(self.workflow, Workflow):
-            self._ui_graph = ui_graph_for(self.workflow, self.parameters, self.prompt)
+        ui_workflow = self._ui_workflow()
+        if ui_workflow is not None:
+            self._ui_graph = ui_graph_for(ui_workflow, self.parameters, self.prompt)
         graph = self._ui_graph
         sent_at = time.time()
         submitted = await self.backend.submit(
@@ -360,6 +361,18 @@ class Job:
             self._record(JobState.QUEUED)
         self._changed()
         self.backend.request_queue_refresh()
+
+    def _ui_workflow(self) -> Workflow | None:
+        """The workflow as a ``Workflow`` when it has a UI graph: a recorded one (``rerun``,
+        ``resume``) is loaded again, so its PNGs get the ``workflow`` chunk like a first run."""
+        workflow = self.workflow
+        if isinstance(workflow, WorkflowRecord) and workflow.format == "ui":
+            try:
+                return Workflow.load(workflow.source, name=workflow.name, allow_unknown_nodes=True)
+            except ComfyWidgetsError as exc:
+                log.info("recorded workflow %s does not load again: %s", workflow.name, exc)
+                return None
+        return workflow if isinstance(workflow, Workflow) else None
 
     def adopt(
         self,

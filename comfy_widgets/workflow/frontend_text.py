@@ -32,6 +32,56 @@ def process_dynamic_prompt(text: str, rng: Any = None) -> str:
     return re.sub(r"\\([{}|])", r"\1", result)
 
 
+class _FixedChoice:
+    """A ``random()`` that always returns one value (to check a text has no real choice)."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+_SPECIAL = re.compile(r"[{}|\\]|/[/*]")
+_ESCAPES = {"{": "\\{", "}": "\\}", "|": "\\|"}
+
+
+def escape_dynamic_prompt(text: str) -> str | None:
+    """Text that ``process_dynamic_prompt`` turns back into exactly ``text``, or None.
+
+    Written into a PNG's ``workflow`` chunk, it makes the frontend reproduce the prompt text
+    that was sent when the PNG is dropped: ``{``, ``}`` and ``|`` are backslash-escaped, and
+    the ``/`` that would start a comment (``//``, ``/*``) becomes the one-option group
+    ``{/}`` (the comment pass runs before escapes are read, so a backslash cannot protect it).
+    A literal backslash before ``{``, ``}`` or ``|`` goes through a one-option group. A text
+    the frontend cannot reproduce (e.g. one ending in a backslash) gives None: the caller then
+    leaves the graph out rather than write a wrong one.
+    """
+    if not _SPECIAL.search(text):
+        return text
+    out = []
+    i = 0
+    while i < len(text):
+        char, following = text[i], text[i + 1 : i + 2]
+        i += 1
+        if char == "\\" and following in _ESCAPES:
+            # a literal backslash-brace survives only through a one-option group, whose text
+            # is unescaped twice (inner and outer pass): {\\\{}
+            out.append("{\\\\\\" + following + "}")
+            i += 1
+        elif char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif char == "/" and following in ("/", "*"):
+            out.append("{/}")
+        else:
+            out.append(char)
+    escaped = "".join(out)
+    for value in (0.0, 0.999999):
+        if process_dynamic_prompt(escaped, _FixedChoice(value)) != text:
+            return None
+    return escaped
+
+
 def _parse(source: str, i: int, chooser: Any, top: bool) -> tuple[str, int]:
     """Parse from ``i``; at top level until the end, inside a block until its ``}``."""
     if top:

@@ -7,6 +7,11 @@ written where the frontend reads them back: the node's ``widgets_values`` (and
 widget values and the inner nodes behind them. The result is converted again and compared with
 the applied prompt; when it differs, no graph is given (the caller then keeps only the exact
 ``prompt``).
+
+Two things the frontend would change when the PNG is dropped are handled here: text widgets
+with dynamic prompts (``{a|b}``, ``//`` comments) hold their text escaped so the frontend's
+pass gives back the text that was sent (``escape_dynamic_prompt``), and a prompt holding an
+integer JavaScript cannot represent (a seed above 2^53) gets no graph at all.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from comfy_widgets.workflow.conversion import (
     parse_links,
     widgets_values_index,
 )
-from comfy_widgets.workflow.frontend_text import process_dynamic_prompt
+from comfy_widgets.workflow.frontend_text import escape_dynamic_prompt
 from comfy_widgets.workflow.object_info import ObjectInfo
 from comfy_widgets.workflow.workflow import Workflow
 
@@ -29,6 +34,8 @@ from comfy_widgets.workflow.workflow import Workflow
 Place = tuple[Any, Any]
 #: The nodes from the root graph down to one node: (graph or subgraph definition, node) pairs.
 Chain = list[tuple[dict[str, Any], dict[str, Any]]]
+#: JavaScript's Number.MAX_SAFE_INTEGER: a larger integer is rounded by every frontend.
+MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def ui_graph_with_values(workflow: Workflow, values: dict[str, Any]) -> dict[str, Any] | None:
@@ -40,6 +47,8 @@ def ui_graph_with_values(workflow: Workflow, values: dict[str, Any]) -> dict[str
     if workflow.format != "ui":
         return None
     expected = workflow.apply(values)
+    if _has_unsafe_integer(expected):
+        return None
     graph = clone_json(workflow.source)
     writer = GraphWriter(graph, workflow.object_info)
     for name in values:
@@ -52,6 +61,8 @@ def ui_graph_with_values(workflow: Workflow, values: dict[str, Any]) -> dict[str
                 return None
             for container, index in places:
                 container[index] = clone_json(value)
+    if not _escape_dynamic_texts(writer, expected):
+        return None
     try:
         written = Workflow(
             graph,
@@ -61,7 +72,45 @@ def ui_graph_with_values(workflow: Workflow, values: dict[str, Any]) -> dict[str
         ).to_api()
     except ComfyWidgetsError:
         return None
-    return graph if _same_prompt(written, expected, writer) else None
+    return graph if _same_prompt(written, expected) else None
+
+
+def _has_unsafe_integer(prompt: dict[str, Any]) -> bool:
+    """True when an input holds an int beyond 2^53 - 1 (the frontend would round it)."""
+    for node in prompt.values():
+        for value in (node.get("inputs") or {}).values() if isinstance(node, dict) else ():
+            if isinstance(value, int) and not isinstance(value, bool):
+                if abs(value) > MAX_SAFE_INTEGER:
+                    return True
+    return False
+
+
+def _escape_dynamic_texts(writer: GraphWriter, expected: dict[str, Any]) -> bool:
+    """Store every dynamic-prompt text of ``expected`` escaped at its places in the graph, so
+    the frontend reproduces it; False when one cannot be escaped."""
+    for node_id, node in expected.items():
+        for name, value in (node.get("inputs") or {}).items():
+            if not isinstance(value, str) or not _is_dynamic_text(writer, node, name):
+                continue
+            places = writer.places(f"{node_id}.{name}")
+            if not places:
+                continue
+            escaped = escape_dynamic_prompt(value)
+            if escaped is None:
+                return False
+            for container, index in places:
+                if isinstance(container[index], str):
+                    container[index] = escaped
+    return True
+
+
+def _is_dynamic_text(writer: GraphWriter, node: dict[str, Any], name: str) -> bool:
+    """True for a STRING input the frontend runs its dynamic prompt pass over."""
+    class_type = str(node.get("class_type"))
+    if not writer.object_info.has(class_type):
+        return False
+    spec = writer.object_info.input(class_type, name)
+    return spec is not None and spec.type == "STRING" and spec.options.get("dynamicPrompts") is True
 
 
 class GraphWriter:
@@ -204,9 +253,9 @@ def _node(graph: dict[str, Any], node_id: str) -> dict[str, Any] | None:
     return None
 
 
-def _same_prompt(written: dict[str, Any], expected: dict[str, Any], writer: GraphWriter) -> bool:
-    """True when the written graph converts to the expected prompt; a text widget with dynamic
-    prompts may differ where the frontend's ``{a|b}`` choice or comment stripping explains it."""
+def _same_prompt(written: dict[str, Any], expected: dict[str, Any]) -> bool:
+    """True when the written graph converts to exactly the expected prompt (dynamic-prompt
+    texts are stored escaped, so their conversion is deterministic)."""
     if written.keys() != expected.keys():
         return False
     for node_id, node in expected.items():
@@ -219,24 +268,8 @@ def _same_prompt(written: dict[str, Any], expected: dict[str, Any], writer: Grap
         for name, value in node["inputs"].items():
             got = other["inputs"][name]
             if got != value or type(got) is not type(value) and isinstance(value, bool):
-                if not _dynamic_variant(writer, node, f"{node_id}.{name}", got):
-                    return False
+                return False
     return True
-
-
-def _dynamic_variant(writer: GraphWriter, node: dict[str, Any], key: str, got: Any) -> bool:
-    """True when ``got`` is what the frontend's dynamic prompt pass makes of the stored text."""
-    spec = (
-        writer.object_info.input(str(node.get("class_type")), key.rpartition(".")[2])
-        if writer.object_info.has(str(node.get("class_type")))
-        else None
-    )
-    if spec is None or spec.type != "STRING" or not spec.options.get("dynamicPrompts"):
-        return False
-    text = writer.text_at(key)
-    if not isinstance(text, str) or not isinstance(got, str):
-        return False
-    return "{" in text or got == process_dynamic_prompt(text)
 
 
 def ui_graph_for(
