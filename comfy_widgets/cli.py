@@ -4,6 +4,7 @@ recorded batch written to a folder) and ``sim`` (the simulated ComfyUI server)."
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
     from comfy_widgets.workflow.workflow import Workflow
 
 STOP_TIMEOUT_S = 60  # how long Ctrl+C waits for the server to drop the rest
-INTERRUPTED_EXIT = 130  # the shell's code for a command ended by SIGINT
+INTERRUPTED_EXIT = 130
+REACH_TIMEOUT_S = 10.0  # the shell's code for a command ended by SIGINT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,6 +153,8 @@ def run_command(args: argparse.Namespace) -> int:
                 url = stack.enter_context(sim.serve(port=0)).url
             servers.append(url)
         client = stack.enter_context(connect(servers[0] if servers else None))
+        for server in [client, *(client.for_server(url) for url in servers[1:])]:
+            check_reachable(server)
         options: dict[str, Any] = {"mode": args.mode}
         if len(servers) > 1:
             options["servers"] = servers
@@ -171,6 +175,22 @@ def run_command(args: argparse.Namespace) -> int:
     if batch.status == "cancelled":
         return INTERRUPTED_EXIT
     return 0 if batch.failed_count == 0 and batch.completed_count == batch.total else 1
+
+
+def check_reachable(client: Any, timeout: float = REACH_TIMEOUT_S) -> None:
+    """Raise ServerConnectionError naming the URL and the ways out, unless the server answers
+    ``GET /system_stats`` (once, before anything is queued or exported)."""
+    from comfy_widgets.errors import ServerConnectionError
+
+    try:
+        client.spawn(client.system_stats()).result(timeout)
+    except (ComfyWidgetsError, OSError, concurrent.futures.TimeoutError) as exc:
+        cause = exc.__cause__ if isinstance(exc, ServerConnectionError) else None
+        reason = str(cause or exc) or type(exc).__name__
+        raise ServerConnectionError(
+            f"cannot reach {client.url}: {reason} — start ComfyUI, set COMFYUI_URL, "
+            "or pass --server sim"
+        ) from None
 
 
 def _follow(batch: Batch) -> pd.DataFrame:

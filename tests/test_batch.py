@@ -122,6 +122,23 @@ async def test_a_model_file_the_server_lacks_queues_nothing(client, workflow):
     assert (await client.get_queue())["queue_pending"] == []
 
 
+async def test_a_missing_model_is_refused_once_even_without_object_info(client, workflow):
+    """No object_info fetched: the model lists are fetched once and the batch refused before
+    anything is queued (ComfyUI would otherwise reject every item on its own)."""
+    assert client.backend.cached_object_info is None
+    prompt = workflow.to_api()
+    loader = next(n for n in prompt.values() if n["class_type"] == "CheckpointLoaderSimple")
+    loader["inputs"]["ckpt_name"] = "not_on_this_server.safetensors"
+    batch = client.batch(Workflow.load(prompt), count=3, seed="random", **SMALL)
+    with pytest.raises(ParameterError) as caught:
+        await batch
+    message = str(caught.value)
+    assert message.count("not_on_this_server.safetensors") == 1 and "nothing was queued" in message
+    assert batch.status == "failed" and batch.error is caught.value and batch.jobs == []
+    assert await history_ids(client) == set()
+    assert (await client.get_queue())["queue_pending"] == []
+
+
 async def test_stop_remaining_leaves_exactly_the_started_items(server, client, workflow):
     server.settings.seconds_per_step = 0.02
     batch = client.batch(workflow, count=12, seed="random", concurrency=4, **SMALL)

@@ -220,3 +220,48 @@ def test_ctrl_c_stops_the_rest_and_exports_what_finished(tmp_path):
 def _history_ids(url: str) -> set[str]:
     with urllib.request.urlopen(f"{url}/history") as response:
         return set(json.load(response))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_no_reachable_server_exits_2_once_with_the_ways_out(tmp_path, capsys):
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    out = tmp_path / "never"
+    code = main(
+        ["run", "sd15_txt2img_api", "--server", url, "--sweep", "cfg=5,6", "--out", str(out)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("cannot reach") == 1 and f"cannot reach {url}: " in err
+    assert "start ComfyUI, set COMFYUI_URL, or pass --server sim" in err
+    assert not out.exists(), "nothing exported"
+    assert history().empty, "nothing recorded as sent"
+
+
+def test_a_checkpoint_the_server_lacks_is_refused_once_before_queueing(server, tmp_path, capsys):
+    out = tmp_path / "never"
+    code = main(
+        [
+            "run",
+            "sd15_txt2img_api",
+            "--server",
+            server.url,
+            "--set",
+            "ckpt_name=not_here.safetensors",
+            "--sweep",
+            "cfg=5,6,7",
+            "--out",
+            str(out),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("not_here.safetensors") == 1 and "'checkpoints' folder has" in err, err
+    assert "nothing was queued" in err
+    assert not out.exists()
+    with urllib.request.urlopen(f"{server.url}/history") as response:
+        assert json.load(response) == {}, "no item reached the server"

@@ -21,9 +21,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from comfy_widgets.engine.plan import VariationPlan
-from comfy_widgets.engine.validation import check_server_models
+from comfy_widgets.engine.validation import check_models_on_server, check_server_models
 from comfy_widgets.engine.waiting import wait_detached
-from comfy_widgets.errors import BlockingCallError, ServerConnectionError
+from comfy_widgets.errors import (
+    BlockingCallError,
+    ComfyWidgetsError,
+    ParameterError,
+    ServerConnectionError,
+)
 from comfy_widgets.loops import running_loop
 from comfy_widgets.records import BatchRecord, WorkflowRecord
 from comfy_widgets.results.frame import OutputRef, ResultsFrame, build_frame, columns_for, empty_row
@@ -93,6 +98,7 @@ class Batch:
         self._live: dict[Client, set[int]] = {server: set() for server in self.servers}
         self._sent: dict[Client, int] = dict.fromkeys(self.servers, 0)
         self._finished = 0
+        self.error: ComfyWidgetsError | None = None  # why the batch was refused, if it was
         self._record()
         client.spawn(self._run())
 
@@ -261,6 +267,11 @@ class Batch:
         """Send items in order while a server has a free slot; finish when all are done."""
         self._set_status(BatchState.RUNNING)
         try:
+            await self._check_models()
+        except ParameterError as exc:
+            await self._refuse(exc)
+            return
+        try:
             while True:
                 await self._wait_until(lambda: self._stopping or self._idle() or self._sendable())
                 if self._stopping or self._idle():
@@ -273,6 +284,27 @@ class Batch:
             self._stopping = True
         self.status = self._final_status()
         self._future.set_result(self.df)  # before notifying, so subscribers see done()
+        self._store_status()
+        self._changed()
+        await asyncio.gather(*(server.aclose() for server in self._owned))
+
+    async def _check_models(self) -> None:
+        """Check every item's model files against each server's lists, once, before queueing
+        (when the workflow was not built with the server's object_info)."""
+        prompts = [item[0] for item in self._items]
+        for server in self.servers:
+            try:
+                await check_models_on_server(self.workflow, prompts, server.models)
+            except ServerConnectionError:
+                continue  # an unreachable server is handled when sending to it
+
+    async def _refuse(self, error: ComfyWidgetsError) -> None:
+        """End the batch before anything was queued: every item cancelled, the error raised
+        by ``await batch`` / ``batch.result()``."""
+        self.error = error
+        self._todo = []
+        self.status = BatchState.FAILED
+        self._future.set_exception(error)
         self._store_status()
         self._changed()
         await asyncio.gather(*(server.aclose() for server in self._owned))

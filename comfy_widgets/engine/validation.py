@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from comfy_widgets.errors import ParameterError
+from comfy_widgets.errors import ParameterError, ServerError
 
 if TYPE_CHECKING:
+    from comfy_widgets.workflow.parameters import WorkflowParameter
     from comfy_widgets.workflow.workflow import Workflow
 
 
@@ -36,4 +38,51 @@ def check_server_models(workflow: Workflow, prompt: dict[str, Any]) -> None:
         lines = "\n".join(f"  - {msg}" for msg in errors.values())
         raise ParameterError(
             f"{len(errors)} model file(s) missing on the server:\n{lines}", errors=errors
+        )
+
+
+async def check_models_on_server(
+    workflow: Workflow,
+    prompts: Iterable[dict[str, Any]],
+    list_models: Callable[[str], Awaitable[list[str]]],
+) -> None:
+    """Raise ParameterError if the prompts name model files the server does not list.
+
+    For a workflow without the server's object_info (``check_server_models`` then cannot
+    tell): each model folder the workflow's parameters use is listed once (``GET
+    /models/<folder>``), and every prompt checked against it before anything is queued, so a
+    batch whose checkpoint the server lacks is refused once instead of item by item. A folder
+    the server cannot list is left to the server to judge.
+    """
+    if workflow.object_info.trusts_model_lists:
+        return
+    wanted: dict[str, dict[str, WorkflowParameter]] = {}
+    params = [p for p in workflow.parameters() if p.model_list not in (None, "input")]
+    for prompt in prompts:
+        for param in params:
+            value = (prompt.get(param.node_id) or {}).get("inputs", {}).get(param.field)
+            if isinstance(value, str):
+                wanted.setdefault(str(param.model_list), {}).setdefault(value, param)
+    errors: dict[str, str] = {}
+    for folder, values in wanted.items():
+        try:
+            available = await list_models(folder)
+        except ServerError:
+            continue
+        if not isinstance(available, list):
+            continue
+        for value, param in values.items():
+            if value not in available and param.name not in errors:
+                shown = ", ".join(repr(o) for o in available[:10]) or "nothing"
+                more = " …" if len(available) > 10 else ""
+                errors[param.name] = (
+                    f"{param.name}: {value!r} ({param.field!r} of node {param.node_id}, "
+                    f"{param.node_class}) is not on the server; its {folder!r} folder has "
+                    f"{shown}{more}"
+                )
+    if errors:
+        lines = "\n".join(f"  - {msg}" for msg in errors.values())
+        raise ParameterError(
+            f"{len(errors)} model file(s) missing on the server, nothing was queued:\n{lines}",
+            errors=errors,
         )
