@@ -242,7 +242,7 @@ def test_build_frame_types_timestamps_and_keeps_subclass_through_filtering():
 
 
 def test_html_has_thumbnails_and_escapes_text():
-    html = frame()._repr_html_()
+    html = frame().full._repr_html_()
     assert html.count("data:image/jpeg;base64,") == 2  # image column + first of outputs
     assert html.count('title="a.png"') == 2  # long data URIs are not cut by max_colwidth
     assert "a &lt;cat&gt; &amp; dog" in html

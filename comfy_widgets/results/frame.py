@@ -32,6 +32,27 @@ TAIL_COLUMNS = [
     "error",
 ]
 THUMB_SIZE = 128
+COMPACT_THUMB_SIZE = 48  # one row of the compact view is about one thumbnail high
+PARAMS_CHARS = 80
+ERROR_CHARS = 80
+#: Columns the compact view leaves out (``df.full`` shows them): ids, raw records, timings.
+DETAIL_COLUMNS = {
+    "batch_id",
+    "batch_index",
+    "generation_id",
+    "prompt_id",
+    "server",
+    "outputs",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "duration_s",
+    "error",
+    "error_node",
+    "parameters",
+    "prompt",
+}
+FULL = "full"
 MINI_THUMB_SIZE = 48
 MAX_TEXT_CHARS = 200
 _FETCH_TIMEOUT = 60.0
@@ -157,14 +178,28 @@ class OutputRef:
 
 
 class ResultsFrame(pd.DataFrame):
-    """A pandas DataFrame that renders its OutputRef cells as thumbnails in notebooks."""
+    """A pandas DataFrame that renders its OutputRef cells as thumbnails in notebooks.
+
+    Shown compact (``compact_view``: time, batch, index, status, the varied or key parameters,
+    a small thumbnail, duration, error); ``df.full`` is the same frame shown with every column.
+    The data is the same either way: only the notebook display differs.
+    """
 
     @property
     def _constructor(self):
         return ResultsFrame
 
+    @property
+    def full(self) -> ResultsFrame:
+        """This frame, displayed with every column and larger thumbnails."""
+        out = self.copy(deep=False)
+        out.attrs["comfy_display"] = FULL
+        return out
+
     def _repr_html_(self) -> str:
-        return dataframe_html(self)
+        if self.attrs.get("comfy_display") == FULL:
+            return dataframe_html(self)
+        return dataframe_html(compact_view(self), COMPACT_THUMB_SIZE)
 
 
 class ShownFrame:
@@ -220,6 +255,88 @@ def build_frame(rows: list[dict[str, Any]], columns: list[str]) -> ResultsFrame:
 def timestamp(value: float | None) -> pd.Timestamp | None:
     """A unix time in seconds as a UTC Timestamp."""
     return None if value is None else pd.Timestamp(value, unit="s", tz="UTC")
+
+
+# --- the compact view ---------------------------------------------------------------------------
+
+
+def compact_view(df: pd.DataFrame) -> pd.DataFrame:
+    """The few columns worth a glance, formatted for reading (a display copy of ``df``).
+
+    ``time`` is local and to the second, ``batch`` the batch id's first 8 characters, ``#``
+    the index in the batch, the varied parameters (or a short ``parameters`` summary), the
+    first image, ``duration`` to 0.1 s and a shortened ``error`` when any row has one. A
+    history frame is indexed by ``generation_id`` (what ``cw.rerun`` takes).
+    """
+    out: dict[str, Any] = {}
+    when = _first_time(df)
+    if when is not None and when.notna().any():
+        out["time"] = when.map(_local_time)
+    if "workflow" in df.columns:
+        out["workflow"] = df["workflow"]
+    if "batch_id" in df.columns and df["batch_id"].notna().any():
+        out["batch"] = df["batch_id"].map(lambda v: str(v)[:8] if isinstance(v, str) else "")
+    if "batch_index" in df.columns and df["batch_index"].notna().any():
+        out["#"] = df["batch_index"].map(lambda v: "" if pd.isna(v) else str(int(v)))
+    if "status" in df.columns:
+        out["status"] = df["status"]
+    for name in df.columns:
+        if name not in DETAIL_COLUMNS and name not in out and name not in ("status", "image"):
+            out[name] = df[name]
+    if "parameters" in df.columns:
+        out["parameters"] = df["parameters"].map(_short_parameters)
+        out.pop("seed", None)  # the summary names it
+    if "image" in df.columns:
+        out["image"] = df["image"]
+    if "duration_s" in df.columns and df["duration_s"].notna().any():
+        out["duration"] = df["duration_s"].map(lambda v: "" if pd.isna(v) else f"{v:.1f} s")
+    if "error" in df.columns and df["error"].notna().any():
+        out["error"] = df["error"].map(_short_error)
+    view = pd.DataFrame(out, index=df.index)
+    if "generation_id" in df.columns and df["generation_id"].notna().all():
+        view.index = pd.Index(df["generation_id"].tolist(), name="generation_id")
+    return view
+
+
+def _first_time(df: pd.DataFrame) -> pd.Series | None:
+    """When each row happened: finished, else started, else queued (None without timings)."""
+    names = [n for n in ("finished_at", "started_at", "queued_at") if n in df.columns]
+    if not names:
+        return None
+    when = df[names[0]]
+    for name in names[1:]:
+        when = when.fillna(df[name])
+    return when
+
+
+def _local_time(value: Any) -> str:
+    """A UTC timestamp as local time to the second, e.g. ``2026-12-07 17:04:21``."""
+    if value is None or pd.isna(value):
+        return ""
+    stamp = pd.Timestamp(value).round("s")
+    if stamp.tzinfo is not None:
+        return stamp.to_pydatetime().astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return stamp.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _short_parameters(value: Any) -> str:
+    """``seed=1 · steps=20 · prompt=a red fox…``, at most PARAMS_CHARS characters."""
+    if not isinstance(value, dict):
+        return ""
+    parts = []
+    for name, item in value.items():
+        text = f"<{len(item)} bytes>" if isinstance(item, bytes | bytearray) else str(item)
+        parts.append(f"{name}={text if len(text) <= 30 else text[:29] + '…'}")
+    joined = " · ".join(parts)
+    return joined if len(joined) <= PARAMS_CHARS else joined[: PARAMS_CHARS - 1] + "…"
+
+
+def _short_error(value: Any) -> str:
+    """An error's first line, at most ERROR_CHARS characters ('' for none)."""
+    if not isinstance(value, str):
+        return ""
+    line = value.strip().splitlines()[0] if value.strip() else ""
+    return line if len(line) <= ERROR_CHARS else line[: ERROR_CHARS - 1] + "…"
 
 
 # --- HTML ----------------------------------------------------------------------------------------

@@ -35,19 +35,24 @@ def history(
     status: str | list[str] | None = None,
     since: Any = None,
     store: Recorder | None = None,
+    full: bool = False,
 ) -> pd.DataFrame:
     """Every recorded generation matching the filters, one row each, in the order recorded.
 
     ``workflow`` is a name, a content hash, a workflow id or a Workflow; ``since`` a unix time,
     datetime or date string; ``status`` one status or a list. Timestamps are UTC; image cells
-    are OutputRefs, so the frame displays with thumbnails.
+    are OutputRefs, so the frame displays with thumbnails. The notebook shows a compact view
+    (local time, batch, index, status, parameters, thumbnail, duration, indexed by
+    ``generation_id``); every column is in the frame, and ``full=True`` (or ``df.full``)
+    displays them all.
     """
     recorder = store or Store.default()
     records = recorder.find_generations(
         workflow=workflow, batch_id=batch_id, status=status, since=since
     )
     rows = [_history_row(r) for r in records]
-    return build_frame(rows, [*HISTORY_HEAD, *TAIL_COLUMNS, "error_node", "prompt"])
+    df = build_frame(rows, [*HISTORY_HEAD, *TAIL_COLUMNS, "error_node", "prompt"])
+    return df.full if full else df
 
 
 def load_batch(batch_id: str, store: Recorder | None = None) -> pd.DataFrame:
