@@ -67,7 +67,7 @@ async def test_twenty_items_complete_with_twenty_correct_rows(client, workflow):
         assert job.prompt["6"]["inputs"]["text"] == row.prompt
     assert all(isinstance(ref, OutputRef) and ref.kind == "image" for ref in df["image"])
     first, second = df["image"].iat[0], df["image"].iat[1]
-    assert first.image().size == (64, 64)
+    assert first.image.size == (64, 64)
     assert first.load() != second.load()  # the simulator draws from the parameters
     assert df["outputs"].map(len).tolist() == [1] * 20
 
@@ -220,7 +220,7 @@ async def test_two_server_pool_spreads_the_work(client, workflow):
         )
         assert set(df.loc[df["server"] == client.url, "prompt_id"]) == await history_ids(client)
         row = df[df["server"] == other.url].iloc[0]
-        assert row["image"].image().size == (64, 64)  # loads although the pool client closed
+        assert row["image"].image.size == (64, 64)  # loads although the pool client closed
         await pool_other.aclose()
     finally:
         await other.astop()

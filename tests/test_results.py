@@ -65,7 +65,7 @@ def test_from_output_keeps_the_bytes_and_describes_the_file():
         "9",
     )
     assert ref.load() is data
-    assert ref.image().size == (300, 200)
+    assert ref.image.size == (300, 200)
 
 
 def test_local_copy_is_preferred_and_memory_is_not_kept(tmp_path):
@@ -77,7 +77,7 @@ def test_local_copy_is_preferred_and_memory_is_not_kept(tmp_path):
     ref = OutputRef.from_output(output)
     assert ref.local_path == str(path)
     assert ref.load() == copy
-    assert ref.image().getpixel((0, 0)) == (0, 0, 255)
+    assert ref.image.getpixel((0, 0)) == (0, 0, 255)
 
 
 def test_thumbnail_fits_the_size_and_is_cached():
@@ -111,7 +111,7 @@ def test_text_output_reads_its_text():
     ref = OutputRef.from_output(output)
     assert ref.text() == "a <b>cat</b>"
     with pytest.raises(TypeError):
-        ref.image()
+        _ = ref.image
 
 
 def test_repr_png_is_a_png_thumbnail_and_none_for_video():
@@ -154,7 +154,7 @@ def test_load_fetches_from_the_server_view_when_nothing_is_local(view_server):
     ref = OutputRef.from_record(
         {"filename": "a.png", "subfolder": "sub", "type": "temp", "kind": "image"}, server=url
     )
-    assert ref.image().getpixel((0, 0)) == (10, 20, 30)
+    assert ref.image.getpixel((0, 0)) == (10, 20, 30)
     path, query, auth = seen[0]
     assert path == "/view" and auth is None
     assert query == {"filename": ["a.png"], "subfolder": ["sub"], "type": ["temp"]}
@@ -165,7 +165,7 @@ def test_fetch_through_a_client_sends_its_credentials_from_any_thread(view_serve
     client = connect(url, token="secret-token")
     try:
         ref = OutputRef(filename="a.png", server=url, _client=client)
-        assert ref.image().getpixel((0, 0)) == (10, 20, 30)  # via the client's own loop
+        assert ref.image.getpixel((0, 0)) == (10, 20, 30)  # via the client's own loop
     finally:
         client.close()
     assert seen[-1][2] == "Bearer secret-token"
@@ -184,7 +184,7 @@ async def test_fetch_on_the_client_loop_thread_uses_a_plain_request(view_server)
 def test_missing_local_file_falls_back_to_the_server(view_server, tmp_path):
     url, _ = view_server
     record = {"filename": "a.png", "kind": "image", "local_path": str(tmp_path / "gone.png")}
-    assert OutputRef.from_record(record, server=url).image().size == (300, 200)
+    assert OutputRef.from_record(record, server=url).image.size == (300, 200)
 
 
 def test_no_copy_and_no_server_says_so():

@@ -58,3 +58,17 @@ def test_load_batch_and_results_are_compact(store):  # noqa: F811
     compact = frame()._repr_html_()
     assert compact.count("data:image/jpeg;base64,") == 1  # the image, not the outputs list
     assert frame().full._repr_html_().count("data:image/jpeg;base64,") == 2
+
+
+def test_output_ref_image_is_a_property_and_the_old_call_warns():
+    import pytest
+
+    from comfy_widgets.results.frame import OutputRef
+    from tests.test_results import png_bytes
+
+    ref = OutputRef(filename="a.png", _data=png_bytes())
+    image = ref.image
+    assert image.size == (300, 200) and image.getpixel((0, 0)) is not None
+    with pytest.warns(DeprecationWarning, match="property"):
+        again = ref.image()
+    assert again.size == image.size

@@ -59,7 +59,7 @@ def test_load_batch_has_the_results_columns_and_planned_rows(store):
     assert df["prompt_id"].iloc[0] == jobs[0].prompt_id and pd.isna(df["prompt_id"].iloc[3])
     assert isinstance(df["image"].iloc[0], OutputRef)
     assert len(df["outputs"].iloc[1]) == 2 and df["outputs"].iloc[3] == []
-    assert df["image"].iloc[1].image().size == (8, 8)
+    assert df["image"].iloc[1].image.size == (8, 8)
     assert df["error"].iloc[2] == "node 3 failed"
     assert df["duration_s"].iloc[0] == pytest.approx(2.5)
     assert df["finished_at"].iloc[0] == pd.Timestamp(1003.5, unit="s", tz="UTC")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,13 +136,18 @@ class OutputRef:
         response.raise_for_status()
         return response.content
 
+    @property
     def image(self) -> Image.Image:
-        """The image at full size (the first frame of an animation)."""
+        """The image at full size (the first frame of an animation), read on each access.
+
+        A property like ``job.images`` and ``Output.image``. ``ref.image()`` (a method before)
+        still works for one release, with a DeprecationWarning.
+        """
         if self.kind != "image":
             raise TypeError(f"{self.filename or 'output'} is {self.kind}, not an image")
         image = Image.open(io.BytesIO(self.load()))
         image.load()
-        return image
+        return _callable_for_one_release(image)
 
     def text(self) -> str:
         """A text output's text."""
@@ -162,7 +168,7 @@ class OutputRef:
     def thumbnail_bytes(self, size: int = 256) -> tuple[str, bytes]:
         """``(mime, bytes)`` of the cached thumbnail: JPEG for opaque images, PNG otherwise."""
         if size not in self._thumbs:
-            self._thumbs[size] = _encode_thumbnail(self.image(), size)
+            self._thumbs[size] = _encode_thumbnail(self.image, size)
         return self._thumbs[size]
 
     # --- notebook display ---
@@ -211,6 +217,29 @@ class ShownFrame:
 
     def _repr_html_(self) -> str:
         return dataframe_html(self.df, self.thumb_size)
+
+
+_CALLABLE_CLASSES: dict[type, type] = {}
+
+
+def _callable_for_one_release(image: Image.Image) -> Image.Image:
+    """The image, whose class also accepts the old call ``ref.image()`` (with a warning)."""
+    base = type(image)
+    cls = _CALLABLE_CLASSES.get(base)
+    if cls is None:
+
+        def __call__(self: Image.Image) -> Image.Image:
+            warnings.warn(
+                "OutputRef.image is a property now (like job.images): drop the ()",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return self
+
+        cls = type(base.__name__, (base,), {"__call__": __call__, "__module__": base.__module__})
+        _CALLABLE_CLASSES[base] = cls
+    image.__class__ = cls
+    return image
 
 
 def show(df: pd.DataFrame, thumb_size: int = THUMB_SIZE) -> ShownFrame:

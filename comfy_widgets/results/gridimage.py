@@ -173,7 +173,9 @@ def load_image(value: Any, size: int | None = None) -> Image.Image | None:
     elif size is not None and hasattr(value, "thumbnail"):
         image = value.thumbnail(size)
     elif hasattr(value, "image"):
-        image = value.image()
+        image = value.image  # OutputRef.image is a property; other refs may offer a method
+        if callable(image) and not isinstance(image, Image.Image):
+            image = image()
     else:
         return None
     if image is None:
