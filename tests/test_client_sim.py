@@ -134,6 +134,7 @@ async def test_validation_error_before_anything_runs(client):
     with pytest.raises(PromptValidationError) as info:
         await job
     assert "3" in info.value.node_errors and job.state == "failed"
+    assert list(info.value.node_errors) == ["3"] and job.error_node == "3", "one node named"
 
 
 async def test_cancel_pending_deletes_it(client):

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from comfy_widgets.engine.validation import check_server_models
+from comfy_widgets.errors import BlockingCallError
+from comfy_widgets.loops import running_loop
 from comfy_widgets.records import NullRecorder, Recorder, open_recorder
 from comfy_widgets.transport.classic import ClassicBackend
 from comfy_widgets.transport.uploads import PendingUpload, prepare_image_values
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
     from comfy_widgets.transport.monitor import Monitor
     from comfy_widgets.workflow.object_info import ObjectInfo
     from comfy_widgets.workflow.workflow import Workflow
+
+
+DEFAULT_CALL_TIMEOUT_S = 60.0
 
 
 class Client:
@@ -103,6 +108,36 @@ class Client:
     def posting(self) -> bool:
         """True while a POST /prompt is in flight or waiting its turn."""
         return self.backend.posting
+
+    def call(
+        self,
+        request: Callable[..., Coroutine[Any, Any, Any]] | Coroutine[Any, Any, Any],
+        *args: Any,
+        timeout: float | None = DEFAULT_CALL_TIMEOUT_S,
+        **kwargs: Any,
+    ) -> Any:
+        """Run one of the client's coroutines to its result from plain (non-async) code.
+
+        ``client.call(client.models, "checkpoints")`` or ``client.call(client.get_queue())``;
+        like ``job.result()`` it raises BlockingCallError inside a running event loop (a
+        notebook cell: ``await client.models("checkpoints")`` there), since blocking that loop
+        would also block the socket and HTTP calls the answer depends on.
+        """
+        if running_loop() is not None:
+            if asyncio.iscoroutine(request):
+                request.close()  # never awaited: no "coroutine was never awaited" warning
+            name = getattr(request, "__name__", None) or getattr(request, "__qualname__", "...")
+            raise BlockingCallError(
+                f"client.call() would block the running event loop; use "
+                f"`await client.{name}(...)` instead"
+            )
+        coro = request if asyncio.iscoroutine(request) else request(*args, **kwargs)
+        future = self.spawn(coro)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"no answer from {self.url} after {timeout} s") from None
 
     # --- server calls (the classic protocol's HTTP API) ---------------------------------------
 

@@ -27,6 +27,7 @@ from comfy_widgets.errors import (
     ComfyWidgetsError,
     ExecutionError,
     JobCancelledError,
+    PromptValidationError,
     ServerConnectionError,
 )
 from comfy_widgets.loops import running_loop
@@ -221,8 +222,13 @@ class Job:
 
     @property
     def error_node(self) -> str | None:
-        """Id of the node that failed, if known."""
-        return getattr(self.error, "node_id", None)
+        """Id of the node that failed, if known: the node an execution error names, or the
+        one node a server validation error names (several nodes: None, see the message)."""
+        node = getattr(self.error, "node_id", None)
+        if node is None and isinstance(self.error, PromptValidationError):
+            nodes = list(self.error.node_errors)
+            node = str(nodes[0]) if len(nodes) == 1 else None
+        return node
 
     @property
     def backend(self) -> Backend:

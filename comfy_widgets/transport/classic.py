@@ -22,7 +22,12 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
-from comfy_widgets.errors import HTTPStatusError, PromptValidationError, ServerConnectionError
+from comfy_widgets.errors import (
+    HTTPStatusError,
+    PromptValidationError,
+    ServerConnectionError,
+    ServerError,
+)
 from comfy_widgets.loops import background_loop, running_loop
 from comfy_widgets.states import JobState
 from comfy_widgets.transport.backend import (
@@ -304,9 +309,28 @@ class ClassicBackend:
         return await self._json("GET", "/system_stats")
 
     async def models(self, folder: str | None = None) -> list[str]:
-        """GET /models (folder names) or /models/{folder} (file names)."""
-        path = "/models" if folder is None else f"/models/{quote(folder)}"
-        return await self._json("GET", path)
+        """GET /models (folder names) or /models/{folder} (file names).
+
+        An unknown folder (ComfyUI answers 404 with an empty body) raises HTTPStatusError
+        naming the folder and the folders the server has.
+        """
+        if folder is None:
+            return await self._json("GET", "/models")
+        try:
+            return await self._json("GET", f"/models/{quote(folder, safe='')}")
+        except HTTPStatusError as exc:
+            if exc.status_code != 404:
+                raise
+            try:
+                folders = await self._json("GET", "/models")
+            except ServerError:
+                folders = None
+            known = ", ".join(str(f) for f in folders) if isinstance(folders, list) else "unknown"
+            raise HTTPStatusError(
+                f"{self.url} has no model folder {folder!r}; its folders are: {known}",
+                status_code=404,
+                body=exc.body,
+            ) from None
 
     async def features(self) -> dict[str, Any]:
         """GET /features: what the server supports (preview metadata, upload size)."""
