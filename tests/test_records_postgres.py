@@ -1,0 +1,393 @@
+"""What only the PostgreSQL store has: its schema and migrations, writers in several processes,
+credentials kept out of everything, reconnecting, and outputs read from another machine."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from comfy_widgets.records import BatchRecord, GenerationRecord, WorkflowRecord, pg_schema
+from comfy_widgets.records.postgres import PostgresStore, StoreError, is_postgres_url
+from comfy_widgets.states import BatchState, JobState
+from comfy_widgets.transport.outputs import Output
+from tests.store_fakes import API_PROMPT, png_bytes
+
+REPO = Path(__file__).resolve().parents[1]
+JOBS_PER_WRITER = 60
+TABLES = {"comfyui_workflows", "comfyui_generations", "comfyui_batches", "comfyui_schema_version"}
+
+
+@pytest.fixture
+def store(postgres_url, tmp_path):
+    store = PostgresStore(postgres_url, outputs_dir=tmp_path / "outputs")
+    yield store
+    store.close()
+
+
+def _raw(url: str) -> psycopg.Connection:
+    """A plain autocommit connection to the test's schema (to look at or change tables)."""
+    return psycopg.connect(url, autocommit=True)
+
+
+def _finished(prompt_id: str | None = None, **fields) -> GenerationRecord:
+    fields.setdefault("parameters", {"seed": 1})
+    gen = GenerationRecord(prompt_id or str(uuid.uuid4()), JobState.COMPLETED, **fields)
+    gen.outputs = [Output("9", "a.png", "", "output", "image", "image/png", png_bytes())]
+    return gen
+
+
+# --- schema and migrations --------------------------------------------------------------------
+
+
+def test_schema_has_the_plans_tables_and_jsonb_columns(store, postgres_url):
+    with _raw(postgres_url) as conn:
+        tables = {
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            )
+        }
+        types = dict(
+            conn.execute(
+                "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns"
+                " WHERE table_schema = current_schema()"
+            ).fetchall()
+        )
+        versions = [r[0] for r in conn.execute("SELECT version FROM comfyui_schema_version")]
+    assert TABLES <= tables
+    assert types["comfyui_workflows.default_parameters"] == "jsonb"
+    assert types["comfyui_generations.parameters_used"] == "jsonb"
+    assert types["comfyui_generations.prompt"] == "json"  # the exact text sent
+    for column in ("batch_id", "batch_index"):
+        assert f"comfyui_generations.{column}" in types
+    for column in ("total_count", "completed_count", "failed_count", "status"):
+        assert f"comfyui_batches.{column}" in types
+    assert versions == [n for n, _ in pg_schema.MIGRATIONS]
+    assert store.schema_version == pg_schema.LATEST
+
+
+def test_newer_schema_with_unknown_columns_and_tables_still_opens(postgres_url, tmp_path):
+    PostgresStore(postgres_url).close()
+    with _raw(postgres_url) as conn:
+        conn.execute("ALTER TABLE comfyui_generations ADD COLUMN future_col TEXT DEFAULT 'x'")
+        conn.execute("ALTER TABLE comfyui_workflows ADD COLUMN tags TEXT[] NOT NULL DEFAULT '{}'")
+        conn.execute("CREATE TABLE comfyui_future (id SERIAL PRIMARY KEY)")
+        conn.execute(
+            "INSERT INTO comfyui_schema_version (version) VALUES (%s)", (pg_schema.LATEST + 5,)
+        )
+    store = PostgresStore(postgres_url, outputs_dir=tmp_path)
+    assert store.schema_version == pg_schema.LATEST + 5
+    wf = WorkflowRecord("w", API_PROMPT, "api")
+    store.record_generation(_finished(workflow=wf, batch_id="b", batch_index=0))
+    store.set_last_used(wf, {"seed": 2})
+    [row] = store.find_generations(workflow="w")
+    assert row.state == JobState.COMPLETED and store.last_used(wf) == {"seed": 2}
+    assert store.batch("b").completed_count == 1
+    assert store.query("SELECT future_col FROM comfyui_generations")[0]["future_col"] == "x"
+
+
+def test_older_store_is_migrated_forward_once(postgres_url, monkeypatch):
+    PostgresStore(postgres_url).close()
+    extra = (pg_schema.LATEST + 1, ["ALTER TABLE comfyui_batches ADD COLUMN note TEXT"])
+    monkeypatch.setattr(pg_schema, "MIGRATIONS", [*pg_schema.MIGRATIONS, extra])
+    store = PostgresStore(postgres_url)
+    assert store.schema_version == extra[0]
+    assert store.query("SELECT note FROM comfyui_batches") == []
+    assert PostgresStore(postgres_url).schema_version == extra[0]  # not applied twice
+
+
+def test_failed_migration_rolls_back(postgres_url, monkeypatch):
+    PostgresStore(postgres_url).close()
+    bad = (pg_schema.LATEST + 1, ["CREATE TABLE comfyui_t2 (a INTEGER)", "THIS IS NOT SQL"])
+    monkeypatch.setattr(pg_schema, "MIGRATIONS", [*pg_schema.MIGRATIONS, bad])
+    with pytest.raises(psycopg.errors.SyntaxError):
+        PostgresStore(postgres_url)
+    with _raw(postgres_url) as conn:
+        assert conn.execute("SELECT MAX(version) FROM comfyui_schema_version").fetchone()[0] == (
+            pg_schema.LATEST
+        )
+        assert conn.execute("SELECT to_regclass('comfyui_t2')").fetchone()[0] is None
+
+
+def test_a_role_without_create_rights_opens_an_up_to_date_store(postgres_server, postgres_url):
+    writer = PostgresStore(postgres_url)
+    writer.record_generation(_finished())
+    writer.close()
+    schema = postgres_url.rsplit("%3D", 1)[1]
+    with postgres_server.admin("comfy_widgets") as conn:
+        conn.execute("DROP ROLE IF EXISTS cw_reader")
+        conn.execute("CREATE ROLE cw_reader LOGIN PASSWORD 'reader-pw'")
+        conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO cw_reader")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO cw_reader")
+    reader_url = postgres_url.replace(f"cw_test:{postgres_server.password}", "cw_reader:reader-pw")
+    reader = PostgresStore(reader_url)
+    try:
+        assert reader.schema_version == pg_schema.LATEST
+        assert len(reader.find_generations()) == 1
+    finally:
+        reader.close()
+        with postgres_server.admin("comfy_widgets") as conn:
+            conn.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM cw_reader")
+            conn.execute(f"REVOKE ALL ON SCHEMA {schema} FROM cw_reader")
+            conn.execute("DROP ROLE cw_reader")
+
+
+# --- several writers --------------------------------------------------------------------------
+
+WRITER = """
+import sys
+from comfy_widgets.records import BatchRecord, GenerationRecord, WorkflowRecord
+from comfy_widgets.records.postgres import PostgresStore
+from comfy_widgets.states import JobState
+from comfy_widgets.transport.outputs import Output
+from tests.store_fakes import API_PROMPT, png_bytes
+
+url, tag, count, outputs = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+store = PostgresStore(url, outputs_dir=outputs)
+wf = WorkflowRecord("shared", API_PROMPT, "api")
+store.record_batch(BatchRecord("shared-batch", wf, 2 * count))
+print("ready", flush=True)
+sys.stdin.readline()
+offset = 0 if tag == "a" else count
+for i in range(count):
+    gen = GenerationRecord(f"{tag}-{i}", JobState.QUEUED, "http://127.0.0.1:1", wf,
+                           {"seed": i, "writer": tag}, API_PROMPT, batch_id="shared-batch",
+                           batch_index=offset + i, queued_at=1000.0 + i)
+    store.record_generation(gen)
+    gen.state = JobState.RUNNING
+    store.record_generation(gen)
+    gen.state = JobState.FAILED if i % 10 == 9 else JobState.COMPLETED
+    gen.outputs = [Output("9", "x.png", "", "output", "image", "image/png", png_bytes())]
+    store.record_generation(gen)
+    store.set_last_used(wf, {"seed": i, "writer": tag})
+print("done", flush=True)
+"""
+
+
+def _start_writer(url: str, tag: str, outputs: Path) -> subprocess.Popen:
+    """A writer process (own interpreter, own connection) that waits for a line to start."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, url, tag, str(JOBS_PER_WRITER), str(outputs)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_two_processes_write_one_batch_without_losing_anything(postgres_url, tmp_path):
+    writers = [_start_writer(postgres_url, tag, tmp_path / tag) for tag in "ab"]
+    for proc in writers:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    for proc in writers:
+        out, _ = proc.communicate(timeout=180)
+        assert proc.returncode == 0 and out.strip() == "done"
+    store = PostgresStore(postgres_url, outputs_dir=tmp_path / "reader")
+    rows = store.find_generations(batch_id="shared-batch")
+    assert sorted(r.batch_index for r in rows) == list(range(2 * JOBS_PER_WRITER))
+    assert len({r.prompt_id for r in rows}) == 2 * JOBS_PER_WRITER
+    failed = [r for r in rows if r.state == JobState.FAILED]
+    assert len(failed) == 2 * JOBS_PER_WRITER // 10
+    assert all(len(r.saved_outputs) == 1 for r in rows)
+    assert all(Path(r.saved_outputs[0].local_path).is_file() for r in rows)
+    record = store.batch("shared-batch")
+    expected = (2 * JOBS_PER_WRITER - len(failed), len(failed))
+    assert (record.completed_count, record.failed_count) == expected
+    assert len(store.query("SELECT id FROM comfyui_workflows")) == 1
+    assert store.last_used(WorkflowRecord("shared", API_PROMPT, "api"))["seed"] == (
+        JOBS_PER_WRITER - 1
+    )
+    store.close()
+
+
+def test_a_batch_recount_waits_for_and_sees_another_writers_item(store, postgres_url):
+    """Another kernel holds the batch row while it adds a finished item: our write waits for
+    its commit, so our recount includes its item (counts read before it would lose it)."""
+    store.record_batch(BatchRecord("b", None, 2))
+    store.record_generation(GenerationRecord("ours", JobState.QUEUED, batch_id="b", batch_index=0))
+    other = _raw(postgres_url)
+    other.autocommit = False
+    other.execute("SELECT 1 FROM comfyui_batches WHERE id = 'b' FOR UPDATE")
+    other.execute(
+        "INSERT INTO comfyui_generations (prompt_id, status, batch_id, batch_index)"
+        " VALUES ('theirs', 'completed', 'b', 1)"
+    )
+    writer = threading.Thread(
+        target=store.record_generation, args=(_finished("ours", batch_id="b", batch_index=0),)
+    )
+    writer.start()
+    writer.join(timeout=0.5)
+    assert writer.is_alive(), "the write did not wait for the other writer's batch lock"
+    other.commit()
+    other.close()
+    writer.join(timeout=30)
+    assert not writer.is_alive()
+    record = store.batch("b")
+    assert (record.completed_count, record.failed_count) == (2, 0)
+
+
+def test_two_processes_open_a_new_database_and_migrate_it_once(postgres_url):
+    code = "import sys; from comfy_widgets.records.postgres import PostgresStore as S; " + (
+        "print(S(sys.argv[1]).schema_version)"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, postgres_url], cwd=REPO, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    outs = [proc.communicate(timeout=120)[0].strip() for proc in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0]
+    assert outs == [str(pg_schema.LATEST)] * 3
+    with _raw(postgres_url) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM comfyui_schema_version")]
+    assert versions == [n for n, _ in pg_schema.MIGRATIONS]
+
+
+# --- credentials ------------------------------------------------------------------------------
+
+
+def test_credentials_never_reach_the_database_logs_or_messages(
+    postgres_server, postgres_url, tmp_path, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    password = postgres_server.password
+    secrets = [password, "srv-SECRET-19ab", "tok-SECRET-42cd"]
+    server = f"http://bob:{secrets[1]}@127.0.0.1:8188/?token={secrets[2]}"
+    store = PostgresStore(postgres_url, outputs_dir=tmp_path / "outputs")
+    wf = WorkflowRecord("w", API_PROMPT, "api")
+    store.record_batch(BatchRecord("b", wf, 2, servers=[server, postgres_url]))
+    gen = _finished(server=server, workflow=wf, batch_id="b", batch_index=0)
+    store.record_generation(gen)
+    store.record_generation(
+        GenerationRecord("lost-1", JobState.LOST, server, batch_id="b", batch_index=1)
+    )
+    store.set_last_used(wf, {"seed": 1})
+    store.set_batch_state("b", BatchState.PARTIAL)
+    shown = [repr(store), str(store), store.url, repr(store.batch("b")), caplog.text]
+    shown += [repr(r) for r in store.find_generations()]
+    with pytest.raises(StoreError) as wrong:
+        PostgresStore(postgres_url.replace(password, password[:-1] + "x"))
+    with pytest.raises(StoreError) as malformed:
+        PostgresStore(f"postgresql://u:{password}@127.0.0.1:notaport/db")
+    shown += [str(wrong.value), repr(wrong.value), str(malformed.value)]
+    assert "password authentication failed" in str(wrong.value)
+    assert wrong.value.__cause__ is None and wrong.value.__suppress_context__
+    for text in shown:
+        assert all(s not in text for s in secrets), text
+    assert store.url == f"postgresql://cw_test@127.0.0.1:{postgres_server.port}/comfy_widgets"
+    store.close()
+    found = _grep_database(postgres_server, secrets)
+    assert found == [], f"credentials stored in {found}"
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert files and not [p for p in files if any(s.encode() in p.read_bytes() for s in secrets)]
+
+
+def _grep_database(postgres_server, secrets: list[str]) -> list[str]:
+    """Every text-like column of every table in the test database that holds a secret."""
+    hits = []
+    with postgres_server.admin("comfy_widgets") as conn:
+        columns = conn.execute(
+            "SELECT table_schema, table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+            " AND data_type IN ('text', 'json', 'jsonb', 'character varying', 'ARRAY')"
+        ).fetchall()
+        for schema, table, column in columns:
+            for secret in secrets:
+                query = psycopg.sql.SQL("SELECT count(*) FROM {}.{} WHERE {}::text LIKE %s").format(
+                    psycopg.sql.Identifier(schema),
+                    psycopg.sql.Identifier(table),
+                    psycopg.sql.Identifier(column),
+                )
+                if conn.execute(query, (f"%{secret}%",)).fetchone()[0]:
+                    hits.append(f"{schema}.{table}.{column}")
+        activity = conn.execute("SELECT application_name FROM pg_stat_activity").fetchall()
+        hits += [name for (name,) in activity if any(s in (name or "") for s in secrets)]
+    return hits
+
+
+def test_password_in_a_query_parameter_is_kept_out_of_repr_too(postgres_server, postgres_url):
+    password = postgres_server.password
+    url = postgres_url.replace(f":{password}@", "@") + f"&password={password}"
+    store = PostgresStore(url)
+    assert password not in repr(store) and len(store.find_generations()) == 0
+    store.close()
+
+
+def test_urls_that_are_not_postgresql_are_refused():
+    assert is_postgres_url("postgres://h/db") and is_postgres_url("POSTGRESQL://h/db")
+    assert not is_postgres_url("/tmp/store.sqlite") and not is_postgres_url(None)
+    with pytest.raises(StoreError, match="postgresql://"):
+        PostgresStore("mysql://u:p@h/db")
+
+
+# --- connections and robustness ---------------------------------------------------------------
+
+
+def test_a_dropped_connection_is_reopened(store, postgres_server):
+    store.record_generation(_finished("before"))
+    pid = store.query("SELECT pg_backend_pid() AS pid")[0]["pid"]
+    with postgres_server.admin("comfy_widgets") as conn:
+        assert conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+    store.record_generation(_finished("after"))
+    assert [r.prompt_id for r in store.find_generations()] == ["before", "after"]
+    assert store.query("SELECT pg_backend_pid() AS pid")[0]["pid"] != pid
+
+
+def test_values_postgresql_refuses_are_stored_readably(store):
+    gen = _finished(parameters={"cfg": float("nan"), "prompt": "a\x00b"}, error="bad\x00byte")
+    gen.state = JobState.FAILED
+    store.record_generation(gen)
+    [row] = store.find_generations()
+    assert row.parameters == {"cfg": "nan", "prompt": "a\ufffdb"}
+    assert row.error == "bad\ufffdbyte"
+
+
+def test_a_store_reached_again_after_the_server_restarts(store, postgres_server):
+    store.record_generation(_finished("one"))
+    postgres_server.restart()
+    store.record_generation(_finished("two"))
+    assert [r.prompt_id for r in store.find_generations()] == ["one", "two"]
+
+
+# --- outputs on another machine ---------------------------------------------------------------
+
+
+def test_outputs_resolve_on_another_machine(postgres_url, tmp_path):
+    writer = PostgresStore(postgres_url, outputs_dir=tmp_path / "alice" / "outputs")
+    writer.record_generation(_finished("p1", batch_id="b", batch_index=0))
+    writer.close()
+    reader = PostgresStore(postgres_url, outputs_dir=tmp_path / "bob" / "outputs")
+    [out] = reader.find_generations()[0].saved_outputs
+    written = tmp_path / "alice" / "outputs" / "b" / "p1_0.png"
+    assert Path(out.local_path) == written  # a shared mount: the writer's path is readable
+    copied = tmp_path / "bob" / "outputs" / "b" / "p1_0.png"
+    copied.parent.mkdir(parents=True)
+    written.rename(copied)  # a synced/copied folder: the same relative path here
+    [out] = reader.find_generations()[0].saved_outputs
+    assert Path(out.local_path) == copied
+    copied.unlink()  # nowhere here: the server's file reference is what is left
+    [out] = reader.find_generations()[0].saved_outputs
+    assert (out.filename, out.subfolder, out.type) == ("a.png", "", "output")
+    assert not Path(out.local_path).exists()
+    reader.close()
+
+
+def test_plan_and_prompts_keep_their_key_order(store):
+    plan = [{"z": 1, "a": 2, "seed": 3}]
+    prompts = [{"10": {"inputs": {"b": 1, "a": 2}}, "2": {"inputs": {}}}]
+    store.record_batch(BatchRecord("b", None, 1, plan=plan, prompts=prompts))
+    record = store.batch("b")
+    assert list(record.plan[0]) == ["z", "a", "seed"]
+    assert json.dumps(record.prompts) == json.dumps(prompts)
