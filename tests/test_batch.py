@@ -9,12 +9,12 @@ import threading
 import pytest
 
 from comfy_widgets import sim
-from comfy_widgets.client import connect
+from comfy_widgets.engine.client import connect
+from comfy_widgets.engine.plan import sweep, values
 from comfy_widgets.errors import BlockingCallError, ParameterError
 from comfy_widgets.examples import __file__ as examples_init
-from comfy_widgets.plan import sweep, values
-from comfy_widgets.results import OutputRef, ResultsFrame
-from comfy_widgets.store import Store
+from comfy_widgets.records.sqlite import Store
+from comfy_widgets.results.frame import OutputRef, ResultsFrame
 from comfy_widgets.workflow.workflow import Workflow
 
 WORKFLOW_PATH = __import__("pathlib").Path(examples_init).parent / "sd15_txt2img_api.json"

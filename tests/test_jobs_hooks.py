@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from comfy_widgets import sim
-from comfy_widgets.client import connect
+from comfy_widgets.engine.client import connect
 from comfy_widgets.errors import ExecutionError, JobCancelledError
-from comfy_widgets.store import Store
+from comfy_widgets.records.sqlite import Store
 from tests.test_client_fakeserver import PROMPT, FakeComfy
 from tests.test_client_sim import EMPTY_IMAGE, ksampler, until
 
@@ -80,7 +80,7 @@ async def test_hooks_for_failed_and_cancelled_jobs(server):
 async def test_failing_hook_is_logged_not_fatal(server, caplog):
     client = connect(server.url, store=RecordingStore(fail=True))
     try:
-        with caplog.at_level(logging.ERROR, logger="comfy_widgets.jobs"):
+        with caplog.at_level(logging.ERROR, logger="comfy_widgets.engine.job"):
             result = await client.submit(EMPTY_IMAGE)
         assert result.status == "completed"
         assert "store.job_finished failed" in caplog.text
