@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -158,7 +159,7 @@ def test_batch_round_trips_and_counts_follow_generations(recorder):
         wf,
         3,
         spec={"seed": "random"},
-        plan_seed=2**63 + 5,
+        plan_seed=2**40 + 5,
         plan=plan,
         prompts=prompts,
         columns=["prompt", "seed"],
@@ -179,7 +180,7 @@ def test_batch_round_trips_and_counts_follow_generations(recorder):
     assert counts == (1, 1, BatchState.PARTIAL)
     assert (record.plan, record.prompts, record.spec) == (plan, prompts, {"seed": "random"})
     assert (record.plan_seed, record.columns, record.total_count) == (
-        2**63 + 5,
+        2**40 + 5,
         ["prompt", "seed"],
         3,
     )
@@ -202,7 +203,7 @@ def test_lost_items_count_as_failed(recorder):
     recorder.record_batch(BatchRecord("b", None, 2))
     first = _generation(batch_id="b", batch_index=0)
     recorder.record_generation(first)
-    recorder.record_generation(_generation(JobState.LOST, prompt_id=first.prompt_id, error="gone"))
+    recorder.record_generation(replace(first, state=JobState.LOST, error="gone"))
     [row] = recorder.find_generations(batch_id="b")
     assert (row.state, row.error, row.parameters) == (JobState.LOST, "gone", {"seed": 7})
     assert (recorder.batch("b").failed_count, recorder.batch("b").completed_count) == (1, 0)
@@ -212,7 +213,7 @@ def test_resent_batch_item_replaces_its_row(recorder):
     recorder.record_batch(BatchRecord("b2", None, 1))
     first = _generation(batch_id="b2", batch_index=0)
     recorder.record_generation(first)
-    recorder.record_generation(_generation(JobState.LOST, prompt_id=first.prompt_id))
+    recorder.record_generation(replace(first, state=JobState.LOST))
     second = _generation(batch_id="b2", batch_index=0, parameters={"seed": 8})
     recorder.record_generation(second)
     rows = recorder.find_generations(batch_id="b2")

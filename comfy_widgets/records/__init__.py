@@ -6,6 +6,7 @@ never on one implementation.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from comfy_widgets.records.recorder import (
@@ -17,6 +18,8 @@ from comfy_widgets.records.recorder import (
     WorkflowRecord,
     clean_url,
 )
+
+STORE_ENV = "COMFY_WIDGETS_STORE"
 
 __all__ = [
     "BatchRecord",
@@ -31,16 +34,25 @@ __all__ = [
 
 
 def open_recorder(store: Any = "default") -> Recorder:
-    """The Recorder for ``connect(store=...)``: ``"default"`` is the SQLite store of the working
-    folder, None or False record nothing, a Recorder is used as it is, a path opens that store."""
+    """The Recorder for ``connect(store=...)``.
+
+    ``"default"`` is ``$COMFY_WIDGETS_STORE`` when set (a ``postgresql://`` URL: a team's shared
+    store; else a path), otherwise the SQLite store of the working folder. None or False record
+    nothing, a Recorder is used as it is, a ``postgresql://`` URL opens that database (one
+    connection per URL and process), any other string or path opens that SQLite store.
+    """
     if store is None or store is False:
         return NullRecorder()
-    if store == "default":
-        from comfy_widgets.records.sqlite import Store
-
-        return Store.default()
     if isinstance(store, Recorder):
         return store
+    from comfy_widgets.records.postgres import PostgresStore, is_postgres_url
     from comfy_widgets.records.sqlite import Store
 
+    if store == "default":
+        configured = os.environ.get(STORE_ENV, "").strip()
+        if not configured:
+            return Store.default()
+        store = configured
+    if is_postgres_url(store):
+        return PostgresStore.shared(store)
     return Store(store)

@@ -20,6 +20,7 @@ under this machine's outputs folder (a synced or copied folder), else the server
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -39,9 +40,10 @@ from comfy_widgets.records.recorder import (
     GenerationRecord,
     StoredOutput,
     WorkflowRecord,
+    clean_url,
 )
+from comfy_widgets.records.sqlite import _atomic_write, _suffix, safe_name
 from comfy_widgets.states import TERMINAL_JOB_STATES, BatchState, JobState
-from comfy_widgets.store import _atomic_write, _suffix, clean_url, safe_name
 from comfy_widgets.workflow import pngmeta
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,9 @@ def local_store_home() -> Path:
 class PostgresStore:
     """A run store in a PostgreSQL database, shared by every kernel that names its URL."""
 
+    _shared: dict[str, PostgresStore] = {}
+    _shared_lock = threading.Lock()
+
     def __init__(
         self,
         url: str,
@@ -92,6 +97,16 @@ class PostgresStore:
         with self._lock:
             self.schema_version = self._attempt(pg_schema.migrate, retries=1)
         log.info("run store: %s (schema %s)", self.url, self.schema_version)
+
+    @classmethod
+    def shared(cls, url: str) -> PostgresStore:
+        """The store for ``url`` shared by this process (one connection, opened once)."""
+        key = hashlib.sha256(url.strip().encode()).hexdigest()  # no password kept as a key
+        with cls._shared_lock:
+            store = cls._shared.get(key)
+            if store is None:
+                store = cls._shared[key] = cls(url)
+            return store
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"
@@ -395,10 +410,14 @@ class PostgresStore:
 
 def _split_url(url: str) -> tuple[dict[str, str], str | None, str]:
     """libpq connection parameters without the password, the password, and a URL to show."""
-    from psycopg import conninfo
-
     if not is_postgres_url(url):
         raise StoreError("a PostgreSQL store URL starts with postgresql:// or postgres://")
+    try:
+        from psycopg import conninfo
+    except ImportError:
+        raise StoreError(
+            "a PostgreSQL store needs psycopg: pip install 'comfy_widgets[postgres]'"
+        ) from None
     try:
         params = conninfo.conninfo_to_dict(url.strip())
     except Exception as exc:  # the driver's message may quote the URL, password included
