@@ -335,6 +335,12 @@ def test_urls_that_are_not_postgresql_are_refused():
 # --- connections and robustness ---------------------------------------------------------------
 
 
+def test_connections_have_lock_and_statement_timeouts(store):
+    [row] = store.query("SELECT current_setting('lock_timeout') AS l,"
+                        " current_setting('statement_timeout') AS s")  # fmt: skip
+    assert (row["l"], row["s"]) == ("30s", "2min")
+
+
 def test_a_dropped_connection_is_reopened(store, postgres_server):
     store.record_generation(_finished("before"))
     pid = store.query("SELECT pg_backend_pid() AS pid")[0]["pid"]

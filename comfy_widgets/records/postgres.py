@@ -127,17 +127,23 @@ class PostgresStore:
         return self._conn
 
     def _connect(self) -> Any:
-        """Open an autocommit connection with dict rows and lock/statement timeouts."""
+        """Open an autocommit connection with dict rows and lock/statement timeouts (a write
+        stuck behind another kernel's lock fails after 30 s instead of hanging the job)."""
         import psycopg
+        from psycopg.conninfo import make_conninfo
         from psycopg.rows import dict_row
 
-        options = f"-c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS}"
-        params = dict(self._params)
-        params["options"] = f"{params['options']} {options}" if "options" in params else options
         try:
-            return psycopg.connect(
-                **params, password=self._password, autocommit=True, row_factory=dict_row
+            conn = psycopg.connect(
+                make_conninfo("", **self._params),
+                password=self._password,
+                autocommit=True,
+                row_factory=dict_row,
             )
+            # SET, not a startup ``options`` parameter: connection poolers refuse the latter
+            conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+            conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            return conn
         except psycopg.Error as exc:
             raise StoreError(f"cannot open the store {self.url}: {self._scrub(exc)}") from None
 
