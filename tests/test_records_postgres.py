@@ -14,6 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from comfy_widgets import sim
+from comfy_widgets.engine.client import connect
+from comfy_widgets.engine.resume import resume
 from comfy_widgets.records import BatchRecord, GenerationRecord, WorkflowRecord, pg_schema
 from comfy_widgets.records.postgres import PostgresStore, StoreError, is_postgres_url
 from comfy_widgets.states import BatchState, JobState
@@ -144,6 +147,9 @@ def test_a_role_without_create_rights_opens_an_up_to_date_store(postgres_server,
 
 WRITER = """
 import sys
+from comfy_widgets import sim
+from comfy_widgets.engine.client import connect
+from comfy_widgets.engine.resume import resume
 from comfy_widgets.records import BatchRecord, GenerationRecord, WorkflowRecord
 from comfy_widgets.records.postgres import PostgresStore
 from comfy_widgets.states import JobState
@@ -292,6 +298,42 @@ def test_credentials_never_reach_the_database_logs_or_messages(
     assert found == [], f"credentials stored in {found}"
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert files and not [p for p in files if any(s.encode() in p.read_bytes() for s in secrets)]
+
+
+def test_a_run_and_a_resume_with_credentials_leave_none_in_the_database(
+    postgres_server, postgres_url, tmp_path, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    secrets = [postgres_server.password, "tok-SECRET-7f3a", "pw-SECRET-91bc", "hdr-SECRET-22de"]
+    store = PostgresStore(postgres_url, outputs_dir=tmp_path / "outputs")
+    prompt = json.loads((REPO / "comfy_widgets" / "examples" / "empty_image_api.json").read_text())
+    prompt["1"]["inputs"].update(width=16, height=16)
+    with sim.serve() as server:
+        host = server.url.split("://", 1)[1]
+        client = connect(
+            f"http://alice:{secrets[2]}@{host}/?token={secrets[1]}",
+            token=secrets[1],
+            headers={"X-Api-Key": secrets[3]},
+            store=store,
+        )
+        try:
+            client.submit(prompt, parameters={"width": 16}).result(timeout=30)
+            second = json.loads(json.dumps(prompt))
+            second["1"]["inputs"]["color"] = 5
+            servers = [f"http://bob:{secrets[2]}@{host}/?key={secrets[1]}"]
+            store.record_batch(BatchRecord("sb", None, 1, prompts=[second], servers=servers))
+            df = resume("sb", client, store=store, poll_interval=0.01)
+            assert list(df["status"]) == ["completed"]
+        finally:
+            client.close()
+    rows = store.find_generations()
+    assert len(rows) == 2 and {r.server for r in rows} == {server.url}
+    store.close()
+    assert _grep_database(postgres_server, secrets) == []
+    assert not [s for s in secrets if s in caplog.text]
+    files = [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
+    assert len(files) == 2
+    assert not [p for p in files if any(s.encode() in p.read_bytes() for s in secrets)]
 
 
 def _grep_database(postgres_server, secrets: list[str]) -> list[str]:
