@@ -94,6 +94,7 @@ class PostgresStore:
         self.outputs_dir = folder.resolve()
         self._lock = threading.RLock()
         self._conn: Any = None
+        self._workflow_ids: dict[str, int] = {}  # content hash -> committed workflow row id
         with self._lock:
             self.schema_version = self._attempt(pg_schema.migrate, retries=1)
         log.info("run store: %s (schema %s)", self.url, self.schema_version)
@@ -165,6 +166,10 @@ class PostgresStore:
             except (errors.UniqueViolation, errors.DeadlockDetected, errors.SerializationFailure):
                 if attempt == retries:
                     raise
+            except errors.ForeignKeyViolation:  # a remembered workflow row was deleted meanwhile
+                self._workflow_ids.clear()
+                if attempt == retries:
+                    raise
             except psycopg.OperationalError as exc:
                 if not conn.broken or attempt == retries:
                     raise StoreError(f"store {self.url}: {self._scrub(exc)}") from None
@@ -195,7 +200,7 @@ class PostgresStore:
     def save_workflow(self, workflow: Any) -> int:
         """Record a workflow once per content hash and return its row id."""
         record = _workflow_record(workflow)
-        return self._write(lambda conn: _upsert_workflow(conn, record))
+        return self._write(lambda conn: _upsert_workflow(conn, record, self._workflow_ids))
 
     def last_used(self, workflow: Any) -> dict[str, Any]:
         """The parameter values last used with this workflow ({} if it was never run)."""
@@ -210,7 +215,7 @@ class PostgresStore:
         record = _workflow_record(workflow)
 
         def work(conn: Any) -> None:
-            workflow_id = _upsert_workflow(conn, record)
+            workflow_id = _upsert_workflow(conn, record, self._workflow_ids)
             conn.execute(
                 "UPDATE comfyui_workflows SET default_parameters = %s, updated_at = now()"
                 " WHERE id = %s",
@@ -235,7 +240,7 @@ class PostgresStore:
             saved = [_output_dict(o) for o in generation.saved_outputs]
             saved += self._save_outputs(generation)
         values = _generation_values(generation, state, saved)
-        self._write(lambda conn: _write_generation(conn, generation, values))
+        self._write(lambda conn: _write_generation(conn, generation, values, self._workflow_ids))
 
     def _is_finished(self, prompt_id: str) -> bool:
         """True when the generation's final state is recorded already."""
@@ -360,7 +365,9 @@ class PostgresStore:
         }
 
         def work(conn: Any) -> None:
-            workflow_id = _upsert_workflow(conn, workflow) if workflow is not None else None
+            workflow_id = None
+            if workflow is not None:
+                workflow_id = _upsert_workflow(conn, workflow, self._workflow_ids)
             cols = ["id", "workflow_id", *values]
             sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
             conn.execute(
@@ -496,19 +503,29 @@ def _workflow_from_row(row: dict[str, Any]) -> WorkflowRecord:
     )
 
 
-def _upsert_workflow(conn: Any, workflow: Any) -> int:
+def _upsert_workflow(conn: Any, workflow: Any, known: dict[str, int] | None = None) -> int:
     """The id of the workflow row with this content hash, inserting it when new (a concurrent
-    insert of the same workflow by another writer is waited for, then found)."""
+    insert of the same workflow by another writer is waited for, then found).
+
+    Ids found already committed are remembered in ``known`` (the store's), so recording the
+    items of a batch does not ask again; an id inserted by this transaction is not remembered
+    (the transaction may still roll back).
+    """
     record = _workflow_record(workflow)
+    if known is not None and record.content_hash in known:
+        return known[record.content_hash]
     row = conn.execute(
         "INSERT INTO comfyui_workflows (name, content_hash, format, workflow)"
         " VALUES (%s, %s, %s, %s) ON CONFLICT (content_hash) DO NOTHING RETURNING id",
         (record.name, record.content_hash, record.format, _json(record.source)),
     ).fetchone()
-    if row is None:
-        row = conn.execute(
-            "SELECT id FROM comfyui_workflows WHERE content_hash = %s", (record.content_hash,)
-        ).fetchone()
+    if row is not None:
+        return int(row["id"])
+    row = conn.execute(
+        "SELECT id FROM comfyui_workflows WHERE content_hash = %s", (record.content_hash,)
+    ).fetchone()
+    if known is not None:
+        known[record.content_hash] = int(row["id"])
     return int(row["id"])
 
 
@@ -518,12 +535,14 @@ def _lock_batch(conn: Any, batch_id: str, workflow_id: int | None) -> None:
     Every writer of a batch's items takes this lock first, so the recount that follows sees
     every other writer's committed rows (no count is lost between two kernels).
     """
-    conn.execute(
-        "INSERT INTO comfyui_batches (id, workflow_id, status) VALUES (%s, %s, %s)"
-        " ON CONFLICT (id) DO NOTHING",
-        (batch_id, workflow_id, BatchState.RUNNING.value),
-    )
-    conn.execute("SELECT 1 FROM comfyui_batches WHERE id = %s FOR UPDATE", (batch_id,))
+    lock = "SELECT 1 FROM comfyui_batches WHERE id = %s FOR UPDATE"
+    if conn.execute(lock, (batch_id,)).fetchone() is None:
+        conn.execute(
+            "INSERT INTO comfyui_batches (id, workflow_id, status) VALUES (%s, %s, %s)"
+            " ON CONFLICT (id) DO NOTHING",
+            (batch_id, workflow_id, BatchState.RUNNING.value),
+        )
+        conn.execute(lock, (batch_id,))
 
 
 def _refresh_batch_counts(conn: Any, batch_id: str) -> None:
@@ -561,11 +580,13 @@ def _generation_values(
     }
 
 
-def _write_generation(conn: Any, generation: GenerationRecord, values: dict[str, Any]) -> None:
+def _write_generation(
+    conn: Any, generation: GenerationRecord, values: dict[str, Any], known: dict[str, int]
+) -> None:
     """Insert, update or replace one generation row (inside a transaction), then recount its
     batch. The batch row is locked before the generation row, in every writer."""
     workflow = generation.workflow
-    workflow_id = _upsert_workflow(conn, workflow) if workflow is not None else None
+    workflow_id = _upsert_workflow(conn, workflow, known) if workflow is not None else None
     batch_id = values["batch_id"]
     if batch_id is None:  # e.g. marking a recorded item lost: its row knows the batch
         row = conn.execute(
