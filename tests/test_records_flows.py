@@ -15,6 +15,7 @@ import pytest
 from comfy_widgets import sim
 from comfy_widgets.engine.client import connect
 from comfy_widgets.engine.resume import resume
+from comfy_widgets.errors import ComfyWidgetsError
 from comfy_widgets.records import BatchRecord, GenerationRecord, WorkflowRecord, open_recorder
 from comfy_widgets.records.postgres import PostgresStore
 from comfy_widgets.records.sqlite import Store
@@ -137,6 +138,11 @@ def test_a_postgresql_url_selects_the_team_store(
         client.close()
     assert isinstance(open_recorder("default"), Store)  # the embedded default stays SQLite
     assert history().empty
+    monkeypatch.setenv("COMFY_WIDGETS_STORE", "sqlite")
+    assert open_recorder("default") is Store.default()
+    monkeypatch.setenv("COMFY_WIDGETS_STORE", "/some/where.sqlite")
+    with pytest.raises(ComfyWidgetsError, match="COMFY_WIDGETS_STORE must be a postgresql://"):
+        open_recorder("default")
     monkeypatch.setenv("COMFY_WIDGETS_STORE", postgres_url)
     assert open_recorder("default") is client.recorder
     df = history()

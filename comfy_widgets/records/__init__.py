@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from comfy_widgets.errors import ComfyWidgetsError
 from comfy_widgets.records.recorder import (
     BatchRecord,
     GenerationRecord,
@@ -36,8 +37,8 @@ __all__ = [
 def open_recorder(store: Any = "default") -> Recorder:
     """The Recorder for ``connect(store=...)``.
 
-    ``"default"`` is ``$COMFY_WIDGETS_STORE`` when set (a ``postgresql://`` URL: a team's shared
-    store; else a path), otherwise the SQLite store of the working folder. None or False record
+    ``"default"`` is ``$COMFY_WIDGETS_STORE`` when it is a ``postgresql://`` URL (a team's
+    shared store), otherwise the SQLite store of the working folder. None or False record
     nothing, a Recorder is used as it is, a ``postgresql://`` URL opens that database (one
     connection per URL and process), any other string or path opens that SQLite store.
     """
@@ -50,8 +51,13 @@ def open_recorder(store: Any = "default") -> Recorder:
 
     if store == "default":
         configured = os.environ.get(STORE_ENV, "").strip()
-        if not configured:
+        if configured.lower() in ("", "sqlite"):
             return Store.default()
+        if not is_postgres_url(configured):
+            raise ComfyWidgetsError(
+                f"{STORE_ENV} must be a postgresql:// URL or 'sqlite' "
+                "(set COMFY_WIDGETS_HOME to move the SQLite store)"
+            )
         store = configured
     if is_postgres_url(store):
         return PostgresStore.shared(store)
