@@ -157,6 +157,16 @@ class TempPostgres:
         shutil.rmtree(self.root, ignore_errors=True)
         self.root = None
 
+    def pause(self) -> None:
+        """Stop the server, keeping its data and port (clients see a database that is down)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t",
+                  str(START_TIMEOUT_S), "stop")  # fmt: skip
+
+    def unpause(self) -> None:
+        """Start the server again after ``pause``, on the same port."""
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-w", "-t",
+                  str(START_TIMEOUT_S), "start")  # fmt: skip
+
     def restart(self) -> None:
         """Restart the server on the same port (clients' connections are cut)."""
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-m", "fast",

@@ -7,7 +7,7 @@ import json
 import logging
 import subprocess
 import sys
-import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -218,10 +218,12 @@ def test_two_processes_write_one_batch_without_losing_anything(postgres_url, tmp
 
 
 def test_a_batch_recount_waits_for_and_sees_another_writers_item(store, postgres_url):
-    """Another kernel holds the batch row while it adds a finished item: our write waits for
-    its commit, so our recount includes its item (counts read before it would lose it)."""
+    """Another kernel holds the batch row while it adds a finished item: our write returns at
+    once (the writer thread waits, not the caller), waits for that commit, and its recount
+    includes the other item (counts read before it would lose it)."""
     store.record_batch(BatchRecord("b", None, 2))
     store.record_generation(GenerationRecord("ours", JobState.QUEUED, batch_id="b", batch_index=0))
+    store.flush()
     other = _raw(postgres_url)
     other.autocommit = False
     other.execute("SELECT 1 FROM comfyui_batches WHERE id = 'b' FOR UPDATE")
@@ -229,18 +231,42 @@ def test_a_batch_recount_waits_for_and_sees_another_writers_item(store, postgres
         "INSERT INTO comfyui_generations (prompt_id, status, batch_id, batch_index)"
         " VALUES ('theirs', 'completed', 'b', 1)"
     )
-    writer = threading.Thread(
-        target=store.record_generation, args=(_finished("ours", batch_id="b", batch_index=0),)
-    )
-    writer.start()
-    writer.join(timeout=0.5)
-    assert writer.is_alive(), "the write did not wait for the other writer's batch lock"
+    store.record_generation(_finished("ours", batch_id="b", batch_index=0))  # does not block
+    _wait_until_blocked_on_a_lock(postgres_url)
+    status = other.execute("SELECT status FROM comfyui_generations WHERE prompt_id = 'ours'")
+    assert status.fetchone()[0] == "queued"  # its writer waits for our lock
     other.commit()
     other.close()
-    writer.join(timeout=30)
-    assert not writer.is_alive()
-    record = store.batch("b")
+    record = store.batch("b")  # reads wait for this process's queued writes
     assert (record.completed_count, record.failed_count) == (2, 0)
+
+
+def _wait_until_blocked_on_a_lock(url: str, timeout: float = 30) -> None:
+    """Wait until the store's connection waits for a lock another connection holds."""
+    deadline = time.monotonic() + timeout
+    with _raw(url) as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = 'comfy_widgets' AND wait_event_type = 'Lock'"
+            ).fetchone()[0]
+            if waiting:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the store's write never waited for the other writer's lock")
+
+
+def test_writes_wait_for_a_database_that_is_down(store, postgres_server):
+    store.record_generation(_finished("one"))
+    store.flush()
+    postgres_server.pause()
+    try:
+        store.record_generation(_finished("two"))  # returns although nothing can be written
+        store.set_last_used(WorkflowRecord("w", API_PROMPT, "api"), {"seed": 9})
+    finally:
+        postgres_server.unpause()
+    assert [r.prompt_id for r in store.find_generations()] == ["one", "two"]
+    assert store.last_used(WorkflowRecord("w", API_PROMPT, "api")) == {"seed": 9}
 
 
 def test_two_processes_open_a_new_database_and_migrate_it_once(postgres_url):

@@ -20,13 +20,17 @@ under this machine's outputs folder (a synced or copied folder), else the server
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
 import math
 import numbers
 import os
+import queue
 import threading
+import time
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,6 +57,8 @@ CONNECT_TIMEOUT_S = 10
 LOCK_TIMEOUT_MS = 30_000
 STATEMENT_TIMEOUT_MS = 120_000
 RETRIES = 3
+UNAVAILABLE_WAIT_S = 60.0  # how long a queued write waits for an unreachable database
+FLUSH_TIMEOUT_S = 120.0  # a read waits this long for the queued writes before it fails
 TERMINAL = tuple(state.value for state in TERMINAL_JOB_STATES)
 FAILED_STATES = (JobState.FAILED.value, JobState.LOST.value)
 
@@ -61,6 +67,23 @@ T = TypeVar("T")
 
 class StoreError(ComfyWidgetsError):
     """The run store could not be opened or written (the message never holds a password)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database could not be reached (down, restarting, network): queued writes wait."""
+
+
+_open_stores: weakref.WeakSet[PostgresStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_open_stores() -> None:
+    """At interpreter exit, write what the stores still have queued (a script's last records)."""
+    for store in list(_open_stores):
+        try:
+            store.flush(timeout=30)
+        except Exception as exc:  # exit goes on; say what was lost
+            log.error("run store %s: %s", store.url, exc)
 
 
 def is_postgres_url(value: Any) -> bool:
@@ -95,6 +118,10 @@ class PostgresStore:
         self._lock = threading.RLock()
         self._conn: Any = None
         self._workflow_ids: dict[str, int] = {}  # content hash -> committed workflow row id
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], str] | None] = queue.SimpleQueue()
+        self._idle = threading.Condition()
+        self._pending = 0
+        self._writer: threading.Thread | None = None
         with self._lock:
             self.schema_version = self._attempt(pg_schema.migrate, retries=1)
         log.info("run store: %s (schema %s)", self.url, self.schema_version)
@@ -113,11 +140,77 @@ class PostgresStore:
         return f"PostgresStore({self.url!r})"
 
     def close(self) -> None:
-        """Close the connection (a later call opens a new one)."""
+        """Write what is queued, stop the writer thread and close the connection (a later call
+        opens a new one)."""
+        self.flush()
+        writer = self._writer
+        if writer is not None:
+            self._jobs.put(None)
+            writer.join(timeout=FLUSH_TIMEOUT_S)
+            self._writer = None
+        _open_stores.discard(self)
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+    # --- the writer thread -------------------------------------------------------------
+
+    def _submit(self, write: Callable[[], None], what: str) -> None:
+        """Queue a write for the writer thread, so a job on the kernel's event loop never waits
+        for the database's round trips (about 15 per recorded state); reads ``flush`` first."""
+        with self._idle:
+            self._pending += 1
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_queued, name="comfy-widgets-store-writer", daemon=True
+                )
+                self._writer.start()
+                _open_stores.add(self)
+        self._jobs.put((write, what))
+
+    def _write_queued(self) -> None:
+        """The writer thread: run queued writes in order; a failed one is logged (as the engine
+        logs a failing recorder) and the next one goes on."""
+        while True:
+            item = self._jobs.get()
+            if item is None:
+                return
+            write, what = item
+            try:
+                self._write_patiently(write, what)
+            except Exception as exc:
+                log.error("run store %s: %s was not recorded: %s", self.url, what, self._scrub(exc))
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def _write_patiently(self, write: Callable[[], None], what: str) -> None:
+        """Run one queued write; while the database is unreachable (a restart, a failover, the
+        network) try again with growing pauses for up to ``UNAVAILABLE_WAIT_S``."""
+        deadline = time.monotonic() + UNAVAILABLE_WAIT_S
+        pause = 0.1
+        while True:
+            try:
+                return write()
+            except StoreUnavailable:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("run store %s unreachable; %s waits %.1f s", self.url, what, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    def flush(self, timeout: float = FLUSH_TIMEOUT_S) -> None:
+        """Wait until every queued write is in the database (reads call it first, so this
+        process always reads what it wrote)."""
+        if threading.current_thread() is self._writer:
+            return
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._pending == 0, timeout):
+                raise StoreError(
+                    f"store {self.url}: {self._pending} writes still queued after {timeout:g} s"
+                )
 
     # --- connection --------------------------------------------------------------------
 
@@ -146,7 +239,9 @@ class PostgresStore:
             conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
             return conn
         except psycopg.Error as exc:
-            raise StoreError(f"cannot open the store {self.url}: {self._scrub(exc)}") from None
+            raise StoreUnavailable(
+                f"cannot open the store {self.url}: {self._scrub(exc)}"
+            ) from None
 
     def _scrub(self, error: BaseException) -> str:
         """An error's message with the password (and its URL-encoded form) blanked out."""
@@ -171,8 +266,10 @@ class PostgresStore:
                 if attempt == retries:
                     raise
             except psycopg.OperationalError as exc:
-                if not conn.broken or attempt == retries:
+                if not conn.broken:  # a timeout or a refusal: the database answered
                     raise StoreError(f"store {self.url}: {self._scrub(exc)}") from None
+                if attempt == retries:
+                    raise StoreUnavailable(f"store {self.url}: {self._scrub(exc)}") from None
                 log.warning("run store %s: connection lost, reconnecting", self.url)
         raise AssertionError("unreachable")
 
@@ -187,7 +284,8 @@ class PostgresStore:
             return self._attempt(transaction)
 
     def _read(self, query: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
-        """Rows of a read query as dicts."""
+        """Rows of a read query as dicts (after this process's queued writes)."""
+        self.flush()
         with self._lock:
             return self._attempt(lambda conn: conn.execute(query, args).fetchall())
 
@@ -200,6 +298,7 @@ class PostgresStore:
     def save_workflow(self, workflow: Any) -> int:
         """Record a workflow once per content hash and return its row id."""
         record = _workflow_record(workflow)
+        self.flush()
         return self._write(lambda conn: _upsert_workflow(conn, record, self._workflow_ids))
 
     def last_used(self, workflow: Any) -> dict[str, Any]:
@@ -212,17 +311,17 @@ class PostgresStore:
 
     def set_last_used(self, workflow: Any, values: dict[str, Any]) -> None:
         """Remember ``values`` as this workflow's last-used parameters (the form's defaults)."""
-        record = _workflow_record(workflow)
+        record, remembered = _workflow_record(workflow), _jsonb(dict(values))
 
         def work(conn: Any) -> None:
             workflow_id = _upsert_workflow(conn, record, self._workflow_ids)
             conn.execute(
                 "UPDATE comfyui_workflows SET default_parameters = %s, updated_at = now()"
                 " WHERE id = %s",
-                (_jsonb(dict(values)), workflow_id),
+                (remembered, workflow_id),
             )
 
-        self._write(work)
+        self._submit(lambda: self._write(work), f"last-used values of {record.name!r}")
 
     # --- generations -------------------------------------------------------------------
 
@@ -231,16 +330,26 @@ class PostgresStore:
 
         A generation already final under the same prompt id is left as it is (finishing twice
         writes nothing); a new prompt id for a recorded batch item replaces that item's row.
+        The record is copied now and written by the store's writer thread (see ``flush``).
         """
         state = _state_text(generation.state)
-        saved: list[dict[str, Any]] | None = None
-        if state in TERMINAL:
-            if self._is_finished(generation.prompt_id):
-                return
-            saved = [_output_dict(o) for o in generation.saved_outputs]
-            saved += self._save_outputs(generation)
-        values = _generation_values(generation, state, saved)
-        self._write(lambda conn: _write_generation(conn, generation, values, self._workflow_ids))
+        final = state in TERMINAL
+        values = _generation_values(generation, state, None)
+        workflow, prompt_id = generation.workflow, str(generation.prompt_id)
+        given = [_output_dict(o) for o in generation.saved_outputs]
+        outputs = list(generation.outputs or []) if final else []
+        folder = _output_folder(generation)
+        texts = _png_texts(generation) if any(_is_png(o) for o in outputs) else {}
+
+        def write() -> None:
+            if final:
+                if self._is_finished(prompt_id):
+                    return
+                saved = given + self._save_outputs(prompt_id, folder, outputs, texts)
+                values["outputs"] = _jsonb(saved)
+            self._write(lambda conn: _write_generation(conn, workflow, values, self._workflow_ids))
+
+        self._submit(write, f"generation {prompt_id}")
 
     def _is_finished(self, prompt_id: str) -> bool:
         """True when the generation's final state is recorded already."""
@@ -249,14 +358,11 @@ class PostgresStore:
         )
         return bool(rows) and rows[0]["status"] in TERMINAL
 
-    def _save_outputs(self, generation: GenerationRecord) -> list[dict[str, Any]]:
+    def _save_outputs(
+        self, prompt_id: str, folder: str, outputs: list[Any], texts: dict[str, str]
+    ) -> list[dict[str, Any]]:
         """Write a generation's fetched outputs under the outputs folder (PNGs with ComfyUI's
-        metadata) and return their stored descriptions."""
-        outputs = list(generation.outputs or [])
-        if not outputs:
-            return []
-        folder = _output_folder(generation)
-        texts = None
+        metadata ``texts``) and return their stored descriptions."""
         described = []
         for n, output in enumerate(outputs):
             record = _output_dict(output)
@@ -265,12 +371,8 @@ class PostgresStore:
                 if isinstance(data, str):
                     data = data.encode("utf-8")
                 if pngmeta.is_png(data):
-                    if texts is None:
-                        texts = pngmeta.comfy_text_chunks(
-                            generation.prompt, generation.ui_graph, dict(generation.parameters)
-                        )
                     data = pngmeta.with_text_chunks(data, texts)
-                relative = f"{folder}/{safe_name(generation.prompt_id)}_{n}{_suffix(record)}"
+                relative = f"{folder}/{safe_name(prompt_id)}_{n}{_suffix(record)}"
                 path = self.outputs_dir / relative
                 _atomic_write(path, data)
                 record["local_path"] = str(path)
@@ -352,7 +454,7 @@ class PostgresStore:
 
     def record_batch(self, batch: BatchRecord) -> None:
         """Insert or replace a batch and its plan (its counts follow its generations)."""
-        workflow = batch.workflow
+        workflow, batch_id = batch.workflow, str(batch.id)
         values = {
             "total_count": int(batch.total_count),
             "status": _state_text(batch.state),
@@ -374,11 +476,11 @@ class PostgresStore:
                 f"INSERT INTO comfyui_batches ({', '.join(cols)}, updated_at)"
                 f" VALUES ({', '.join(['%s'] * len(cols))}, now())"
                 f" ON CONFLICT (id) DO UPDATE SET {sets}, updated_at = now()",
-                (str(batch.id), workflow_id, *values.values()),
+                (batch_id, workflow_id, *values.values()),
             )
-            _refresh_batch_counts(conn, str(batch.id))
+            _refresh_batch_counts(conn, batch_id)
 
-        self._write(work)
+        self._submit(lambda: self._write(work), f"batch {batch_id}")
 
     def set_batch_state(self, batch_id: str, state: BatchState) -> None:
         """Set a batch's state (its counts are recounted from its generations)."""
@@ -391,7 +493,7 @@ class PostgresStore:
             )
             _refresh_batch_counts(conn, str(batch_id))
 
-        self._write(work)
+        self._submit(lambda: self._write(work), f"state of batch {batch_id}")
 
     def batch(self, batch_id: str) -> BatchRecord | None:
         """The recorded batch with its plan, or None."""
@@ -581,11 +683,10 @@ def _generation_values(
 
 
 def _write_generation(
-    conn: Any, generation: GenerationRecord, values: dict[str, Any], known: dict[str, int]
+    conn: Any, workflow: WorkflowRecord | None, values: dict[str, Any], known: dict[str, int]
 ) -> None:
     """Insert, update or replace one generation row (inside a transaction), then recount its
     batch. The batch row is locked before the generation row, in every writer."""
-    workflow = generation.workflow
     workflow_id = _upsert_workflow(conn, workflow, known) if workflow is not None else None
     batch_id = values["batch_id"]
     if batch_id is None:  # e.g. marking a recorded item lost: its row knows the batch
@@ -676,6 +777,20 @@ def _output_folder(generation: GenerationRecord) -> str:
     return safe_name(name or "prompts")
 
 
+def _is_png(output: Any) -> bool:
+    """True for an output whose bytes are a PNG (it gets ComfyUI's metadata chunks)."""
+    data = getattr(output, "data", None)
+    return isinstance(data, bytes) and pngmeta.is_png(data)
+
+
+def _png_texts(generation: GenerationRecord) -> dict[str, str]:
+    """ComfyUI's PNG text chunks for a generation: the API prompt, the parameters, and the UI
+    graph holding the values used (left out when there is none)."""
+    return pngmeta.comfy_text_chunks(
+        generation.prompt, generation.ui_graph, dict(generation.parameters)
+    )
+
+
 def _output_dict(output: Any) -> dict[str, Any]:
     """The stored description of an Output or a StoredOutput (no bytes)."""
     if isinstance(output, StoredOutput):
@@ -757,17 +872,23 @@ def _json_default(value: Any) -> Any:
 
 
 def _json(value: Any) -> Any:
-    """A value for a JSON column (its text kept exactly, key order included)."""
+    """A value for a JSON column (its text kept exactly, key order included), serialised now:
+    the writer thread sends it later, and the caller may change the object meanwhile."""
     from psycopg.types.json import Json
 
-    return None if value is None else Json(value, dumps=_dumps)
+    return None if value is None else Json(_dumps(value), dumps=_as_is)
 
 
 def _jsonb(value: Any) -> Any:
-    """A value for a JSONB column."""
+    """A value for a JSONB column, serialised now (see ``_json``)."""
     from psycopg.types.json import Jsonb
 
-    return None if value is None else Jsonb(value, dumps=_dumps)
+    return None if value is None else Jsonb(_dumps(value), dumps=_as_is)
+
+
+def _as_is(text: str) -> str:
+    """The ``dumps`` of JSON text serialised already."""
+    return text
 
 
 def _loads(value: Any) -> Any:
