@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -22,6 +25,7 @@ from comfy_widgets.records.postgres import PostgresStore, StoreError, is_postgre
 from comfy_widgets.states import BatchState, JobState
 from comfy_widgets.transport.outputs import Output
 from tests.store_fakes import API_PROMPT, png_bytes
+from tests.test_resume_crash import sim_process  # noqa: F401  (the simulator in its own process)
 
 REPO = Path(__file__).resolve().parents[1]
 JOBS_PER_WRITER = 60
@@ -155,6 +159,7 @@ from comfy_widgets.records.postgres import PostgresStore
 from comfy_widgets.states import JobState
 from comfy_widgets.transport.outputs import Output
 from tests.store_fakes import API_PROMPT, png_bytes
+from tests.test_resume_crash import sim_process  # noqa: F401  (the simulator in its own process)
 
 url, tag, count, outputs = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 store = PostgresStore(url, outputs_dir=outputs)
@@ -465,3 +470,77 @@ def test_plan_and_prompts_keep_their_key_order(store):
     record = store.batch("b")
     assert list(record.plan[0]) == ["z", "a", "seed"]
     assert json.dumps(record.prompts) == json.dumps(prompts)
+
+
+# --- a kernel killed mid-batch ----------------------------------------------------------------
+
+CRASH_TOTAL, CRASH_KILL_AFTER = 20, 8
+
+CRASH_RUNNER = """
+import sys
+from comfy_widgets.engine.client import connect
+from comfy_widgets.records.postgres import PostgresStore
+from comfy_widgets.workflow.workflow import Workflow
+
+store = PostgresStore(sys.argv[2], outputs_dir=sys.argv[4])
+client = connect(sys.argv[1], store=store)
+wf = Workflow.load("comfy_widgets/examples/sd15_txt2img_api.json")
+batch = client.batch(wf, count=int(sys.argv[3]), seed="random", steps=2, width=64, height=64,
+                     concurrency=3)
+print(batch.id, flush=True)
+batch.result(timeout=300)
+"""
+
+CRASH_RESUMER = """
+import json, sys
+from comfy_widgets.engine.client import connect
+from comfy_widgets.engine.resume import resume
+from comfy_widgets.records.postgres import PostgresStore
+
+store = PostgresStore(sys.argv[2], outputs_dir=sys.argv[4])
+client = connect(sys.argv[1], store=store)
+df = resume(sys.argv[3], client, store=store, poll_interval=0.05)
+print(json.dumps(list(df["status"])), flush=True)
+client.close()
+store.close()
+"""
+
+
+def test_a_sigkilled_batch_is_resumed_from_postgresql_on_another_machine(
+    postgres_url,
+    sim_process,  # noqa: F811  (the fixture imported from test_resume_crash)
+    tmp_path,
+):
+    """The runner (machine A) is killed mid-batch with writes still queued; a resumer with its
+    own outputs folder (machine B) finishes the batch from the database and the server."""
+    runner = subprocess.Popen(
+        [sys.executable, "-c", CRASH_RUNNER, sim_process, postgres_url, str(CRASH_TOTAL),
+         str(tmp_path / "a")],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    batch_id = runner.stdout.readline().strip()
+    deadline = time.monotonic() + 120
+    with _raw(postgres_url) as conn:
+        count = "SELECT count(*) FROM comfyui_generations WHERE status = 'completed'"
+        while conn.execute(count).fetchone()[0] < CRASH_KILL_AFTER:
+            assert time.monotonic() < deadline, "the runner never completed enough items"
+            time.sleep(0.05)
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.wait(timeout=10)
+    resumer = subprocess.run(
+        [sys.executable, "-c", CRASH_RESUMER, sim_process, postgres_url, batch_id,
+         str(tmp_path / "b")],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert resumer.returncode == 0, resumer.stderr[-2000:]
+    assert json.loads(resumer.stdout.strip().splitlines()[-1]) == ["completed"] * CRASH_TOTAL
+    store = PostgresStore(postgres_url, outputs_dir=tmp_path / "b")
+    rows = store.find_generations(batch_id=batch_id)
+    assert sorted(r.batch_index for r in rows) == list(range(CRASH_TOTAL))
+    assert {r.state for r in rows} == {JobState.COMPLETED}
+    assert all(Path(r.saved_outputs[0].local_path).is_file() for r in rows)
+    record = store.batch(batch_id)
+    assert (record.state, record.completed_count) == (BatchState.COMPLETED, CRASH_TOTAL)
+    sent = [e["prompt"][2] for e in httpx.get(f"{sim_process}/history", timeout=10).json().values()]
+    assert len(sent) == CRASH_TOTAL and all(sent.count(p) == 1 for p in record.prompts)
+    store.close()
