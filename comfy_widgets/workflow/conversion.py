@@ -691,8 +691,19 @@ class Converter:
         if not known:
             title = node.raw.get("title")
             return {"inputs": inputs, "_meta": {"title": title} if title else {}}
-        title = self._title(node.raw)
-        return {"inputs": inputs, "class_type": node.type, "_meta": {"title": title}}
+        return {"inputs": inputs, "class_type": node.type, "_meta": self._meta(node.raw)}
+
+    def _meta(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """``_meta`` as frontend 1.58 writes it: the title, then the node pack and its version
+        from the node's properties (``cnr_id``, ``ver``) when it has them."""
+        meta: dict[str, Any] = {"title": self._title(raw)}
+        properties = raw.get("properties")
+        if isinstance(properties, dict):
+            for key in ("cnr_id", "ver"):
+                value = properties.get(key)
+                if value is not None and value != "":
+                    meta[key] = value
+        return meta
 
     def _serialize_widget(self, node: Node, slot: Widget, value: Any) -> Any:
         """A widget's value as the frontend serializes it (fixed, DOM text, dynamic prompts)."""

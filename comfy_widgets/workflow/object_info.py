@@ -401,6 +401,6 @@ def _bundled() -> ObjectInfo:
 
 @lru_cache(maxsize=1)
 def _frontend_titles() -> dict[str, str]:
-    """English display names that frontend 1.27.10 shows (and sends) instead of the server's."""
+    """English display names that frontend 1.58.1 shows (and sends) before the server's own."""
     data = resources.files("comfy_widgets").joinpath("data/frontend_titles.json.gz").read_bytes()
     return json.loads(gzip.decompress(data))
