@@ -25,7 +25,15 @@ from comfy_widgets.workflow.frontend_text import (
     js_string,
     process_dynamic_prompt,
 )
-from comfy_widgets.workflow.object_info import ObjectInfo, Widget, migrate_widget_values
+from comfy_widgets.workflow.object_info import (
+    CUSTOM_COMBO,
+    DYNAMIC_COMBO,
+    ObjectInfo,
+    Widget,
+    child_widgets,
+    default_option,
+    migrate_widget_values,
+)
 
 #: Frontend-only node types: never sent to the server.
 VIRTUAL_TYPES = frozenset({"PrimitiveNode", "Reroute", "Note", "MarkdownNote"})
@@ -50,6 +58,7 @@ _JSON_SCALARS = frozenset({str, int, bool, type(None)})
 _ANNOTATED = re.compile(r"\[(input|output|temp)\]", re.IGNORECASE)
 MODE_MUTED = 2
 MODE_BYPASS = 4
+_SKIPPED_MODES = (MODE_MUTED, MODE_BYPASS)
 SUBGRAPH_INPUT_NODE = -10
 SUBGRAPH_OUTPUT_NODE = -20
 
@@ -284,7 +293,9 @@ class Converter:
         """Run the whole conversion and return the API prompt."""
         self._configure_all()
         for node in self._execution_order(self.root):
-            self._expand(node, (), None)
+            # graphToPrompt does not ask a muted or bypassed top-level instance for its inner
+            # nodes (nested ones still give theirs: ``SubgraphNode.getInnerNodes``).
+            self._expand(node, (), None, inner=(node.get("mode") or 0) not in _SKIPPED_MODES)
         self._apply_primitives()
         output: dict[str, Any] = {}
         for node in self.nodes.values():
@@ -331,6 +342,8 @@ class Converter:
             return WidgetState(
                 [Widget("UNKNOWN")] * len(stored), [_placeholder_value(v) for v in stored]
             )
+        if self.object_info.is_dynamic(node_type):
+            return configure_dynamic(self.object_info, node_type, stored)
         slots, defaults, stored_at = self._widget_layout(node_type)
         stored = migrate_widget_values(self.object_info, node_type, stored)
         values = list(defaults)
@@ -431,11 +444,19 @@ class Converter:
         stored = [i for i in raw.get("inputs") or [] if isinstance(i, dict)]
         node_type = str(raw.get("type"))
         if self.object_info.has(node_type):
-            stored = self._rebuild_inputs(node_type, stored)
+            state = self.states.get(key)
+            names = (
+                frozenset(slot.name for slot in state.slots)
+                if state is not None and self.object_info.is_dynamic(node_type)
+                else None
+            )
+            stored = self._rebuild_inputs(node_type, stored, names)
         self._input_cache[key] = stored
         return stored
 
-    def _rebuild_inputs(self, node_type: str, stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _rebuild_inputs(
+        self, node_type: str, stored: list[dict[str, Any]], names: frozenset[str] | None = None
+    ) -> list[dict[str, Any]]:
         by_name = {i.get("name"): i for i in stored}
         rebuilt: list[dict[str, Any]] = []
         for template, overrides in self._slot_templates(node_type):
@@ -447,7 +468,7 @@ class Converter:
             else:
                 rebuilt.append({**saved, **overrides})
         if by_name:
-            names = self.object_info.widget_names(node_type)
+            names = names if names is not None else self.object_info.widget_names(node_type)
             rebuilt += [
                 i
                 for i in stored
@@ -563,7 +584,9 @@ class Converter:
         rest.sort(key=lambda raw: _js_key_rank(raw["id"]))
         return order + rest
 
-    def _expand(self, raw: dict[str, Any], path: tuple[str, ...], instance: Node | None) -> None:
+    def _expand(
+        self, raw: dict[str, Any], path: tuple[str, ...], instance: Node | None, inner: bool = True
+    ) -> None:
         """Register a node (and, for a subgraph instance, its inner nodes depth-first)."""
         graph = self.root if instance is None else self.subgraphs[instance.type]
         exec_id = ":".join((*path, str(raw["id"])))
@@ -582,7 +605,7 @@ class Converter:
         )
         if exec_id not in self.nodes:
             self.nodes[exec_id] = node
-        if not is_sub:
+        if not is_sub or not inner:
             return
         if len(path) > 32:
             raise WorkflowError(f"subgraphs nested too deeply at node {exec_id}")
@@ -907,6 +930,67 @@ def _bypass_slot(node: Node, slot: int, wanted_type: Any) -> int:
     return -1
 
 
+def configure_dynamic(object_info: ObjectInfo, node_type: str, stored: list[Any]) -> WidgetState:
+    """Apply ``widgets_values`` one by one to a node whose widgets change as values are set.
+
+    ``LGraphNode.configure`` walks the live widget list, giving each saved widget the next
+    stored value: setting a DynamicCombo replaces its ``<name>.*`` children (with their defaults)
+    right after it, so the following values go to the new children; setting CustomCombo's last
+    non-empty ``optionN`` adds ``optionN+1`` (``dynamicWidgets.ts``, ``customWidgets.ts``).
+    """
+    slots = list(object_info.widgets(node_type))
+    values = [_default_value(slot) for slot in slots]
+    position = 0
+    i = 0
+    while i < len(slots) and position < len(stored):
+        slot = slots[i]
+        if not slot.stored:
+            i += 1
+            continue
+        value = stored[position]
+        position += 1
+        values[i] = value
+        if slot.spec is not None and slot.spec.type == DYNAMIC_COMBO:
+            _replace_children(slots, values, i, slot, value)
+        elif node_type == CUSTOM_COMBO and slot.name.startswith("option"):
+            _grow_custom_combo(slots, values, i, value)
+        if len(slots) > 10_000:
+            raise WorkflowError(f"node type {node_type} grows without bound while loading")
+        i += 1
+    if node_type == CUSTOM_COMBO and len(slots) > 1 and slots[1].name == "index":
+        options = values[2:]
+        values[1] = options.index(values[0]) if values[0] in options else -1
+    return WidgetState(slots, values)
+
+
+def _replace_children(
+    slots: list[Widget], values: list[Any], i: int, combo: Widget, value: Any
+) -> None:
+    """A DynamicCombo was set: drop every ``<name>.*`` widget, insert the option's children."""
+    prefix = combo.name + "."
+    keep = [j for j, slot in enumerate(slots) if not slot.name.startswith(prefix)]
+    slots[:] = [slots[j] for j in keep]
+    values[:] = [values[j] for j in keep]
+    at = slots.index(combo) + 1 if combo in slots else i + 1
+    children = child_widgets(combo.spec, value) if isinstance(value, str) and value else []
+    slots[at:at] = children
+    values[at:at] = [_default_value(child) for child in children]
+
+
+def _grow_custom_combo(slots: list[Widget], values: list[Any], i: int, value: Any) -> None:
+    """CustomCombo: a value in the last option adds an empty next one; clearing the one before
+    an empty last option removes that last option."""
+    if i == len(slots) - 1:
+        if value:
+            name = f"option{len(slots) - 1}"
+            slots.append(Widget(name, slots[i].spec, default=""))
+            values.append("")
+        return
+    if not value and i == len(slots) - 2 and not values[-1]:
+        slots.pop()
+        values.pop()
+
+
 def _holds(slot: dict[str, Any], overrides: dict[str, Any]) -> bool:
     """True when a stored slot already has every key the definition imposes."""
     for key, value in overrides.items():
@@ -995,8 +1079,12 @@ def _upload_combo_value(slot: Widget, value: Any) -> Any:
 def _default_value(slot: Widget) -> Any:
     """A widget's value before ``widgets_values`` is applied, as the frontend initialises it."""
     spec = slot.spec
+    if slot.has_fixed:
+        return slot.fixed
     if spec is None:
         return slot.default
+    if spec.type == DYNAMIC_COMBO:
+        return default_option(spec)
     default = spec.options.get("default")
     if spec.type == "COMBO":
         if default or spec.choices:

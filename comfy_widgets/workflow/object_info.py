@@ -37,8 +37,16 @@ WIDGET_TYPES = frozenset(
         "AUDIO_RECORD",
         "LOAD_3D",
         "LOAD_3D_ANIMATION",
+        "COMFY_DYNAMICCOMBO_V3",
+        "PREVIEW_3D",
     }
 )
+#: V3 inputs whose chosen option adds child inputs named ``<input>.<child>`` right after it.
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
+#: V3 inputs that grow a group of numbered inputs (``images.image_1``…) as they are connected.
+AUTOGROW = "COMFY_AUTOGROW_V3"
+#: Nodes whose widgets the frontend's extensions change while values are applied.
+CUSTOM_COMBO = "CustomCombo"
 #: Folders whose file lists describe one machine only (models, inputs).
 MODEL_LIST_INPUTS = {
     "ckpt_name": "checkpoints",
@@ -65,7 +73,7 @@ MODEL_LIST_INPUTS = {
 }
 #: Nodes to which the frontend adds an ``audioUI`` widget (always serialized as "").
 AUDIO_UI_NODES = frozenset(
-    {"LoadAudio", "SaveAudio", "PreviewAudio", "SaveAudioMP3", "SaveAudioOpus"}
+    {"LoadAudio", "SaveAudio", "PreviewAudio", "SaveAudioMP3", "SaveAudioOpus", "SaveAudioAdvanced"}
 )
 _UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
 #: Widget types added by the frontend's extensions that hold no node input value.
@@ -151,7 +159,42 @@ def _parse_spec(name: str, raw: Any, required: bool) -> InputSpec:
         return InputSpec(name, "COMBO", options, required, tuple(head))
     if head == "COMBO":
         return InputSpec(name, "COMBO", options, required, tuple(options.get("options") or ()))
+    if head == DYNAMIC_COMBO:
+        keys = tuple(str(o.get("key")) for o in options.get("options") or () if isinstance(o, dict))
+        return InputSpec(name, DYNAMIC_COMBO, options, required, keys)
     return InputSpec(name, str(head), options, required)
+
+
+def option_children(spec: InputSpec, key: Any) -> list[InputSpec]:
+    """The child inputs a DynamicCombo adds for option ``key``, named ``<input>.<child>``
+    (required then optional), as the frontend's ``dynamicComboWidget`` adds them."""
+    if spec.type != DYNAMIC_COMBO:
+        return []
+    for option in spec.options.get("options") or ():
+        if isinstance(option, dict) and str(option.get("key")) == str(key):
+            inputs = option.get("inputs")
+            inputs = inputs if isinstance(inputs, dict) else {}
+            children: list[InputSpec] = []
+            for section in ("required", "optional"):
+                group = inputs.get(section)
+                for name, raw in (group if isinstance(group, dict) else {}).items():
+                    children.append(_parse_spec(f"{spec.name}.{name}", raw, section == "required"))
+            return children
+    return []
+
+
+def default_option(spec: InputSpec) -> Any:
+    """The option a new DynamicCombo widget starts with: its first key (the frontend builds the
+    combo from the keys alone, so a ``default`` in the spec is not used)."""
+    return spec.choices[0] if spec.choices else None
+
+
+def child_widgets(spec: InputSpec, key: Any) -> list[Widget]:
+    """The widget slots the children of one DynamicCombo option create, nested ones expanded."""
+    widgets: list[Widget] = []
+    for child in option_children(spec, key):
+        widgets.extend(_widgets_for(child))
+    return widgets
 
 
 class ObjectInfo:
@@ -172,6 +215,7 @@ class ObjectInfo:
         self._plans: dict[str, tuple[tuple[bool, ...], int] | None] = {}
         self._names: dict[str, frozenset[str]] = {}
         self._folders: dict[tuple[str, str], str | None] = {}
+        self._dynamic: dict[str, bool] = {}
 
     @classmethod
     def bundled(cls) -> ObjectInfo:
@@ -192,12 +236,13 @@ class ObjectInfo:
         return self.raw[class_type]
 
     def display_name(self, class_type: str) -> str:
-        """The default node title: the frontend's English name for the class, else the server's."""
-        title = _frontend_titles().get(class_type)
-        if title:
-            return title
-        info = self.raw.get(class_type) or {}
-        return info.get("display_name") or info.get("name") or class_type
+        """The default node title as frontend 1.58 resolves it in English (``resolveNodeDefPath``
+        in ``i18n.ts``): the server's display name, else the frontend's own, else the class."""
+        info = self.raw.get(class_type)
+        name = info.get("display_name") if isinstance(info, dict) else None
+        if isinstance(name, str) and name:
+            return name
+        return _frontend_titles().get(class_type) or class_type
 
     def inputs(self, class_type: str) -> tuple[InputSpec, ...]:
         """Required then optional inputs of a class, in the server's order."""
@@ -220,6 +265,18 @@ class ObjectInfo:
         if cached is None:
             cached = tuple(_build_widgets(class_type, self.raw.get(class_type) or {}))
             self._widgets[class_type] = cached
+        return cached
+
+    def is_dynamic(self, class_type: str) -> bool:
+        """True when a node's widget list changes as its values are applied (DynamicCombo
+        inputs, the CustomCombo extension): values must then be applied one at a time."""
+        cached = self._dynamic.get(class_type)
+        if cached is None:
+            cached = class_type == CUSTOM_COMBO or any(
+                w.spec is not None and w.spec.type == DYNAMIC_COMBO
+                for w in self.widgets(class_type)
+            )
+            self._dynamic[class_type] = cached
         return cached
 
     def migration_plan(self, class_type: str) -> tuple[tuple[bool, ...], int] | None:
@@ -311,6 +368,8 @@ def _input_record(class_type: str, info: dict[str, Any]) -> list[InputSpec]:
             record[spec.name] = spec
     if class_type in AUDIO_UI_NODES:
         record["audioUI"] = InputSpec("audioUI", "AUDIO_UI", {}, True)
+    if class_type == "SaveGLB":  # the 3D preview the frontend adds (Comfy.SaveGLB)
+        record["image"] = InputSpec("image", "PREVIEW_3D", {}, True)
     audio = record.get("audio")
     if audio is not None and audio.options.get("audio_upload") is True:
         record["upload"] = InputSpec("upload", "AUDIOUPLOAD", {}, True)
@@ -353,8 +412,10 @@ def _build_widgets(class_type: str, info: dict[str, Any]):
     for spec in _frontend_inputs(class_type, info):
         upload_folder = spec.options.get("image_folder", "input") if spec == target else None
         yield from _widgets_for(spec, upload_folder)
-    if class_type == "PreviewAny":
-        yield Widget("preview", stored=False, fixed="", has_fixed=True)
+    if class_type == CUSTOM_COMBO:
+        # Comfy.CustomWidgets: a hidden ``index`` (of the chosen option) and the first option.
+        yield Widget("index", default=-1)
+        yield Widget("option1", InputSpec("option1", "STRING", {}, True), default="")
 
 
 def _widgets_for(spec: InputSpec, upload_folder: str | None = None):
@@ -362,8 +423,12 @@ def _widgets_for(spec: InputSpec, upload_folder: str | None = None):
     widget_type = spec.options.get("widgetType") or spec.type
     if spec.options.get("forceInput"):
         return
-    if widget_type == "AUDIO_UI":
-        yield Widget(spec.name, stored=False, fixed="", has_fixed=True)
+    if widget_type == "AUDIO_UI":  # a player: neither saved nor sent since frontend 1.58
+        yield Widget(spec.name, in_prompt=False, stored=False)
+    elif widget_type == "IMAGECOMPARE":  # saved nowhere, always sends two empty images
+        yield Widget(spec.name, spec, stored=False, fixed=["", ""], has_fixed=True)
+    elif widget_type == "PREVIEW_3D":  # the SaveGLB viewer's file, saved and sent as is
+        yield Widget(spec.name, default="")
     elif widget_type in ("IMAGEUPLOAD", "AUDIOUPLOAD"):
         yield Widget(spec.name, in_prompt=False)
     elif widget_type in WIDGET_TYPES:
@@ -377,6 +442,8 @@ def _widgets_for(spec: InputSpec, upload_folder: str | None = None):
             yield Widget("control_after_generate", in_prompt=False)
             if widget_type == "COMBO":
                 yield Widget("control_filter_list", in_prompt=False)
+        if widget_type == DYNAMIC_COMBO:
+            yield from child_widgets(spec, default_option(spec))
 
 
 def migrate_widget_values(object_info: ObjectInfo, class_type: str, values: list[Any]) -> list[Any]:
