@@ -1117,19 +1117,53 @@ def convert_ui_to_api(
 
 def widgets_values_index(object_info: ObjectInfo, node: dict[str, Any], name: str) -> int | None:
     """Where a UI node's ``widgets_values`` holds widget ``name``, read as ``_node_widgets`` reads
-    it (hidden control values and pre-1.16 forceInput values counted); None if it holds none."""
+    it (hidden control values and pre-1.16 forceInput values counted); None if it holds none.
+
+    The index may be past the end of a short list (a widget a newer node definition added):
+    ``stored_widget_defaults`` gives the values to pad it with.
+    """
     stored = node.get("widgets_values")
     if not isinstance(stored, list):
         return None
+    layout = _stored_layout(object_info, node)
+    if layout is None:
+        return None
+    slots, _values = layout
+    position = next((i for i, slot in enumerate(slots) if slot.name == name), -1)
+    if position < 0:
+        return None
+    node_type = str(node.get("type"))
+    if node_type == "PrimitiveNode" or object_info.is_dynamic(node_type):
+        return position
+    kept = migrate_widget_values(object_info, node_type, list(range(len(stored))))
+    if position < len(kept):
+        return kept[position]
+    return position if len(kept) == len(stored) else None
+
+
+def stored_widget_defaults(object_info: ObjectInfo, node: dict[str, Any]) -> list[Any]:
+    """The value of every saved widget of a node as loaded (stored order): what a short
+    ``widgets_values`` is padded with before a value is written past its end."""
+    layout = _stored_layout(object_info, node)
+    return [] if layout is None else layout[1]
+
+
+def _stored_layout(
+    object_info: ObjectInfo, node: dict[str, Any]
+) -> tuple[list[Widget], list[Any]] | None:
+    """The widgets of a node that ``widgets_values`` holds, with their values after loading."""
+    stored = node.get("widgets_values")
+    stored = stored if isinstance(stored, list) else []
     node_type = str(node.get("type"))
     if node_type == "PrimitiveNode":
-        return 0 if name == "value" and stored else None
+        return [Widget("value")], [stored[0] if stored else None]
     if node_type in VIRTUAL_TYPES or not object_info.has(node_type):
         return None
-    slots = object_info.widgets(node_type)
-    slot = next((i for i, widget in enumerate(slots) if widget.name == name), -1)
-    if slot < 0 or not slots[slot].stored:
-        return None
-    position = sum(1 for widget in slots[:slot] if widget.stored)
-    kept = migrate_widget_values(object_info, node_type, list(range(len(stored))))
-    return kept[position] if position < len(kept) else None
+    if object_info.is_dynamic(node_type):
+        state = configure_dynamic(object_info, node_type, stored)
+        pairs = [(s, v) for s, v in zip(state.slots, state.values, strict=True) if s.stored]
+    else:
+        pairs = [(s, _default_value(s)) for s in object_info.widgets(node_type) if s.stored]
+        kept = migrate_widget_values(object_info, node_type, stored)
+        pairs = [(s, kept[i] if i < len(kept) else v) for i, (s, v) in enumerate(pairs)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]

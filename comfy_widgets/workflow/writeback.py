@@ -17,8 +17,10 @@ from comfy_widgets.errors import ComfyWidgetsError
 from comfy_widgets.workflow.conversion import (
     SUBGRAPH_INPUT_NODE,
     Link,
+    UNDEFINED,
     clone_json,
     parse_links,
+    stored_widget_defaults,
     widgets_values_index,
 )
 from comfy_widgets.workflow.frontend_text import process_dynamic_prompt
@@ -116,7 +118,13 @@ class GraphWriter:
         index = widgets_values_index(self.object_info, raw, name)
         if index is None:
             return None
-        places: list[Place] = [(raw["widgets_values"], index)]
+        values = raw["widgets_values"]
+        if index >= len(values):  # a widget newer than the save: pad with what loading gives
+            padding = stored_widget_defaults(self.object_info, raw)
+            if index >= len(padding) or any(v is UNDEFINED for v in padding):
+                return None
+            values.extend(clone_json(padding[len(values) : index + 1]))
+        places: list[Place] = [(values, index)]
         named = raw.get("widgets_values_named")
         if isinstance(named, dict) and name in named:
             places.append((named, name))
