@@ -16,8 +16,8 @@ from typing import Any
 from comfy_widgets.errors import ComfyWidgetsError
 from comfy_widgets.workflow.conversion import (
     SUBGRAPH_INPUT_NODE,
-    Link,
     UNDEFINED,
+    Link,
     clone_json,
     parse_links,
     stored_widget_defaults,
