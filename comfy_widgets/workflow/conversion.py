@@ -284,6 +284,8 @@ class Converter:
         self._layouts: dict[str, tuple[list[Widget], tuple[Any, ...], tuple[int, ...]]] = {}
         #: ``control_after_generate`` of each emitted node's widgets: {exec_id: {field: mode}}.
         self.controls: dict[str, dict[str, str]] = {}
+        #: The node being read, for errors about input the checks let through.
+        self.where = "the workflow"
         #: Inputs fed by one PrimitiveNode: [(title, [(exec_id, field), ...]), ...].
         self.primitive_groups: list[tuple[str | None, list[tuple[str, str]]]] = []
 
@@ -299,6 +301,7 @@ class Converter:
         self._apply_primitives()
         output: dict[str, Any] = {}
         for node in self.nodes.values():
+            self.where = f"node {node.exec_id} ({node.type})"
             entry = self._serialize(node)
             if entry is not None:
                 output[node.exec_id] = entry
@@ -323,10 +326,12 @@ class Converter:
         for graph in graphs:
             for node_id, raw in graph.nodes.items():
                 if not self._is_subgraph(raw):
+                    self.where = _where(graph, node_id, raw)
                     self.states[(graph.key, node_id)] = self._node_widgets(raw)
         for graph in graphs:
             for node_id, raw in graph.nodes.items():
                 if self._is_subgraph(raw):
+                    self.where = _where(graph, node_id, raw)
                     self._configure_instance(graph, node_id, raw, set())
 
     def _node_widgets(self, raw: dict[str, Any]) -> WidgetState:
@@ -989,6 +994,11 @@ def _grow_custom_combo(slots: list[Widget], values: list[Any], i: int, value: An
     if not value and i == len(slots) - 2 and not values[-1]:
         slots.pop()
         values.pop()
+
+
+def _where(graph: Graph, node_id: Any, raw: dict[str, Any]) -> str:
+    inside = "" if graph.key == "root" else f" of subgraph {graph.key}"
+    return f"node {node_id}{inside} ({raw.get('type')})"
 
 
 def _holds(slot: dict[str, Any], overrides: dict[str, Any]) -> bool:

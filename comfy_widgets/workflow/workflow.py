@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from comfy_widgets.errors import WorkflowError
+from comfy_widgets.errors import ComfyWidgetsError, WorkflowError
 from comfy_widgets.workflow.conversion import Converter, clone_json
 from comfy_widgets.workflow.object_info import ObjectInfo
 from comfy_widgets.workflow.parameters import (
@@ -23,6 +25,7 @@ from comfy_widgets.workflow.parameters import (
     build_parameter_set,
     copy_parameter,
 )
+from comfy_widgets.workflow.validate import check_api, check_depth, check_ui
 
 Format = Literal["api", "ui"]
 
@@ -39,6 +42,12 @@ class Workflow:
         allow_unknown_nodes: bool = False,
         _owned: bool = False,
     ):
+        if not isinstance(source, dict):
+            raise WorkflowError(
+                f"a workflow is a JSON object, not a {type(source).__name__}; "
+                "give a path, a dict or JSON text"
+            )
+        check_depth(source)
         self.source: dict[str, Any] = source if _owned else clone_json(source)
         self.name = name
         self.object_info = object_info if object_info is not None else ObjectInfo.bundled()
@@ -47,12 +56,16 @@ class Workflow:
         self._controls: dict[str, dict[str, str]] = {}
         self._groups: list[tuple[str | None, list[tuple[str, str]]]] = []
         if self.format == "ui":
+            check_ui(self.source)
             converter = Converter(self.source, self.object_info, allow_unknown_nodes)
-            self._api = converter.convert()
+            with _named_failures(lambda: converter.where):
+                self._api = converter.convert()
             self._controls, self._groups = converter.controls, converter.primitive_groups
         else:
+            check_api(self.source)
             self._api = clone_json(self.source)
-        check_graph(self._api, links_checked=self.format == "ui")
+        with _named_failures(lambda: "the converted prompt"):
+            check_graph(self._api, links_checked=self.format == "ui")
         self._hash: str | None = None
         self._param_set: ParameterSet | None = None
 
@@ -66,9 +79,10 @@ class Workflow:
     @property
     def _params(self) -> ParameterSet:
         if self._param_set is None:
-            self._param_set = build_parameter_set(
-                self._api, self.object_info, controls=self._controls, groups=self._groups
-            )
+            with _named_failures(lambda: "its parameters"):
+                self._param_set = build_parameter_set(
+                    self._api, self.object_info, controls=self._controls, groups=self._groups
+                )
         return self._param_set
 
     @classmethod
@@ -140,6 +154,32 @@ class Workflow:
         )
 
 
+#: What malformed input can still raise deep in the conversion, once the shape checks passed.
+_MALFORMED = (
+    TypeError,
+    ValueError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    RecursionError,
+    OverflowError,
+    UnicodeError,
+)
+
+
+@contextmanager
+def _named_failures(where: Callable[[], str]) -> Iterator[None]:
+    """Turn an error that bad input causes into a WorkflowError naming the node being read."""
+    try:
+        yield
+    except ComfyWidgetsError:
+        raise
+    except _MALFORMED as exc:
+        raise WorkflowError(
+            f"cannot read {where()}: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
+
+
 def _read_source(src: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
     """Parse the input into a dict and pick a default name (the file stem when there is one)."""
     if isinstance(src, dict):
@@ -165,6 +205,8 @@ def _parse_json(text: str, where: str) -> dict[str, Any]:
         raise WorkflowError(
             f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
+    except RecursionError as exc:
+        raise WorkflowError(f"{where} is JSON nested too deeply to read") from exc
     if not isinstance(data, dict):
         raise WorkflowError(
             f"{where} is JSON but not a workflow (a {type(data).__name__}, expected an object)"
@@ -190,7 +232,8 @@ def detect_format(data: dict[str, Any]) -> Format:
 def content_hash(data: dict[str, Any]) -> str:
     """sha256 of the canonical JSON (sorted keys, compact) of a workflow."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # lone surrogates (valid in JSON text as \ud800 escapes) are hashed as they are
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def check_graph(prompt: dict[str, Any], links_checked: bool = False) -> None:
