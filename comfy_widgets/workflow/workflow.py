@@ -88,13 +88,15 @@ class Workflow:
     @classmethod
     def load(
         cls,
-        src: str | Path | dict[str, Any] | Workflow,
+        src: str | Path | bytes | dict[str, Any] | Workflow,
         object_info: ObjectInfo | dict[str, Any] | None = None,
         *,
         name: str | None = None,
         allow_unknown_nodes: bool = False,
     ) -> Workflow:
-        """Load a workflow from a path, a dict, JSON text, or another Workflow."""
+        """Load a workflow from a path, a dict, JSON text, PNG bytes or another Workflow.
+
+        A PNG (path or bytes) gives its ``workflow`` text chunk, else its ``prompt`` chunk."""
         if isinstance(object_info, dict):
             object_info = ObjectInfo(object_info, source="user")
         if isinstance(src, Workflow):
@@ -180,22 +182,53 @@ def _named_failures(where: Callable[[], str]) -> Iterator[None]:
         ) from exc
 
 
-def _read_source(src: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """Parse the input into a dict and pick a default name (the file stem when there is one)."""
+def _read_source(src: str | Path | bytes | dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Parse the input into a dict and pick a default name (the file stem when there is one).
+
+    A PNG (a path or its bytes) gives the workflow it carries, as when one is dropped on ComfyUI.
+    """
     if isinstance(src, dict):
         return src, "workflow"
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src)
+        if data.startswith(PNG_SIGNATURE):
+            return _png_workflow(data, "the given PNG"), "workflow"
+        return _parse_json(_decode(data, "the given bytes"), "the given bytes"), "workflow"
     if isinstance(src, Path) or (isinstance(src, str) and not src.lstrip().startswith(("{", "["))):
         path = Path(src)
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
+            data = path.read_bytes()
+        except (OSError, ValueError) as exc:
             raise WorkflowError(f"cannot read workflow file {str(path)!r}: {exc}") from exc
-        return _parse_json(text, str(path)), path.stem
+        if data.startswith(PNG_SIGNATURE):
+            return _png_workflow(data, f"PNG file {str(path)!r}"), path.stem
+        return _parse_json(_decode(data, str(path)), str(path)), path.stem
     if isinstance(src, str):
         return _parse_json(src, "JSON text"), "workflow"
     raise WorkflowError(
         f"cannot load a workflow from {type(src).__name__}; give a path, a dict or JSON text"
     )
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_workflow(data: bytes, where: str) -> dict[str, Any]:
+    """The workflow a PNG carries (imported here: reading images needs Pillow)."""
+    from comfy_widgets.workflow.pngmeta import workflow_from_png
+
+    return workflow_from_png(data, where)
+
+
+def _decode(data: bytes, where: str) -> str:
+    """UTF-8 text (a leading byte-order mark allowed), or a WorkflowError saying it is not."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise WorkflowError(
+            f"{where} is neither JSON text (UTF-8) nor a PNG image: byte {exc.start} is "
+            f"{data[exc.start : exc.start + 1]!r}"
+        ) from exc
 
 
 def _parse_json(text: str, where: str) -> dict[str, Any]:
