@@ -344,8 +344,10 @@ class Converter:
         if node_type in VIRTUAL_TYPES:
             return WidgetState([], [])
         if not self.object_info.has(node_type):
+            # placeholder widgets all called UNKNOWN: the widget store renames the repeats
+            names = ["UNKNOWN", *(f"UNKNOWN_{i}" for i in range(1, len(stored)))]
             return WidgetState(
-                [Widget("UNKNOWN")] * len(stored), [_placeholder_value(v) for v in stored]
+                [Widget(name) for name in names], [_placeholder_value(v) for v in stored]
             )
         if self.object_info.is_dynamic(node_type):
             return configure_dynamic(self.object_info, node_type, stored)
