@@ -197,6 +197,58 @@ def child_widgets(spec: InputSpec, key: Any) -> list[Widget]:
     return widgets
 
 
+def autogrow_spec(spec: InputSpec, name: str) -> InputSpec | None:
+    """The input spec an Autogrow input gives one of its grown inputs (``<group>.<name>``):
+    its template input, named as the frontend names it (``names[i]``, or prefix/key + ordinal)."""
+    if spec.type != AUTOGROW or not name.startswith(spec.name + "."):
+        return None
+    template = spec.options.get("template")
+    template = template if isinstance(template, dict) else {}
+    inputs = template.get("input")
+    inputs = inputs if isinstance(inputs, dict) else {}
+    specs = [
+        _parse_spec(key, raw, section == "required")
+        for section in ("required", "optional")
+        for key, raw in (
+            inputs.get(section) if isinstance(inputs.get(section), dict) else {}
+        ).items()
+    ]
+    base = name[len(spec.name) + 1 :]
+    names = template.get("names")
+    prefix = template.get("prefix") or ""
+    for child in specs:
+        if isinstance(names, list) and base in names:
+            ordinal_ok = True
+        else:
+            stem = prefix if len(specs) == 1 else child.name
+            ordinal_ok = base.startswith(str(stem)) and base[len(str(stem)) :].isdigit()
+        if ordinal_ok:
+            return InputSpec(name, child.type, child.options, False, child.choices)
+    return None
+
+
+def resolve_input(
+    info: ObjectInfo, class_type: str, name: str, inputs: dict[str, Any]
+) -> InputSpec | None:
+    """The spec of one input a prompt sends, dotted ones included: ``model.duration`` is a child
+    of DynamicCombo ``model`` under its current option (``inputs['model']``), nested ones
+    recursively; ``images.image_1`` an input grown by Autogrow ``images``."""
+    specs: tuple[InputSpec, ...] | list[InputSpec] = info.inputs(class_type)
+    while True:
+        match = next((s for s in specs if s.name == name), None)
+        if match is not None:
+            return match
+        parent = next((s for s in specs if name.startswith(s.name + ".")), None)
+        if parent is None:
+            return None
+        if parent.type == AUTOGROW:
+            return autogrow_spec(parent, name)
+        if parent.type != DYNAMIC_COMBO:
+            return None
+        option = inputs.get(parent.name)
+        specs = option_children(parent, option)
+
+
 class ObjectInfo:
     """The node definitions in use, and where they came from.
 

@@ -80,7 +80,7 @@ class GraphWriter:
 
     def places(self, key: str) -> list[Place] | None:
         """Every place to write for one input key; None when one of them cannot be found."""
-        exec_id, _, field = key.rpartition(".")
+        exec_id, _, field = key.partition(".")  # fields may hold dots (model.duration)
         chain: Chain = []
         graph: dict[str, Any] | None = self.root
         for node_id in exec_id.split(":"):
