@@ -115,6 +115,11 @@ class ParameterForm(w.VBox):
     # --- layout ---------------------------------------------------------------------------
 
     def _sections(self, params: list[Any]) -> list[w.Widget]:
+        chosen = [p for p in params if getattr(p, "app_input", False)]
+        if chosen:  # App Mode: the author's inputs in their order, everything else folded
+            app = _section("Inputs", [self.fields[p.name] for p in chosen])
+            app.add_class("cw-form-app")
+            return [app, *self._sections([p for p in params if p not in chosen])]
         basic = [p for p in params if not p.advanced]
         advanced = [p for p in params if p.advanced]
         children: list[w.Widget] = [self._node_section(basic, nid) for nid in _section_order(basic)]

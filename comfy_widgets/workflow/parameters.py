@@ -171,6 +171,35 @@ def build_parameter_set(
     return ParameterSet(params, _name_index(params, prompt), object_info)
 
 
+def apply_app_inputs(pset: ParameterSet, chosen: list[tuple[str, str | None]]) -> None:
+    """Put the inputs a workflow's author chose in App Mode first, in their order, under their
+    labels, and every other parameter under Advanced.
+
+    ``chosen`` holds (canonical key, label or None) pairs; keys that name no parameter (a linked
+    input, a node no longer there) are skipped, as App Mode itself prunes them.
+    """
+    by_key: dict[str, WorkflowParameter] = {}
+    for param in pset.parameters:
+        for key in (param.key, *param.linked_keys):
+            by_key.setdefault(key, param)
+    first: list[WorkflowParameter] = []
+    for key, label in chosen:
+        param = by_key.get(key)
+        if param is None or param.app_input:
+            continue
+        param.app_input = True
+        param.advanced = False
+        if label:
+            param.label = label
+        first.append(param)
+    if not first:
+        return
+    for param in pset.parameters:
+        if not param.app_input:
+            param.advanced = True
+    pset.parameters[:] = [*first, *(p for p in pset.parameters if not p.app_input)]
+
+
 def _split(key: str, prompt: dict[str, Any] | None = None) -> tuple[str, str]:
     """``"<node_id>.<field>"`` apart. Fields may hold dots (``model.duration``), and so may
     API node ids: the node id is the shortest prefix that names a node of ``prompt``."""

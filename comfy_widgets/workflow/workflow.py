@@ -21,10 +21,12 @@ from comfy_widgets.workflow.object_info import ObjectInfo
 from comfy_widgets.workflow.parameters import (
     ParameterSet,
     WorkflowParameter,
+    apply_app_inputs,
     apply_to_prompt,
     build_parameter_set,
     copy_parameter,
 )
+from comfy_widgets.workflow.appmode import app_mode_inputs
 from comfy_widgets.workflow.validate import check_api, check_depth, check_ui
 
 Format = Literal["api", "ui"]
@@ -80,9 +82,12 @@ class Workflow:
     def _params(self) -> ParameterSet:
         if self._param_set is None:
             with _named_failures(lambda: "its parameters"):
-                self._param_set = build_parameter_set(
+                pset = build_parameter_set(
                     self._api, self.object_info, controls=self._controls, groups=self._groups
                 )
+                if self.format == "ui":
+                    apply_app_inputs(pset, app_mode_inputs(self.source, self._api))
+            self._param_set = pset
         return self._param_set
 
     @classmethod
