@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from comfy_widgets.errors import ComfyWidgetsError, WorkflowError
+from comfy_widgets.workflow.appmode import app_mode_inputs
 from comfy_widgets.workflow.conversion import Converter, clone_json
 from comfy_widgets.workflow.object_info import ObjectInfo
 from comfy_widgets.workflow.parameters import (
@@ -26,7 +27,6 @@ from comfy_widgets.workflow.parameters import (
     build_parameter_set,
     copy_parameter,
 )
-from comfy_widgets.workflow.appmode import app_mode_inputs
 from comfy_widgets.workflow.validate import check_api, check_depth, check_ui
 
 Format = Literal["api", "ui"]
