@@ -26,6 +26,7 @@ from comfy_widgets.workflow.parameters import (
     apply_to_prompt,
     build_parameter_set,
     copy_parameter,
+    option_parameters,
 )
 from comfy_widgets.workflow.validate import check_api, check_depth, check_ui
 
@@ -131,6 +132,16 @@ class Workflow:
             return copy_parameter(self._params.resolve(name))
         except KeyError as exc:
             raise ParameterError(str(exc.args[0]), errors={name: str(exc.args[0])}) from None
+
+    def option_parameters(self, key: str, option: Any) -> list[WorkflowParameter]:
+        """The inputs DynamicCombo parameter ``key`` gives its node when set to ``option``, as
+        new parameters at their defaults (what a form shows after the option changes); values
+        for them are accepted by ``apply`` together with that option."""
+        combo = self._params.resolve(key) if key in self._params.by_name else None
+        if combo is None or not combo.dynamic:
+            return []
+        inputs = (self._api.get(combo.node_id) or {}).get("inputs") or {}
+        return option_parameters(self._params, combo, option, inputs)
 
     def apply(self, values: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
         """A validated API prompt with these values; raises ParameterError before any change."""
