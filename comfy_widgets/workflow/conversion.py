@@ -700,6 +700,9 @@ class Converter:
             if slot.in_prompt and slot.name and value is not UNDEFINED:
                 if save_node or not slot.plain:
                     value = self._serialize_widget(node, slot, value)
+                if slot.spec is not None and slot.spec.type == "CURVE" and value is not None:
+                    inputs[slot.name] = {"__type__": "CURVE", "__value__": js_number(value)}
+                    continue
                 inputs[slot.name] = value if type(value) in _JSON_SCALARS else _wrap(value)
         for i, inp in enumerate(node.inputs):
             if inp.get("link") is None:

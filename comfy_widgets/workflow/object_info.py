@@ -39,6 +39,17 @@ WIDGET_TYPES = frozenset(
         "LOAD_3D_ANIMATION",
         "COMFY_DYNAMICCOMBO_V3",
         "PREVIEW_3D",
+        # widgets frontend 1.58 added (``ComfyWidgets`` in scripts/widgets.ts)
+        "BOUNDING_BOX",
+        "PAINTER",
+        "COMPOSITOR",
+        "CURVE",
+        "RANGE",
+        "VIDEO_EDIT",
+        "RESOLUTION_PREVIEW",
+        "BOUNDING_BOXES",
+        "LIGHT_INFO_PREVIEW",
+        "COLORS",
     }
 )
 #: V3 inputs whose chosen option adds child inputs named ``<input>.<child>`` right after it.
@@ -420,7 +431,7 @@ def _input_record(class_type: str, info: dict[str, Any]) -> list[InputSpec]:
             record[spec.name] = spec
     if class_type in AUDIO_UI_NODES:
         record["audioUI"] = InputSpec("audioUI", "AUDIO_UI", {}, True)
-    if class_type == "SaveGLB":  # the 3D preview the frontend adds (Comfy.SaveGLB)
+    if class_type in ("SaveGLB", "Preview3D"):  # the 3D viewer (Comfy.SaveGLB, Comfy.Preview3D)
         record["image"] = InputSpec("image", "PREVIEW_3D", {}, True)
     audio = record.get("audio")
     if audio is not None and audio.options.get("audio_upload") is True:
@@ -479,6 +490,8 @@ def _widgets_for(spec: InputSpec, upload_folder: str | None = None):
         yield Widget(spec.name, in_prompt=False, stored=False)
     elif widget_type == "IMAGECOMPARE":  # saved nowhere, always sends two empty images
         yield Widget(spec.name, spec, stored=False, fixed=["", ""], has_fixed=True)
+    elif widget_type == "RESOLUTION_PREVIEW":  # a picture of the size: neither saved nor sent
+        yield Widget(spec.name, in_prompt=False, stored=False)
     elif widget_type == "PREVIEW_3D":  # the SaveGLB viewer's file, saved and sent as is
         yield Widget(spec.name, default="")
     elif widget_type in ("IMAGEUPLOAD", "AUDIOUPLOAD"):
