@@ -192,6 +192,82 @@ def _make_graph(key: str, data: dict[str, Any], definition: dict[str, Any] | Non
     return Graph(key, nodes, parse_links(data.get("links")), definition)
 
 
+def dedupe_subgraph_node_ids(ui: dict[str, Any]) -> list[dict[str, Any]]:
+    """The subgraph definitions with inner node ids made unique, as frontend 1.58 does on load
+    (``deduplicateClonedSubgraphNodeIds`` in subgraphDeduplication.ts).
+
+    Ids already used by a root node or an earlier definition's node get the next free id after
+    the graph's last node id, and the definition's links follow; this changes the execution ids
+    the prompt uses (``41:43`` becomes ``41:53``). Definitions that need no change are returned
+    as they are; changed ones are copies (the workflow itself is never modified).
+    """
+    subgraphs = [
+        sub
+        for sub in (ui.get("definitions") or {}).get("subgraphs") or []
+        if isinstance(sub, dict) and sub.get("id")
+    ]
+    if not subgraphs:
+        return []
+    used = {str(n.get("id")) for n in ui.get("nodes") or [] if isinstance(n, dict)}
+    numbers = {int(k) for k in used if _is_array_index(k)}
+    state = ui.get("state")
+    last = state.get("lastNodeId") if isinstance(state, dict) else ui.get("last_node_id")
+    last = last if isinstance(last, int) and not isinstance(last, bool) and last >= 0 else 0
+    result = []
+    for sub in subgraphs:
+        remap: dict[str, int] = {}
+        seen: set[str] = set()
+        for node in sub.get("nodes") or []:
+            if not isinstance(node, dict):
+                continue
+            key = str(node.get("id"))
+            if key in seen:
+                continue  # a repeat inside one definition: the first one is kept
+            seen.add(key)
+            if key in used:
+                new_id = last + 1
+                while new_id in numbers:
+                    new_id += 1
+                last = new_id
+                remap[key] = new_id
+                numbers.add(new_id)
+                used.add(str(new_id))
+            else:
+                used.add(key)
+                if _is_array_index(key):
+                    numbers.add(int(key))
+                    last = max(last, int(key))
+        result.append(_renumbered(sub, remap) if remap else sub)
+    return result
+
+
+def _renumbered(sub: dict[str, Any], remap: dict[str, int]) -> dict[str, Any]:
+    """A copy of a subgraph definition with node ids (and the links' ends) remapped."""
+    nodes = []
+    for node in sub.get("nodes") or []:
+        if isinstance(node, dict) and str(node.get("id")) in remap:
+            node = {**node, "id": remap[str(node["id"])]}
+        nodes.append(node)
+    links = []
+    for link in sub.get("links") or []:
+        if isinstance(link, dict):
+            link = {
+                **link,
+                "origin_id": remap.get(str(link.get("origin_id")), link.get("origin_id")),
+                "target_id": remap.get(str(link.get("target_id")), link.get("target_id")),
+            }
+        elif isinstance(link, list) and len(link) >= 5:
+            link = [
+                link[0],
+                remap.get(str(link[1]), link[1]),
+                link[2],
+                remap.get(str(link[3]), link[3]),
+                *link[4:],
+            ]
+        links.append(link)
+    return {**sub, "nodes": nodes, "links": links}
+
+
 def fix_output_links(graph: Graph) -> None:
     """Repair output link lists the way the frontend's link fixer does before loading.
 
@@ -274,7 +350,7 @@ class Converter:
         self.root = _make_graph("root", ui, None)
         fix_output_links(self.root)
         self.subgraphs: dict[str, Graph] = {}
-        for sub in (ui.get("definitions") or {}).get("subgraphs") or []:
+        for sub in dedupe_subgraph_node_ids(ui):
             if isinstance(sub, dict) and sub.get("id"):
                 self.subgraphs[str(sub["id"])] = _make_graph(str(sub["id"]), sub, sub)
         self.states: dict[tuple[str, Any], WidgetState] = {}
@@ -345,7 +421,7 @@ class Converter:
             return WidgetState([], [])
         if not self.object_info.has(node_type):
             # placeholder widgets all called UNKNOWN: the widget store renames the repeats
-            names = ["UNKNOWN", *(f"UNKNOWN_{i}" for i in range(1, len(stored)))]
+            names = ["UNKNOWN", *(f"UNKNOWN_{i}" for i in range(1, len(stored)))][: len(stored)]
             return WidgetState(
                 [Widget(name) for name in names], [_placeholder_value(v) for v in stored]
             )
