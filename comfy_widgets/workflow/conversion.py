@@ -237,8 +237,82 @@ def dedupe_subgraph_node_ids(ui: dict[str, Any]) -> list[dict[str, Any]]:
                 if _is_array_index(key):
                     numbers.add(int(key))
                     last = max(last, int(key))
-        result.append(_renumbered(sub, remap) if remap else sub)
+        result.append(_one_link_per_input(_renumbered(sub, remap) if remap else sub))
     return result
+
+
+def _one_link_per_input(sub: dict[str, Any]) -> dict[str, Any]:
+    """Keep one link per target slot of a subgraph, as ``normalizeConfiguredTopology`` does
+    (linkDeduplication.ts): the first, unless only a later one is held by the target input;
+    references to a dropped link move to the one kept."""
+    links = sub.get("links")
+    if not isinstance(links, list) or len(links) < 2:
+        return sub
+    held = {
+        inp.get("link")
+        for node in sub.get("nodes") or []
+        if isinstance(node, dict)
+        for inp in node.get("inputs") or []
+        if isinstance(inp, dict) and inp.get("link") is not None
+    }
+    kept: list[Any] = []
+    at: dict[tuple[str, Any], int] = {}
+    moved: dict[Any, Any] = {}
+    for link in links:
+        fields = _link_fields(link)
+        if fields is None:
+            kept.append(link)
+            continue
+        link_id, origin, origin_slot, target, target_slot = fields
+        index = at.get((str(target), target_slot))
+        if index is None:
+            at[(str(target), target_slot)] = len(kept)
+            kept.append(link)
+            continue
+        survivor = _link_fields(kept[index]) or fields
+        same = str(survivor[1]) == str(origin) and survivor[2] == origin_slot
+        if not same and link_id in held and survivor[0] not in held:
+            kept[index] = link
+            for old, new in list(moved.items()):
+                if new == survivor[0]:
+                    moved[old] = link_id
+            moved[survivor[0]] = link_id
+        else:
+            moved[link_id] = survivor[0]
+    if len(kept) == len(links):
+        return sub
+    nodes = []
+    for node in sub.get("nodes") or []:
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if isinstance(inputs, list) and any(
+            isinstance(i, dict) and i.get("link") in moved for i in inputs
+        ):
+            node = {
+                **node,
+                "inputs": [
+                    {**i, "link": moved[i["link"]]}
+                    if isinstance(i, dict) and i.get("link") in moved
+                    else i
+                    for i in inputs
+                ],
+            }
+        nodes.append(node)
+    return {**sub, "nodes": nodes, "links": kept}
+
+
+def _link_fields(link: Any) -> tuple[Any, Any, Any, Any, Any] | None:
+    """(id, origin id, origin slot, target id, target slot) of a stored link, or None."""
+    if isinstance(link, dict):
+        return (
+            link.get("id"),
+            link.get("origin_id"),
+            link.get("origin_slot"),
+            link.get("target_id"),
+            link.get("target_slot"),
+        )
+    if isinstance(link, list) and len(link) >= 5:
+        return link[0], link[1], link[2], link[3], link[4]
+    return None
 
 
 def _renumbered(sub: dict[str, Any], remap: dict[str, int]) -> dict[str, Any]:
