@@ -33,6 +33,7 @@ from comfy_widgets.workflow.object_info import (
     child_widgets,
     default_option,
     migrate_widget_values,
+    option_children,
 )
 
 #: Frontend-only node types: never sent to the server.
@@ -602,11 +603,10 @@ class Converter:
         node_type = str(raw.get("type"))
         if self.object_info.has(node_type):
             state = self.states.get(key)
-            names = (
-                frozenset(slot.name for slot in state.slots)
-                if state is not None and self.object_info.is_dynamic(node_type)
-                else None
-            )
+            names = None
+            if state is not None and self.object_info.is_dynamic(node_type):
+                names = frozenset(slot.name for slot in state.slots)
+                stored = _drop_stale_option_inputs(state, stored)
             stored = self._rebuild_inputs(node_type, stored, names)
         self._input_cache[key] = stored
         return stored
@@ -1088,6 +1088,35 @@ def _bypass_slot(node: Node, slot: int, wanted_type: Any) -> int:
         ):
             return i
     return -1
+
+
+def _drop_stale_option_inputs(
+    state: WidgetState, stored: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """A DynamicCombo removes the ``<name>.*`` inputs of options other than its current one
+    (``updateWidgets`` in dynamicWidgets.ts): a saved input under a combo survives only when the
+    chosen option has it (an input, or an Autogrow group it grows from)."""
+    combos = [
+        (slot.name, slot.spec, value)
+        for slot, value in zip(state.slots, state.values, strict=True)
+        if slot.spec is not None and slot.spec.type == DYNAMIC_COMBO
+    ]
+    if not combos:
+        return stored
+    kept = []
+    for inp in stored:
+        name = str(inp.get("name"))
+        owner = max(
+            (c for c in combos if name.startswith(c[0] + ".")),
+            key=lambda c: len(c[0]),
+            default=None,
+        )
+        if owner is not None:
+            children = option_children(owner[1], owner[2]) if isinstance(owner[2], str) else []
+            if not any(name == c.name or name.startswith(c.name + ".") for c in children):
+                continue
+        kept.append(inp)
+    return kept
 
 
 def configure_dynamic(object_info: ObjectInfo, node_type: str, stored: list[Any]) -> WidgetState:
