@@ -445,10 +445,10 @@ class Converter:
     def convert(self) -> dict[str, Any]:
         """Run the whole conversion and return the API prompt."""
         self._configure_all()
-        for node in self._execution_order(self.root):
+        for raw in self._execution_order(self.root):
             # graphToPrompt does not ask a muted or bypassed top-level instance for its inner
             # nodes (nested ones still give theirs: ``SubgraphNode.getInnerNodes``).
-            self._expand(node, (), None, inner=(node.get("mode") or 0) not in _SKIPPED_MODES)
+            self._expand(raw, (), None, inner=(raw.get("mode") or 0) not in _SKIPPED_MODES)
         self._apply_primitives()
         output: dict[str, Any] = {}
         for node in self.nodes.values():
@@ -1161,7 +1161,8 @@ def _replace_children(
     slots[:] = [slots[j] for j in keep]
     values[:] = [values[j] for j in keep]
     at = slots.index(combo) + 1 if combo in slots else i + 1
-    children = child_widgets(combo.spec, value) if isinstance(value, str) and value else []
+    spec = combo.spec
+    children = child_widgets(spec, value) if spec is not None and isinstance(value, str) else []
     slots[at:at] = children
     values[at:at] = [_default_value(child) for child in children]
 
@@ -1282,7 +1283,7 @@ def _default_value(slot: Widget) -> Any:
     default = spec.options.get("default")
     if spec.type == "COMBO":
         if default or spec.choices:
-            return default or spec.choices[0]
+            return default or (spec.choices or (None,))[0]
         return "Loading..." if spec.options.get("remote") else UNDEFINED
     if default is not None:
         return default

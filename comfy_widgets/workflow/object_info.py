@@ -217,13 +217,11 @@ def autogrow_spec(spec: InputSpec, name: str) -> InputSpec | None:
     template = template if isinstance(template, dict) else {}
     inputs = template.get("input")
     inputs = inputs if isinstance(inputs, dict) else {}
-    specs = [
-        _parse_spec(key, raw, section == "required")
-        for section in ("required", "optional")
-        for key, raw in (
-            inputs.get(section) if isinstance(inputs.get(section), dict) else {}
-        ).items()
-    ]
+    specs = []
+    for section in ("required", "optional"):
+        group = inputs.get(section)
+        for key, raw in (group if isinstance(group, dict) else {}).items():
+            specs.append(_parse_spec(key, raw, section == "required"))
     base = name[len(spec.name) + 1 :]
     names = template.get("names")
     prefix = template.get("prefix") or ""

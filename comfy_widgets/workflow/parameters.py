@@ -184,9 +184,10 @@ def apply_app_inputs(pset: ParameterSet, chosen: list[tuple[str, str | None]]) -
             by_key.setdefault(key, param)
     first: list[WorkflowParameter] = []
     for key, label in chosen:
-        param = by_key.get(key)
-        if param is None or param.app_input:
+        found = by_key.get(key)
+        if found is None or found.app_input:
             continue
+        param = found
         param.app_input = True
         param.advanced = False
         if label:
