@@ -448,7 +448,7 @@ class Converter:
         for raw in self._execution_order(self.root):
             # graphToPrompt does not ask a muted or bypassed top-level instance for its inner
             # nodes (nested ones still give theirs: ``SubgraphNode.getInnerNodes``).
-            self._expand(raw, (), None, inner=(raw.get("mode") or 0) not in _SKIPPED_MODES)
+            self._expand(raw, (), None, with_inner=(raw.get("mode") or 0) not in _SKIPPED_MODES)
         self._apply_primitives()
         output: dict[str, Any] = {}
         for node in self.nodes.values():
@@ -742,7 +742,11 @@ class Converter:
         return order + rest
 
     def _expand(
-        self, raw: dict[str, Any], path: tuple[str, ...], instance: Node | None, inner: bool = True
+        self,
+        raw: dict[str, Any],
+        path: tuple[str, ...],
+        instance: Node | None,
+        with_inner: bool = True,
     ) -> None:
         """Register a node (and, for a subgraph instance, its inner nodes depth-first)."""
         graph = self.root if instance is None else self.subgraphs[instance.type]
@@ -762,7 +766,7 @@ class Converter:
         )
         if exec_id not in self.nodes:
             self.nodes[exec_id] = node
-        if not is_sub or not inner:
+        if not is_sub or not with_inner:
             return
         if len(path) > 32:
             raise WorkflowError(f"subgraphs nested too deeply at node {exec_id}")
