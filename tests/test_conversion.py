@@ -508,8 +508,9 @@ def test_unknown_node_types_can_be_kept_like_the_frontend():
         node(60, "FancyCustomNode", [1, {"k": 2}], title="Fancy", inputs=[("image", "IMAGE", 61)]),
     ]
     api = convert(graph(nodes, [*BASE_LINKS, [61, 5, 0, 60, 0, "IMAGE"]]), allow_unknown_nodes=True)
+    # frontend 1.58: the placeholder's widgets are UNKNOWN, UNKNOWN_1, … (1.27 sent the last)
     assert api["60"] == {
-        "inputs": {"UNKNOWN": '{"k":2}', "image": ["5", 0]},
+        "inputs": {"UNKNOWN": 1, "UNKNOWN_1": '{"k":2}', "image": ["5", 0]},
         "_meta": {"title": "Fancy"},
     }
     assert api["10"]["class_type"] == "KSampler"

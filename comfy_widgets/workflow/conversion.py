@@ -559,7 +559,7 @@ class Converter:
         for link_id in sub_input.get("linkIds") or []:
             link = sub.links.get(link_id)
             target = sub.nodes.get(link.target_id) if link else None
-            target_input = self._target_input(sub, link) if target is not None else None
+            target_input = _stored_target_input(target, link) if target is not None else None
             widget_name = (target_input.get("widget") or {}).get("name") if target_input else None
             if not widget_name:
                 continue
@@ -1092,6 +1092,18 @@ def _bypass_slot(node: Node, slot: int, wanted_type: Any) -> int:
         ):
             return i
     return -1
+
+
+def _stored_target_input(target: dict[str, Any], link: Link | None) -> dict[str, Any] | None:
+    """The saved input a subgraph input's link ends at (by link id, else by slot), as
+    ``LLink.resolve`` finds it: its widget name must still be a widget of the node to promote."""
+    inputs = [i for i in target.get("inputs") or [] if isinstance(i, dict)]
+    if link is None:
+        return None
+    for inp in inputs:
+        if inp.get("link") == link.id:
+            return inp
+    return inputs[link.target_slot] if 0 <= link.target_slot < len(inputs) else None
 
 
 def _drop_stale_option_inputs(
