@@ -92,7 +92,7 @@ def copy_parameter(param: WorkflowParameter) -> WorkflowParameter:
     """A copy that callers may change freely (options and value are copied too)."""
     copied = copy.copy(param)  # much faster than dataclasses.replace
     if isinstance(param.value, (list, dict)):
-        copied.value = copy.deepcopy(param.value)
+        copied.value = clone_json(param.value)
     if param.options is not None:
         copied.options = list(param.options)
     return copied

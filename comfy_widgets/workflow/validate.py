@@ -14,25 +14,8 @@ from typing import Any
 
 from comfy_widgets.errors import WorkflowError
 
-#: Deeper JSON than this is refused (the frontend's graphs are less than 15 levels deep).
-MAX_DEPTH = 100
 #: Node and link ids and slot numbers beyond this are not ids any editor writes.
 MAX_ID = 2**53
-
-
-def check_depth(data: Any, limit: int = MAX_DEPTH) -> None:
-    """Refuse JSON nested deeper than ``limit`` (it would exhaust the stack later)."""
-    stack: list[tuple[Any, int, str]] = [(data, 0, "")]
-    while stack:
-        value, depth, where = stack.pop()
-        if depth > limit:
-            raise WorkflowError(
-                f"the workflow is nested more than {limit} levels deep (at {where or 'the top'})"
-            )
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1, f"{where}.{k}") for k, v in value.items())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1, f"{where}[{i}]") for i, v in enumerate(value))
 
 
 def _is_id(value: Any) -> bool:
@@ -94,8 +77,27 @@ def check_graph_shape(graph: dict[str, Any], where: str) -> None:
     links = graph.get("links")
     if not _optional(links, list):
         raise WorkflowError(f"{where} has 'links' that is not a list")
-    for i, link in enumerate(links or []):
-        _check_link(link, i, where)
+    for i, link in enumerate(links or ()):
+        if not _plain_link(link):
+            _check_link(link, i, where)
+
+
+def _plain_link(link: Any) -> bool:
+    """The usual root-graph link, checked quickly: six fields, integer ids and slots."""
+    return (
+        type(link) is list
+        and len(link) >= 5
+        and type(link[0]) is int
+        and type(link[1]) is int
+        and type(link[3]) is int
+        and type(link[2]) is int
+        and type(link[4]) is int
+        and 0 <= link[2] <= 10_000
+        and 0 <= link[4] <= 10_000
+        and -MAX_ID <= link[0] <= MAX_ID
+        and -MAX_ID <= link[1] <= MAX_ID
+        and -MAX_ID <= link[3] <= MAX_ID
+    )
 
 
 def _check_node(node: Any, index: int, where: str) -> None:
@@ -121,12 +123,38 @@ def _check_node(node: Any, index: int, where: str) -> None:
     title = node.get("title")
     if title is not None and not isinstance(title, (str, int, float)):
         raise WorkflowError(f"{name} ({node_type}) has a title that is not text")
-    for side in ("inputs", "outputs"):
+    for side, fine in (("inputs", _plain_input), ("outputs", _plain_output)):
         slots = node.get(side)
         if not _optional(slots, list):
             raise WorkflowError(f"{name} ({node_type}) has '{side}' that is not a list")
-        for j, slot in enumerate(slots or []):
-            _check_slot(slot, side, j, f"{name} ({node_type})")
+        for j, slot in enumerate(slots or ()):
+            if not fine(slot):  # the usual slot passes the quick test; others are examined
+                _check_slot(slot, side, j, f"{name} ({node_type})")
+
+
+_NAME_TYPES = (str, type(None))
+
+
+def _plain_input(slot: Any) -> bool:
+    """The common case, checked quickly: a dict with text name, int/None link, plain widget."""
+    if type(slot) is not dict:
+        return False
+    link = slot.get("link")
+    widget = slot.get("widget")
+    return (
+        type(slot.get("name")) in _NAME_TYPES
+        and (link is None or (type(link) is int and -MAX_ID <= link <= MAX_ID))
+        and (widget is None or (type(widget) is dict and type(widget.get("name")) in _NAME_TYPES))
+    )
+
+
+def _plain_output(slot: Any) -> bool:
+    if type(slot) is not dict or type(slot.get("name")) not in _NAME_TYPES:
+        return False
+    links = slot.get("links")
+    return links is None or (
+        type(links) is list and all(type(x) is int and -MAX_ID <= x <= MAX_ID for x in links)
+    )
 
 
 def _check_slot(slot: Any, side: str, index: int, name: str) -> None:

@@ -28,7 +28,7 @@ from comfy_widgets.workflow.parameters import (
     copy_parameter,
     option_parameters,
 )
-from comfy_widgets.workflow.validate import check_api, check_depth, check_ui
+from comfy_widgets.workflow.validate import check_api, check_ui
 
 Format = Literal["api", "ui"]
 
@@ -50,8 +50,7 @@ class Workflow:
                 f"a workflow is a JSON object, not a {type(source).__name__}; "
                 "give a path, a dict or JSON text"
             )
-        check_depth(source)
-        self.source: dict[str, Any] = source if _owned else clone_json(source)
+        self.source: dict[str, Any] = source if _owned else _copy_source(source)
         self.name = name
         self.object_info = object_info if object_info is not None else ObjectInfo.bundled()
         self.allow_unknown_nodes = allow_unknown_nodes
@@ -76,7 +75,8 @@ class Workflow:
     def content_hash(self) -> str:
         """sha256 of the canonical JSON of the original workflow (computed once)."""
         if self._hash is None:
-            self._hash = content_hash(self.source)
+            with _named_failures(lambda: "the workflow to hash it"):
+                self._hash = content_hash(self.source)
         return self._hash
 
     @property
@@ -122,7 +122,8 @@ class Workflow:
 
     def parameters(self) -> list[WorkflowParameter]:
         """The workflow's parameters, in node order (copies: changing them changes nothing)."""
-        return [copy_parameter(p) for p in self._params.parameters]
+        with _named_failures(lambda: "its parameters"):
+            return [copy_parameter(p) for p in self._params.parameters]
 
     def parameter(self, name: str) -> WorkflowParameter:
         """One parameter by friendly name or canonical key (ParameterError if unknown)."""
@@ -224,6 +225,14 @@ def _read_source(src: str | Path | bytes | dict[str, Any]) -> tuple[dict[str, An
     raise WorkflowError(
         f"cannot load a workflow from {type(src).__name__}; give a path, a dict or JSON text"
     )
+
+
+def _copy_source(source: dict[str, Any]) -> dict[str, Any]:
+    """A private copy of a caller's dict; JSON nested too deeply to copy is refused."""
+    try:
+        return clone_json(source)
+    except RecursionError as exc:
+        raise WorkflowError("the workflow is JSON nested too deeply to read") from exc
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
