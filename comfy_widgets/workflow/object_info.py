@@ -56,6 +56,8 @@ WIDGET_TYPES = frozenset(
 DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
 #: V3 inputs that grow a group of numbered inputs (``images.image_1``…) as they are connected.
 AUTOGROW = "COMFY_AUTOGROW_V3"
+#: V3 inputs that take whatever type is connected, among the types they allow.
+MATCH_TYPE = "COMFY_MATCHTYPE_V3"
 #: Nodes whose widgets the frontend's extensions change while values are applied.
 CUSTOM_COMBO = "CustomCombo"
 #: Folders whose file lists describe one machine only (models, inputs).
@@ -377,8 +379,8 @@ class ObjectInfo:
         if cached is None:
             specs = _frontend_inputs(class_type, self.raw.get(class_type) or {})
             cached = tuple(
-                [(s.name, s.type, False) for s in specs if not s.creates_widget]
-                + [(s.name, s.type, True) for s in specs if s.creates_widget]
+                [(s.name, _socket_type(s), False) for s in specs if not s.creates_widget]
+                + [(s.name, _socket_type(s), True) for s in specs if s.creates_widget]
             )
             self._slots[class_type] = cached
         return cached
@@ -406,6 +408,17 @@ class ObjectInfo:
 
     def __repr__(self) -> str:
         return f"ObjectInfo({len(self.raw)} node classes, source={self.source!r})"
+
+
+def _socket_type(spec: InputSpec) -> str:
+    """The type of an input's socket: a MatchType input takes the types it allows
+    (``applyMatchType`` in dynamicWidgets.ts), any other its own."""
+    if spec.type == MATCH_TYPE:
+        template = spec.options.get("template")
+        allowed = template.get("allowed_types") if isinstance(template, dict) else None
+        if isinstance(allowed, str) and allowed:
+            return allowed
+    return spec.type
 
 
 def _iter_inputs(info: dict[str, Any]):
