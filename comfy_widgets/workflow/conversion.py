@@ -875,15 +875,14 @@ class Converter:
         inputs = js_key_order(inputs)
         if state is not None:
             self._record_controls(node.exec_id, state)
-        if not known:
-            title = node.raw.get("title")
-            return {"inputs": inputs, "_meta": {"title": title} if title else {}}
+        if not known:  # a placeholder: no class_type, its own title (else an empty one)
+            return {"inputs": inputs, "_meta": self._meta(node.raw, node.raw.get("title") or "")}
         return {"inputs": inputs, "class_type": node.type, "_meta": self._meta(node.raw)}
 
-    def _meta(self, raw: dict[str, Any]) -> dict[str, Any]:
+    def _meta(self, raw: dict[str, Any], title: Any = None) -> dict[str, Any]:
         """``_meta`` as frontend 1.58 writes it: the title, then the node pack and its version
         from the node's properties (``cnr_id``, ``ver``) when it has them."""
-        meta: dict[str, Any] = {"title": self._title(raw)}
+        meta: dict[str, Any] = {"title": self._title(raw) if title is None else title}
         properties = raw.get("properties")
         if isinstance(properties, dict):
             for key in ("cnr_id", "ver"):
