@@ -42,7 +42,7 @@ def test_every_shared_workflow_is_fuzzed():
     assert folders == {"ui", "api", "resaved"} and len(SHARED) == 46
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(index=st.integers(0, len(SHARED) - 1), seed=st.integers(0, 2**32 - 1))
 def test_mutated_workflows_fail_only_with_library_errors(index: int, seed: int):
     _, doc, text = SHARED[index]
