@@ -685,9 +685,12 @@ def test_subgraph_instance_inputs_are_matched_by_name():
     assert api["57:6"]["inputs"] == {"noise_seed": 5}
 
 
-def test_promoted_text_widget_holds_a_string():
+def test_promoted_value_is_sent_as_the_host_saved_it():
+    """Frontend 1.58 keeps promoted values on the host (ADR 0009): a number saved for a text
+    input is sent as that number (1.27's textarea made it "7"); the real frontend does so in
+    image_qwen_image_2_1_image_edit (``on_false: 0``)."""
     api = convert(subgraph_workflow([7, 5]))
-    assert api["57:5"]["inputs"]["text"] == "7"
+    assert api["57:5"]["inputs"]["text"] == 7
 
 
 def test_subgraph_input_linked_outside_resolves_to_the_outer_source():

@@ -1014,11 +1014,9 @@ class Converter:
             if state is None or state.index(name) < 0:
                 return None
             index = state.index(name)
-            return Resolved(
-                origin_id=instance.exec_id,
-                is_value=True,
-                value=_widget_text(state.slots[index], state.values[index]),
-            )
+            # frontend 1.58 keeps a promoted value on the host as it was saved (ADR 0009):
+            # no textarea turns it into text on the way
+            return Resolved(origin_id=instance.exec_id, is_value=True, value=state.values[index])
         return self._resolve_input(instance, slot, visited)
 
     def _resolve_output(
