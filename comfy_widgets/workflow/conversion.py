@@ -1,4 +1,4 @@
-"""UI (litegraph) workflow -> API prompt, following the rules of ComfyUI frontend 1.27.10.
+"""UI (litegraph) workflow -> API prompt, following the rules of ComfyUI frontend 1.58.1.
 
 This mirrors ``graphToPrompt`` in the frontend (``executionUtil.ts`` and ``ExecutableNodeDTO``):
 nodes are visited in execution order with subgraph instances expanded into ``"<inst>:<inner>"``
@@ -1319,7 +1319,8 @@ def _js_key_rank(node_id: Any) -> tuple[int, int]:
 def convert_ui_to_api(
     ui: dict[str, Any], object_info: ObjectInfo, allow_unknown_nodes: bool = False
 ) -> dict[str, Any]:
-    """Convert a UI workflow dict to an API prompt exactly as frontend 1.27.10 would."""
+    """Convert a UI workflow dict to an API prompt exactly as frontend 1.58.1 would, with the
+    node definitions of the server that will run it (``object_info``)."""
     return Converter(ui, object_info, allow_unknown_nodes).convert()
 
 
