@@ -369,3 +369,24 @@ async def test_an_error_page_echoing_headers_never_puts_the_token_in_the_error(s
                 assert TOKEN.encode() not in raw and API_KEY.encode() not in raw, path
     finally:
         await client.aclose()
+
+
+# --- bad arguments are ParameterErrors naming them ------------------------------------------------
+
+
+@pytest.mark.parametrize("concurrency", [0, -1, 2.5, "8", True])
+def test_a_bad_concurrency_is_named(concurrency):
+    from comfy_widgets.errors import ParameterError
+    from comfy_widgets.workflow.workflow import Workflow
+
+    client = connect("http://127.0.0.1:9", store=None)
+    workflow = Workflow.load(PROMPT)
+    with pytest.raises(ParameterError, match="concurrency must be a whole number"):
+        client.batch(workflow, count=2, concurrency=concurrency)
+
+
+def test_a_server_url_of_another_scheme_is_named():
+    from comfy_widgets.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="unsupported URL scheme 'ftp' in 'ftp://host/x'"):
+        connect("ftp://host/x", store=None)
