@@ -115,3 +115,8 @@ class JobCancelledError(ComfyWidgetsError):
 
 class BlockingCallError(ComfyWidgetsError, RuntimeError):
     """A blocking wait was attempted inside a running event loop; ``await`` instead."""
+
+
+class StoreError(ComfyWidgetsError):
+    """The run store cannot be opened or written: corrupt, read-only, or its folder missing.
+    The message names the file and what to do; nothing is run unrecorded without saying so."""

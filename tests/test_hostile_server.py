@@ -390,3 +390,95 @@ def test_a_server_url_of_another_scheme_is_named():
 
     with pytest.raises(ParameterError, match="unsupported URL scheme 'ftp' in 'ftp://host/x'"):
         connect("ftp://host/x", store=None)
+
+
+# --- 5 and 7: names the server chooses, and a store that cannot record -------------------------
+
+
+@pytest.mark.parametrize("name", ["a\0b.png", "x" * 300 + ".png", "../../etc/passwd", "ok.p\0ng"])
+async def test_a_hostile_output_name_is_stored_under_a_safe_local_name(server, tmp_path, name):
+    from comfy_widgets.records.sqlite import Store
+
+    original = server._run
+
+    async def run_with_name(pid: str, body: dict) -> None:
+        await original(pid, body)
+        node = next(iter(server.history[pid]["outputs"]))
+        server.history[pid]["outputs"][node]["images"][0]["filename"] = name
+
+    server._run = run_with_name
+    send = server.send
+
+    async def rename_executed(cid: str, frame: object) -> None:
+        if isinstance(frame, dict) and frame["type"] == "executed":
+            frame = json.loads(json.dumps(frame))
+            frame["data"]["output"]["images"][0]["filename"] = name
+        await send(cid, frame)
+
+    server.send = rename_executed
+    store = Store(tmp_path / "home")
+    client = connect(server.url, store=store)
+    try:
+        result = await asyncio.wait_for(client.submit(PROMPT), DEADLINE_S)
+        assert result.status == "completed"
+        (generation,) = store.find_generations()
+        assert generation.state == JobState.COMPLETED
+        (saved,) = generation.saved_outputs
+        assert saved.filename == name  # the server's name kept in the record
+        local = saved.local_path
+        assert local and "\0" not in local and len(local.rsplit("/", 1)[1]) < 255
+        assert local.startswith(str(tmp_path / "home"))
+    finally:
+        await client.aclose()
+        store.close()
+
+
+def test_a_truncated_store_file_is_a_store_error_naming_it(tmp_path):
+    from comfy_widgets.errors import StoreError
+    from comfy_widgets.records.sqlite import Store
+
+    path = tmp_path / "store.sqlite"
+    Store(path).close()
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(StoreError, match=str(path)) as info:
+        connect("http://127.0.0.1:9", store=path)
+    assert "store=None" in str(info.value)
+
+
+def test_a_read_only_store_is_refused_at_connect_not_run_unrecorded(tmp_path):
+    import os
+
+    from comfy_widgets.errors import StoreError
+    from comfy_widgets.records.sqlite import Store
+
+    path = tmp_path / "store.sqlite"
+    Store(path).close()
+    path.chmod(0o444)
+    tmp_path.chmod(0o555)
+    try:
+        if os.geteuid() == 0:  # root writes read-only files anyway: make the file unopenable
+            path.chmod(0o644)
+            path.write_bytes(b"not a database at all, " * 100)
+        with pytest.raises(StoreError, match="cannot be opened for recording"):
+            connect("http://127.0.0.1:9", store=path)
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_one_garbage_json_cell_never_hides_the_other_rows(tmp_path):
+    import sqlite3
+
+    import comfy_widgets as cw
+    from comfy_widgets.records.sqlite import Store
+    from tests.store_fakes import FakeJob, record_finished
+
+    store = Store(tmp_path / "store.sqlite")
+    for i in range(3):
+        record_finished(store, FakeJob(prompt_id=f"p{i}", state="completed"))
+    store.close()
+    conn = sqlite3.connect(tmp_path / "store.sqlite")
+    conn.execute("UPDATE generations SET parameters_json = '{not json' WHERE prompt_id = 'p1'")
+    conn.commit()
+    conn.close()
+    frame = cw.history(store=Store(tmp_path / "store.sqlite"))
+    assert sorted(frame["prompt_id"]) == ["p0", "p1", "p2"]
