@@ -22,7 +22,7 @@ import pandas as pd
 
 from comfy_widgets.engine.plan import VariationPlan
 from comfy_widgets.engine.validation import check_server_models
-from comfy_widgets.errors import BlockingCallError, ServerConnectionError
+from comfy_widgets.errors import BlockingCallError, ParameterError, ServerConnectionError
 from comfy_widgets.loops import running_loop
 from comfy_widgets.records import BatchRecord, WorkflowRecord
 from comfy_widgets.results.frame import OutputRef, ResultsFrame, build_frame, columns_for, empty_row
@@ -65,8 +65,9 @@ class Batch:
         plan_seed: int | None = None,
         **variations: Any,
     ):
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, not {concurrency}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            message = f"concurrency must be a whole number >= 1, not {concurrency!r}"
+            raise ParameterError(message, errors={"concurrency": message})
         self.client = client
         self.workflow = client._load_workflow(workflow)  # as client.run: server's object_info
         self.id = str(uuid.uuid4())
