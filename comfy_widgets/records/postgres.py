@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from comfy_widgets.errors import ComfyWidgetsError
+from comfy_widgets.errors import StoreError
 from comfy_widgets.records import pg_schema
 from comfy_widgets.records.recorder import (
     BatchRecord,
@@ -63,10 +63,6 @@ TERMINAL = tuple(state.value for state in TERMINAL_JOB_STATES)
 FAILED_STATES = (JobState.FAILED.value, JobState.LOST.value)
 
 T = TypeVar("T")
-
-
-class StoreError(ComfyWidgetsError):
-    """The run store could not be opened or written (the message never holds a password)."""
 
 
 class StoreUnavailable(StoreError):
