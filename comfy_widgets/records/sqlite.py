@@ -397,6 +397,23 @@ class Store:
         """Set a batch's state; its counts are recounted from its generations."""
         self.update_batch(batch_id, status=str(state))
 
+    def acquire_lease(self, batch_id: str, holder: str, ttl_s: float) -> bool:
+        """Take or renew the batch's lease unless another holder's is still running."""
+        now = time.time()
+        with self.transaction() as conn:
+            conn.execute(_TAKE_LEASE, (batch_id, holder, now + ttl_s, now))
+            row = conn.execute(
+                "SELECT holder FROM batch_leases WHERE batch_id = ?", (batch_id,)
+            ).fetchone()
+        return row is not None and row["holder"] == holder
+
+    def release_lease(self, batch_id: str, holder: str) -> None:
+        """Give back ``holder``'s lease on the batch."""
+        with self.transaction() as conn:
+            conn.execute(
+                "DELETE FROM batch_leases WHERE batch_id = ? AND holder = ?", (batch_id, holder)
+            )
+
     def batch(self, batch_id: str) -> BatchRecord | None:
         """The recorded batch as a typed record, or None."""
         row = self.batch_record(batch_id)
@@ -451,6 +468,13 @@ class Store:
             + " ORDER BY g.id"
         )
         return [_parse_generation(row) for row in self.query(sql, args)]
+
+
+_TAKE_LEASE = """
+    INSERT INTO batch_leases (batch_id, holder, expires_at) VALUES (?, ?, ?)
+    ON CONFLICT (batch_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+    WHERE batch_leases.expires_at < ? OR batch_leases.holder = excluded.holder
+"""
 
 
 def _connect(path: Path) -> sqlite3.Connection:
