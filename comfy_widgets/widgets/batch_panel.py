@@ -85,7 +85,12 @@ class SweepRow(w.HBox):
         super().__init__([self.name, self.start, self.stop, self.step, self.remove])
         self.add_class("cw-sweep-row")
         self._defaults()
-        self.name.observe(lambda _c: (self._defaults(), on_change()), names="value")
+
+        def on_name(_change: Any) -> None:
+            self._defaults()
+            on_change()
+
+        self.name.observe(on_name, names="value")
         for box in (self.start, self.stop, self.step):
             box.observe(lambda _c: on_change(), names="value")
         self.remove.on_click(lambda _b: on_remove(self))

@@ -7,7 +7,7 @@ are displayed with a display id and rewrite their output whenever their status c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 class RefreshedFallback:
@@ -19,6 +19,12 @@ class RefreshedFallback:
     """
 
     _display_handle: Any = None
+    if TYPE_CHECKING:  # provided by the view the mixin is combined with
+
+        def _repr_mimebundle_(
+            self, **kwargs: Any
+        ) -> tuple[dict[str, Any], dict[str, Any]] | None: ...
+
     _static_status: str = ""
 
     def fallback_status(self) -> str:
@@ -28,7 +34,7 @@ class RefreshedFallback:
         """Display with a display id, so the static HTML can be rewritten later."""
         from IPython.display import display
 
-        data, metadata = self._repr_mimebundle_()
+        data, metadata = self._repr_mimebundle_() or ({}, {})
         self._static_status = self.fallback_status()
         self._display_handle = display(data, metadata=metadata, raw=True, display_id=True)
 
@@ -38,5 +44,5 @@ class RefreshedFallback:
         if self._display_handle is None or self._static_status == status:
             return
         self._static_status = status
-        data, metadata = self._repr_mimebundle_()
+        data, metadata = self._repr_mimebundle_() or ({}, {})
         self._display_handle.update(data, metadata=metadata, raw=True)

@@ -58,8 +58,9 @@ class Field:
     def set_value(self, value: Any) -> bool:
         """Put ``value`` into the widget; False (and no change) when the widget cannot hold it."""
         lo, hi = getattr(self.control, "min", None), getattr(self.control, "max", None)
-        if lo is not None and isinstance(value, (int, float)) and not lo <= value <= hi:
-            return False  # bounded widgets would clamp silently
+        if lo is not None and hi is not None and isinstance(value, (int, float)):
+            if not lo <= value <= hi:
+                return False  # bounded widgets would clamp silently
         try:
             self.control.value = value
         except Exception:  # traitlets rejects out-of-range or foreign values

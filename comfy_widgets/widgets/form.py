@@ -110,7 +110,7 @@ class ParameterForm(w.VBox):
         self.run_button.on_click(lambda _b: call_on(self._loop, self.run))
         self.batch_button.on_click(lambda _b: call_on(self._loop, self.open_batch))
         if client is not None:
-            spawn_on(self._loop, self._load_from_server())
+            spawn_on(self._loop or client.loop, self._load_from_server())
 
     # --- layout ---------------------------------------------------------------------------
 
