@@ -57,16 +57,20 @@ def write_settings_overrides(app_settings_dir: Path, base: Path | None = None) -
 
 
 def notebooks_dir(workdir: Path | None = None) -> Path:
-    """The folder to open: the checkout's ``notebooks/`` in an editable install, else a copy.
+    """The folder to open, the first that holds the quickstart notebook.
 
-    A wheel carries the notebooks as package data (``comfy_widgets/notebooks``, a link to the
-    top-level ``notebooks/`` in the repository); they are copied into
-    ``<workdir or cwd>/comfy_widgets_notebooks``, so the user's edits live outside site-packages.
+    The checkout's ``notebooks/`` (editable install), ``<workdir>/notebooks`` (a checkout with a
+    normal install), ``<workdir>`` itself; else the notebooks a wheel carries as package data
+    (``comfy_widgets/notebooks``, a link to the top-level ``notebooks/`` in the repository) are
+    copied into ``<workdir>/comfy_widgets_notebooks``, so edits live outside site-packages.
+    ``workdir`` defaults to the current directory.
     """
-    repo_notebooks = Path(__file__).resolve().parents[1] / "notebooks"
-    if (repo_notebooks / QUICKSTART).is_file():
-        return repo_notebooks
-    target = (workdir or Path.cwd()) / WORKING_FOLDER
+    workdir = workdir or Path.cwd()
+    candidates = (Path(__file__).resolve().parents[1] / "notebooks", workdir / "notebooks", workdir)
+    for folder in candidates:
+        if (folder / QUICKSTART).is_file():
+            return folder
+    target = workdir / WORKING_FOLDER
     copy_notebooks(target)
     return target
 
