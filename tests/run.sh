@@ -23,9 +23,9 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cw-run.XXXXXX")
-SMOKE_PID=""
+BG_PIDS=()
 cleanup() {
-  if [ -n "$SMOKE_PID" ]; then kill "$SMOKE_PID" 2>/dev/null || true; fi
+  for pid in "${BG_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -81,14 +81,36 @@ type_check() {
   return 0
 }
 
-# The wheel build and venv install mostly wait on pip: run it beside the checks and pytest.
-start=$SECONDS
-wheel_smoke >"$WORK/wheel_smoke.log" 2>&1 &
-SMOKE_PID=$!
+# background NAME FUNCTION: run FUNCTION (errexit on) beside the next steps, output to a log.
+background() {
+  local name=$1 fn=$2
+  (
+    set +e
+    t=$SECONDS
+    (set -e; "$fn")
+    echo "$((SECONDS - t)) $?" >"$WORK/$name.status"
+  ) >"$WORK/$name.log" 2>&1 &
+  BG_PIDS+=("$!")
+}
+# collect NAME LABEL: wait for a background step, show its output, record its time and result.
+collect() {
+  local name=$1 label=$2 secs rc
+  echo "== $label"
+  wait "${BG_PIDS[0]}" || true
+  BG_PIDS=("${BG_PIDS[@]:1}")
+  cat "$WORK/$name.log"
+  read -r secs rc <"$WORK/$name.status" || { secs=0; rc=1; }
+  timings+=("$(printf '%-40s %4d s  %s' "$label" "$secs" "$([ "$rc" -eq 0 ] && echo ok || echo "FAILED ($rc)")")")
+  if [ "$rc" -ne 0 ]; then status=1; fi
+}
+
+# The wheel build and venv install mostly wait on pip, and pytest mostly waits on servers:
+# the wheel smoke test and mypy run beside it.
+background wheel wheel_smoke
+background mypy type_check
 
 step "ruff check" .venv/bin/ruff check .
 step "ruff format --check" .venv/bin/ruff format --check .
-step "mypy (errors: see count)" type_check
 
 # Two sessions: Playwright's sync API keeps an event loop running on the main thread for as
 # long as its session fixture lives, which would break the asyncio tests after it.
@@ -96,13 +118,8 @@ step "pytest: unit, integration, notebooks" \
   .venv/bin/python -m pytest -q -p no:cacheprovider tests notebooks --nbval-lax \
   --ignore=tests/browser "$@"
 
-echo "== wheel smoke test (built, installed in a fresh venv, run outside the checkout)"
-smoke_rc=0
-wait "$SMOKE_PID" || smoke_rc=$?
-SMOKE_PID=""
-cat "$WORK/wheel_smoke.log"
-timings+=("$(printf '%-40s %4d s  %s' "wheel smoke (in the background)" $((SECONDS - start)) "$([ $smoke_rc -eq 0 ] && echo ok || echo "FAILED ($smoke_rc)")")")
-if [ $smoke_rc -ne 0 ]; then status=1; fi
+collect wheel "wheel smoke (built, fresh venv, outside)"
+collect mypy "mypy (blocking with MYPY_BLOCKING=1)"
 
 step "pytest: JupyterLab in headless Chromium" \
   .venv/bin/python -m pytest -q -p no:cacheprovider tests/browser "$@"
