@@ -12,18 +12,12 @@ import pytest
 from PIL import Image
 
 from comfy_widgets import sim
+from tests.conftest import png_bytes
 from tests.shared_data import REFERENCE
 
 HTTP = REFERENCE / "http"
 TRACES = REFERENCE / "traces"
 JSON_TYPE = "application/json; charset=utf-8"
-
-
-@pytest.fixture
-async def server():
-    server = await sim.start(seconds_per_step=0.01)
-    yield server
-    await server.astop()
 
 
 @pytest.fixture
@@ -207,12 +201,6 @@ async def test_unknown_model_folder_is_404_with_empty_body(http):
         assert r.status == 404 and await r.read() == b""
 
 
-def png(color: tuple[int, int, int]) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), color).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 async def upload(http, data: bytes, name: str, **fields) -> dict:
     form = aiohttp.FormData()
     form.add_field("image", data, filename=name, content_type="image/png")
@@ -224,14 +212,14 @@ async def upload(http, data: bytes, name: str, **fields) -> dict:
 
 
 async def test_upload_lists_the_image_in_load_image_and_dedupes(http):
-    assert await upload(http, png((255, 0, 0)), "red.png") == {
+    assert await upload(http, png_bytes((255, 0, 0)), "red.png") == {
         "name": "red.png",
         "subfolder": "",
         "type": "input",
     }
-    again = await upload(http, png((255, 0, 0)), "red.png")
-    other = await upload(http, png((0, 0, 255)), "red.png")
-    forced = await upload(http, png((0, 255, 0)), "red.png", overwrite="true")
+    again = await upload(http, png_bytes((255, 0, 0)), "red.png")
+    other = await upload(http, png_bytes((0, 0, 255)), "red.png")
+    forced = await upload(http, png_bytes((0, 255, 0)), "red.png", overwrite="true")
     assert again["name"] == "red.png" and other["name"] == "red (1).png"
     assert forced["name"] == "red.png"
     async with http.get("/object_info/LoadImage") as r:

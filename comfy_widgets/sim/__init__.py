@@ -20,9 +20,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from comfy_widgets.sim.faults import Faults
-from comfy_widgets.sim.handle import SimHandle
-from comfy_widgets.sim.server import SimServer, SimSettings
+from comfy_widgets.extras import require
+
+require("sim", "the simulated ComfyUI (comfy_widgets.sim)")
+
+from comfy_widgets.sim.faults import Faults  # noqa: E402  (after the check for aiohttp)
+from comfy_widgets.sim.handle import SimHandle  # noqa: E402
+from comfy_widgets.sim.server import SimServer, SimSettings  # noqa: E402
 
 
 def _settings(
