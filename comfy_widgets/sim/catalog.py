@@ -12,7 +12,8 @@ import json
 from functools import cache
 from pathlib import Path
 
-DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "object_info.json.gz"
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DEFAULT_OBJECT_INFO = "object_info.json.gz"  # ComfyUI 0.3.64's
 
 # Every file the reference workflows (ui, api and expected) name, by ComfyUI model folder.
 DEFAULT_MODELS: dict[str, list[str]] = {
@@ -120,9 +121,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 
 
 @cache
-def bundled_object_info() -> dict:
-    """The recorded server's /object_info (read once; callers get deep copies)."""
-    with gzip.open(DATA_FILE, "rt", encoding="utf-8") as f:
+def bundled_object_info(file_name: str = DEFAULT_OBJECT_INFO) -> dict:
+    """A recorded server's /object_info from comfy_widgets/data (read once, shared: read-only)."""
+    with gzip.open(DATA_DIR / file_name, "rt", encoding="utf-8") as f:
         return json.load(f)
 
 
@@ -152,13 +153,15 @@ def _set_options(spec: list, options: list[str], keep_tail: bool) -> None:
         spec[1]["options"] = options
 
 
-def served_object_info(models: dict[str, list[str]], input_images: list[str]) -> dict:
+def served_object_info(
+    models: dict[str, list[str]], input_images: list[str], file_name: str = DEFAULT_OBJECT_INFO
+) -> dict:
     """The bundled object_info with model and input-image combos filled in.
 
     Only the patched classes are copied; the others are shared with the bundled snapshot, so
     the result must be treated as read-only.
     """
-    bundled = bundled_object_info()
+    bundled = bundled_object_info(file_name)
     info = dict(bundled)
     for class_type in {c for c, _ in COMBO_FOLDERS} | {c for c, _ in IMAGE_COMBOS}:
         if class_type in bundled:

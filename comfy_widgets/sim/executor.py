@@ -307,7 +307,8 @@ class Executor:
         if class_type in LOADERS_OF_INPUT_IMAGES:
             salt.append(self.server.input_file_stamp(str(node.get("inputs", {}).get("image", ""))))
         hidden = self.server.node_info(class_type).get("input", {}).get("hidden", {})
-        if "UNIQUE_ID" in hidden.values():
+        kinds = {v[0] if isinstance(v, list) and v else v for v in hidden.values()}  # 0.27: [KIND]
+        if "UNIQUE_ID" in kinds:
             salt.append(node_id)
         return salt
 

@@ -28,7 +28,8 @@ from comfy_widgets.sim.executor import Executor
 from comfy_widgets.sim.faults import Faults
 from comfy_widgets.sim.outputs import OutputWriter
 from comfy_widgets.sim.queue import PromptQueue
-from comfy_widgets.sim.routes import SERVER_FEATURES, build_app
+from comfy_widgets.sim.routes import build_app
+from comfy_widgets.sim.versions import NEWEST, Emulate, Profile
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class SimSettings:
     previews: bool = True
     models: dict[str, list[str]] = field(default_factory=dict)
     data_dir: Path | None = None
+    emulate: Emulate = NEWEST  # the ComfyUI version whose protocol and node set are served
 
 
 class SimServer:
@@ -58,6 +60,7 @@ class SimServer:
 
     def __init__(self, settings: SimSettings | None = None) -> None:
         self.settings = settings or SimSettings()
+        self.settings.emulate = Emulate.parse(self.settings.emulate)
         self.faults = Faults(self)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.port = self.settings.port
@@ -71,6 +74,11 @@ class SimServer:
         self.sockets_metadata: dict[str, dict] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
+    @property
+    def profile(self) -> Profile:
+        """What the emulated ComfyUI version serves and how it behaves."""
+        return self.settings.emulate.profile
+
     @property
     def url(self) -> str:
         """Base URL, e.g. http://127.0.0.1:8188."""
@@ -238,17 +246,20 @@ class SimServer:
     def _served_object_info(self) -> tuple[bytes, dict]:
         """Body and dict, rebuilt only when the input folder or the model lists change."""
         input_dir = self.root / "input"
-        key = (input_dir.stat().st_mtime_ns, json.dumps(self.settings.models, sort_keys=True))
+        key = (
+            input_dir.stat().st_mtime_ns,
+            json.dumps(self.settings.models, sort_keys=True),
+            self.settings.emulate,
+        )
         if self._object_info_cache is None or self._object_info_cache[0] != key:
             names = catalog.input_image_names(input_dir)
-            info = catalog.served_object_info(self.models(), names)
+            info = catalog.served_object_info(self.models(), names, self.profile.object_info_file)
             self._object_info_cache = (key, json.dumps(info).encode("utf-8"), info)
         return self._object_info_cache[1], self._object_info_cache[2]
 
-    @staticmethod
-    def node_info(class_type: str) -> dict:
-        """Bundled NodeInfo of a class ({} if unknown)."""
-        return catalog.bundled_object_info().get(class_type, {})
+    def node_info(self, class_type: str) -> dict:
+        """Bundled NodeInfo of a class in the emulated version ({} if unknown)."""
+        return catalog.bundled_object_info(self.profile.object_info_file).get(class_type, {})
 
     # -- queue ----------------------------------------------------------------------------
     def queue_info(self) -> dict:
@@ -416,7 +427,7 @@ class SimServer:
                 if first and data.get("type") == "feature_flags":
                     self.sockets_metadata[sid]["feature_flags"] = data.get("data", {})
                     await self.deliver(
-                        json.dumps({"type": "feature_flags", "data": SERVER_FEATURES}), sid
+                        json.dumps({"type": "feature_flags", "data": self.profile.features}), sid
                     )
                 first = False
             except (ValueError, AttributeError) as ex:
