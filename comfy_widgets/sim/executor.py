@@ -207,8 +207,8 @@ class Executor:
         self._to_client(
             run, "executing", {"node": node_id, "display_node": node_id, "prompt_id": run.prompt_id}
         )
-        await server.node_delay()
-        self._check_interrupt()
+        self._check_interrupt()  # ComfyUI checks before a node runs, not during its work
+        await server.node_delay(node_id)
         server.faults.check_node(node_id, class_type)
         inputs = self._resolve(run, node_id)
         if class_type in LOADERS_OF_INPUT_IMAGES:  # the picture keeps the loaded image's size

@@ -266,18 +266,7 @@ class Routes:
 
     async def node_replacements(self, request: web.Request) -> web.Response:
         """GET /node_replacements (0.27): old class -> [replacement, ...]."""
-        table = {
-            old: [
-                {
-                    "new_node_id": rule["new_node_id"],
-                    "old_node_id": old,
-                    "old_widget_ids": None,
-                    "input_mapping": rule.get("input_mapping"),
-                    "output_mapping": rule.get("output_mapping"),
-                }
-            ]
-            for old, rule in NODE_REPLACEMENTS.items()
-        }
+        table = {old: [{**rule, "old_node_id": old}] for old, rule in NODE_REPLACEMENTS.items()}
         return _json(table)
 
     # -- history --------------------------------------------------------------------------

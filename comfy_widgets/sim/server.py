@@ -293,23 +293,25 @@ class SimServer:
         """Wait one sampler step, or less if an interrupt comes."""
         await self._interruptible_sleep("seconds_per_step")
 
-    async def node_delay(self) -> None:
-        """Wait the configured time of a non-sampler node."""
-        await self._interruptible_sleep("seconds_per_node")
+    async def node_delay(self, node_id: str = "") -> None:
+        """Wait the configured time of a non-sampler node (and while the node is held)."""
+        await self._interruptible_sleep("seconds_per_node", node_id)
 
-    async def _interruptible_sleep(self, setting: str) -> None:
+    async def _interruptible_sleep(self, setting: str, node_id: str = "") -> None:
         """Sleep for the named setting, re-read while waiting so a change applies at once.
 
-        Setting a huge value holds the running prompt (an interrupt still ends the wait).
+        Setting a huge value, or holding the node (faults.hold_node), holds the running prompt;
+        an interrupt still ends the wait.
         """
         loop = asyncio.get_running_loop()
         start = loop.time()
         while not self.interrupt_flag.is_set():
             remaining = start + getattr(self.settings, setting) - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 and node_id not in self.faults.held:
                 break
             try:
-                await asyncio.wait_for(self.interrupt_flag.wait(), min(remaining, HOLD_POLL))
+                wait = min(remaining, HOLD_POLL) if remaining > 0 else HOLD_POLL
+                await asyncio.wait_for(self.interrupt_flag.wait(), wait)
             except TimeoutError:
                 pass
         await asyncio.sleep(0)

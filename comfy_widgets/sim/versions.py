@@ -130,6 +130,7 @@ def canonical_uuid(value: object) -> bool:
 NODE_REPLACEMENTS: dict[str, dict] = {
     "ResizeImagesByLongerEdge": {
         "new_node_id": "ImageScaleToMaxDimension",
+        "old_widget_ids": ["longer_edge"],
         "input_mapping": [
             {"new_id": "image", "old_id": "images"},
             {"new_id": "largest_size", "old_id": "longer_edge"},
@@ -139,28 +140,54 @@ NODE_REPLACEMENTS: dict[str, dict] = {
     },
     "ImageBatch": {
         "new_node_id": "BatchImagesNode",
+        "old_widget_ids": None,
         "input_mapping": [
             {"new_id": "images.image0", "old_id": "image1"},
             {"new_id": "images.image1", "old_id": "image2"},
         ],
+        "output_mapping": None,
     },
     "ImageScaleBy": {
         "new_node_id": "ResizeImageMaskNode",
+        "old_widget_ids": ["upscale_method", "scale_by"],
         "input_mapping": [
             {"new_id": "input", "old_id": "image"},
             {"new_id": "resize_type", "set_value": "scale by multiplier"},
             {"new_id": "resize_type.multiplier", "old_id": "scale_by"},
             {"new_id": "scale_method", "old_id": "upscale_method"},
         ],
+        "output_mapping": None,
     },
     "T2IAdapterLoader": {
         "new_node_id": "ControlNetLoader",
+        "old_widget_ids": None,
         "input_mapping": [{"new_id": "control_net_name", "old_id": "t2i_adapter_name"}],
+        "output_mapping": None,
     },
-    "Load3DAnimation": {"new_node_id": "Load3D"},
-    "Preview3DAnimation": {"new_node_id": "Preview3D"},
-    "SDV_img2vid_Conditioning": {"new_node_id": "SVD_img2vid_Conditioning"},
-    "ConditioningAverage ": {"new_node_id": "ConditioningAverage"},
+    "Load3DAnimation": {
+        "new_node_id": "Load3D",
+        "old_widget_ids": None,
+        "input_mapping": None,
+        "output_mapping": None,
+    },
+    "Preview3DAnimation": {
+        "new_node_id": "Preview3D",
+        "old_widget_ids": None,
+        "input_mapping": None,
+        "output_mapping": None,
+    },
+    "SDV_img2vid_Conditioning": {
+        "new_node_id": "SVD_img2vid_Conditioning",
+        "old_widget_ids": None,
+        "input_mapping": None,
+        "output_mapping": None,
+    },
+    "ConditioningAverage ": {
+        "new_node_id": "ConditioningAverage",
+        "old_widget_ids": None,
+        "input_mapping": None,
+        "output_mapping": None,
+    },
 }
 
 
@@ -177,13 +204,13 @@ def apply_replacements(prompt: dict, known: dict) -> None:
         if node["class_type"] in known or rule is None or rule["new_node_id"] not in known:
             continue
         inputs: dict = {}
-        for mapping in rule.get("input_mapping") or []:
+        for mapping in rule["input_mapping"] or []:
             if "set_value" in mapping:
                 inputs[mapping["new_id"]] = mapping["set_value"]
             elif mapping["old_id"] in node["inputs"]:
                 inputs[mapping["new_id"]] = node["inputs"][mapping["old_id"]]
         prompt[node_id] = {**node, "class_type": rule["new_node_id"], "inputs": inputs}
-        _remap_outputs(prompt, node_id, rule.get("output_mapping") or [])
+        _remap_outputs(prompt, node_id, rule["output_mapping"] or [])
 
 
 def _remap_outputs(prompt: dict, node_id: str, output_mapping: list[dict]) -> None:
