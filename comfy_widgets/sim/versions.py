@@ -100,6 +100,7 @@ PROFILES: dict[Emulate, Profile] = {
                 {"name": "comfyui-workflow-templates", "installed": "0.11.2", "required": "0.11.2"},
                 {"name": "comfyui-embedded-docs", "installed": "0.5.6", "required": "0.5.6"},
             ],
+            "deploy_environment": "local-git",
         },
     ),
 }
