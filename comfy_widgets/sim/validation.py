@@ -16,6 +16,8 @@ from comfy_widgets.sim.versions import NEWEST, Emulate
 
 PRIMITIVE_CASTS = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
 LONG_LIST = 20
+AUTOGROW = "COMFY_AUTOGROW_V3"
+MATCH_TYPE = "COMFY_MATCHTYPE_V3"
 # Nodes whose VALIDATE_INPUTS checks a file instead of the combo list: (class, input).
 FILE_CHECKED = {("LoadImage", "image"), ("LoadImageMask", "image")}
 
@@ -51,7 +53,7 @@ def _type_matches(received: object, expected: object) -> bool:
 
     A legacy combo input (its type is the option list) matches no linked output at all.
     """
-    if received == expected:
+    if received == expected or MATCH_TYPE in (received, expected):  # 0.27: resolved per link
         return True
     if not isinstance(received, str) or not isinstance(expected, str):
         return False
@@ -104,6 +106,8 @@ class _Validator:
         errors: list[dict] = []
         valid = True
         for name, category, spec in _input_specs(self.info[node["class_type"]]):
+            if spec[0] == AUTOGROW:  # 0.27: sent as dotted children (`images.image0`), not checked
+                continue
             if name not in inputs:
                 if category == "required":
                     errors.append(
