@@ -468,5 +468,7 @@ def build_app(server: SimServer) -> web.Application:
     for method, path, handler in table:
         app.router.add_route(method, "/api" + path, handler)
         app.router.add_route(method, path, handler)
+    for hook in server.route_hooks:  # e.g. serving a real frontend: its routes win over "/"
+        hook(app)
     app.router.add_route("GET", "/", r.index)
     return app

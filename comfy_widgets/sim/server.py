@@ -17,6 +17,7 @@ import shutil
 import struct
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,8 @@ class SimServer:
         self._object_info_cache: tuple[tuple, bytes, dict] | None = None  # (key, body, dict)
         self.sockets: dict[str, web.WebSocketResponse] = {}
         self.sockets_metadata: dict[str, dict] = {}
+        # Called with the aiohttp app after the API routes, before "/": add routes (a frontend).
+        self.route_hooks: list[Callable[[web.Application], None]] = []
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
