@@ -74,6 +74,9 @@ DEFAULT_MODELS: dict[str, list[str]] = {
     "classifiers": [],
     "model_patches": [],
     "audio_encoders": [],
+}
+# Model folders 0.3.64 does not have.
+NEWER_MODELS: dict[str, list[str]] = {
     "geometry_estimation": ["moge_2_vitl_normal_fp16.safetensors"],
 }
 
@@ -149,9 +152,13 @@ def bundled_object_info(file_name: str = DEFAULT_OBJECT_INFO) -> dict:
         return json.load(f)
 
 
-def model_lists(extra: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
-    """Default model lists merged with `extra`, each sorted like ComfyUI's get_filename_list."""
-    merged = {folder: set(files) for folder, files in DEFAULT_MODELS.items()}
+def model_lists(
+    extra: dict[str, list[str]] | None = None, newer: bool = True
+) -> dict[str, list[str]]:
+    """Default model lists (with 0.27's folders when `newer`) merged with `extra`, each sorted
+    like ComfyUI's get_filename_list."""
+    defaults = {**DEFAULT_MODELS, **(NEWER_MODELS if newer else {})}
+    merged = {folder: set(files) for folder, files in defaults.items()}
     for folder, files in (extra or {}).items():
         merged.setdefault(folder, set()).update(files)
     return {folder: sorted(files) for folder, files in merged.items()}

@@ -236,7 +236,8 @@ class SimServer:
     # -- object info ----------------------------------------------------------------------
     def models(self) -> dict[str, list[str]]:
         """Model lists by folder (defaults plus the ones given in the settings)."""
-        return catalog.model_lists(self.settings.models)
+        newer = self.settings.emulate is not Emulate.V0_3_64
+        return catalog.model_lists(self.settings.models, newer)
 
     def object_info(self) -> dict:
         """The served /object_info (shared and cached: callers must not modify it)."""
