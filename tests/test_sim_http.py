@@ -21,6 +21,13 @@ JSON_TYPE = "application/json; charset=utf-8"
 
 
 @pytest.fixture
+async def server():
+    server = await sim.start(seconds_per_step=0.01, emulate="0.3.64")
+    yield server
+    await server.astop()
+
+
+@pytest.fixture
 async def http(server):
     async with aiohttp.ClientSession(server.url) as session:
         yield session
@@ -29,14 +36,14 @@ async def http(server):
 @pytest.fixture(scope="module")
 def prompt_server():
     """One threaded server for the POST /prompt cases (they only read its state)."""
-    with sim.serve(seconds_per_step=0.001) as server:
+    with sim.serve(seconds_per_step=0.001, emulate="0.3.64") as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def idle_server():
     """One threaded server that never runs anything, for the GET cases."""
-    with sim.serve() as server:
+    with sim.serve(emulate="0.3.64") as server:
         yield server
 
 
