@@ -71,8 +71,9 @@ class Batch:
         plan_seed: int | None = None,
         **variations: Any,
     ):
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, not {concurrency}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            message = f"concurrency must be a whole number >= 1, not {concurrency!r}"
+            raise ParameterError(message, errors={"concurrency": message})
         self.client = client
         self.workflow = client._load_workflow(workflow)  # as client.run: server's object_info
         self.id = str(uuid.uuid4())

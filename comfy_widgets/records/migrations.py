@@ -73,6 +73,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         2,
         "CREATE INDEX IF NOT EXISTS generations_batch_status ON generations(batch_id, status)",
     ),
+    (
+        # who is resuming a batch (one resume at a time; a crashed holder's lease runs out)
+        3,
+        """
+        CREATE TABLE IF NOT EXISTS batch_leases (
+            batch_id TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        )
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

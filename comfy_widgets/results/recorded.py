@@ -11,8 +11,13 @@ from typing import Any
 import pandas as pd
 
 from comfy_widgets.errors import ComfyWidgetsError
-from comfy_widgets.records import BatchRecord, GenerationRecord, Recorder, StoredOutput
-from comfy_widgets.records.sqlite import Store
+from comfy_widgets.records import (
+    BatchRecord,
+    GenerationRecord,
+    Recorder,
+    StoredOutput,
+    open_recorder,
+)
 from comfy_widgets.results.frame import TAIL_COLUMNS, OutputRef, build_frame, columns_for, empty_row
 
 SEED_FIELDS = ("seed", "noise_seed")
@@ -46,7 +51,7 @@ def history(
     ``generation_id``); every column is in the frame, and ``full=True`` (or ``df.full``)
     displays them all.
     """
-    recorder = store or Store.default()
+    recorder = store or open_recorder("default")
     records = recorder.find_generations(
         workflow=workflow, batch_id=batch_id, status=status, since=since
     )
@@ -61,7 +66,7 @@ def load_batch(batch_id: str, store: Recorder | None = None) -> pd.DataFrame:
     Items that were planned but never sent appear as ``pending`` (``cancelled`` once the batch
     ended), so the frame always has one row per planned item, ready for ``ResultGrid``.
     """
-    recorder = store or Store.default()
+    recorder = store or open_recorder("default")
     record = recorder.batch(batch_id)
     if record is None:
         raise ComfyWidgetsError(f"no batch {batch_id!r} in {recorder!r}")
