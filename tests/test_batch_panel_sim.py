@@ -86,3 +86,22 @@ async def test_stop_remaining_from_a_callback_thread(client):
     assert view.statuses == list(df["status"])
     assert view.statuses.count("completed") < 12 and "cancelled" in view.statuses
     assert view.completed == batch.completed_count
+
+
+async def test_a_batch_refused_for_a_missing_model_says_why_in_the_panel(client):
+    import json
+
+    from comfy_widgets.errors import ParameterError
+
+    source = json.loads(WORKFLOW_PATH.read_text())
+    loader = next(n for n in source.values() if n["class_type"] == "CheckpointLoaderSimple")
+    loader["inputs"]["ckpt_name"] = "not_on_this_server.safetensors"
+    form = ParameterForm(Workflow.load(source), client)
+    form.set_values(SMALL)
+    panel = form.open_batch()
+    panel.count.value = 2
+    panel.run_button.click()
+    with pytest.raises(ParameterError):
+        await panel.batch
+    await until(lambda: "not_on_this_server" in panel.message.value, timeout=20.0)
+    assert "nothing was queued" in panel.message.value

@@ -299,6 +299,10 @@ class BatchPanel(w.VBox):
         """Once the batch is done, show its results as a ResultGrid under the progress view."""
         if batch is not self.batch or not batch.done() or len(self.results.children) > 1:
             return
+        refused = getattr(batch, "error", None)
+        if refused is not None:  # refused before queueing (e.g. a model the server lacks)
+            self.message.value = _error_html(str(refused))
+            return
         from comfy_widgets.widgets.grid import ResultGrid
 
         try:
