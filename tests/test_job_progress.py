@@ -62,6 +62,25 @@ def test_progress_state_only_server_and_no_sampler_prompt():
     assert t.update() >= 50.0
 
 
+def test_a_scheduler_with_a_steps_input_is_not_taken_for_the_sampler():
+    """Flux-style graphs: BasicScheduler has ``steps`` but reports none; the sampler reports
+    them without a ``steps`` input. The bar must not jump when the scheduler finishes."""
+    t = ProgressTracker.for_prompt(
+        {
+            "17": {"class_type": "BasicScheduler", "inputs": {"steps": 20}},
+            "13": {"class_type": "SamplerCustomAdvanced", "inputs": {}},
+            "8": {"class_type": "VAEDecode", "inputs": {}},
+        }
+    )
+    t.started("17", 0.0)
+    t.finished("17", 0.1)
+    assert t.update() < 50
+    t.started("13", 0.1)
+    for step in range(1, 21):
+        t.step("13", step, 20, 0.1 + step)
+        assert abs(t.update() - 100 * step / 20) <= 10, (step, t.update())
+
+
 async def test_a_20_step_run_on_the_simulator_is_followed_truthfully():
     from comfy_widgets import sim
     from comfy_widgets.engine.client import connect

@@ -57,6 +57,16 @@ def prompt_steps(node: Any) -> int | None:
     return None
 
 
+def expected_steps(node: Any) -> int | None:
+    """The steps a node will probably report: its ``steps`` input, else ``DEFAULT_STEPS`` for
+    a class named like a sampler (``SamplerCustomAdvanced`` has no ``steps`` input). A guess
+    is corrected by the first progress report, and dropped if the node ends without one."""
+    steps = prompt_steps(node)
+    if steps is None and isinstance(node, dict) and "Sampler" in str(node.get("class_type")):
+        return DEFAULT_STEPS
+    return steps
+
+
 @dataclass
 class ProgressTracker:
     """Per-node observations of one job and the numbers derived from them.
@@ -70,8 +80,10 @@ class ProgressTracker:
 
     @classmethod
     def for_prompt(cls, prompt: dict[str, Any]) -> ProgressTracker:
-        """A tracker knowing each node and the step count a sampler node was asked for."""
-        return cls({str(nid): NodeTiming(steps=prompt_steps(node)) for nid, node in prompt.items()})
+        """A tracker knowing each node and the steps a sampler is expected to report."""
+        return cls(
+            {str(nid): NodeTiming(steps=expected_steps(node)) for nid, node in prompt.items()}
+        )
 
     def _timing(self, node_id: str) -> NodeTiming:
         return self.timings.setdefault(node_id, NodeTiming())
@@ -104,6 +116,8 @@ class ProgressTracker:
             t.finished_at = now
             if not ran:
                 t.started_at = now
+            elif t.first_step_at is None:
+                t.steps = None  # a ``steps`` input but no step reported (a scheduler node)
         if t.steps:
             t.last_step = t.steps
 
