@@ -244,14 +244,6 @@ class GraphWriter:
                 return (target, str(name)) if name else None
         return None
 
-    def text_at(self, key: str) -> Any:
-        """The value the graph stores for one input key (None when it has no place)."""
-        places = self.places(key)
-        if not places:
-            return None
-        container, index = places[0]
-        return container[index]
-
 
 def _node(graph: dict[str, Any], node_id: str) -> dict[str, Any] | None:
     """The node of a graph whose id reads ``node_id``."""
