@@ -89,7 +89,7 @@ def test_a_run_remembers_its_values_and_a_batch_loads_back(recorder, client):
     assert (record.completed_count, record.failed_count, record.total_count) == (3, 0, 3)
     df = load_batch(batch.id, recorder)
     assert list(df["status"]) == ["completed"] * 3 and list(df["cfg"]) == [5, 6, 7]
-    assert {ref.image().size for ref in df["image"]} == {(64, 64)}
+    assert {ref.image.size for ref in df["image"]} == {(64, 64)}
     assert len(history(store=recorder)) == 4
     assert recorder.last_used(WorkflowRecord.of(wf)) == {"seed": 3, **SMALL}  # batches don't
 
