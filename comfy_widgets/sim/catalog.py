@@ -126,6 +126,20 @@ def bundled_object_info() -> dict:
         return json.load(f)
 
 
+def read_object_info(path: str | Path) -> dict:
+    """An /object_info document from a .json or .json.gz file (ValueError naming the problem)."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError) as ex:
+        raise ValueError(f"object_info file {path}: {ex}") from ex
+    if not isinstance(info, dict):
+        raise ValueError(f"object_info file {path}: not a JSON object")
+    return info
+
+
 def model_lists(extra: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
     """Default model lists merged with `extra`, each sorted like ComfyUI's get_filename_list."""
     merged = {folder: set(files) for folder, files in DEFAULT_MODELS.items()}

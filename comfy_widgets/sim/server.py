@@ -23,7 +23,7 @@ from pathlib import Path
 from aiohttp import web
 from PIL import Image
 
-from comfy_widgets.sim import catalog, images
+from comfy_widgets.sim import catalog, frontend, images
 from comfy_widgets.sim.executor import Executor
 from comfy_widgets.sim.faults import Faults
 from comfy_widgets.sim.outputs import OutputWriter
@@ -51,6 +51,8 @@ class SimSettings:
     previews: bool = True
     models: dict[str, list[str]] = field(default_factory=dict)
     data_dir: Path | None = None
+    front_end_root: Path | None = None  # serve a web frontend from here (sim/frontend.py)
+    object_info_file: Path | None = None  # serve this /object_info (.json or .json.gz) as is
 
 
 class SimServer:
@@ -144,7 +146,10 @@ class SimServer:
         self._tasks = []
 
     async def _listen(self) -> None:
-        self._runner = web.AppRunner(build_app(self), access_log=None)
+        app = build_app(self)
+        if self.settings.front_end_root is not None:
+            frontend.install(app, self, self.settings.front_end_root)
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.port, reuse_address=True)
         await site.start()
@@ -238,10 +243,17 @@ class SimServer:
     def _served_object_info(self) -> tuple[bytes, dict]:
         """Body and dict, rebuilt only when the input folder or the model lists change."""
         input_dir = self.root / "input"
-        key = (input_dir.stat().st_mtime_ns, json.dumps(self.settings.models, sort_keys=True))
+        key = (
+            input_dir.stat().st_mtime_ns,
+            json.dumps(self.settings.models, sort_keys=True),
+            str(self.settings.object_info_file),
+        )
         if self._object_info_cache is None or self._object_info_cache[0] != key:
             names = catalog.input_image_names(input_dir)
-            info = catalog.served_object_info(self.models(), names)
+            if self.settings.object_info_file is not None:
+                info = catalog.read_object_info(self.settings.object_info_file)
+            else:
+                info = catalog.served_object_info(self.models(), names)
             self._object_info_cache = (key, json.dumps(info).encode("utf-8"), info)
         return self._object_info_cache[1], self._object_info_cache[2]
 
