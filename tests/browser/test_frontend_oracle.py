@@ -8,7 +8,8 @@ simulator with `--front-end-root`; no real ComfyUI runs. One page is shared by e
   re-saves) is loaded in the frontend on ComfyUI 0.27.0's /object_info and turned into a prompt
   (`app.loadGraphData` + `app.graphToPrompt`, as the goldens were made); `Workflow.load(...,
   object_info=0.27.0).to_api()` must give the same `class_type` and `inputs` in the same order,
-  and the same `_meta`.
+  and the same `_meta`. One re-save the frontend itself mishandles is held to its golden file
+  instead (KNOWN_FRONTEND_DEFECTS, checked to still be a defect).
 * Drag-back (issue 15): a PNG the simulator saved for a `cw.rerun` job, and one whose prompt text
   has dynamic-prompt syntax, dropped on the canvas of the frontend served by that same server
   (`app.handleFile`), then queued: the queued prompt is the one that was sent.
@@ -56,6 +57,13 @@ def _sources() -> list[tuple[str, Path]]:
 
 
 SOURCES = _sources()
+# Where the frontend's own output is not the rule: 1.58.1 re-saves api_bfl_flux2_max_sofa_swap
+# with its Autogrow links on slots 4-6 and, loading that re-save, drops the link on slot 6
+# (`model.images.image_3`), although the file has it. The converter follows the golden there;
+# test_known_frontend_defects_still_happen checks the defect is still there.
+KNOWN_FRONTEND_DEFECTS = {
+    "resaved/api_bfl_flux2_max_sofa_swap": "drops the link into model.images.image_3",
+}
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +93,14 @@ def _frontend_prompt(frontend, cache: dict[str, str], case: str, source: Path) -
     return json.loads(cache[case])
 
 
+def _expected(frontend, cache: dict[str, str], case: str, source: Path) -> dict[str, Any]:
+    """The frontend's prompt, or the golden file where the frontend has a known defect."""
+    if case in KNOWN_FRONTEND_DEFECTS:
+        golden = GOLDENS / "expected" / f"{source.stem}.api.json"
+        return json.loads(golden.read_text())
+    return _frontend_prompt(frontend, cache, case, source)
+
+
 def _runs(prompt: dict[str, Any]) -> list[tuple[str, str | None, list[tuple[str, Any]]]]:
     """What the server runs, in order: (id, class_type, [(input, value)...]) per node."""
     return [(k, v.get("class_type"), list(v.get("inputs", {}).items())) for k, v in prompt.items()]
@@ -103,10 +119,20 @@ def test_the_oracle_reproduces_the_goldens(frontend, frontend_prompts):
     assert len([c for c, _ in SOURCES if c.startswith("ui/")]) == 22
 
 
+def test_known_frontend_defects_still_happen(frontend, frontend_prompts):
+    """The re-save the frontend loses a link of is still mishandled by the pinned frontend
+    (when a new frontend fixes it, drop it from KNOWN_FRONTEND_DEFECTS)."""
+    for case, source in SOURCES:
+        if case in KNOWN_FRONTEND_DEFECTS:
+            got = _frontend_prompt(frontend, frontend_prompts, case, source)
+            golden = json.loads((GOLDENS / "expected" / f"{source.stem}.api.json").read_text())
+            assert got != golden and set(got) == set(golden), case
+
+
 @pytest.mark.parametrize("case,source", SOURCES, ids=[c for c, _ in SOURCES])
 def test_conversion_equals_the_frontend(frontend, frontend_prompts, object_info_0270, case, source):
     """class_type and inputs of every node, in the frontend's node and key order."""
-    want = _frontend_prompt(frontend, frontend_prompts, case, source)
+    want = _expected(frontend, frontend_prompts, case, source)
     ours = Workflow.load(source, object_info=object_info_0270).to_api()
     assert _runs(ours) == _runs(want)
 
@@ -114,7 +140,7 @@ def test_conversion_equals_the_frontend(frontend, frontend_prompts, object_info_
 @pytest.mark.parametrize("case,source", SOURCES, ids=[c for c, _ in SOURCES])
 def test_meta_equals_the_frontend(frontend, frontend_prompts, object_info_0270, case, source):
     """_meta (title, cnr_id, ver) as 1.58.1 writes it."""
-    want = _frontend_prompt(frontend, frontend_prompts, case, source)
+    want = _expected(frontend, frontend_prompts, case, source)
     ours = Workflow.load(source, object_info=object_info_0270).to_api()
     assert {k: v.get("_meta") for k, v in ours.items()} == {
         k: v.get("_meta") for k, v in want.items()
