@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from tests.shared_data import REFERENCE
 OBJECT_INFO_0270 = REFERENCE / "object_info_0.27.0.json.gz"
 BOOT_TIMEOUT_MS = 60_000
 CALL_TIMEOUT_MS = 60_000
+LEGACY_SETTLE_MS = 2000  # after startup of a frontend without a startup trace
 RELOAD_EVERY = 50  # the goldens' driver reloaded the page every 50 workflows, so do we
 # Right after a load the frontend remounts its canvas (hash navigation) for a moment; a load
 # in that window throws this, and is retried after a pause (loading is idempotent).
@@ -120,6 +122,11 @@ _CAPTURE_QUEUE_INIT = """
 """
 
 
+def _reports_startup(root: Path) -> bool:
+    """Whether this frontend logs its startup trace (1.58 does, 1.27 does not)."""
+    return any(b"[Bootstrap] Startup trace" in f.read_bytes() for f in root.glob("assets/app-*.js"))
+
+
 class FrontendError(RuntimeError):
     """The frontend threw or did not answer while converting (the message is the page's)."""
 
@@ -145,6 +152,7 @@ class FrontendOracle:
         self._context: Any = None
         self.page: Any = None
         self._calls = 0
+        self._startup_trace = _reports_startup(self.front_end_root)
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> FrontendOracle:
@@ -198,15 +206,28 @@ class FrontendOracle:
     def reload(self) -> None:
         """(Re)load the page and wait until the frontend's startup has completed.
 
-        The frontend reports the end of its startup (node definitions registered, extensions
-        set up, the first workflow loaded) in a console line when localStorage.DEBUG_PERF is
-        set; a workflow loaded before then can meet unregistered node types.
+        Newer frontends report the end of their startup (node definitions registered,
+        extensions set up, the first workflow loaded) in a console line when
+        localStorage.DEBUG_PERF is set; a workflow loaded before then can meet unregistered
+        node types. Older ones (1.27) do not: there, every node type registered, the app
+        published as `window.app` and a settle pause stand for it.
         """
         self.page.goto(self.url + "/", wait_until="domcontentloaded")
-        self.page.wait_for_function("() => window.__oracleBooted === true", timeout=BOOT_TIMEOUT_MS)
-        missing = self.page.evaluate(_MISSING_TYPES_JS)
-        if missing:
-            raise FrontendError(f"the frontend registered no node type for {missing[:10]}")
+        if self._startup_trace:
+            self.page.wait_for_function(
+                "() => window.__oracleBooted === true", timeout=BOOT_TIMEOUT_MS
+            )
+        else:
+            self.page.wait_for_function(
+                "() => window.app && window.graph && window.app.canvas", timeout=BOOT_TIMEOUT_MS
+            )
+        deadline = time.monotonic() + BOOT_TIMEOUT_MS / 1000
+        while missing := self.page.evaluate(_MISSING_TYPES_JS):
+            if time.monotonic() > deadline:
+                raise FrontendError(f"the frontend registered no node type for {missing[:10]}")
+            self.page.wait_for_timeout(100)
+        if not self._startup_trace:
+            self.page.wait_for_timeout(LEGACY_SETTLE_MS)
         self.page.keyboard.press("Escape")  # the first-run template dialog
         self._calls = 0
 
