@@ -62,6 +62,19 @@ class HTTPStatusError(ServerError):
         self.body = body
 
 
+class AuthenticationError(HTTPStatusError):
+    """The server refused the credentials (HTTP 401/403): a missing, wrong or expired API key."""
+
+
+class ProtocolError(ServerError):
+    """The server answered something that is not its protocol: HTML where JSON belongs (a proxy's
+    error page), JSON of the wrong shape, or a redirect loop. The message quotes the start of it."""
+
+
+class ResponseTooLargeError(ServerError):
+    """An answer or frame is larger than the client accepts (``max_output_bytes`` and friends)."""
+
+
 class PromptValidationError(ServerError, ValueError):
     """ComfyUI rejected a prompt (HTTP 400). ``node_errors`` is ComfyUI's per-node error dict."""
 
@@ -102,3 +115,8 @@ class JobCancelledError(ComfyWidgetsError):
 
 class BlockingCallError(ComfyWidgetsError, RuntimeError):
     """A blocking wait was attempted inside a running event loop; ``await`` instead."""
+
+
+class StoreError(ComfyWidgetsError):
+    """The run store cannot be opened or written: corrupt, read-only, or its folder missing.
+    The message names the file and what to do; nothing is run unrecorded without saying so."""

@@ -70,7 +70,8 @@ export default {
         c.progressFill.style.width = `${pct}%`;
         const detail = status === "running" ? ` ${Math.round(pct)}%` : "";
         c.status.textContent = `#${i} ${status}${detail}`;
-        c.label.textContent = labels[i] ?? "";
+        // one line per varied value, so a long seed wraps instead of being cut off
+        c.label.replaceChildren(...(labels[i] ?? "").split(" · ").map((part) => h("div", "", part)));
         c.node.title = [labels[i], errors[i]].filter(Boolean).join("\n");
       });
     }

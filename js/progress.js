@@ -109,9 +109,14 @@ function render({ model, el }) {
   }
 
   function renderTimeline() {
+    const nodes = model.get("nodes");
+    const seen = new Map();
+    for (const n of nodes) seen.set(n.title, (seen.get(n.title) || 0) + 1);
     timeline.replaceChildren(
-      ...model.get("nodes").map((n) => {
-        const chip = h("span", `cw-chip cw-chip-${n.state}`, `${CHIP_MARKS[n.state] ?? ""}${n.title}`);
+      ...nodes.map((n) => {
+        // two nodes with one title (both prompts are "CLIP Text Encode") are told apart by id
+        const name = seen.get(n.title) > 1 ? `${n.title} #${n.id}` : n.title;
+        const chip = h("span", `cw-chip cw-chip-${n.state}`, `${CHIP_MARKS[n.state] ?? ""}${name}`);
         chip.title = `#${n.id} ${n.title}: ${n.state}`;
         chip.dataset.state = n.state;
         return chip;

@@ -4,19 +4,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "== installing Debian's chromium for the browser tests"
-  if [ "$(id -u)" -eq 0 ]; then
-    apt-get update -q && apt-get install -y -q chromium
-  else
-    sudo apt-get update -q && sudo apt-get install -y -q chromium
-  fi
+# Debian packages the tests need: chromium (browser tests) and postgresql (the store tests
+# start a throwaway PostgreSQL server on 127.0.0.1, see tests/pg_server.py).
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing Debian's ${missing[*]} for the tests"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -q && $sudo apt-get install -y -q "${missing[@]}"
 fi
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,postgres]'
 
 echo "== ruff"
 .venv/bin/ruff check .
@@ -25,7 +28,7 @@ echo "== ruff"
 # long as its session fixture lives, which would break the asyncio tests after it.
 status=0
 echo "== pytest: unit, integration, notebooks"
-.venv/bin/python -m pytest -q -p no:cacheprovider tests notebooks --nbval-lax \
+.venv/bin/python -m pytest -q -p no:cacheprovider -p tests.nbval_home tests notebooks --nbval-lax \
   --ignore=tests/browser "$@" || status=$?
 echo "== pytest: JupyterLab in headless Chromium"
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/browser "$@" || status=$?

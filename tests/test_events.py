@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from comfy_widgets import events as ev
+from comfy_widgets.transport import events as ev
 from tests.shared_data import REFERENCE
 
 TRACES = REFERENCE / "traces"
@@ -155,13 +155,50 @@ MALFORMED_BINARY = [
 
 @pytest.mark.parametrize("text", MALFORMED_TEXT)
 def test_malformed_text_is_logged_and_skipped(text, caplog):
-    with caplog.at_level(logging.INFO, logger="comfy_widgets.events"):
+    with caplog.at_level(logging.INFO, logger="comfy_widgets.transport.events"):
         assert ev.parse_text(text) is None
-    assert any(r.name == "comfy_widgets.events" for r in caplog.records)
+    assert any(r.name == "comfy_widgets.transport.events" for r in caplog.records)
 
 
 @pytest.mark.parametrize("frame", MALFORMED_BINARY)
 def test_malformed_binary_is_logged_and_skipped(frame, caplog):
-    with caplog.at_level(logging.INFO, logger="comfy_widgets.events"):
+    with caplog.at_level(logging.INFO, logger="comfy_widgets.transport.events"):
         assert ev.parse_binary(frame) is None
-    assert any(r.name == "comfy_widgets.events" for r in caplog.records)
+    assert any(r.name == "comfy_widgets.transport.events" for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type": "status", "data": {"status": {"exec_info": {"queue_remaining": Infinity}}}}',
+        '{"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 1e400}}}}',
+        '{"type": "progress", "data": {"prompt_id": "p", "node": "3", "value": NaN, "max": 20}}',
+        '{"type": "execution_start", "data": {"prompt_id": "p", "timestamp": -Infinity}}',
+        '{"type": "status", "data": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        "[" * 100_000 + "]" * 100_000,
+    ],
+    ids=["inf", "1e400", "nan", "-inf-int", "deep-data", "deep-frame"],
+)
+def test_frames_that_would_raise_in_the_parser_are_skipped(text, caplog):
+    """Overflow and recursion never escape the parser: the frame is logged and skipped."""
+    with caplog.at_level(logging.WARNING, logger="comfy_widgets"):
+        assert ev.parse_text(text) is None
+    assert "skipping" in caplog.text
+
+
+def test_execution_error_with_a_numeric_node_id_is_still_an_error():
+    """A server that sends node_id as a number still reports a failure, with its message."""
+    event = ev.parse_message(
+        {
+            "type": "execution_error",
+            "data": {
+                "prompt_id": "p",
+                "node_id": 9,
+                "node_type": "SaveImage",
+                "exception_message": "disk full",
+                "exception_type": "OSError",
+            },
+        }
+    )
+    assert isinstance(event, ev.ExecutionErrorEvent)
+    assert (event.node_id, event.exception_message) == ("9", "disk full")

@@ -9,7 +9,7 @@ import ipywidgets as w
 import pytest
 
 from comfy_widgets import sim
-from comfy_widgets.client import connect
+from comfy_widgets.engine.client import connect
 from comfy_widgets.widgets.fields import SeedField, SelectField
 from comfy_widgets.widgets.form import ParameterForm
 from comfy_widgets.widgets.progress import ProgressView
@@ -122,8 +122,13 @@ async def test_batch_button_opens_the_batch_panel_below_the_form():
 
     form = ParameterForm(Workflow.load(UI))
     form.batch_button.click()
-    assert isinstance(form.output.children[0], BatchPanel)
-    assert form.output.children[0].form is form
+    (panel,) = form.panel_area.children
+    assert isinstance(panel, BatchPanel) and panel.form is form
+    assert form.children.index(form.panel_area) < form.children.index(form.output)
+    form.batch_button.click()
+    assert form.panel_area.children == (), "a second press closes the panel"
+    form.batch_button.click()
+    assert form.panel_area.children == (panel,), "and it opens again as it was left"
 
 
 async def test_picked_image_is_uploaded_on_run(client):

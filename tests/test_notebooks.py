@@ -34,6 +34,11 @@ def test_notebook_is_committed_clean(name):
     assert "COMFYUI_URL" in first and "cw.sim.serve()" in first
 
 
+def test_notebooks_folder_holds_only_the_notebooks():
+    """The user's folder has no test machinery in it (nbval's plugin is tests/nbval_home.py)."""
+    assert sorted(p.name for p in NOTEBOOKS.iterdir() if not p.name.startswith(".")) == NAMES
+
+
 def _errors(nb) -> list[str]:
     return [
         f"{o.ename}: {o.evalue}"

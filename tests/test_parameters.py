@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import gzip
 import json
 from pathlib import Path
 
@@ -11,8 +11,7 @@ import pytest
 from comfy_widgets.errors import ParameterError
 from comfy_widgets.workflow.detection import DETECTION_TABLE
 from comfy_widgets.workflow.object_info import ObjectInfo
-from comfy_widgets.workflow.parameters import apply_parameters, extract_parameters
-from comfy_widgets.workflow.workflow import Workflow
+from comfy_widgets.workflow.workflow import Workflow, apply_parameters, extract_parameters
 from tests import shared_data
 
 SHARED = shared_data.WORKFLOWS
@@ -153,7 +152,10 @@ def test_bundled_model_lists_do_not_reject_files_but_a_server_list_does():
     wf = load("sd15_txt2img_default")
     api = wf.apply(ckpt_name="my_model.safetensors")
     assert api["4"]["inputs"]["ckpt_name"] == "my_model.safetensors"
-    served = wf.with_object_info(ObjectInfo(copy.deepcopy(OI.raw), source="server"))
+    reference = json.loads(
+        gzip.decompress((shared_data.REFERENCE / "object_info.json.gz").read_bytes())
+    )
+    served = wf.with_object_info(ObjectInfo(reference, source="server"))  # 0.3.64 had models
     with pytest.raises(ParameterError) as info:
         served.apply(ckpt_name="my_model.safetensors")
     assert "random_sd15.safetensors" in info.value.errors["ckpt_name"]
@@ -210,3 +212,23 @@ def test_parameters_are_copies():
     wf = load("sd15_txt2img_default")
     wf.parameters()[0].value = "changed"
     assert wf.parameters()[0].value != "changed"
+
+
+def test_numpy_scalars_are_numbers_and_sent_as_plain_json_numbers():
+    """Values taken from a DataFrame (np.int64, np.float32) are accepted, sent as int/float."""
+    import numpy as np
+
+    prompt = load("sd15_txt2img_default").apply(
+        {"seed": np.int64(7), "steps": np.int32(12), "cfg": np.float32(6.5)}
+    )
+    sampler = next(n["inputs"] for n in prompt.values() if n["class_type"] == "KSampler")
+    assert (sampler["seed"], sampler["steps"], sampler["cfg"]) == (7, 12, 6.5)
+    assert [type(sampler[k]) for k in ("seed", "steps", "cfg")] == [int, int, float]
+    json.dumps(prompt)  # no NumPy scalar left in the prompt
+
+
+def test_numpy_values_out_of_range_are_still_refused():
+    import numpy as np
+
+    with pytest.raises(ParameterError, match="above the maximum"):
+        load("sd15_txt2img_default").apply({"steps": np.int64(10**6)})

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from comfy_widgets.errors import ParameterError
-from comfy_widgets.plan import (
+from comfy_widgets.engine.plan import (
     RANDOM_SEED_LIMIT,
     VariationPlan,
     increment,
@@ -15,6 +14,7 @@ from comfy_widgets.plan import (
     sweep,
     values,
 )
+from comfy_widgets.errors import ParameterError
 
 
 @dataclass
@@ -338,3 +338,50 @@ def test_validate_names_the_first_bad_item_and_parameter():
         plan(count=2, cfg=sweep(6, 14, 4)).validate(RangeCheckingWorkflow().apply)
     assert "batch item 2" in str(info.value)
     assert info.value.errors["cfg"].startswith("item 2 (cfg=14)")
+
+
+# --- limits: refused before anything is built ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variations", "count", "fragment"),
+    [
+        ({}, 10**6, "1,000,000 items"),
+        (
+            {"cfg": sweep(1, 1000, 1), "steps": sweep(1, 1000, 1), "denoise": values(range(10))},
+            1,
+            "10,000,000 items",
+        ),
+    ],
+    ids=["count", "grid"],
+)
+def test_a_plan_over_max_items_is_refused_with_its_shape(variations, count, fragment):
+    with pytest.raises(ParameterError) as info:
+        VariationPlan(variations, count=count)
+    assert fragment in str(info.value) and "max_items=" in str(info.value)
+
+
+def test_max_items_can_be_raised():
+    plan = VariationPlan({"cfg": sweep(1, 300, 1)}, count=400, max_items=120_000)
+    assert len(plan) == 120_000
+
+
+@pytest.mark.parametrize("text", ["1-10000000", "1-10 [10000000]", "1" * 400])
+def test_a_huge_range_string_is_refused_while_parsing(text):
+    with pytest.raises(ParameterError, match="more than 1,000,000|too large"):
+        parse_range(text, integer=True, name="steps")
+
+
+def test_a_sweep_to_infinity_is_refused():
+    with pytest.raises(ParameterError, match="finite"):
+        VariationPlan({"cfg": sweep(1, float("inf"), 1)})
+
+
+@pytest.mark.parametrize("bad", ["abc", 1.5, None.__class__])
+def test_plan_seed_must_be_an_integer(bad):
+    with pytest.raises(ParameterError, match="plan_seed must be an integer"):
+        VariationPlan({}, plan_seed=bad)
+
+
+def test_plan_seed_as_digits_is_accepted():
+    assert VariationPlan({}, plan_seed="42").plan_seed == 42

@@ -10,6 +10,7 @@ from typing import Any
 
 from PIL import Image
 
+from comfy_widgets.widgets.fallback import WIDGET_VIEW
 from comfy_widgets.widgets.progress import MESSAGE_RATE, ProgressView, job_snapshot
 from tests.shared_data import WORKFLOWS
 
@@ -41,7 +42,7 @@ def rgba() -> bytes:
 
 @dataclass
 class FakeJob:
-    """Just the Job surface ProgressView reads (see contracts: comfy_widgets.jobs.Job)."""
+    """Just the Job surface ProgressView reads (see contracts: comfy_widgets.engine.job.Job)."""
 
     prompt_id: str = "p-1"
     state: str = "queued"
@@ -209,7 +210,7 @@ async def test_flood_of_1000_progress_events_is_throttled():
 
 async def test_a_real_20_step_run_stays_under_the_message_bound():
     from comfy_widgets import sim
-    from comfy_widgets.client import connect
+    from comfy_widgets.engine.client import connect
     from comfy_widgets.workflow.workflow import Workflow
 
     server = await sim.start(seconds_per_step=0.01)
@@ -237,7 +238,7 @@ async def test_cancel_from_the_browser_cancels_a_running_simulator_job():
     import pytest
 
     from comfy_widgets import sim
-    from comfy_widgets.client import connect
+    from comfy_widgets.engine.client import connect
     from comfy_widgets.errors import JobCancelledError
     from comfy_widgets.workflow.workflow import Workflow
 
@@ -260,26 +261,33 @@ async def test_cancel_from_the_browser_cancels_a_running_simulator_job():
     assert "running" not in {n["state"] for n in view.nodes}
 
 
-async def test_displayed_fallback_is_rewritten_when_the_job_ends(monkeypatch):
-    """A notebook saved after the run shows 'completed', not the 'queued' it was displayed at."""
-    shown: list[str] = []
+async def test_displayed_twin_is_rewritten_when_the_job_ends(monkeypatch):
+    """The widget is shown with a static twin after it (what exports and reopened notebooks
+    show); the twin follows the job: a notebook saved after the run shows 'completed'."""
+    shown: list[dict] = []
+    updates: list[dict] = []
 
     class Handle:
         def update(self, data, **_):
-            shown.append(data["text/html"])
+            updates.append(data)
 
-    def display(data, **_):
-        shown.append(data["text/html"])
-        return Handle()
+    def display(data, display_id=None, **_):
+        shown.append(data)
+        return Handle() if display_id else None
 
     monkeypatch.setattr("IPython.display.display", display)
     job = FakeJob()
     view = ProgressView(job)
     view._ipython_display_()
-    assert "queued" in shown[-1]
+    widget, twin = shown
+    assert set(widget) == {WIDGET_VIEW, "text/plain"}, "no HTML that would double the twin"
+    assert "cw-live" in view._dom_classes
+    assert set(twin) == {"text/html", "text/plain"} and "queued" in twin["text/html"]
+    assert 'class="cw-twin"' in twin["text/html"] and "<style>" in twin["text/html"]
     job.state, job.progress, job.outputs = "completed", 100.0, [FakeOutput(png("red"))]
     job.emit()
     while view._throttle.pending:
         await asyncio.sleep(0.02)
-    assert len(shown) == 2
-    assert "completed" in shown[-1] and 'src="data:image/jpeg;base64,' in shown[-1]
+    assert len(updates) == 1
+    final = updates[-1]["text/html"]
+    assert 'data-status="completed"' in final and 'src="data:image/jpeg;base64,' in final

@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from comfy_widgets.client import connect
-from comfy_widgets.outputs import Output
-from comfy_widgets.results import (
+from comfy_widgets.engine.client import connect
+from comfy_widgets.results.frame import (
     OutputRef,
     ResultsFrame,
     build_frame,
@@ -22,6 +21,7 @@ from comfy_widgets.results import (
     empty_row,
     show,
 )
+from comfy_widgets.transport.outputs import Output
 
 
 def png_bytes(color=(200, 30, 30), size=(300, 200), mode="RGB") -> bytes:
@@ -247,6 +247,17 @@ def test_html_has_thumbnails_and_escapes_text():
     assert html.count('title="a.png"') == 2  # long data URIs are not cut by max_colwidth
     assert "a &lt;cat&gt; &amp; dog" in html
     assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_html_escapes_column_and_index_labels():
+    """A varied parameter named after a hostile node id never becomes markup in the notebook."""
+    hostile = "<img src=x onerror=alert(1)>.seed"
+    df = pd.DataFrame({hostile: [1, 2], "prompt": ["a", "b"]}, index=["<b>row</b>", "r2"])
+    rendered = dataframe_html(df)
+    assert "<img src=x" not in rendered and "<b>row</b>" not in rendered
+    assert "&lt;img src=x onerror=alert(1)&gt;.seed" in rendered
+    assert "&lt;b&gt;row&lt;/b&gt;" in rendered
+    assert list(df.columns) == [hostile, "prompt"]  # the caller's frame is untouched
 
 
 def test_show_renders_a_plain_dataframe_the_same_way():

@@ -1,40 +1,64 @@
-"""history() and load_batch(): recorded generations back as DataFrames with OutputRefs."""
+"""history() and load_batch(): recorded generations back as DataFrames with OutputRefs.
+
+Run against every store (the ``recorder`` fixture: SQLite and PostgreSQL), through the Recorder
+interface only.
+"""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
 from comfy_widgets.errors import ComfyWidgetsError
-from comfy_widgets.history import history, load_batch
-from comfy_widgets.results import OutputRef, columns_for
-from comfy_widgets.store import Store
-from tests.store_fakes import API_PROMPT, FakeJob, FakeWorkflow, finish
+from comfy_widgets.records import BatchRecord, Recorder, WorkflowRecord
+from comfy_widgets.records.sqlite import Store
+from comfy_widgets.results.frame import OutputRef, columns_for
+from comfy_widgets.results.recorded import history, load_batch
+from comfy_widgets.states import BatchState
+from tests.store_fakes import (
+    API_PROMPT,
+    FakeJob,
+    FakeWorkflow,
+    finish,
+    record_finished,
+    record_queued,
+)
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path / "store.sqlite")
-    yield store
-    store.close()
+def store(recorder):
+    return recorder
 
 
-def _record_batch(store: Store, batch_id: str = "b1") -> list[FakeJob]:
+def _record_batch(store: Recorder, batch_id: str = "b1") -> list[FakeJob]:
     """A 4-item batch: two completed, one failed, one never sent."""
     wf = FakeWorkflow(API_PROMPT, name="sweep")
     plan = [{"seed": 10 + i, "cfg": 5 + i % 2, "prompt": "cat"} for i in range(4)]
-    store.create_batch(
-        batch_id, wf, 4, {"cfg": [5, 6]}, 7, plan, ["http://127.0.0.1:1"], columns=["cfg", "seed"]
+    store.record_batch(
+        BatchRecord(
+            batch_id,
+            WorkflowRecord.of(wf),
+            4,
+            spec={"cfg": [5, 6]},
+            plan_seed=7,
+            plan=plan,
+            servers=["http://127.0.0.1:1"],
+            columns=["cfg", "seed"],
+        )
     )
     jobs = [
         FakeJob(workflow=wf, batch_id=batch_id, batch_index=i, parameters=plan[i]) for i in range(3)
     ]
     for job in jobs:
-        store.job_queued(job)
-    store.job_finished(finish(jobs[0]))
-    store.job_finished(finish(jobs[1], images=2))
+        record_queued(store, job)
+    record_finished(store, finish(jobs[0]))
+    record_finished(store, finish(jobs[1], images=2))
     jobs[2].error_message = "node 3 failed"
-    store.job_finished(finish(jobs[2], state="failed", images=0))
+    record_finished(store, finish(jobs[2], state="failed", images=0))
     return jobs
 
 
@@ -56,7 +80,7 @@ def test_load_batch_has_the_results_columns_and_planned_rows(store):
 
 def test_unsent_items_of_an_ended_batch_are_cancelled(store):
     _record_batch(store)
-    store.update_batch("b1", status="cancelled")
+    store.set_batch_state("b1", BatchState.CANCELLED)
     assert list(load_batch("b1", store)["status"]) == [
         "completed",
         "completed",
@@ -71,12 +95,8 @@ def test_load_batch_unknown_id_raises(store):
 
 
 def test_load_batch_without_recorded_columns_uses_plan_keys_that_vary(store):
-    store.create_batch(
-        "b2",
-        None,
-        2,
-        plan_rows=[{"seed": 1, "steps": 4, "cfg": 5}, {"seed": 2, "steps": 4, "cfg": 6}],
-    )
+    plan = [{"seed": 1, "steps": 4, "cfg": 5}, {"seed": 2, "steps": 4, "cfg": 6}]
+    store.record_batch(BatchRecord("b2", None, 2, plan=plan))
     df = load_batch("b2", store)
     assert list(df.columns) == columns_for(["cfg"])
 
@@ -86,7 +106,7 @@ def test_history_filters_and_columns(store):
     single = finish(
         FakeJob(workflow=FakeWorkflow({"other": {}}, name="solo"), parameters={"3.seed": 99})
     )
-    store.job_finished(single)
+    record_finished(store, single)
     df = history(store=store)
     assert len(df) == 4
     assert {
@@ -105,10 +125,37 @@ def test_history_filters_and_columns(store):
     assert len(history(batch_id="b1", store=store)) == 3
     assert history(since="2100-01-01", store=store).empty
     gid = df["generation_id"].iloc[-1]
-    assert store.generation_records(generation_id=gid)[0]["prompt_id"] == single.prompt_id
+    assert store.find_generations(generation_id=gid)[0].prompt_id == single.prompt_id
 
 
 def test_history_uses_default_store(_isolated_store_home):
-    Store.default().job_finished(finish(FakeJob()))
+    record_finished(Store.default(), finish(FakeJob()))
     df = history()
     assert len(df) == 1 and df["status"].iloc[0] == "completed"
+
+
+def test_cw_history_is_the_function_after_anything_in_a_fresh_process(tmp_path):
+    """A module named ``history`` once shadowed the function: in a fresh process,
+    ``cw.load_batch`` (or importing resume) then ``cw.history()`` raised TypeError."""
+    script = """
+import comfy_widgets as cw
+import comfy_widgets.engine.resume
+store = cw.Store()
+store.create_batch("fresh", None, 1)
+assert len(cw.load_batch("fresh")) == 1
+df = cw.history()
+assert callable(cw.history) and len(df) == 0, df
+cw.export_batch("fresh", "exported")
+print("history ok")
+"""
+    env = {**os.environ, "COMFY_WIDGETS_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "history ok" in done.stdout

@@ -12,7 +12,9 @@ import json
 from functools import cache
 from pathlib import Path
 
-DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "object_info.json.gz"
+# The simulator answers as the ComfyUI 0.3.64 it was recorded from (the package's converter
+# snapshot is 0.27.0's since frontend 1.58; ``--emulate`` will choose between the two).
+DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "object_info_0.3.64.json.gz"
 
 # Every file the reference workflows (ui, api and expected) name, by ComfyUI model folder.
 DEFAULT_MODELS: dict[str, list[str]] = {

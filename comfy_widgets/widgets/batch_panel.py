@@ -14,8 +14,9 @@ from typing import Any
 import ipywidgets as w
 import pandas as pd
 
+from comfy_widgets.engine.plan import VariationPlan, increment, new_plan_seed, sweep, values
 from comfy_widgets.errors import ComfyWidgetsError, ParameterError
-from comfy_widgets.plan import VariationPlan, increment, new_plan_seed, sweep, values
+from comfy_widgets.widgets.fields import LABEL_WIDTH, ROW
 from comfy_widgets.widgets.loop import call_on, current_loop
 
 log = logging.getLogger(__name__)
@@ -72,20 +73,28 @@ class SweepRow(w.HBox):
         self.current = current
         self.name = w.Dropdown(
             options=[(_param_label(p), p.name) for p in parameters],
-            layout=w.Layout(width="220px"),
+            layout=w.Layout(flex="1 1 auto", width="auto", min_width="120px"),
         )
-        self.start = w.FloatText(description="start", layout=w.Layout(width="140px"))
-        self.stop = w.FloatText(description="stop", layout=w.Layout(width="140px"))
-        self.step = w.FloatText(description="step", layout=w.Layout(width="140px"))
+        self.start = w.FloatText(description="start", layout=w.Layout(width="110px"))
+        self.stop = w.FloatText(description="stop", layout=w.Layout(width="110px"))
+        self.step = w.FloatText(description="step", layout=w.Layout(width="110px"))
         for box in (self.start, self.stop, self.step):
             box.style.description_width = "34px"
         self.remove = w.Button(
             icon="minus", tooltip="Remove this sweep", layout=w.Layout(width="34px")
         )
-        super().__init__([self.name, self.start, self.stop, self.step, self.remove])
+        super().__init__(
+            [self.name, self.start, self.stop, self.step, self.remove],
+            layout=w.Layout(width="100%"),
+        )
         self.add_class("cw-sweep-row")
         self._defaults()
-        self.name.observe(lambda _c: (self._defaults(), on_change()), names="value")
+
+        def new_parameter(_change: Any) -> None:
+            self._defaults()
+            on_change()
+
+        self.name.observe(new_parameter, names="value")
         for box in (self.start, self.stop, self.step):
             box.observe(lambda _c: on_change(), names="value")
         self.remove.on_click(lambda _b: on_remove(self))
@@ -119,14 +128,12 @@ class BatchPanel(w.VBox):
         self._seed = seed_parameter(self.workflow)
         self._prompt = prompt_parameter(self.workflow)
 
-        label = {"description_width": "70px"}
         self.count = w.IntSlider(
             value=4,
             min=1,
             max=MAX_COUNT,
-            description="Count",
-            style=label,
             tooltip="How many times each combination runs",
+            layout=w.Layout(flex="1 1 auto", width="auto"),
         )
         self.seed = w.ToggleButtons(
             options=SEED_STRATEGIES,
@@ -140,9 +147,7 @@ class BatchPanel(w.VBox):
         )
         self.prompts = w.Textarea(
             placeholder="One prompt per line; each runs Count times (empty: the form's prompt)",
-            description="Prompts",
-            style=label,
-            layout=w.Layout(width="98%", height="80px"),
+            layout=w.Layout(flex="1 1 auto", width="auto", height="80px"),
         )
         self.mode = w.ToggleButtons(
             options=[("every combination", "grid"), ("pair up (zip)", "zip")],
@@ -159,17 +164,17 @@ class BatchPanel(w.VBox):
         self.run_button = w.Button(description="Run batch", button_style="primary", icon="play")
         self.message = w.HTML()
         self.results = w.VBox([])
-        controls: list[w.Widget] = [w.HTML("<b>Batch</b>"), self.count]
+        title = w.HTML("<b>Batch</b>")
+        title.add_class("cw-form-section-title")
+        controls: list[w.Widget] = [title, _labelled("Count", self.count)]
         if self._seed is not None:
             controls.append(_labelled("Seed", self.seed))
         if self._prompt is not None:
-            controls.append(self.prompts)
+            controls.append(_labelled("Prompts", self.prompts))
         controls += [
             _labelled("Combine", self.mode),
-            self.sweeps,
-            self.add_sweep_button,
-            self.summary,
-            self.preview,
+            _labelled("Sweeps", w.VBox([self.sweeps, self.add_sweep_button])),
+            _labelled("Plan", w.VBox([self.summary, self.preview])),
             w.HBox([self.run_button, self.message]),
             self.results,
         ]
@@ -274,6 +279,8 @@ class BatchPanel(w.VBox):
         self.message.value = html.escape(f"Batch {self.batch.id[:8]}: {self.batch.total} queued")
         self.view = BatchView(self.batch)
         self.results.children = [self.view]
+        if hasattr(self.form, "_watch_result"):  # the form's static twin shows the batch too
+            self.form._watch_result(self.view)
         self.batch.subscribe(self._on_batch_change)
         self.plan_seed = new_plan_seed()  # the next batch draws new random seeds
         self.refresh()
@@ -282,7 +289,7 @@ class BatchPanel(w.VBox):
     def _client(self) -> Any:
         client = getattr(self.form, "client", None)
         if client is None:
-            from comfy_widgets.client import connect
+            from comfy_widgets.engine.client import connect
 
             client = connect()
             self.form.client = client
@@ -324,10 +331,10 @@ def _summary(plan: VariationPlan) -> str:
 
 
 def _labelled(text: str, control: w.Widget) -> w.HBox:
-    """A control with a label on its left, as wide as the sliders' descriptions."""
-    label = w.Label(text, layout=w.Layout(width="70px", margin="0 6px 0 0"))
-    label.style.text_align = "right"
-    return w.HBox([label, control], layout=w.Layout(align_items="center"))
+    """A control with a label on its left, in the same column as the form's field labels."""
+    label = w.HTML(html.escape(text), layout=w.Layout(width=LABEL_WIDTH, flex="0 0 auto"))
+    label.add_class("cw-batch-label")
+    return w.HBox([label, control], layout=ROW)
 
 
 def _error_html(message: str) -> str:

@@ -17,8 +17,8 @@ from typing import Any
 import anywidget
 import traitlets
 
-from comfy_widgets import gridimage
-from comfy_widgets.widgets.fallback import RefreshedFallback
+from comfy_widgets.results import gridimage
+from comfy_widgets.widgets.fallback import LIVE_CLASS, StaticTwin
 from comfy_widgets.widgets.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ FINISHED = ("completed", "partial", "cancelled", "failed")
 JOB_DONE = ("completed", "failed", "cancelled")
 
 
-class BatchView(RefreshedFallback, anywidget.AnyWidget):
+class BatchView(StaticTwin, anywidget.AnyWidget):
     """Cards with each item's status, progress and thumbnail; a summary; a Stop remaining button."""
 
     _esm = _JS / "batch.js"
@@ -56,6 +56,7 @@ class BatchView(RefreshedFallback, anywidget.AnyWidget):
         self._unsubscribers: list[Any] = []
         batch_id = str(getattr(batch, "id", ""))
         super().__init__(batch_id=batch_id, labels=item_labels(batch), **kwargs)
+        self.add_class(LIVE_CLASS)
         self._throttle = Throttle(self._apply, MESSAGE_RATE)
         self._previews = Throttle(self._send_previews, PREVIEW_RATE)
         self.on_msg(self._on_msg)
@@ -94,8 +95,7 @@ class BatchView(RefreshedFallback, anywidget.AnyWidget):
                 setattr(self, name, value)
         if new_thumbs:
             self._send_thumbs(new_thumbs)
-        if state["batch_status"] in FINISHED:
-            self._refresh_static_output()
+        self._refresh_static_output()
 
     def snapshot(self) -> dict[str, Any]:
         """The browser's view of the batch as plain JSON values (no pictures)."""
@@ -191,8 +191,12 @@ class BatchView(RefreshedFallback, anywidget.AnyWidget):
         return data, metadata
 
     def fallback_status(self) -> str:
-        """The status whose change rewrites the saved static HTML."""
-        return self.batch_status
+        """What rewrites the twin when it changes: the status and the counts of ended items."""
+        return f"{self.batch_status} {self.completed} {self.failed}"
+
+    def twin_text(self) -> str:
+        """The twin's text: the summary line."""
+        return self.summary_text()
 
     def summary_text(self) -> str:
         """One line: status, completed/failed/total and elapsed time."""
@@ -209,16 +213,20 @@ class BatchView(RefreshedFallback, anywidget.AnyWidget):
             thumb = self._thumbs.get(i)
             picture = (
                 f'<img src="data:{thumb[0]};base64,{base64.b64encode(thumb[1]).decode()}" '
-                f'style="width:96px;height:96px;object-fit:cover;display:block"/>'
+                f'style="width:96px;height:96px;object-fit:cover;display:block" '
+                f'class="cw-static-image" alt="item {i}"/>'
                 if thumb and thumb[2]
                 else '<div style="width:96px;height:96px;background:#8884"></div>'
             )
             cards.append(
                 f'<div style="display:inline-block;margin:2px;vertical-align:top;width:96px;'
-                f'font-size:11px" title="{esc(label)}">{picture}#{i} {esc(status)}</div>'
+                f'font-size:11px" title="{esc(label)}">{picture}<div>#{i} {esc(status)}</div>'
+                '<div style="overflow-wrap:anywhere;color:var(--jp-ui-font-color2,#616161)">'
+                f"{'<br>'.join(esc(part) for part in label.split(' · '))}</div></div>"
             )
         return (
-            '<div class="cw-batch-static" style="font-family:var(--jp-ui-font-family,sans-serif)">'
+            f'<div class="cw-batch-static" data-status="{esc(self.batch_status)}" '
+            'style="font-family:var(--jp-ui-font-family,sans-serif)">'
             f"<div><b>{esc(self.summary_text())}</b></div>{''.join(cards)}</div>"
         )
 

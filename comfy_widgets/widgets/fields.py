@@ -21,7 +21,10 @@ ROW = w.Layout(width="100%", max_width="720px")
 
 
 def label_text(param: Any) -> str:
-    """A friendly name ("Negative prompt") reads better than the field's label ("Text")."""
+    """A friendly name ("Negative prompt") reads better than the field's label ("Text"); the
+    label a workflow's author gave an App Mode input reads best of all."""
+    if getattr(param, "app_input", False) and param.label:
+        return str(param.label)
     if "." not in param.name:
         return param.name.replace("_", " ").capitalize()
     return str(param.label or param.name)
@@ -58,7 +61,12 @@ class Field:
     def set_value(self, value: Any) -> bool:
         """Put ``value`` into the widget; False (and no change) when the widget cannot hold it."""
         lo, hi = getattr(self.control, "min", None), getattr(self.control, "max", None)
-        if lo is not None and isinstance(value, (int, float)) and not lo <= value <= hi:
+        if (
+            lo is not None
+            and hi is not None
+            and isinstance(value, (int, float))
+            and not lo <= value <= hi
+        ):
             return False  # bounded widgets would clamp silently
         try:
             self.control.value = value
@@ -103,7 +111,11 @@ class SelectField(Field):
 
 
 class SeedField(Field):
-    """A seed as digits (seeds exceed JS safe integers), 🎲, and control-after-generate."""
+    """A seed as digits (seeds exceed JS safe integers), Randomize, and control-after-generate.
+
+    The button's dice is JupyterLab's bundled Font Awesome icon, not the 🎲 emoji, which shows
+    as an empty box where no emoji font is installed.
+    """
 
     def __init__(self, param: Any) -> None:
         text = w.Text(
@@ -112,7 +124,8 @@ class SeedField(Field):
             layout=w.Layout(flex="1 1 auto", width="auto"),
         )
         self.dice = w.Button(
-            description="🎲 Randomize",
+            description="Randomize",
+            icon="dice",
             tooltip="Pick a random seed",
             layout=w.Layout(width="auto", flex="0 0 auto"),
         )

@@ -1,8 +1,9 @@
 """ParameterForm: a workflow's parameters as a form, with Run and Batch buttons.
 
 One section per node (prompts first), the real limits and option lists from object_info, seeds
-with 🎲 and control-after-generate, an "Advanced" fold for every other widget input, errors shown
-next to the field they name, and the last-used values of the same workflow restored.
+with a Randomize button and control-after-generate, an "Advanced" fold for every other widget
+input, errors shown next to the field they name, and the last-used values of the same workflow
+restored.
 """
 
 from __future__ import annotations
@@ -15,17 +16,27 @@ import ipywidgets as w
 import traitlets
 
 from comfy_widgets.errors import ComfyWidgetsError, ParameterError, PromptValidationError
-from comfy_widgets.widgets.fields import Field, ImageField, SelectField, build_field
+from comfy_widgets.records import Recorder, WorkflowRecord, open_recorder
+from comfy_widgets.widgets.fallback import LIVE_CLASS, StaticTwin
+from comfy_widgets.widgets.fields import ROW, Field, ImageField, SelectField, build_field
 from comfy_widgets.widgets.loop import call_on, current_loop, spawn_on
 
 log = logging.getLogger(__name__)
 PROMPT_NAMES = ("prompt", "negative_prompt")
+RESULT_TRAITS = ("status", "thumbnails", "batch_status", "completed", "failed")
 
 
 def _section_order(params: list[Any]) -> list[str]:
     """Node ids in display order: the positive prompt's node, the negative's, then graph order."""
     first = [p.node_id for name in PROMPT_NAMES for p in params if p.name == name]
     return list(dict.fromkeys([*first, *(p.node_id for p in params)]))
+
+
+def _descendants(params: list[Any], children: list[Any]) -> list[Any]:
+    """The parameters under ``children`` (inputs of options of nested DynamicCombos)."""
+    keys = {p.key for p in children}
+    found = [p for p in params if getattr(p, "parent", None) in keys and p not in children]
+    return found + (_descendants(params, found) if found else [])
 
 
 def _section(title: str, fields: list[Field]) -> w.VBox:
@@ -65,8 +76,13 @@ def _short(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class ParameterForm(w.VBox):
-    """A form for a workflow's parameters; ``form.values`` is what Run sends to ``client.run``."""
+class ParameterForm(StaticTwin, w.VBox):
+    """A form for a workflow's parameters; ``form.values`` is what Run sends to ``client.run``.
+
+    Displayed with a static twin (see ``fallback``): the last run's result (status, parameters,
+    thumbnails), the last batch's, and every parameter's value, for exports and reopened
+    notebooks, where dead controls would help nobody.
+    """
 
     values = traitlets.Dict(help="name -> current value of every parameter")
 
@@ -81,6 +97,9 @@ class ParameterForm(w.VBox):
         self._loop = current_loop() or (client.loop if client is not None else None)
         self.fields: dict[str, Field] = {}
         self._by_key: dict[str, Field] = {}
+        #: Per DynamicCombo key: the box of its option's inputs, and the fields of each option.
+        self._option_boxes: dict[str, w.VBox] = {}
+        self._option_fields: dict[tuple[str, Any], list[Field]] = {}
         params = list(self.workflow.parameters())
         for param in params:
             field = build_field(param)
@@ -93,34 +112,55 @@ class ParameterForm(w.VBox):
         self.batch_button.add_class("cw-batch")
         self.message = w.HTML("")
         self.message.add_class("cw-form-message")
+        self.panel_area = w.VBox([])
+        self.panel_area.add_class("cw-form-panel")
         self.output = w.VBox([])
         self.output.add_class("cw-form-output")
+        self.panel: Any = None
         super().__init__(
             children=[
                 *self._sections(params),
                 w.HBox([self.run_button, self.batch_button, self.message]),
+                self.panel_area,
                 self.output,
             ],
             layout=w.Layout(width="100%", max_width="760px"),
         )
         self.add_class("cw-form")
-        self._unplaced = self.set_values(self._store().last_used(self.workflow))
+        self.add_class(LIVE_CLASS)
+        self._unplaced = self.set_values(self._store().last_used(self._workflow_record()))
         for field in self.fields.values():
             field.on_change(self._on_field_change)
+        for param in params:
+            if getattr(param, "dynamic", False):
+                self._watch_option(param)
         self.run_button.on_click(lambda _b: call_on(self._loop, self.run))
         self.batch_button.on_click(lambda _b: call_on(self._loop, self.open_batch))
-        if client is not None:
+        if client is not None and self._loop is not None:
             spawn_on(self._loop, self._load_from_server())
 
     # --- layout ---------------------------------------------------------------------------
 
     def _sections(self, params: list[Any]) -> list[w.Widget]:
+        chosen = [p for p in params if getattr(p, "app_input", False)]
+        if chosen:  # App Mode: the author's inputs in their order, everything else folded
+            chosen += [p for p in _descendants(params, chosen) if p not in chosen]
+            app = _section("Inputs", [])
+            app.children = (*app.children, *self._boxes(chosen))
+            app.add_class("cw-form-app")
+            return [app, *self._sections([p for p in params if p not in chosen])]
         basic = [p for p in params if not p.advanced]
         advanced = [p for p in params if p.advanced]
         children: list[w.Widget] = [self._node_section(basic, nid) for nid in _section_order(basic)]
         if advanced:
             inner = w.VBox([self._node_section(advanced, nid) for nid in _section_order(advanced)])
-            fold = w.Accordion(children=[inner], titles=("Advanced",), selected_index=None)
+            fold = w.Accordion(
+                children=[inner],
+                titles=("Advanced",),
+                selected_index=None,
+                # as wide as the rows, and no widget margin to push it past their right edge
+                layout=w.Layout(width="100%", max_width=ROW.max_width, margin="0"),
+            )
             fold.add_class("cw-form-advanced")
             children.append(fold)
         return children
@@ -128,7 +168,60 @@ class ParameterForm(w.VBox):
     def _node_section(self, params: list[Any], node_id: str) -> w.VBox:
         mine = [p for p in params if p.node_id == node_id]
         title = mine[0].node_title or mine[0].node_class or f"#{node_id}"
-        return _section(f"{title}  #{node_id}", [self.fields[p.name] for p in mine])
+        section = _section(f"{title}  #{node_id}", [])
+        section.children = (*section.children, *self._boxes(mine))
+        return section
+
+    def _boxes(self, params: list[Any]) -> list[w.Widget]:
+        """Field boxes in order; a DynamicCombo's option inputs go in a box right after it,
+        which ``_switch_option`` refills when the option changes."""
+        shown = {p.key for p in params}
+        boxes: list[w.Widget] = []
+        for param in params:
+            parent = getattr(param, "parent", None)
+            if parent in shown:
+                continue  # placed in its DynamicCombo's box
+            boxes.append(self.fields[param.name].box)
+            if getattr(param, "dynamic", False):
+                children = [p for p in params if getattr(p, "parent", None) == param.key]
+                box = w.VBox(self._boxes(children + _descendants(params, children)))
+                box.add_class("cw-form-option-inputs")
+                self._option_boxes[param.key] = box
+                self._option_fields[(param.key, param.value)] = [
+                    self.fields[p.name] for p in children + _descendants(params, children)
+                ]
+                boxes.append(box)
+        return boxes
+
+    # --- DynamicCombo options ---------------------------------------------------------------
+
+    def _watch_option(self, param: Any) -> None:
+        field = self.fields[param.name]
+        field.control.observe(
+            lambda change: self._switch_option(param, change["new"]), names="value"
+        )
+
+    def _switch_option(self, combo: Any, option: Any) -> None:
+        """Show the inputs ``option`` gives the node instead of the previous option's
+        (fields are kept per option, so switching back restores what was typed)."""
+        box = self._option_boxes.get(combo.key)
+        if box is None:
+            return
+        prefix = combo.key + "."
+        for name in [n for n, f in self.fields.items() if f.param.key.startswith(prefix)]:
+            field = self.fields.pop(name)
+            self._by_key.pop(field.param.key, None)
+        fields = self._option_fields.get((combo.key, option))
+        if fields is None:
+            fields = [build_field(p) for p in self.workflow.option_parameters(combo.key, option)]
+            for field in fields:
+                field.on_change(self._on_field_change)
+            self._option_fields[(combo.key, option)] = fields
+        for field in fields:
+            self.fields[field.param.name] = field
+            self._by_key[field.param.key] = field
+        box.children = tuple(field.box for field in fields)
+        self.values = self._collect()
 
     # --- values ---------------------------------------------------------------------------
 
@@ -165,23 +258,48 @@ class ParameterForm(w.VBox):
         data = super()._repr_mimebundle_(**kwargs)
         if data is not None:
             data["text/html"] = self.static_html()
-            data["text/plain"] = (
-                f"<ParameterForm {self.workflow.name}: {len(self.fields)} parameters>"
-            )
+            data["text/plain"] = self.twin_text()
         return data
 
+    def twin_text(self) -> str:
+        """One line: the workflow, its parameter count and the last run's status."""
+        last = f", last run {self.last_job.state}" if self.last_job is not None else ""
+        return f"<ParameterForm {self.workflow.name}: {len(self.fields)} parameters{last}>"
+
+    def _result_views(self) -> list[Any]:
+        """The views whose final state the twin shows: the last run's, the last batch's."""
+        views = [child for child in self.output.children if hasattr(child, "fallback_status")]
+        batch_view = getattr(self.panel, "view", None)
+        return views + ([batch_view] if batch_view is not None else [])
+
+    def fallback_status(self) -> str:
+        """What rewrites the twin when it changes: the result views' own states."""
+        return " / ".join(
+            f"{getattr(v, 'model_id', '')} {v.fallback_status()}" for v in self._result_views()
+        )
+
+    def _watch_result(self, view: Any) -> None:
+        """Rewrite the twin whenever ``view`` moves on (its traits change on the kernel side)."""
+        view.observe(lambda _c: self._refresh_static_output(), names=list(RESULT_TRAITS))
+        self._refresh_static_output()
+
     def static_html(self) -> str:
-        """The parameters and their values as an HTML table, for viewers without widgets."""
+        """The last results, then every parameter and its value, for viewers without widgets."""
         rows = "".join(
             f"<tr><td><code>{html.escape(name)}</code></td>"
             f"<td>{html.escape(_short(value))}</td></tr>"
             for name, value in self._collect().items()
         )
         title = html.escape(str(self.workflow.name))
+        results = "".join(
+            f'<div style="margin:4px 0">{v.static_html()}</div>' for v in self._result_views()
+        )
         return (
-            f'<div class="cw-form-static"><b>{title}</b> — parameters'
+            f'<div class="cw-form-static"><b>{title}</b> — form'
+            f"{results or '<div>not run yet</div>'}"
+            f"<details><summary>{len(self.fields)} parameters</summary>"
             f"<table><thead><tr><th>name</th><th>value</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table></div>"
+            f"<tbody>{rows}</tbody></table></details></div>"
         )
 
     # --- errors ---------------------------------------------------------------------------
@@ -233,7 +351,9 @@ class ParameterForm(w.VBox):
         job.subscribe(self._on_job_change)
         from comfy_widgets.widgets.progress import ProgressView
 
-        self.output.children = [ProgressView(job)]
+        view = ProgressView(job)
+        self.output.children = [view]
+        self._watch_result(view)
         return job
 
     def _on_job_change(self, job: Any) -> None:
@@ -243,34 +363,43 @@ class ParameterForm(w.VBox):
             self.show_errors(messages or {"": str(job.error)})
 
     def open_batch(self) -> Any:
-        """Open the batch panel for this form below the buttons."""
+        """Open the batch panel below the buttons (the last run's result stays under it); a
+        second press closes it again."""
+        if self.panel_area.children:
+            self.panel_area.children = []
+            return self.panel
         try:
             from comfy_widgets.widgets.batch_panel import BatchPanel
         except ImportError as exc:
             self._say(f"The batch panel is not available: {exc}", error=True)
             return None
-        panel = BatchPanel(self)
-        self.output.children = [panel]
-        return panel
+        if self.panel is None:
+            self.panel = BatchPanel(self)
+        self.panel_area.children = [self.panel]
+        return self.panel
 
     def _ensure_client(self) -> Any:
         if self.client is None:
-            from comfy_widgets.client import connect
+            from comfy_widgets.engine.client import connect
 
             self.client = connect()
         return self.client
 
-    def _store(self) -> Any:
-        store = getattr(self.client, "store", None)
-        if store:
-            return store
-        from comfy_widgets.store import Store
+    def _workflow_record(self) -> WorkflowRecord:
+        """The form's workflow as the Recorder keys it (name, source, format, content hash)."""
+        wf = self.workflow
+        return WorkflowRecord(wf.name, wf.source, wf.format, wf.content_hash)
 
-        return Store.default()
+    def _store(self) -> Recorder:
+        """Where last-used values live: the client's Recorder (nothing when recording is off),
+        the default store before a client is known."""
+        if self.client is not None:
+            return self.client.recorder
+        return open_recorder("default")
 
     def _remember(self) -> None:
         try:
-            self._store().set_last_used(self.workflow, _json_safe(self._collect()))
+            self._store().set_last_used(self._workflow_record(), _json_safe(self._collect()))
         except Exception:  # remembering is a convenience; never block a run on it
             log.warning("could not save last-used values", exc_info=True)
 

@@ -18,7 +18,8 @@ import pandas as pd
 import traitlets
 from PIL import Image, ImageChops, ImageOps
 
-from comfy_widgets import gridimage
+from comfy_widgets.results import gridimage
+from comfy_widgets.widgets.fallback import LIVE_CLASS, StaticTwin
 
 log = logging.getLogger(__name__)
 _JS = Path(__file__).parents[2] / "js"
@@ -28,7 +29,7 @@ FALLBACK_CELL = 128
 MAX_PER_SCREEN = 120  # images sent to the browser at once; bigger pages are split by rows
 
 
-class ResultGrid(anywidget.AnyWidget):
+class ResultGrid(StaticTwin, anywidget.AnyWidget):
     """Images of a results DataFrame arranged by two columns (X/Y), paged by a third.
 
     `ResultGrid(df, x="cfg", y="prompt", page="sampler_name", batch=None)` (`df` may also be a
@@ -82,6 +83,7 @@ class ResultGrid(anywidget.AnyWidget):
             batches=_batch_ids(self.df),
             **kwargs,
         )
+        self.add_class(LIVE_CLASS)
         self._relayout()
         self.observe(self._on_axes, names=["x", "y", "page", "batch"])
         self.observe(self._on_page, names=["page_index", "thumb_size"])
@@ -118,6 +120,7 @@ class ResultGrid(anywidget.AnyWidget):
     def _on_page(self, _change: dict[str, Any]) -> None:
         with self.hold_sync():
             self._show_screen()
+        self._refresh_static_output()
 
     def _relayout(self) -> None:
         view = self.view
@@ -136,6 +139,7 @@ class ResultGrid(anywidget.AnyWidget):
             if self.page_index >= len(self._screens):
                 self.page_index = 0
             self._show_screen()
+        self._refresh_static_output()
 
     def _screen_labels(self) -> list[str]:
         """The pager's label per screen: the page value, plus which rows when a page is split."""
@@ -257,18 +261,35 @@ class ResultGrid(anywidget.AnyWidget):
         """The live widget plus a compact picture, for viewers where widgets do not run."""
         data, metadata = super()._repr_mimebundle_(**kwargs) or ({}, {})
         sheet = self.static_image()
-        jpeg = base64.b64encode(_encode(sheet, "JPEG")).decode("ascii")
+        data["text/plain"] = self.twin_text()
+        data["text/html"] = self._figure(sheet)
+        data["image/png"] = base64.b64encode(_encode(sheet.quantize(128), "PNG")).decode("ascii")
+        return data, metadata
+
+    def twin_text(self) -> str:
+        """One line: how many results and the axes (and which screen, for big grids)."""
         summary = self._summary()
         if self.total > MAX_PER_SCREEN:
             summary += f"; shown: {self.page_labels[self.page_index] or 'first screen'}"
-        data["text/plain"] = summary
-        data["text/html"] = (
+        return summary
+
+    def static_html(self) -> str:
+        """The compact picture as a figure (JPEG data URI) with the summary as its caption."""
+        return self._figure(self.static_image())
+
+    def fallback_status(self) -> str:
+        """What rewrites the twin when it changes: the axes, the batch filter, the screen."""
+        screen = self.page_index if self.total > MAX_PER_SCREEN else 0
+        return f"{self.x}|{self.y}|{self.page}|{self.batch}|{screen}|{self.total}"
+
+    def _figure(self, sheet: Image.Image) -> str:
+        summary = _escape(self.twin_text())
+        jpeg = base64.b64encode(_encode(sheet, "JPEG")).decode("ascii")
+        return (
             f'<figure class="cw-grid-static" style="margin:0">'
-            f'<img alt="{_escape(summary)}" src="data:image/jpeg;base64,{jpeg}"/>'
-            f"<figcaption>{_escape(summary)}</figcaption></figure>"
+            f'<img alt="{summary}" src="data:image/jpeg;base64,{jpeg}" class="cw-static-image"/>'
+            f"<figcaption>{summary}</figcaption></figure>"
         )
-        data["image/png"] = base64.b64encode(_encode(sheet.quantize(128), "PNG")).decode("ascii")
-        return data, metadata
 
     def static_image(self) -> Image.Image:
         """The compact picture of the static fallback: every page, or the screen on show when

@@ -10,14 +10,15 @@ from __future__ import annotations
 import base64
 import html
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets
 
-from comfy_widgets import gridimage
-from comfy_widgets.widgets.fallback import RefreshedFallback
+from comfy_widgets.results import gridimage
+from comfy_widgets.widgets.fallback import LIVE_CLASS, StaticTwin
 from comfy_widgets.widgets.throttle import Throttle
 
 _JS = Path(__file__).parents[2] / "js"
@@ -113,7 +114,7 @@ def image_outputs(job: Any) -> list[Any]:
     ]
 
 
-class ProgressView(RefreshedFallback, anywidget.AnyWidget):
+class ProgressView(StaticTwin, anywidget.AnyWidget):
     """Live status of a ComfyUI job: badge, progress, node timeline, preview, images, Cancel."""
 
     _esm = _JS / "progress.js"
@@ -140,6 +141,7 @@ class ProgressView(RefreshedFallback, anywidget.AnyWidget):
         initial = job_snapshot(job)
         initial.update(self._image_state(job) or {})
         super().__init__(**initial, **kwargs)
+        self.add_class(LIVE_CLASS)
         self._preview_throttle = Throttle(self._queue_preview, PREVIEW_RATE)
         self._throttle = Throttle(self._apply, MESSAGE_RATE)
         self.on_msg(self._on_browser_message)
@@ -171,8 +173,7 @@ class ProgressView(RefreshedFallback, anywidget.AnyWidget):
         with self.hold_sync():
             for name, value in state.items():
                 setattr(self, name, value)
-        if state["status"] in TERMINAL:
-            self._refresh_static_output()
+        self._refresh_static_output()
 
     def _image_state(self, job: Any) -> dict[str, Any] | None:
         """Thumbnails of final images, computed once when new outputs appear."""
@@ -206,16 +207,20 @@ class ProgressView(RefreshedFallback, anywidget.AnyWidget):
             return None
         data, metadata = bundle
         data["text/html"] = self.static_html()
-        data["text/plain"] = f"<ProgressView {self.status} {self.progress:.0f}% {self.prompt_id}>"
+        data["text/plain"] = self.twin_text()
         return data, metadata
 
+    def twin_text(self) -> str:
+        """One line for text-only viewers: status, percent, prompt id."""
+        return f"<ProgressView {self.status} {self.progress:.0f}% {self.prompt_id}>"
+
     def fallback_status(self) -> str:
-        """The status whose change rewrites the saved static HTML."""
-        return self.status
+        """What rewrites the twin when it changes: the status and the number of images."""
+        return f"{self.status} {len(self.thumbnails)}"
 
     def static_html(self) -> str:
         """The current state as self-contained HTML (inline styles, images as data URIs)."""
-        return render_static_html(job_snapshot(self.job), self.thumbnails)
+        return render_static_html(job_snapshot(self.job), self.thumbnails, key_parameters(self.job))
 
     def close(self) -> None:
         """Stop listening to the job and close the widget."""
@@ -236,11 +241,28 @@ _BADGE_COLORS = {
 }
 
 
-def render_static_html(state: dict[str, Any], thumbnails: list[bytes]) -> str:
-    """HTML for places without a widget manager: badge, percent, bar, error, image thumbnails."""
+def key_parameters(job: Any, limit: int = 8, width: int = 60) -> list[tuple[str, str]]:
+    """The values the job was asked to run with (name, short text), the first ``limit``."""
+    out = []
+    for name, value in list((getattr(job, "parameters", None) or {}).items())[:limit]:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            text = f"<image, {len(value)} bytes>"
+        else:
+            text = str(value)
+        out.append((str(name), text if len(text) <= width else text[: width - 1] + "…"))
+    return out
+
+
+def render_static_html(
+    state: dict[str, Any], thumbnails: list[bytes], parameters: Sequence[tuple[str, str]] = ()
+) -> str:
+    """HTML for places without a widget manager: badge, percent, time, bar, parameters, error,
+    image thumbnails (inline styles only: exports and GitHub load no style sheet of ours)."""
     esc = html.escape
     status = state["status"]
     pct = state["progress"]
+    elapsed = state.get("elapsed") or 0.0
+    clock = f" · took {elapsed:.1f} s" if status in TERMINAL and elapsed > 0 else ""
     badge = (
         f'<span style="background:{_BADGE_COLORS.get(status, "#9e9e9e")};color:#fff;'
         f'border-radius:3px;padding:1px 6px;font-weight:600">{esc(status)}</span>'
@@ -251,11 +273,18 @@ def render_static_html(state: dict[str, Any], thumbnails: list[bytes]) -> str:
         f'{pct:.0f}%;background:var(--jp-brand-color1,#1976d2)"></div></div>'
     )
     parts = [
-        '<div class="cw-progress-static" style="font-family:var(--jp-ui-font-family,sans-serif);'
-        'font-size:13px">',
-        f"<div>{badge} <b>{pct:.0f}%</b> <code>{esc(state['prompt_id'])}</code></div>",
+        f'<div class="cw-progress-static" data-status="{esc(status)}" '
+        'style="font-family:var(--jp-ui-font-family,sans-serif);font-size:13px">',
+        f'<div>{badge} <b class="cw-static-pct">{pct:.0f}%</b>{clock} '
+        f"<code>{esc(state['prompt_id'])}</code></div>",
         bar,
     ]
+    if parameters:
+        parts.append(
+            '<div class="cw-static-params" style="color:var(--jp-ui-font-color2,#616161)">'
+            + " · ".join(f"{esc(k)}: {esc(v)}" for k, v in parameters)
+            + "</div>"
+        )
     if state["error"]:
         where = f" in {esc(state['error_node'])}" if state["error_node"] else ""
         parts.append(
@@ -264,6 +293,9 @@ def render_static_html(state: dict[str, Any], thumbnails: list[bytes]) -> str:
         )
     for thumb in thumbnails:
         uri = "data:image/jpeg;base64," + base64.b64encode(thumb).decode("ascii")
-        parts.append(f'<img src="{uri}" style="max-width:256px;margin:2px" alt="output image"/>')
+        parts.append(
+            f'<img src="{uri}" style="max-width:256px;margin:2px" alt="output image"'
+            ' class="cw-static-image"/>'
+        )
     parts.append("</div>")
     return "".join(parts)

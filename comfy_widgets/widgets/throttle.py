@@ -41,7 +41,7 @@ class Throttle:
 
     def __init__(
         self,
-        send: Callable[[dict[str, Any]], None],
+        send: Callable[[dict[Any, Any]], None],  # keys: trait names, or item indexes
         rate: float,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -54,13 +54,13 @@ class Throttle:
         self._clock = clock
         self._call_later = call_later
         self._lock = threading.Lock()
-        self._pending: dict[str, Any] = {}
+        self._pending: dict[Any, Any] = {}
         self._last_sent = float("-inf")
         self._timer: _Handle | None = None
         self._closed = False
         self.sends = 0
 
-    def push(self, changes: dict[str, Any]) -> None:
+    def push(self, changes: dict[Any, Any]) -> None:
         """Queue ``changes``; send now if the interval allows, else ensure a trailing send."""
         with self._lock:
             if self._closed:

@@ -16,9 +16,11 @@ from typing import Any
 from comfy_widgets.errors import ComfyWidgetsError
 from comfy_widgets.workflow.conversion import (
     SUBGRAPH_INPUT_NODE,
+    UNDEFINED,
     Link,
     clone_json,
     parse_links,
+    stored_widget_defaults,
     widgets_values_index,
 )
 from comfy_widgets.workflow.frontend_text import process_dynamic_prompt
@@ -78,7 +80,7 @@ class GraphWriter:
 
     def places(self, key: str) -> list[Place] | None:
         """Every place to write for one input key; None when one of them cannot be found."""
-        exec_id, _, field = key.rpartition(".")
+        exec_id, _, field = key.partition(".")  # fields may hold dots (model.duration)
         chain: Chain = []
         graph: dict[str, Any] | None = self.root
         for node_id in exec_id.split(":"):
@@ -116,7 +118,13 @@ class GraphWriter:
         index = widgets_values_index(self.object_info, raw, name)
         if index is None:
             return None
-        places: list[Place] = [(raw["widgets_values"], index)]
+        values = raw["widgets_values"]
+        if index >= len(values):  # a widget newer than the save: pad with what loading gives
+            padding = stored_widget_defaults(self.object_info, raw)
+            if index >= len(padding) or any(v is UNDEFINED for v in padding):
+                return None
+            values.extend(clone_json(padding[len(values) : index + 1]))
+        places: list[Place] = [(values, index)]
         named = raw.get("widgets_values_named")
         if isinstance(named, dict) and name in named:
             places.append((named, name))
@@ -239,15 +247,16 @@ def _dynamic_variant(writer: GraphWriter, node: dict[str, Any], key: str, got: A
     return "{" in text or got == process_dynamic_prompt(text)
 
 
-def job_ui_graph(job: Any) -> dict[str, Any] | None:
-    """The UI graph of a job's generation: its workflow holding its parameters, or None unless
-    the job's prompt is exactly that workflow with those values and the graph can hold them."""
-    workflow = getattr(job, "workflow", None)
-    if not isinstance(workflow, Workflow) or workflow.format != "ui":
+def ui_graph_for(
+    workflow: Workflow, values: dict[str, Any], prompt: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The UI graph of a generation: ``workflow`` holding ``values``, or None unless ``prompt``
+    is exactly that workflow with those values and the graph can hold them."""
+    if workflow.format != "ui":
         return None
-    values = dict(getattr(job, "parameters", None) or {})
+    values = dict(values)
     try:
-        if workflow.apply(values) != getattr(job, "prompt", None):
+        if workflow.apply(values) != prompt:
             return None
         return ui_graph_with_values(workflow, values)
     except ComfyWidgetsError:

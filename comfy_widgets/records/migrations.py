@@ -2,7 +2,7 @@
 
 Each migration only adds tables, nullable (or defaulted) columns and indexes, so a store written
 by a newer version of comfy_widgets (a higher ``user_version`` and columns this version does not
-know) still opens and works here: every statement in ``store.py`` names its columns explicitly.
+know) still opens and works here: every statement in ``sqlite.py`` names its columns explicitly.
 To change the schema, append ``(next_number, sql)`` to ``MIGRATIONS``; never edit a released one.
 """
 
@@ -72,6 +72,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         # a batch's completed/failed counts (recounted after every item) read only its own rows
         2,
         "CREATE INDEX IF NOT EXISTS generations_batch_status ON generations(batch_id, status)",
+    ),
+    (
+        # who is resuming a batch (one resume at a time; a crashed holder's lease runs out)
+        3,
+        """
+        CREATE TABLE IF NOT EXISTS batch_leases (
+            batch_id TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        )
+        """,
     ),
 ]
 

@@ -8,18 +8,20 @@ after every (re)connect, reconciles unfinished jobs through ``/queue`` and ``/hi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import websockets
 from websockets.asyncio.client import connect as ws_connect
 
-from comfy_widgets.errors import ComfyWidgetsError
-from comfy_widgets.events import (
+from comfy_widgets.errors import AuthenticationError, ComfyWidgetsError
+from comfy_widgets.states import JobState
+from comfy_widgets.transport.backend import LostPolicy, PromptWatcher
+from comfy_widgets.transport.events import (
     Event,
     ExecutingEvent,
     ExecutionErrorEvent,
@@ -35,8 +37,7 @@ from comfy_widgets.events import (
 )
 
 if TYPE_CHECKING:
-    from comfy_widgets.client import Client
-    from comfy_widgets.jobs import Job
+    from comfy_widgets.transport.classic import ClassicBackend
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ STOP_TIMEOUT_S = 5.0
 QUEUE_REFRESH_DELAY_S = 0.05  # coalesces the burst of `status` frames a batch of POSTs causes
 CONNECT_WAIT_S = 5.0
 POLL_WHILE_DOWN_S = 3.0
+MAX_FRAME_BYTES = 32 * 2**20  # previews and outputs lists are far smaller; larger is refused
 
 
 def retry_delays() -> Iterator[float]:
@@ -75,25 +77,32 @@ _WS_LOGGER = logging.getLogger(f"{__name__}.websocket")
 _WS_LOGGER.addFilter(_RedactHeaders())
 
 
+class _connect(ws_connect):
+    """websockets' connect, whose cross-origin redirects drop every header we add (it drops
+    only ``Authorization``/``Cookie`` itself, not an ``X-Api-Key``)."""
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        target = super().process_redirect(exc)
+        if isinstance(target, str):
+            old, new = urlsplit(self.uri), urlsplit(target)
+            old_origin = (old.scheme.replace("ws", "http"), old.hostname, old.port)
+            if old_origin != (new.scheme.replace("ws", "http"), new.hostname, new.port):
+                self.additional_headers = None
+        return target
+
+
 def _ws_url(http_url: str, client_id: str) -> str:
     scheme, rest = http_url.split("://", 1)
     return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws?clientId={client_id}"
 
 
-def _queue_ids(queue: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """Running prompt ids, and pending ones in run order (sorted by number)."""
-    running = [str(item[1]) for item in queue.get("queue_running") or []]
-    pending = sorted(queue.get("queue_pending") or [], key=lambda item: item[0])
-    return running, [str(item[1]) for item in pending]
-
-
 class Monitor:
-    """The WebSocket of one client: connection, reconnects, routing to jobs."""
+    """The WebSocket of one backend: connection, reconnects, routing to prompt watchers."""
 
-    def __init__(self, client: Client, loop: asyncio.AbstractEventLoop):
+    def __init__(self, client: ClassicBackend, loop: asyncio.AbstractEventLoop):
         self.client = client
         self.loop = loop
-        self.jobs: dict[str, Job] = {}
+        self.jobs: dict[str, PromptWatcher] = {}
         self.listeners: list[Callable[[Event], None]] = []
         self.running_prompt_id: str | None = None
         self.queue_remaining: int | None = None
@@ -110,6 +119,7 @@ class Monitor:
         self._last_frame_at = 0.0
         self._catch_up_task: asyncio.Task[None] | None = None
         self._reconcile_lock = asyncio.Lock()
+        self.auth_error: AuthenticationError | None = None
 
     # --- lifetime -----------------------------------------------------------------------------
 
@@ -149,12 +159,12 @@ class Monitor:
 
     # --- jobs ---------------------------------------------------------------------------------
 
-    def watch(self, job: Job) -> None:
+    def watch(self, job: PromptWatcher) -> None:
         """Route events of ``job.prompt_id`` to ``job`` (call before POSTing it)."""
         self.jobs[job.prompt_id] = job
         self.ensure_started()
 
-    def unwatch(self, job: Job) -> None:
+    def unwatch(self, job: PromptWatcher) -> None:
         """Stop routing events to a finished job."""
         if self.jobs.get(job.prompt_id) is job:
             del self.jobs[job.prompt_id]
@@ -169,6 +179,12 @@ class Monitor:
                 delays = retry_delays()
             except asyncio.CancelledError:
                 raise
+            except websockets.InvalidStatus as exc:
+                status = exc.response.status_code
+                if status in (401, 403):
+                    await self._refused(status)
+                    break
+                log.info("WebSocket to %s refused: HTTP %d", self.client.url, status)
             except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
                 log.info("WebSocket to %s failed: %r", self.client.url, exc)
             except Exception:
@@ -177,6 +193,19 @@ class Monitor:
                 break
             await self._poll_while_down()
             await asyncio.sleep(next(delays))
+
+    async def _refused(self, status: int) -> None:
+        """The handshake was refused for its credentials: fail every job (no retry loop)."""
+        error = AuthenticationError(
+            f"the WebSocket of {self.client.url} answered {status}: the server refused the "
+            "credentials (token, auth or headers given to cw.connect)",
+            status_code=status,
+        )
+        log.warning("%s", error)
+        self.auth_error = error
+        for job in list(self.jobs.values()):
+            if not job.done():
+                await job.finish(JobState.FAILED, error)
 
     async def _session(self) -> None:
         """One socket: open, announce features first, catch up, then read until closed.
@@ -188,10 +217,10 @@ class Monitor:
         close to finish, so the next socket with the same clientId never overlaps this one
         (ComfyUI would orphan the newer socket).
         """
-        async with ws_connect(
+        async with _connect(
             _ws_url(self.client.url, self.client.client_id),
             additional_headers=self.client._headers,
-            max_size=None,
+            max_size=MAX_FRAME_BYTES,
             open_timeout=CONNECT_WAIT_S,
             close_timeout=2,
             logger=_WS_LOGGER,
@@ -236,14 +265,14 @@ class Monitor:
             quiet = time.monotonic() - self._last_frame_at >= QUIET_CHECK_S
             if quiet and self._posted_jobs():
                 await self._caught_up()
-                await self._reconcile_quietly(self._posted_jobs(), "cancel_if_listening")
+                await self._reconcile_quietly(self._posted_jobs(), LostPolicy.CANCEL_IF_LISTENING)
 
     async def _catch_up(self) -> None:
         """After (re)connecting: uploads may be gone and prompts lost; resubmit what was lost."""
         jobs = self._posted_jobs()
         if jobs:
             self.client.forget_uploads()
-            await self._reconcile_quietly(jobs, "resubmit")
+            await self._reconcile_quietly(jobs, LostPolicy.RESUBMIT)
 
     async def _caught_up(self) -> None:
         """Wait until the catch-up after the latest connect has finished."""
@@ -255,8 +284,7 @@ class Monitor:
         if time.monotonic() - self._last_poll < POLL_WHILE_DOWN_S or not self._posted_jobs():
             return
         self._last_poll = time.monotonic()
-        with contextlib.suppress(ComfyWidgetsError):
-            await self.reconcile(self._posted_jobs(), lost="resubmit")
+        await self._reconcile_quietly(self._posted_jobs(), LostPolicy.RESUBMIT)
 
     # --- routing ------------------------------------------------------------------------------
 
@@ -296,16 +324,20 @@ class Monitor:
 
     # --- reconciling with /queue and /history -------------------------------------------------
 
-    def _posted_jobs(self) -> list[Job]:
+    def _posted_jobs(self) -> list[PromptWatcher]:
         return [job for job in self.jobs.values() if job.posted and not job.done()]
 
-    async def _reconcile_quietly(self, jobs: list[Job], lost: str) -> None:
+    async def _reconcile_quietly(self, jobs: list[PromptWatcher], lost: LostPolicy) -> None:
+        """Reconcile from a background task: a failure is logged, never ends the monitor (a
+        proxy's error page or a malformed answer now is no reason to stop watching)."""
         try:
             await self.reconcile(jobs, lost=lost)
         except ComfyWidgetsError as exc:
             log.info("could not reconcile jobs with %s: %s", self.client.url, exc)
+        except Exception:
+            log.warning("reconciling jobs with %s failed", self.client.url, exc_info=True)
 
-    async def reconcile(self, jobs: list[Job], *, lost: str) -> None:
+    async def reconcile(self, jobs: list[PromptWatcher], *, lost: LostPolicy | str) -> None:
         """Bring jobs up to date from ``/queue`` and ``/history``.
 
         A prompt in neither was lost by the server (restart): ``lost="resubmit"`` queues it
@@ -314,11 +346,12 @@ class Monitor:
         runs at a time, in order, so a prompt is never resubmitted twice.
         """
         async with self._reconcile_lock:
-            await self._reconcile_locked(jobs, lost)
+            await self._reconcile_locked(jobs, LostPolicy(lost))
 
-    async def _reconcile_locked(self, jobs: list[Job], lost: str) -> None:
+    async def _reconcile_locked(self, jobs: list[PromptWatcher], lost: LostPolicy) -> None:
         epoch = self.connects if self.connected else None
-        running, pending = _queue_ids(await self.client.get_queue())
+        queue = await self.client.queue_state()
+        running, pending = queue.running_ids, queue.pending_ids
         if running and self.running_prompt_id is None:
             self.running_prompt_id = running[0]
         for job in jobs:
@@ -331,26 +364,28 @@ class Monitor:
             else:
                 await self._settle_missing(job, lost, epoch)
 
-    async def _settle_missing(self, job: Job, lost: str, epoch: int | None) -> None:
-        entry = (await self.client.get_history(job.prompt_id) or {}).get(job.prompt_id)
+    async def _settle_missing(
+        self, job: PromptWatcher, lost: LostPolicy, epoch: int | None
+    ) -> None:
+        outcome = await self.client.outcome(job.prompt_id)
         if job.done():
             return
-        if entry is not None:
-            await job.apply_history(entry)
-        elif job.cancel_requested or lost == "cancel":
-            await job.finish("cancelled")
-        elif lost == "cancel_if_listening":
+        if outcome is not None:
+            await job.apply_outcome(outcome)
+        elif job.cancel_requested or lost == LostPolicy.CANCEL:
+            await job.finish(JobState.CANCELLED)
+        elif lost == LostPolicy.CANCEL_IF_LISTENING:
             # deleted by someone else, unless the socket dropped meanwhile (a restart: the
             # catch-up after reconnecting resubmits it)
             if epoch is not None and self.connected and self.connects == epoch:
-                await job.finish("cancelled")
+                await job.finish(JobState.CANCELLED)
         else:
             log.info("prompt %s was lost by the server; queueing it again", job.prompt_id)
             await job.resubmit()
 
     def request_queue_refresh(self) -> None:
         """Refresh queue positions of queued jobs (one request at a time, coalesced)."""
-        if not any(job.state == "queued" for job in self._posted_jobs()):
+        if not any(job.waiting for job in self._posted_jobs()):
             return
         if self._refresh_task is not None and not self._refresh_task.done():
             self._refresh_again = True
@@ -365,6 +400,6 @@ class Monitor:
                 await asyncio.sleep(QUEUE_REFRESH_DELAY_S)
             self._refresh_again = False
             await self._caught_up()
-            queued = [job for job in self._posted_jobs() if job.state == "queued"]
+            queued = [job for job in self._posted_jobs() if job.waiting]
             if queued:
-                await self._reconcile_quietly(queued, "cancel_if_listening")
+                await self._reconcile_quietly(queued, LostPolicy.CANCEL_IF_LISTENING)

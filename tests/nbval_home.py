@@ -1,4 +1,8 @@
-"""nbval runs of these notebooks keep their run store in a temp folder instead of the repo."""
+"""pytest plugin: nbval runs of the notebooks keep their run store in a temp folder, not the repo.
+
+It lives here, not as a conftest.py among the user's notebooks; load it with
+`python -m pytest -p tests.nbval_home notebooks --nbval-lax` (tests/run.sh does).
+"""
 
 from __future__ import annotations
 

@@ -37,6 +37,11 @@ from comfy_widgets.errors import ParameterError
 RANDOM_SEED_LIMIT = 2**50
 SEED_KINDS = ("random", "increment", "fixed")
 MODES = ("grid", "zip")
+# A plan larger than this is refused before any item is built (``max_items=`` raises it): a typo
+# such as "1-10000000" or count=10**6 should get an error, not exhaust the kernel's memory.
+MAX_ITEMS = 100_000
+# One axis (a range or sweep) longer than this is refused while it is parsed, whatever max_items.
+MAX_AXIS_VALUES = 1_000_000
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 _RANGE_RE = re.compile(
@@ -133,6 +138,7 @@ class VariationPlan:
         mode: str = "grid",
         plan_seed: int | None = None,
         parameters: Sequence[Any] | None = None,
+        max_items: int = MAX_ITEMS,
     ):
         if mode not in MODES:
             raise ParameterError(
@@ -145,7 +151,7 @@ class VariationPlan:
                 f"count must be an integer >= 1, not {count!r}", errors={"count": "must be >= 1"}
             )
         self.mode = mode
-        self.plan_seed = new_plan_seed() if plan_seed is None else int(plan_seed)
+        self.plan_seed = new_plan_seed() if plan_seed is None else _plan_seed(plan_seed)
         self.variations = dict(variations)
         self._params = _index_parameters(parameters or [])
         self._specs = [
@@ -153,6 +159,7 @@ class VariationPlan:
         ]
         self._specs += _default_seed_specs(self._specs, parameters or [])
         self.count = count if count is not None else _default_count(self._specs)
+        _check_size(self._specs, mode, self.count, max_items)
         self.cells = _cells(self._specs, mode)
         self.items = self._build_items()
         self.seed_name = self._seed_column_source()
@@ -399,6 +406,34 @@ def _default_seed_specs(specs: list[_Spec], parameters: Sequence[Any]) -> list[_
     return defaults
 
 
+def _plan_seed(value: Any) -> int:
+    """A recorded ``plan_seed`` as an int (it reproduces the random seeds of a batch)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(value) if isinstance(value, str) else None
+        except ValueError:
+            value = None
+    if value is None:
+        message = "must be an integer (the plan_seed a recorded batch shows)"
+        raise ParameterError(f"plan_seed {message}", errors={"plan_seed": message})
+    return value
+
+
+def _check_size(specs: list[_Spec], mode: str, count: int, max_items: int) -> None:
+    """Refuse a plan of more than ``max_items`` items before building it, saying where it grows."""
+    axes = {s.name: len(s.items) for s in specs if s.kind == "axis"}
+    cells = math.prod(axes.values()) if mode == "grid" else max(axes.values(), default=1)
+    total = cells * count
+    if total <= max_items:
+        return
+    shape = " x ".join(f"{n} ({k} values)" for n, k in axes.items()) or "no axes"
+    message = (
+        f"the batch would have {total:,} items ({shape}, count {count:,}), more than "
+        f"max_items={max_items:,}; pass max_items= to allow it"
+    )
+    raise ParameterError(message, errors={"count": message})
+
+
 def _default_count(specs: list[_Spec]) -> int:
     """Without ``count``: the longest cycled list, so each value is used once."""
     return max([len(s.items) for s in specs if s.kind == "cycle"], default=1)
@@ -482,6 +517,8 @@ def parse_range(text: str, *, integer: bool = False, name: str = "value") -> lis
 def _number(text: str, integer: bool) -> int | float:
     """An int when the parameter is an integer or the text has no decimal point, else a float."""
     value = float(text)
+    if not math.isfinite(value):
+        raise ParameterError(f"{text[:40]}… is too large a number", errors={"value": "too large"})
     if integer or ("." not in text and value.is_integer()):
         return int(value)
     return value
@@ -501,6 +538,9 @@ def _linspace(start: float, stop: float, num: int, integer: bool, name: str) -> 
     """``num`` evenly spaced values from start to stop inclusive."""
     if num < 1:
         raise ParameterError(f"{name}: [n] needs n >= 1", errors={name: "[n] needs n >= 1"})
+    if num > MAX_AXIS_VALUES:
+        message = f"[{num}] is more than {MAX_AXIS_VALUES:,} values"
+        raise ParameterError(f"{name}: {message}", errors={name: message})
     if num == 1:
         return [start]
     step = (stop - start) / (num - 1)
@@ -516,7 +556,17 @@ def _arange(start: float, stop: float, step: float) -> list:
         raise ParameterError(
             f"a step of {step} never gets from {start} to {stop}", errors={"step": "wrong sign"}
         )
+    if not all(math.isfinite(v) for v in (start, stop, step)):
+        raise ParameterError(
+            f"a sweep needs finite numbers, not {start} to {stop} by {step}",
+            errors={"step": "not finite"},
+        )
     n = math.floor((stop - start) / step + 1e-9) + 1
+    if n > MAX_AXIS_VALUES:
+        raise ParameterError(
+            f"{start} to {stop} by {step} is {n:,} values, more than {MAX_AXIS_VALUES:,}",
+            errors={"step": "too many values"},
+        )
     if all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop, step)):
         return [start + i * step for i in range(n)]
     return [_tidy(start + i * step) for i in range(n)]

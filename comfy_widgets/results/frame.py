@@ -192,25 +192,6 @@ def columns_for(varied: list[str]) -> list[str]:
     return HEAD_COLUMNS + middle + ["seed"] + TAIL_COLUMNS
 
 
-def job_row(job: Any, outputs: list[OutputRef]) -> dict[str, Any]:
-    """The columns a Job fills: prompt id, server, status, outputs, timings and error."""
-    timings = getattr(job, "timings", None) or {}
-    started, finished = timings.get("started_at"), timings.get("finished_at")
-    images = [o for o in outputs if o.kind == "image"]
-    return {
-        "prompt_id": job.prompt_id,
-        "server": getattr(job.client, "url", None),
-        "status": job.state,
-        "image": images[0] if images else None,
-        "outputs": outputs,
-        "queued_at": _timestamp(timings.get("queued_at")),
-        "started_at": _timestamp(started),
-        "finished_at": _timestamp(finished),
-        "duration_s": (finished - started) if started and finished else None,
-        "error": getattr(job, "error_message", None),
-    }
-
-
 def empty_row(status: str) -> dict[str, Any]:
     """The columns of an item that never reached a server (pending, or cancelled before)."""
     return {
@@ -236,7 +217,7 @@ def build_frame(rows: list[dict[str, Any]], columns: list[str]) -> ResultsFrame:
     return df
 
 
-def _timestamp(value: float | None) -> pd.Timestamp | None:
+def timestamp(value: float | None) -> pd.Timestamp | None:
     """A unix time in seconds as a UTC Timestamp."""
     return None if value is None else pd.Timestamp(value, unit="s", tz="UTC")
 
@@ -250,6 +231,7 @@ def dataframe_html(df: pd.DataFrame, thumb_size: int = THUMB_SIZE) -> str:
     Long frames are truncated like pandas does (``display.max_rows``), and only shown rows
     are rendered, so a 1,000-row sweep stays cheap.
     """
+    df = _escaped_labels(df)
     formatter = _cell_formatter(thumb_size)
     formatters = {name: formatter for name in df.columns if _needs_escaping(df[name].dtype)}
     max_rows = pd.get_option("display.max_rows")
@@ -257,6 +239,22 @@ def dataframe_html(df: pd.DataFrame, thumb_size: int = THUMB_SIZE) -> str:
     shown_rows = min_rows if max_rows is not None and len(df) > max_rows else max_rows
     with pd.option_context("display.max_colwidth", None):
         return _to_html(df, formatters, shown_rows, max_rows)
+
+
+def _escaped_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """A shallow copy whose column and index labels are HTML-escaped text.
+
+    ``to_html`` runs with ``escape=False`` (cells are escaped by the formatters), so labels, which
+    can come from a workflow's free-text node ids (``"<id>.<field>"`` columns), are escaped here.
+    """
+    out = df.copy(deep=False)
+    out.columns = [html.escape(str(name)) for name in df.columns]
+    if not (
+        pd.api.types.is_numeric_dtype(df.index.dtype)
+        or pd.api.types.is_datetime64_any_dtype(df.index.dtype)
+    ):
+        out.index = [html.escape(str(label)) for label in df.index]
+    return out
 
 
 def _to_html(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,20 +174,27 @@ def _str(data: dict[str, Any], key: str, *, optional: bool = False) -> str | Non
     return value
 
 
+def _id_or_none(data: dict[str, Any], key: str) -> str | None:
+    """A node id: ComfyUI sends strings, but a number is still that node (never drop the event)."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise MalformedFrame(f"field {key!r} should be a node id, got {value!r:.80}")
+    return str(value)
+
+
 def _num(data: dict[str, Any], key: str) -> float:
     value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise MalformedFrame(f"field {key!r} should be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise MalformedFrame(f"field {key!r} should be a finite number, got {value!r:.80}")
     return value
 
 
 def _int_or_none(data: dict[str, Any], key: str) -> int | None:
-    value = data.get(key)
-    if value is None:
+    if data.get(key) is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise MalformedFrame(f"field {key!r} should be a number, got {value!r}")
-    return int(value)
+    return int(_num(data, key))
 
 
 def _ids(data: dict[str, Any], key: str) -> tuple[str, ...]:
@@ -253,7 +261,7 @@ def _progress_state(data: dict[str, Any]) -> ProgressStateEvent:
             str(node_id),
             _num(entry, "value"),
             _num(entry, "max"),
-            _str(entry, "state"),
+            _str(entry, "state") or "",
             _str(entry, "display_node_id", optional=True),
         )
     return ProgressStateEvent(_str(data, "prompt_id"), nodes)
@@ -279,7 +287,7 @@ def _execution_error(data: dict[str, Any]) -> ExecutionErrorEvent:
     traceback = data.get("traceback") or []
     return ExecutionErrorEvent(
         _str(data, "prompt_id"),
-        _str(data, "node_id", optional=True),
+        _id_or_none(data, "node_id"),
         _str(data, "node_type", optional=True),
         str(data.get("exception_message", "")),
         str(data.get("exception_type", "")),
@@ -293,7 +301,7 @@ def _execution_error(data: dict[str, Any]) -> ExecutionErrorEvent:
 def _execution_interrupted(data: dict[str, Any]) -> ExecutionInterruptedEvent:
     return ExecutionInterruptedEvent(
         _str(data, "prompt_id"),
-        _str(data, "node_id", optional=True),
+        _id_or_none(data, "node_id"),
         _str(data, "node_type", optional=True),
         _ids(data, "executed"),
         _int_or_none(data, "timestamp"),
@@ -332,7 +340,7 @@ def parse_message(message: Any) -> Event | None:
         return None
     try:
         return parser(data)
-    except (MalformedFrame, TypeError, ValueError) as exc:
+    except (MalformedFrame, TypeError, ValueError, OverflowError, RecursionError) as exc:
         log.warning("skipping malformed %s message: %s", message["type"], exc)
         return None
 
@@ -341,7 +349,7 @@ def parse_text(text: str) -> Event | None:
     """Parse a raw text frame; invalid JSON is logged and skipped."""
     try:
         message = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         log.warning("skipping WebSocket text frame that is not JSON: %.200r", text)
         return None
     return parse_message(message)
@@ -365,7 +373,7 @@ def _preview_with_metadata(payload: bytes) -> PreviewEvent:
         raise MalformedFrame("preview metadata longer than the frame")
     try:
         meta = json.loads(payload[4 : 4 + meta_len].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedFrame(f"preview metadata is not JSON: {exc}") from exc
     if not isinstance(meta, dict):
         raise MalformedFrame("preview metadata is not an object")

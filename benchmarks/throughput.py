@@ -1,0 +1,281 @@
+"""The client at the limit: comfy_widgets against a minimal client, side by side, at zero compute.
+
+    .venv/bin/python benchmarks/throughput.py [--sizes 20 200 1000 10000] [--best-of 3]
+
+One simulator process (0 s per step, 64 px, no previews) serves every run. For each batch size
+the runs alternate, each in a fresh Python process so CPU time and peak RSS are the client's own:
+
+- ``minimal``: what any client must do: one WebSocket, every POST /prompt with httpx, one
+  GET /view per image, nothing recorded.
+- ``ours``: ``client.batch(...)`` with the store on (SQLite, a PNG per image), awaited to its
+  DataFrame.
+- ``ours+view``: the same with a ``BatchView`` displayed; the bytes its comm would send to the
+  browser are counted.
+
+Printed per size: best wall time, client CPU per item, the ratios ours / minimal, comm bytes per
+item, and time to queue every item; then peak RSS for the largest size and the cold start (the
+first ``client.batch()`` in a fresh process against a second one in the same process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "comfy_widgets" / "examples"
+WORKFLOW = EXAMPLE / "sd15_txt2img_api.json"
+SIZE_PX = 64
+
+
+def free_port() -> int:
+    """A port the OS says is free now (the simulator binds it a moment later)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_simulator() -> tuple[subprocess.Popen, str]:
+    """``python -m comfy_widgets.sim`` at zero seconds per step, without previews."""
+    port = free_port()
+    command = [sys.executable, "-m", "comfy_widgets.sim", "--port", str(port)]
+    command += ["--seconds-per-step", "0", "--no-previews"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()  # "Simulated ComfyUI listening on ..."
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def prompt_for(seed: int) -> dict[str, Any]:
+    """The example prompt at 64 px with this seed (what both clients send)."""
+    prompt = json.loads(WORKFLOW.read_text())
+    for node in prompt.values():
+        inputs = node["inputs"]
+        if node["class_type"] == "KSampler":
+            inputs["seed"] = seed
+        if node["class_type"] == "EmptyLatentImage":
+            inputs["width"] = inputs["height"] = SIZE_PX
+    return prompt
+
+
+# --- the minimal client ------------------------------------------------------------------------
+
+
+async def minimal_run(url: str, count: int, first_seed: int) -> dict[str, float]:
+    """Queue ``count`` prompts, follow one WebSocket, GET every image once; figures as a dict."""
+    import httpx
+    import websockets
+
+    client_id = uuid.uuid4().hex
+    ws_url = url.replace("http", "ws", 1) + f"/ws?clientId={client_id}"
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=60) as http,
+        websockets.connect(ws_url, max_size=2**24) as ws,
+    ):
+        await http.get("/queue")  # connected, like ours after its warm-up run
+        start, cpu = time.perf_counter(), time.process_time()
+        pending: set[str] = set()
+        images: list[bytes] = []
+        files: dict[str, list[dict]] = {}
+
+        async def post_all() -> float:
+            for i in range(count):
+                body = {"prompt": prompt_for(first_seed + i), "client_id": client_id}
+                answer = (await http.post("/prompt", json=body)).json()
+                pending.add(answer["prompt_id"])
+            return time.perf_counter() - start
+
+        async def fetch(refs: list[dict]) -> None:
+            for ref in refs:
+                response = await http.get("/view", params=ref)
+                images.append(response.content)
+
+        poster = asyncio.create_task(post_all())
+        fetches: list[asyncio.Task] = []
+        done = 0
+        while done < count:
+            frame = await ws.recv()
+            if not isinstance(frame, str):
+                continue
+            message = json.loads(frame)
+            data = message.get("data") or {}
+            if message["type"] == "executed":
+                files.setdefault(data["prompt_id"], []).extend(data["output"].get("images", []))
+            elif message["type"] == "execution_success":
+                fetches.append(asyncio.create_task(fetch(files.pop(data["prompt_id"], []))))
+                done += 1
+        queued_s = await poster
+        await asyncio.gather(*fetches)
+    assert len(images) == count and all(images)
+    return {
+        "wall_s": time.perf_counter() - start,
+        "cpu_s": time.process_time() - cpu,
+        "queued_s": queued_s,
+    }
+
+
+# --- comfy_widgets ----------------------------------------------------------------------------
+
+
+class CommCounter:
+    """Counts what widget comms would send to the browser (no kernel here, so nothing is sent)."""
+
+    bytes_sent = 0
+    messages = 0
+
+    @classmethod
+    def install(cls) -> None:
+        import comm
+        import ipywidgets.comm as widget_comm
+
+        class CountingComm(comm.DummyComm):
+            def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
+                cls.messages += 1
+                cls.bytes_sent += len(json.dumps(data, default=str))
+                cls.bytes_sent += sum(len(memoryview(b)) for b in buffers or ())
+
+        widget_comm.create_comm = lambda *args, **kwargs: CountingComm(*args, **kwargs)
+
+
+async def ours_run(url: str, count: int, first_seed: int, view: bool) -> dict[str, float]:
+    """The same work through ``client.batch`` (store on), optionally with a BatchView shown."""
+    import comfy_widgets as cw
+
+    if view:
+        CommCounter.install()
+    client = cw.connect(url)
+    workflow = cw.Workflow.load(WORKFLOW)
+    fixed = {"width": SIZE_PX, "height": SIZE_PX}
+    await client.run(workflow, seed=first_seed - 1, **fixed)  # connected, warm
+    start, cpu = time.perf_counter(), time.process_time()
+    batch = client.batch(workflow, count=count, seed=("increment", first_seed), **fixed)
+    marks: dict[str, float] = {}
+
+    def on_change(b: Any) -> None:
+        if "queued" not in marks and all(j.prompt_id and j.posted for j in b.jobs):
+            marks["queued"] = time.perf_counter() - start
+
+    batch.subscribe(on_change)
+    if view:
+        cw.BatchView(batch)
+    df = await batch
+    wall, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    await client.aclose()
+    assert len(df) == count and (df["status"] == "completed").all()
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu_s,
+        "queued_s": marks.get("queued", float("nan")),
+        "comm_bytes": CommCounter.bytes_sent,
+    }
+
+
+async def cold_start(url: str) -> dict[str, float]:
+    """Seconds of a first ``client.batch`` of 20 in this fresh process, then of a second one."""
+    start = time.perf_counter()
+    import comfy_widgets as cw
+
+    client = cw.connect(url)
+    workflow = cw.Workflow.load(WORKFLOW)
+    first = await client.batch(workflow, count=20, seed=("increment", 1), width=64, height=64)
+    first_s = time.perf_counter() - start
+    start = time.perf_counter()
+    second = await client.batch(workflow, count=20, seed=("increment", 99), width=64, height=64)
+    second_s = time.perf_counter() - start
+    await client.aclose()
+    assert len(first) == len(second) == 20
+    return {"first_s": first_s, "second_s": second_s}
+
+
+def child(args: argparse.Namespace) -> None:
+    """(Subprocess) one measured run; prints its figures and peak RSS as JSON."""
+    if args.child == "minimal":
+        figures = asyncio.run(minimal_run(args.url, args.count, args.seed))
+    elif args.child == "cold":
+        figures = asyncio.run(cold_start(args.url))
+    else:
+        figures = asyncio.run(ours_run(args.url, args.count, args.seed, args.child == "view"))
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(figures))
+
+
+def measure(kind: str, url: str, count: int, seed: int) -> dict[str, float]:
+    """Run one child process and return its figures."""
+    command = [sys.executable, __file__, "--child", kind, "--url", url]
+    command += ["--count", str(count), "--seed", str(seed)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True, timeout=3600)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 200, 1000, 10000])
+    parser.add_argument("--best-of", type=int, default=3)
+    parser.add_argument("--child", choices=["minimal", "ours", "view", "cold"])
+    parser.add_argument("--url")
+    parser.add_argument("--count", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    home = tempfile.mkdtemp(prefix="cw-throughput-")
+    os.environ["COMFY_WIDGETS_HOME"] = home  # a fresh store, inherited by every child
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    proc, url = start_simulator()
+    rows = []
+    try:
+        seed = 1
+        for size in args.sizes:
+            runs: dict[str, list[dict[str, float]]] = {"minimal": [], "ours": [], "view": []}
+            repeats = args.best_of if size <= 1000 else 1
+            for _ in range(repeats):
+                for kind in runs:  # alternating, so a noisy moment hurts every client alike
+                    runs[kind].append(measure(kind, url, size, seed))
+                    seed += size + 1
+            best = {kind: min(r, key=lambda f: f["wall_s"]) for kind, r in runs.items()}
+            cpu = {kind: min(f["cpu_s"] for f in r) / size * 1000 for kind, r in runs.items()}
+            rows.append((size, best, cpu))
+            print(
+                f"{size:>6} items: wall minimal {best['minimal']['wall_s']:.2f} s, "
+                f"ours {best['ours']['wall_s']:.2f} s "
+                f"({best['ours']['wall_s'] / best['minimal']['wall_s']:.2f}x), "
+                f"with view {best['view']['wall_s']:.2f} s "
+                f"({best['view']['wall_s'] / best['minimal']['wall_s']:.2f}x); "
+                f"CPU/item minimal {cpu['minimal']:.2f} ms, ours {cpu['ours']:.2f} ms "
+                f"({cpu['ours'] / cpu['minimal']:.2f}x), with view {cpu['view']:.2f} ms; "
+                f"comm {best['view']['comm_bytes'] / size:.0f} B/item; "
+                f"queued all: minimal {best['minimal']['queued_s']:.2f} s, "
+                f"ours {best['ours']['queued_s']:.2f} s "
+                f"({best['ours']['queued_s'] / best['minimal']['queued_s']:.2f}x); "
+                f"peak RSS ours {best['ours']['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
+        per_item = [cpu["ours"] for _, _, cpu in rows]
+        spread = (max(per_item) - min(per_item)) / min(per_item) * 100
+        print(f"ours CPU per item across sizes: {per_item} ms (spread {spread:.0f} %, goal ±20 %)")
+        cold = measure("cold", url, 20, 0)
+        print(
+            f"cold start: first client.batch(20) in a fresh process {cold['first_s']:.2f} s, "
+            f"a second one {cold['second_s']:.2f} s "
+            f"({cold['first_s'] / cold['second_s']:.2f}x, goal <= 1.1x)"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
