@@ -27,9 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from comfy_widgets.client import connect
-from comfy_widgets.history import history, rerun
-from comfy_widgets.store import Store
+from comfy_widgets import Store, connect, history, rerun
 from comfy_widgets.workflow import pngmeta
 from comfy_widgets.workflow.object_info import ObjectInfo
 from comfy_widgets.workflow.workflow import Workflow
