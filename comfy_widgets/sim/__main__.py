@@ -10,12 +10,20 @@ import signal
 from pathlib import Path
 
 from comfy_widgets.sim import frontend, start
+from comfy_widgets.sim.versions import NEWEST, Emulate
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(
-        prog="python -m comfy_widgets.sim", description="Simulated ComfyUI 0.3.64 server."
+        prog="python -m comfy_widgets.sim", description="Simulated ComfyUI server."
+    )
+    p.add_argument(
+        "--emulate",
+        choices=[v.value for v in Emulate],
+        default=NEWEST.value,
+        help="ComfyUI version to speak: endpoints, validation errors, node set "
+        f"(default {NEWEST.value})",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8188)
@@ -84,10 +92,15 @@ async def _main(args: argparse.Namespace) -> None:
         models=extra_models(args.model),
         data_dir=args.data_dir,
         seconds_per_node=args.seconds_per_node,
+        emulate=args.emulate,
         front_end_root=_front_end_root(args.front_end_root),
         object_info_file=args.object_info,
     )
-    print(f"Simulated ComfyUI listening on {server.url} (data in {server.root})", flush=True)
+    print(
+        f"Simulated ComfyUI {server.profile.full_version} listening on {server.url} "
+        f"(data in {server.root})",
+        flush=True,
+    )
     stop = asyncio.Event()
     with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

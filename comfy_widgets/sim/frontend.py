@@ -245,10 +245,10 @@ class FrontendRoutes:
 
 
 def install(app: web.Application, server: SimServer, root: Path) -> FrontendRoutes:
-    """Add the frontend's routes to the simulator's app (before it starts).
+    """Add the frontend's routes to the simulator's app (a `SimServer.route_hooks` hook).
 
-    The simulated API's routes were added first and keep precedence; `/` and every other path
-    not taken fall through to the front-end root's files.
+    The simulated API's routes were added first and keep precedence; `/` is index.html and
+    every other path not taken falls through to the front-end root's files.
     """
     r = FrontendRoutes(server, check_root(root))
     api = [
@@ -272,18 +272,6 @@ def install(app: web.Application, server: SimServer, root: Path) -> FrontendRout
     for method, path, handler in api:
         app.router.add_route(method, path, handler)
         app.router.add_route(method, "/api" + path, handler)
-    app.middlewares.append(_index_middleware(r))
+    app.router.add_route("GET", "/", r.index)
     app.router.add_route("GET", "/{path:.+}", r.static)
     return r
-
-
-def _index_middleware(routes: FrontendRoutes) -> Any:
-    """Answer `GET /` with index.html (the simulated API's own `/` is a plain-text greeting)."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.method == "GET" and request.path in ("/", "/index.html"):
-            return await routes.index(request)
-        return await handler(request)
-
-    return middleware

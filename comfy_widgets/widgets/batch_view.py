@@ -11,18 +11,17 @@ import base64
 import html
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets
 
 from comfy_widgets.results import gridimage
+from comfy_widgets.widgets.assets import asset
 from comfy_widgets.widgets.fallback import LIVE_CLASS, StaticTwin
 from comfy_widgets.widgets.throttle import Throttle
 
 log = logging.getLogger(__name__)
-_JS = Path(__file__).parents[2] / "js"
 MESSAGE_RATE = 20.0
 PREVIEW_RATE = 4.0
 THUMB_SIZE = 128
@@ -33,8 +32,8 @@ JOB_DONE = ("completed", "failed", "cancelled")
 class BatchView(StaticTwin, anywidget.AnyWidget):
     """Cards with each item's status, progress and thumbnail; a summary; a Stop remaining button."""
 
-    _esm = _JS / "batch.js"
-    _css = _JS / "batch.css"
+    _esm = asset("batch.js")
+    _css = asset("batch.css")
 
     batch_id = traitlets.Unicode("").tag(sync=True)
     labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
