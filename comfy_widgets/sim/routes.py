@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from PIL import Image
 
+from comfy_widgets.sim.jobs_cancel import add_cancel_routes
 from comfy_widgets.sim.validation import validate_prompt
 
 if TYPE_CHECKING:
@@ -372,4 +373,5 @@ def build_app(server: SimServer) -> web.Application:
         app.router.add_route(method, path, handler)
         app.router.add_route(method, "/api" + path, handler)
     app.router.add_route("GET", "/", r.index)
+    add_cancel_routes(app, server)
     return app
