@@ -12,3 +12,15 @@ def _isolated_store_home(tmp_path, monkeypatch):
     monkeypatch.setenv("COMFY_WIDGETS_HOME", str(home))
     monkeypatch.delenv("COMFYUI_URL", raising=False)
     return home
+
+
+@pytest.fixture
+def v2_stack(tmp_path):
+    """The simulator and the real comfy-api-proxy in front of it, on loopback; stopped after."""
+    from tests.v2_servers import V2Stack
+
+    stack = V2Stack(tmp_path)
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
