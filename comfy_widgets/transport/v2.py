@@ -526,7 +526,7 @@ class V2Client:
         if code in ("invalid_workflow", "workflow_format_ui", "missing_asset"):
             node_errors = details.get("node_errors") if isinstance(details, dict) else None
             return PromptValidationError(
-                text,
+                text + _node_errors_summary(node_errors),
                 error={"type": code, "message": message, "details": details},
                 node_errors=node_errors if isinstance(node_errors, dict) else {},
             )
@@ -733,6 +733,23 @@ class V2Client:
         return response.status_code == 200
 
 
+def _node_errors_summary(node_errors: Any, limit: int = 5) -> str:
+    """``; node 3 (KSampler): <reason>`` for the first few of ComfyUI's node_errors."""
+    if not isinstance(node_errors, dict):
+        return ""
+    parts = []
+    for node_id, entry in list(node_errors.items())[:limit]:
+        entry = entry if isinstance(entry, dict) else {}
+        errors = entry.get("errors") if isinstance(entry.get("errors"), list) else []
+        reasons = ", ".join(
+            str(e.get("message", "")) + (f" ({e['details']})" if e.get("details") else "")
+            for e in errors[:3]
+            if isinstance(e, dict)
+        )
+        parts.append(f"node {node_id} ({entry.get('class_type', '?')}): {reasons or 'invalid'}")
+    return "".join("; " + part[:300] for part in parts)
+
+
 def _segment(job_id: str) -> str:
     """A job id as one URL path segment; refuses anything that could change the path."""
     if not job_id or any(c in job_id for c in "/?#%\\") or job_id in (".", ".."):
@@ -750,6 +767,7 @@ async def follow_job(
     job_id: str,
     on_event: Callable[[V2Event], None] | None = None,
     *,
+    on_poll: Callable[[V2Job], None] | None = None,
     use_sse: bool = True,
     poll_interval: float = 0.5,
     unreachable_for: float = 300.0,
@@ -757,8 +775,9 @@ async def follow_job(
     """Follow a job to its end and return it as ``GET /jobs/{id}`` reports it (the truth).
 
     SSE brings status, progress, previews and outputs as they happen (``on_event``); the job
-    read back over plain HTTP decides the end. SSE has no replay, so after a dropped stream the
-    job is polled, and the stream is reopened (with growing pauses) while it still runs. A server
+    read back over plain HTTP decides the end (``on_poll`` sees each read). SSE has no replay,
+    so after a dropped stream the job is polled, and the stream is reopened (with growing
+    pauses) while it still runs. A server
     that stays unreachable for ``unreachable_for`` seconds ends the wait with
     ServerConnectionError.
     """
@@ -791,6 +810,8 @@ async def follow_job(
             continue
         if job.status.terminal:
             return job
+        if on_poll is not None:
+            on_poll(job)
         await asyncio.sleep(poll_interval)
 
 
