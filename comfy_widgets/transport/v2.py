@@ -740,7 +740,8 @@ def _node_errors_summary(node_errors: Any, limit: int = 5) -> str:
     parts = []
     for node_id, entry in list(node_errors.items())[:limit]:
         entry = entry if isinstance(entry, dict) else {}
-        errors = entry.get("errors") if isinstance(entry.get("errors"), list) else []
+        found = entry.get("errors")
+        errors: list[Any] = found if isinstance(found, list) else []
         reasons = ", ".join(
             str(e.get("message", "")) + (f" ({e['details']})" if e.get("details") else "")
             for e in errors[:3]
