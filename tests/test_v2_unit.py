@@ -176,7 +176,9 @@ async def test_errors_map_onto_our_exceptions(status, body, error, text):
             return httpx.Response(status, json=body)
         return httpx.Response(status, text=body)
 
-    client = V2Client("http://127.0.0.1:1", api_key=KEY, transport=httpx.MockTransport(server))
+    client = V2Client(
+        "http://127.0.0.1:1", api_key=KEY, transport=httpx.MockTransport(server), retry_budget=0
+    )
     try:
         with pytest.raises(error, match=text) as info:
             await client.submit({"1": {"class_type": "X", "inputs": {}}}, idempotency_key="k")
@@ -222,3 +224,24 @@ def test_the_contract_schema_refuses_what_it_should():
         check("Job", {"id": "1", "status": "exploded"})
     with pytest.raises(jsonschema.ValidationError):
         check("ErrorEnvelope", {"code": "x"})
+
+
+async def test_upstream_unreachable_is_retried_under_a_derived_key():
+    keys: list[str] = []
+    job = {"id": "j1", "status": "queued", "outputs": []}
+
+    def server(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers["Idempotency-Key"])
+        if len(keys) == 1:  # the proxy could not reach ComfyUI and now holds this key
+            return httpx.Response(503, json=envelope("upstream_unreachable"))
+        if keys[-1] == keys[0]:
+            return httpx.Response(422, json=envelope("idempotency_key_reuse"))
+        return httpx.Response(201, json=job)
+
+    client = V2Client("http://127.0.0.1:1", transport=httpx.MockTransport(server))
+    try:
+        submitted = await client.submit({}, idempotency_key="item-9", metadata="label-9")
+    finally:
+        await client.aclose()
+    assert submitted.id == "j1"
+    assert len(keys) == 2 and keys[0] == "item-9" and keys[1].startswith("item-9.")

@@ -556,7 +556,9 @@ class V2Client:
 
         A lost answer is retried with the same ``idempotency_key``; if the server says the key
         was used, the job it made is found by ``metadata`` (the proxy lists its jobs). A full
-        queue is waited out (``Retry-After``) up to ``queue_full_budget`` seconds.
+        queue is waited out (``Retry-After``) up to ``queue_full_budget`` seconds; a proxy that
+        cannot reach its ComfyUI (503 ``upstream_unreachable``) is retried for
+        ``retry_budget`` seconds under a derived key.
         """
         body: dict[str, Any] = {"workflow": workflow}
         if metadata is not None:
@@ -565,12 +567,13 @@ class V2Client:
             body["extra_data"] = extra_data
         started = time.monotonic()
         attempt = 0
+        key = idempotency_key
         sent = False  # True once a request may have reached the server
         while True:
             attempt += 1
             try:
                 response = await self._send(
-                    "POST", "/jobs", json=body, headers={"Idempotency-Key": idempotency_key}
+                    "POST", "/jobs", json=body, headers={"Idempotency-Key": key}
                 )
             except ServerConnectionError:
                 sent = True
@@ -589,13 +592,21 @@ class V2Client:
                 await asyncio.sleep(error.retry_after or 1.0)
                 continue
             if code == "idempotency_key_reuse" and sent:
-                return await self._recover(idempotency_key, metadata)
+                return await self._recover(key, metadata)
             if code == "idempotency_key_reuse":
                 raise SubmitOutcomeUnknownError(
                     f"the v2 server {self.url} says this item's Idempotency-Key was already "
                     "used by an earlier submit; not sending it again",
-                    key=idempotency_key,
+                    key=key,
                 )
+            if code == "upstream_unreachable" and time.monotonic() - started < self.retry_budget:
+                # The proxy could not reach ComfyUI and holds the key (it cannot know whether
+                # ComfyUI took the prompt), so the same key would only be refused: wait, then
+                # send under a derived key. Its label (metadata) stays, for recovery.
+                key = f"{idempotency_key}.u{attempt}"
+                sent = False
+                await asyncio.sleep(_backoff(attempt + 2))
+                continue
             raise error
 
     async def _recover(self, key: str, metadata: str | None) -> V2Job:
@@ -813,7 +824,16 @@ async def follow_job(
             return job
         if on_poll is not None:
             on_poll(job)
-        await asyncio.sleep(poll_interval)
+        await asyncio.sleep(_poll_pause(job, poll_interval))
+
+
+def _poll_pause(job: V2Job, base: float) -> float:
+    """Seconds until the next read: ``base`` for a running or next job, longer the deeper it
+    waits (each read costs the proxy two ComfyUI requests), at most 5 s."""
+    position = job.queue_position or 0
+    if job.status is not V2Status.QUEUED or position <= 1:
+        return base
+    return min(5.0, base * (1 + position / 4))
 
 
 def _worth_streaming(job: V2Job | None) -> bool:
