@@ -245,3 +245,21 @@ async def test_upstream_unreachable_is_retried_under_a_derived_key():
         await client.aclose()
     assert submitted.id == "j1"
     assert len(keys) == 2 and keys[0] == "item-9" and keys[1].startswith("item-9.")
+
+
+async def test_an_expired_output_url_is_fetched_again_by_asset_id():
+    from comfy_widgets.transport.v2_backend import V2Backend, V2FileRef
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "signed.example":
+            return httpx.Response(410, json=envelope("gone"))
+        assert request.url.path == "/api/v2/assets/a1/content"
+        return httpx.Response(200, content=b"PNG")
+
+    client = V2Client("https://api.example", transport=httpx.MockTransport(server))
+    backend = V2Backend("https://api.example", client=client)
+    try:
+        ref = V2FileRef("9", "out.png", "", "output", "a1", "https://signed.example/x?sig=old")
+        assert await backend.fetch_output(ref) == b"PNG"
+    finally:
+        await backend.aclose()

@@ -50,6 +50,7 @@ from comfy_widgets.transport.v2 import (
     V2Event,
     V2Job,
     V2Status,
+    _segment,
     follow_job,
 )
 
@@ -390,9 +391,14 @@ class V2Backend:
         """Nothing to do: each followed job polls its own place."""
 
     async def fetch_output(self, ref: OutputFileRef) -> bytes:
-        """The bytes of one output asset."""
+        """The bytes of one output asset (its URL may be short-lived: then by asset id)."""
         if isinstance(ref, V2FileRef) and ref.url:
-            return await self.client.fetch(ref.url)
+            try:
+                return await self.client.fetch(ref.url)
+            except HTTPStatusError as exc:
+                if not ref.asset_id or exc.status_code not in (403, 404, 410):
+                    raise
+                return await self.client.fetch(f"/assets/{_segment(ref.asset_id)}/content")
         raise ServerError(
             f"output {ref.filename!r} of node {ref.node_id} has no v2 asset URL "
             "(read the job again to get one)"
