@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 START_DEADLINE = 20.0
-STOP_DEADLINE = 5.0
+STOP_DEADLINE = 3.0
 
 
 def free_port() -> int:

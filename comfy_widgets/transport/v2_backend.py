@@ -242,11 +242,11 @@ class V2Backend:
         if task is not None and task is not asyncio.current_task():
             task.cancel()
 
-    def _follow(self, watcher: PromptWatcher, job_id: str) -> None:
+    def _follow(self, watcher: PromptWatcher, job_id: str, *, use_sse: bool = True) -> None:
         running = self._followers.get(watcher.prompt_id)
         if running is not None and not running.done():
             return
-        self._spawn(watcher.prompt_id, self._run_follower(watcher, job_id))
+        self._spawn(watcher.prompt_id, self._run_follower(watcher, job_id, use_sse))
 
     def _spawn(self, prompt_id: str, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -261,7 +261,7 @@ class V2Backend:
         self._followers.pop(watcher.prompt_id, None)
         self._follow(watcher, job.id)
 
-    async def _run_follower(self, watcher: PromptWatcher, job_id: str) -> None:
+    async def _run_follower(self, watcher: PromptWatcher, job_id: str, use_sse: bool) -> None:
         translator = _Translator(watcher)
         try:
             final = await follow_job(
@@ -269,6 +269,7 @@ class V2Backend:
                 job_id,
                 translator.on_event,
                 on_poll=translator.on_poll,
+                use_sse=use_sse,
                 poll_interval=self.poll_interval,
             )
         except asyncio.CancelledError:
@@ -297,6 +298,18 @@ class V2Backend:
             if exc.status_code != 404:
                 self._cancelled.discard(prompt_id)
                 raise
+        self._poll_only(prompt_id, job_id)
+
+    def _poll_only(self, prompt_id: str, job_id: str) -> None:
+        """Follow a cancelled job by polling: a job cancelled while queued leaves ComfyUI
+        without a terminal event, so its stream would only end at the proxy's next
+        keep-alive check (15 s)."""
+        watcher = self._watchers.get(prompt_id)
+        task = self._followers.pop(prompt_id, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        if watcher is not None and not watcher.done():
+            self._follow(watcher, job_id, use_sse=False)
 
     async def interrupt(self, prompt_id: str | None = None) -> None:
         """Cancel the job of ``prompt_id``, or every running job of ours."""
