@@ -175,3 +175,23 @@ async def test_a_fresh_backend_finds_the_job_by_its_label(v2_stack):
     assert adopted.state is JobState.COMPLETED
     assert unknown is None
     assert runs_with_seed(v2_stack.sim_history(), 970) == 1
+
+
+async def test_proxy_killed_mid_batch_every_item_completes_once(v2_stack):
+    backend = V2Backend(v2_stack.url, api_key=v2_stack.token, poll_interval=0.2)
+    seeds = list(range(980, 986))
+    try:
+        watchers = [await submit(backend, workflow(seed, steps=25)) for seed in seeds]
+        deadline = asyncio.get_running_loop().time() + DEADLINE
+        while not any(w.done() for w in watchers):  # mid-batch: one finished, others wait
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(v2_stack.kill_proxy)
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(v2_stack.start_proxy)
+        await asyncio.wait_for(asyncio.gather(*(w.ended.wait() for w in watchers)), DEADLINE)
+    finally:
+        await backend.aclose()
+    assert [w.state for w in watchers] == [JobState.COMPLETED] * len(seeds)
+    history = v2_stack.sim_history()
+    assert [runs_with_seed(history, seed) for seed in seeds] == [1] * len(seeds)
