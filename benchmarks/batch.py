@@ -27,9 +27,9 @@ from pathlib import Path
 
 import httpx
 
-import comfy_widgets.batch  # noqa: F401  (imported up front, as a session would have it)
-from comfy_widgets.client import connect
-from comfy_widgets.plan import sweep
+import comfy_widgets.engine.batch  # noqa: F401  (imported up front, as a session would have it)
+from comfy_widgets.engine.client import connect
+from comfy_widgets.engine.plan import sweep
 from comfy_widgets.workflow.workflow import Workflow
 
 WORKFLOW = (

@@ -31,7 +31,7 @@ import requests
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect as ws_connect
 
-from comfy_widgets.client import Client, connect
+from comfy_widgets.engine.client import Client, connect
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "comfy_widgets" / "examples"
 PROMPT = json.loads((EXAMPLES / "empty_image_api.json").read_text())

@@ -7,25 +7,26 @@ The public API in one place; see README.md for a tour. Names are imported on fir
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "Batch": "comfy_widgets.batch",
+    "Batch": "comfy_widgets.engine.batch",
     "BatchPanel": "comfy_widgets.widgets.batch_panel",
     "BatchView": "comfy_widgets.widgets.batch_view",
     "BlockingCallError": "comfy_widgets.errors",
-    "Client": "comfy_widgets.client",
+    "Client": "comfy_widgets.engine.client",
     "ComfyWidgetsError": "comfy_widgets.errors",
     "ExecutionError": "comfy_widgets.errors",
     "HTTPStatusError": "comfy_widgets.errors",
-    "Job": "comfy_widgets.jobs",
+    "Job": "comfy_widgets.engine.job",
     "JobCancelledError": "comfy_widgets.errors",
-    "JobResult": "comfy_widgets.jobs",
+    "JobResult": "comfy_widgets.engine.job",
     "ObjectInfo": "comfy_widgets.workflow.object_info",
-    "OutputRef": "comfy_widgets.results",
+    "OutputRef": "comfy_widgets.results.frame",
     "ParameterError": "comfy_widgets.errors",
     "ParameterForm": "comfy_widgets.widgets.form",
     "ProgressView": "comfy_widgets.widgets.progress",
@@ -33,24 +34,24 @@ _EXPORTS = {
     "ResultGrid": "comfy_widgets.widgets.grid",
     "ServerConnectionError": "comfy_widgets.errors",
     "ServerError": "comfy_widgets.errors",
-    "Store": "comfy_widgets.store",
+    "Store": "comfy_widgets.records.sqlite",
     "UnknownNodeTypeError": "comfy_widgets.errors",
-    "VariationPlan": "comfy_widgets.plan",
+    "VariationPlan": "comfy_widgets.engine.plan",
     "Workflow": "comfy_widgets.workflow.workflow",
     "WorkflowError": "comfy_widgets.errors",
     "WorkflowParameter": "comfy_widgets.workflow.parameters",
-    "apply_parameters": "comfy_widgets.workflow.parameters",
-    "connect": "comfy_widgets.client",
-    "export_batch": "comfy_widgets.export",
-    "extract_parameters": "comfy_widgets.workflow.parameters",
-    "history": "comfy_widgets.history",
-    "increment": "comfy_widgets.plan",
-    "load_batch": "comfy_widgets.history",
-    "rerun": "comfy_widgets.history",
-    "resume": "comfy_widgets.history",
-    "show": "comfy_widgets.results",
-    "sweep": "comfy_widgets.plan",
-    "values": "comfy_widgets.plan",
+    "apply_parameters": "comfy_widgets.workflow.workflow",
+    "connect": "comfy_widgets.engine.client",
+    "export_batch": "comfy_widgets.results.export",
+    "extract_parameters": "comfy_widgets.workflow.workflow",
+    "history": "comfy_widgets.results.recorded",
+    "increment": "comfy_widgets.engine.plan",
+    "load_batch": "comfy_widgets.results.recorded",
+    "rerun": "comfy_widgets.engine.resume",
+    "resume": "comfy_widgets.engine.resume",
+    "show": "comfy_widgets.results.frame",
+    "sweep": "comfy_widgets.engine.plan",
+    "values": "comfy_widgets.engine.plan",
 }
 _SUBMODULES = {"examples", "sim"}
 
@@ -76,4 +77,74 @@ def load_ipython_extension(ipython: Any) -> None:
     """Register the ``%comfy_connect`` and ``%comfy_form`` magics (``%load_ext comfy_widgets``)."""
     from comfy_widgets.magics import load_ipython_extension as load
 
+    register_display(ipython)
     load(ipython)
+
+
+# --- display: the core types carry static HTML; the live widgets are registered here ---------
+# (this facade sits above every layer, so it may name the widgets; the engine never does)
+
+_DISPLAYED = {"Job": "comfy_widgets.engine.job", "Batch": "comfy_widgets.engine.batch"}
+
+
+def register_display(ipython: Any = None) -> bool:
+    """Show Jobs and Batches as their live widgets in ``ipython`` (default: the running shell).
+
+    Registers IPython display formatters by type name, so nothing is imported until a Job or
+    Batch is displayed; the widgets module is imported then. Called on ``import comfy_widgets``
+    inside IPython and by ``%load_ext comfy_widgets``. Returns False outside IPython.
+    """
+    if ipython is None:
+        ipython = _running_ipython()
+    if ipython is None:
+        return False
+    formatter = ipython.display_formatter
+    job_module, batch_module = _DISPLAYED["Job"], _DISPLAYED["Batch"]
+    formatter.ipython_display_formatter.for_type_by_name(job_module, "Job", _show_job)
+    formatter.mimebundle_formatter.for_type_by_name(job_module, "Job", _job_bundle)
+    formatter.mimebundle_formatter.for_type_by_name(batch_module, "Batch", _batch_bundle)
+    return True
+
+
+def _running_ipython() -> Any:
+    """The running IPython shell, without importing IPython where it is not loaded."""
+    if "IPython" not in sys.modules:
+        return None
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
+def _show_job(job: Any) -> None:
+    """IPython's display hook for a Job: the live progress view, else its static summary."""
+    try:
+        from comfy_widgets.widgets.display import show_job
+    except ImportError:
+        from IPython.display import display
+
+        display({"text/plain": repr(job), "text/html": job._repr_html_()}, raw=True)
+        return
+    show_job(job)
+
+
+def _job_bundle(job: Any) -> Any:
+    """The mimebundle of a Job: the progress widget's (None: IPython uses ``_repr_html_``)."""
+    try:
+        from comfy_widgets.widgets.display import job_mimebundle
+    except ImportError:
+        return None
+    return job_mimebundle(job)
+
+
+def _batch_bundle(batch: Any) -> Any:
+    """The mimebundle of a Batch: the live batch view's (None: IPython uses ``_repr_html_``)."""
+    try:
+        from comfy_widgets.widgets.display import batch_mimebundle
+    except ImportError:
+        return None
+    return batch_mimebundle(batch)
+
+
+register_display()

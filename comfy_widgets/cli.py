@@ -15,7 +15,7 @@ from comfy_widgets.errors import ComfyWidgetsError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from comfy_widgets.batch import Batch
+    from comfy_widgets.engine.batch import Batch
     from comfy_widgets.workflow.workflow import Workflow
 
 STOP_TIMEOUT_S = 60  # how long Ctrl+C waits for the server to drop the rest
@@ -120,7 +120,7 @@ def variations(fixed: Sequence[str], sweeps: Sequence[str]) -> dict[str, Any]:
     Values stay strings: the variation plan reads numbers, ranges and comma lists for the
     parameter's own type. A sweep containing '|' is a list of texts (for prompts).
     """
-    from comfy_widgets.plan import values
+    from comfy_widgets.engine.plan import values
 
     result: dict[str, Any] = dict(parse_assignment(item) for item in fixed)
     for item in sweeps:
@@ -141,7 +141,7 @@ def load_workflow(source: str) -> Workflow:
 def run_command(args: argparse.Namespace) -> int:
     """Run the batch the arguments describe with a tqdm bar, export it, and report the outcome."""
     from comfy_widgets import sim
-    from comfy_widgets.client import connect
+    from comfy_widgets.engine.client import connect
 
     workflow = load_workflow(args.workflow)
     with ExitStack() as stack:

@@ -26,7 +26,7 @@ class ComfyMagics(Magics):
     @line_magic
     def comfy_connect(self, line: str) -> Any:
         """Connect to a ComfyUI server and return the client: ``%comfy_connect [URL|sim]``."""
-        from comfy_widgets.client import connect
+        from comfy_widgets.engine.client import connect
 
         url = line.strip() or None
         if url == "sim":

@@ -1,8 +1,7 @@
-"""Stand-ins with the attributes the store reads from Jobs, Workflows and Outputs (contracts.md)."""
+"""Stand-ins for Jobs and Outputs, turned into the typed records a Recorder takes."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import uuid
@@ -10,6 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
+
+from comfy_widgets.records import GenerationRecord, WorkflowRecord
+from comfy_widgets.states import JobState
+from comfy_widgets.workflow.workflow import Workflow
+from comfy_widgets.workflow.writeback import ui_graph_for
 
 API_PROMPT = {
     "3": {
@@ -21,18 +25,9 @@ API_PROMPT = {
 }
 
 
-@dataclass
-class FakeWorkflow:
-    """Name, source, format and hash, like comfy_widgets.workflow.Workflow."""
-
-    source: dict
-    name: str = "fake"
-    format: str = "api"
-
-    @property
-    def content_hash(self) -> str:
-        canonical = json.dumps(self.source, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+def FakeWorkflow(source: dict, name: str = "fake", format: str = "api") -> WorkflowRecord:  # noqa: N802
+    """A recorded workflow (name, source, format and content hash)."""
+    return WorkflowRecord(name, source, format)
 
 
 @dataclass
@@ -53,7 +48,7 @@ class FakeOutput:
 
 @dataclass
 class FakeJob:
-    """The Job attributes the store hooks read."""
+    """What an engine Job knows of a generation; ``to_record`` gives the Recorder's view."""
 
     workflow: Any = None
     parameters: dict = field(default_factory=lambda: {"seed": 7})
@@ -67,6 +62,49 @@ class FakeJob:
     error_message: str | None = None
     error_node: str | None = None
     timings: dict = field(default_factory=lambda: {"queued_at": 1000.0})
+
+    def to_record(self, state: str | None = None) -> GenerationRecord:
+        """This job as a GenerationRecord in ``state`` (default: its own state)."""
+        return GenerationRecord(
+            prompt_id=self.prompt_id,
+            state=JobState(state or self.state),
+            server=self.client.url if self.client is not None else None,
+            workflow=WorkflowRecord.of(self.workflow) if self.workflow is not None else None,
+            parameters=dict(self.parameters or {}),
+            prompt=self.prompt,
+            ui_graph=(
+                ui_graph_for(self.workflow, self.parameters, self.prompt)
+                if isinstance(self.workflow, Workflow)
+                else None
+            ),
+            batch_id=self.batch_id,
+            batch_index=self.batch_index,
+            queued_at=self.timings.get("queued_at"),
+            started_at=self.timings.get("started_at"),
+            finished_at=self.timings.get("finished_at"),
+            error=self.error_message,
+            error_node=self.error_node,
+            outputs=list(self.outputs),
+        )
+
+
+def record_queued(store, job: FakeJob) -> None:
+    """What a Job does once the server accepted it: record it queued and, for a single run,
+    remember its values as the workflow's last-used ones."""
+    record = job.to_record("queued")
+    store.record_generation(record)
+    if job.batch_id is None and record.workflow is not None:
+        store.set_last_used(record.workflow, dict(job.parameters))
+
+
+def record_started(store, job: FakeJob) -> None:
+    """What a Job records when the server starts it."""
+    store.record_generation(job.to_record("running"))
+
+
+def record_finished(store, job: FakeJob) -> None:
+    """What a Job records when it ends (with its outputs)."""
+    store.record_generation(job.to_record(job.state or "completed"))
 
 
 def png_bytes(color: tuple[int, int, int] = (10, 20, 30), size: int = 8) -> bytes:

@@ -8,13 +8,14 @@ import threading
 
 import pytest
 
+import comfy_widgets as cw
 from comfy_widgets import sim
-from comfy_widgets.client import connect
+from comfy_widgets.engine.client import connect
+from comfy_widgets.engine.plan import sweep, values
 from comfy_widgets.errors import BlockingCallError, ParameterError
 from comfy_widgets.examples import __file__ as examples_init
-from comfy_widgets.plan import sweep, values
-from comfy_widgets.results import OutputRef, ResultsFrame
-from comfy_widgets.store import Store
+from comfy_widgets.records.sqlite import Store
+from comfy_widgets.results.frame import OutputRef, ResultsFrame
 from comfy_widgets.workflow.workflow import Workflow
 
 WORKFLOW_PATH = __import__("pathlib").Path(examples_init).parent / "sd15_txt2img_api.json"
@@ -229,7 +230,12 @@ async def test_subscribers_run_on_the_loop_thread_and_see_the_end(client, workfl
     assert {ident for ident, _, _ in seen} == {threading.get_ident()}
     assert seen[-1][1:] == (True, "completed")
     assert repr(batch).endswith("completed: 2/2 completed>")
-    data, _ = batch._repr_mimebundle_()  # the batch progress view, with a static fallback
+    # displayed as the batch progress view (registered by the facade), with a static fallback
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    assert cw.register_display(shell)
+    data, _ = shell.display_formatter.mimebundle_formatter(batch)
     assert "application/vnd.jupyter.widget-view+json" in data and "text/html" in data
 
 

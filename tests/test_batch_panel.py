@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 import traitlets
 
+from comfy_widgets.engine.plan import Sweep, Values
 from comfy_widgets.errors import ParameterError
-from comfy_widgets.plan import Sweep, Values
 from comfy_widgets.widgets.batch_panel import BatchPanel, plan_table
 from comfy_widgets.widgets.batch_view import BatchView
 from tests._batch_fakes import FakeBatch

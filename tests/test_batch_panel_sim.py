@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from comfy_widgets import sim
-from comfy_widgets.client import connect
+from comfy_widgets.engine.client import connect
 from comfy_widgets.examples import __file__ as examples_init
 from comfy_widgets.widgets.batch_view import BatchView
 from comfy_widgets.widgets.form import ParameterForm

@@ -6,9 +6,9 @@ import asyncio
 from pathlib import Path
 
 from comfy_widgets import sim
-from comfy_widgets.client import connect
+from comfy_widgets.engine.client import connect
 from comfy_widgets.examples import path as example_path
-from comfy_widgets.store import Store
+from comfy_widgets.records.sqlite import Store
 from comfy_widgets.workflow.workflow import Workflow
 
 SMALL = {"width": 64, "height": 64, "steps": 3}

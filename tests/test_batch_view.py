@@ -8,7 +8,7 @@ import time
 
 from PIL import Image
 
-from comfy_widgets.gridimage import thumbnail_jpeg
+from comfy_widgets.results.gridimage import thumbnail_jpeg
 from comfy_widgets.widgets.batch_view import BatchView, item_labels
 from tests._batch_fakes import FakeBatch, FakeOutput, png
 

@@ -16,9 +16,9 @@ import pytest
 
 from comfy_widgets import sim
 from comfy_widgets.cli import main, parse_assignment, variations
+from comfy_widgets.engine.plan import Values
 from comfy_widgets.errors import ComfyWidgetsError
-from comfy_widgets.history import history
-from comfy_widgets.plan import Values
+from comfy_widgets.results.recorded import history
 
 
 @pytest.fixture

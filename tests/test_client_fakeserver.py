@@ -16,7 +16,7 @@ import struct
 from aiohttp import WSMsgType, web
 from PIL import Image
 
-from comfy_widgets.client import connect
+from comfy_widgets.engine.client import connect
 from comfy_widgets.errors import (
     HTTPStatusError,
     JobCancelledError,

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from comfy_widgets import sim
-from comfy_widgets.client import connect
+from comfy_widgets.engine.client import connect
 from comfy_widgets.errors import ParameterError
 from comfy_widgets.workflow.workflow import Workflow
 from tests.shared_data import WORKFLOWS
@@ -30,13 +30,13 @@ async def client():
 def count_uploads(client) -> list[str]:
     """Record the names the client really POSTs to /upload/image."""
     sent: list[str] = []
-    original = client._post_upload
+    original = client.backend._post_upload
 
     async def counting(upload):
         sent.append(upload.name)
         return await original(upload)
 
-    client._post_upload = counting
+    client.backend._post_upload = counting
     return sent
 
 

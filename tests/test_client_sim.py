@@ -11,14 +11,14 @@ from collections.abc import Callable
 import pytest
 
 from comfy_widgets import sim
-from comfy_widgets.client import connect
+from comfy_widgets.engine.client import connect
+from comfy_widgets.engine.job import Job
 from comfy_widgets.errors import (
     ExecutionError,
     JobCancelledError,
     ParameterError,
     PromptValidationError,
 )
-from comfy_widgets.jobs import Job
 from tests.shared_data import REFERENCE
 
 TRACES = REFERENCE / "traces"
@@ -163,7 +163,7 @@ async def test_server_restart_mid_run_still_completes(client, server, caplog):
     job = client.submit(ksampler(steps=30, seed=8))
     await until(lambda: job.nodes["3"].value >= 3)
     connects = client.monitor.connects
-    with caplog.at_level(logging.INFO, logger="comfy_widgets.monitor"):
+    with caplog.at_level(logging.INFO, logger="comfy_widgets.transport.monitor"):
         await server.arestart(keep_state=False, down_for=0.2)
         result = await job
     assert "lost by the server" in caplog.text
@@ -176,7 +176,7 @@ async def test_network_outage_job_finishes_while_away(client, server, caplog):
     """The socket is down while the prompt finishes: /history fills in the outputs."""
     job = client.submit(ksampler(steps=10, seed=9))
     await until(lambda: job.nodes["3"].value >= 2)
-    with caplog.at_level(logging.INFO, logger="comfy_widgets.monitor"):
+    with caplog.at_level(logging.INFO, logger="comfy_widgets.transport.monitor"):
         await server.arestart(keep_state=True, down_for=0.5)
         result = await job
     assert result.status == "completed" and len(result.outputs) == 1
@@ -236,7 +236,7 @@ async def test_orphaned_socket_is_caught_by_the_watchdog(client, server, monkeyp
     The quiet-socket watchdog finishes the job from /history anyway."""
     import websockets
 
-    from comfy_widgets import monitor as monitor_module
+    from comfy_widgets.transport import monitor as monitor_module
 
     monkeypatch.setattr(monitor_module, "QUIET_CHECK_S", 0.3)
     await client.monitor.wait_connected()

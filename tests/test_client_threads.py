@@ -7,8 +7,9 @@ import threading
 
 import pytest
 
-from comfy_widgets.client import background_loop, connect
+from comfy_widgets.engine.client import connect
 from comfy_widgets.errors import BlockingCallError, JobCancelledError
+from comfy_widgets.loops import background_loop
 from tests.test_client_fakeserver import PROMPT, FakeComfy
 
 

@@ -6,7 +6,8 @@ import base64
 
 import pytest
 
-from comfy_widgets.client import Client, _auth_headers, _split_url
+from comfy_widgets.engine.client import Client
+from comfy_widgets.transport.classic import _auth_headers, _split_url
 
 
 @pytest.mark.parametrize(

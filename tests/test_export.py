@@ -7,10 +7,17 @@ import re
 import pandas as pd
 from PIL import Image
 
-from comfy_widgets.export import export_batch
-from comfy_widgets.history import load_batch
-from comfy_widgets.store import Store
-from tests.store_fakes import API_PROMPT, FakeJob, FakeWorkflow, finish
+from comfy_widgets.records.sqlite import Store
+from comfy_widgets.results.export import export_batch
+from comfy_widgets.results.recorded import load_batch
+from tests.store_fakes import (
+    API_PROMPT,
+    FakeJob,
+    FakeWorkflow,
+    finish,
+    record_finished,
+    record_queued,
+)
 
 
 def _batch(store: Store) -> None:
@@ -21,9 +28,11 @@ def _batch(store: Store) -> None:
     store.create_batch("bx", wf, 5, {}, 1, plan, [], columns=["cfg", "prompt", "seed"])
     for i, values in enumerate(plan):
         job = FakeJob(workflow=wf, batch_id="bx", batch_index=i, parameters=values)
-        store.job_queued(job)
+        record_queued(store, job)
         state = "failed" if i == 4 else "completed"
-        store.job_finished(finish(job, images=2 if i == 1 else (0 if i == 4 else 1), state=state))
+        record_finished(
+            store, finish(job, images=2 if i == 1 else (0 if i == 4 else 1), state=state)
+        )
 
 
 def test_export_writes_a_self_contained_folder(tmp_path):

@@ -11,6 +11,8 @@ import ipywidgets as w
 import pytest
 
 from comfy_widgets.errors import ParameterError, PromptValidationError
+from comfy_widgets.records import NullRecorder
+from comfy_widgets.records.sqlite import Store
 from comfy_widgets.widgets.fields import ImageField, SeedField, SelectField
 from comfy_widgets.widgets.form import ParameterForm, node_error_messages
 from comfy_widgets.workflow.parameters import WorkflowParameter
@@ -141,13 +143,13 @@ class FakeJob:
 
 
 class FakeClient:
-    """Records run() calls; raises ``error`` instead when set."""
+    """Records run() calls; raises ``error`` instead when set. Records into the default store
+    (the test's own home folder) unless given another Recorder."""
 
-    store = None
-
-    def __init__(self, error: Exception | None = None):
+    def __init__(self, error: Exception | None = None, recorder: Any = None):
         self.calls: list[dict] = []
         self.error = error
+        self.recorder = recorder if recorder is not None else Store.default()
 
     def run(self, workflow, values=None, /, **params):
         if self.error is not None:
@@ -286,6 +288,17 @@ def test_last_used_values_come_back_for_the_same_workflow():
     assert again.values["steps"] == 42
     other = ParameterForm(FakeWorkflow(params=PARAMS[:3]))
     assert other.values["steps"] == 20
+
+
+def test_a_client_that_records_nothing_leaves_no_last_used_values():
+    """connect(url, store=None/False): running from the form records nothing either (the
+    form used to fall back to the default store)."""
+    form = make(FakeClient(recorder=NullRecorder()))
+    form.set_values({"prompt": "forgotten", "steps": 42})
+    form.run()
+    assert form.client.calls  # it did run
+    again = make()
+    assert again.values["steps"] == 20 and again.values["prompt"] != "forgotten"
 
 
 def test_uploaded_image_becomes_the_value():

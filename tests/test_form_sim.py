@@ -9,7 +9,7 @@ import ipywidgets as w
 import pytest
 
 from comfy_widgets import sim
-from comfy_widgets.client import connect
+from comfy_widgets.engine.client import connect
 from comfy_widgets.widgets.fields import SeedField, SelectField
 from comfy_widgets.widgets.form import ParameterForm
 from comfy_widgets.widgets.progress import ProgressView

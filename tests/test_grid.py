@@ -12,7 +12,7 @@ import pytest
 import traitlets
 from PIL import Image
 
-from comfy_widgets import gridimage
+from comfy_widgets.results import gridimage
 from comfy_widgets.widgets.grid import ResultGrid
 from tests._grid_fixtures import FakeRef, color, results_df
 

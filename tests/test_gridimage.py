@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFont
 
-from comfy_widgets import gridimage
+from comfy_widgets.results import gridimage
 from tests._grid_fixtures import FakeRef, color, results_df
 
 

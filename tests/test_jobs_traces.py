@@ -11,18 +11,19 @@ import json
 
 import pytest
 
-from comfy_widgets.transport import events as ev
-from comfy_widgets.client import Client
+from comfy_widgets.engine.client import Client
+from comfy_widgets.engine.job import Job
 from comfy_widgets.errors import ExecutionError, JobCancelledError
-from comfy_widgets.jobs import Job
+from comfy_widgets.transport import events as ev
+from comfy_widgets.transport.classic import ClassicBackend
 from tests.shared_data import REFERENCE
 from tests.test_client_fakeserver import png_bytes
 
 TRACES = REFERENCE / "traces"
 
 
-class OfflineClient(Client):
-    """A Client whose finishing-time HTTP calls are answered locally."""
+class OfflineBackend(ClassicBackend):
+    """A classic backend whose finishing-time HTTP calls are answered locally."""
 
     def __init__(self, history: dict | None = None, queue: dict | None = None):
         super().__init__("http://127.0.0.1:9")
@@ -39,6 +40,26 @@ class OfflineClient(Client):
 
     async def get_history(self, prompt_id=None, max_items=None) -> dict:
         return {prompt_id: self.history[prompt_id]} if prompt_id in self.history else {}
+
+
+class OfflineClient(Client):
+    """A Client on an OfflineBackend (``viewed``, ``history``, ``queue`` are the backend's)."""
+
+    def __init__(self, history: dict | None = None, queue: dict | None = None):
+        self.offline = OfflineBackend(history, queue)
+        super().__init__(backend=self.offline)
+
+    @property
+    def viewed(self) -> list[str]:
+        return self.offline.viewed
+
+    @property
+    def history(self) -> dict:
+        return self.offline.history
+
+    @property
+    def queue(self) -> dict:
+        return self.offline.queue
 
 
 def posted_prompts(trace: str) -> dict[str, dict]:
@@ -257,7 +278,7 @@ async def test_finished_while_away_completes_from_history():
     assert [o.filename for o in result.outputs] == expected
 
 
-class EagerServer(OfflineClient):
+class EagerBackend(OfflineBackend):
     """Starts each prompt before answering its POST, as a free real ComfyUI does."""
 
     async def queue_prompt(self, prompt, *, prompt_id=None, front=False, extra_data=None):
@@ -268,7 +289,7 @@ class EagerServer(OfflineClient):
 
 
 async def test_queued_at_is_not_after_started_at_when_execution_starts_before_the_answer():
-    client = EagerServer()
+    client = Client(backend=EagerBackend())
     job = Job(client, posted_prompts("b1_emptyimage_saveimage").popitem()[1])
     client.monitor.jobs[job.prompt_id] = job
     await job._post()

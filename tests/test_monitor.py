@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 import logging
 
-from comfy_widgets import monitor
+from comfy_widgets.transport import monitor
+from comfy_widgets.transport.classic import queue_state
 
 
 def test_retry_delays_start_fast_and_cap_at_five_seconds():
@@ -35,7 +36,8 @@ def test_pending_prompts_are_sorted_by_number():
             [14, "b", {}, {}, []],
         ],
     }
-    assert monitor._queue_ids(queue) == (["run"], ["front", "a", "b", "c"])
+    state = queue_state(queue)
+    assert (state.running_ids, state.pending_ids) == (["run"], ["front", "a", "b", "c"])
 
 
 def test_handshake_header_values_are_redacted():

@@ -11,8 +11,7 @@ import pytest
 from comfy_widgets.errors import ParameterError
 from comfy_widgets.workflow.detection import DETECTION_TABLE
 from comfy_widgets.workflow.object_info import ObjectInfo
-from comfy_widgets.workflow.parameters import apply_parameters, extract_parameters
-from comfy_widgets.workflow.workflow import Workflow
+from comfy_widgets.workflow.workflow import Workflow, apply_parameters, extract_parameters
 from tests import shared_data
 
 SHARED = shared_data.WORKFLOWS

@@ -7,8 +7,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from comfy_widgets.workflow.parameters import WorkflowParameter, apply_parameters
-from comfy_widgets.workflow.workflow import Workflow
+from comfy_widgets.workflow.parameters import WorkflowParameter
+from comfy_widgets.workflow.workflow import Workflow, apply_parameters
 from tests import shared_data
 
 SHARED = shared_data.WORKFLOWS

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from comfy_widgets.errors import ParameterError
-from comfy_widgets.plan import (
+from comfy_widgets.engine.plan import (
     RANDOM_SEED_LIMIT,
     VariationPlan,
     increment,
@@ -15,6 +14,7 @@ from comfy_widgets.plan import (
     sweep,
     values,
 )
+from comfy_widgets.errors import ParameterError
 
 
 @dataclass

@@ -41,7 +41,7 @@ def rgba() -> bytes:
 
 @dataclass
 class FakeJob:
-    """Just the Job surface ProgressView reads (see contracts: comfy_widgets.jobs.Job)."""
+    """Just the Job surface ProgressView reads (see contracts: comfy_widgets.engine.job.Job)."""
 
     prompt_id: str = "p-1"
     state: str = "queued"
@@ -209,7 +209,7 @@ async def test_flood_of_1000_progress_events_is_throttled():
 
 async def test_a_real_20_step_run_stays_under_the_message_bound():
     from comfy_widgets import sim
-    from comfy_widgets.client import connect
+    from comfy_widgets.engine.client import connect
     from comfy_widgets.workflow.workflow import Workflow
 
     server = await sim.start(seconds_per_step=0.01)
@@ -237,7 +237,7 @@ async def test_cancel_from_the_browser_cancels_a_running_simulator_job():
     import pytest
 
     from comfy_widgets import sim
-    from comfy_widgets.client import connect
+    from comfy_widgets.engine.client import connect
     from comfy_widgets.errors import JobCancelledError
     from comfy_widgets.workflow.workflow import Workflow
 

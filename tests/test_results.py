@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from comfy_widgets.client import connect
-from comfy_widgets.results import (
+from comfy_widgets.engine.client import connect
+from comfy_widgets.results.frame import (
     OutputRef,
     ResultsFrame,
     build_frame,

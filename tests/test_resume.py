@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from comfy_widgets import sim
-from comfy_widgets.client import connect
-from comfy_widgets.history import history, rerun, resume
-from comfy_widgets.store import Store
+from comfy_widgets.engine.client import connect
+from comfy_widgets.engine.resume import rerun, resume
+from comfy_widgets.records.sqlite import Store
+from comfy_widgets.results.recorded import history
 from comfy_widgets.workflow import pngmeta
 from tests.shared_data import REFERENCE
-from tests.store_fakes import FakeClient, FakeJob, FakeWorkflow
+from tests.store_fakes import FakeClient, FakeJob, FakeWorkflow, record_queued
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "comfy_widgets" / "examples"
 TRACES = REFERENCE / "traces"
@@ -67,11 +68,18 @@ def _finished(store, job, timeout: float = 30):
     raise AssertionError(f"job {job.prompt_id} was not recorded as completed")
 
 
-def _item(store, client, batch_id: str, index: int, prompt: dict, prompt_id: str):
-    """A job-like record of one batch item, for writing states by hand."""
-    from comfy_widgets.history import ResumedJob
-
-    return ResumedJob(prompt_id, client, None, {"color": index}, prompt, batch_id, index)
+def _item(store, client, batch_id: str, index: int, prompt: dict, prompt_id: str) -> FakeJob:
+    """One batch item as a Job would record it, for writing states by hand."""
+    return FakeJob(
+        workflow=None,
+        parameters={"color": index},
+        prompt=prompt,
+        client=client,
+        prompt_id=prompt_id,
+        batch_id=batch_id,
+        batch_index=index,
+        timings={},
+    )
 
 
 def test_resume_settles_every_kind_of_unfinished_item(server, store, client):
@@ -93,11 +101,11 @@ def test_resume_settles_every_kind_of_unfinished_item(server, store, client):
     # 1: queued and recorded, finished on the server while nobody listened
     ids = [str(uuid.uuid4()) for _ in range(6)]
     _call(client, client.queue_prompt(prompts[1], prompt_id=ids[1]))
-    store.job_queued(_item(store, client, "b", 1, prompts[1], ids[1]))
+    record_queued(store, _item(store, client, "b", 1, prompts[1], ids[1]))
     # 2: recorded as queued but the server never had it (lost, e.g. server restart)
-    store.job_queued(_item(store, client, "b", 2, prompts[2], ids[2]))
+    record_queued(store, _item(store, client, "b", 2, prompts[2], ids[2]))
     # 3: recorded pending, crashed before the POST
-    store.record_job(_item(store, client, "b", 3, prompts[3], ids[3]), "pending")
+    store.record_generation(_item(store, client, "b", 3, prompts[3], ids[3]).to_record("pending"))
     # 4: POSTed, crashed before it was recorded
     _call(client, client.queue_prompt(prompts[4], prompt_id=ids[4]))
     # 5: never recorded, never sent
@@ -140,7 +148,7 @@ def test_resume_follows_items_still_queued_and_records_failures(server, store, c
     ids = [str(uuid.uuid4()) for _ in prompts]
     for i, (prompt, prompt_id) in enumerate(zip(prompts, ids, strict=True)):
         _call(client, client.queue_prompt(prompt, prompt_id=prompt_id))
-        store.job_queued(_item(store, client, "r", i, prompt, prompt_id))
+        record_queued(store, _item(store, client, "r", i, prompt, prompt_id))
     df = resume("r", client, store=store, poll_interval=0.01)
     assert list(df["prompt_id"]) == ids
     assert list(df["status"]) == ["failed", "completed", "completed"]
@@ -246,7 +254,7 @@ def test_resume_reconciles_each_item_with_the_server_it_ran_on(store):
             sender = connect(handle.url)
             prompt_id = str(uuid.uuid4())
             _call(sender, sender.queue_prompt(prompts[index], prompt_id=prompt_id))
-            store.job_queued(_item(store, sender, "two", index, prompts[index], prompt_id))
+            record_queued(store, _item(store, sender, "two", index, prompts[index], prompt_id))
             sender.close()
         df = resume("two", store=store, poll_interval=0.01)
         assert list(df["status"]) == ["completed"] * 3
@@ -262,8 +270,9 @@ def test_resume_leaves_items_of_a_server_that_is_down_and_sends_new_ones_elsewhe
         store.create_batch(
             "d", None, 2, prompts=prompts, plan_rows=[{}, {}], servers=[down.url, live.url]
         )
-        store.job_queued(
-            FakeJob(client=FakeClient(down.url), prompt=prompts[0], batch_id="d", batch_index=0)
+        record_queued(
+            store,
+            FakeJob(client=FakeClient(down.url), prompt=prompts[0], batch_id="d", batch_index=0),
         )
         df = resume("d", store=store, poll_interval=0.01)
     assert list(df["status"]) == ["queued", "completed"]

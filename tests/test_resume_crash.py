@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from comfy_widgets.store import Store
+from comfy_widgets.records.sqlite import Store
 
 REPO = Path(__file__).resolve().parents[1]
 TOTAL = 20
@@ -28,8 +28,8 @@ KILL_AFTER = 8
 
 RUNNER = """
 import sys
-from comfy_widgets.client import connect
-from comfy_widgets.store import Store
+from comfy_widgets.engine.client import connect
+from comfy_widgets.records.sqlite import Store
 from comfy_widgets.workflow.workflow import Workflow
 
 store = Store(sys.argv[2])
@@ -44,9 +44,9 @@ print("finished", flush=True)
 
 RESUMER = """
 import json, sys
-from comfy_widgets.client import connect
-from comfy_widgets.history import resume
-from comfy_widgets.store import Store
+from comfy_widgets.engine.client import connect
+from comfy_widgets.engine.resume import resume
+from comfy_widgets.records.sqlite import Store
 
 store = Store(sys.argv[2])
 client = connect(sys.argv[1], store=store)

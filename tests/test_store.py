@@ -7,13 +7,22 @@ import sqlite3
 
 import pytest
 
-from comfy_widgets import migrations
-from comfy_widgets.store import Store, clean_url, default_store_path
+from comfy_widgets.records import migrations
+from comfy_widgets.records.sqlite import Store, clean_url, default_store_path
 from comfy_widgets.workflow import pngmeta
 from comfy_widgets.workflow.workflow import Workflow
 from comfy_widgets.workflow.writeback import ui_graph_with_values
 from tests.shared_data import WORKFLOWS
-from tests.store_fakes import API_PROMPT, FakeClient, FakeJob, FakeWorkflow, finish
+from tests.store_fakes import (
+    API_PROMPT,
+    FakeClient,
+    FakeJob,
+    FakeWorkflow,
+    finish,
+    record_finished,
+    record_queued,
+    record_started,
+)
 
 UI_SOURCE = {"nodes": [{"id": 3, "type": "KSampler"}], "links": [], "version": 0.4}
 
@@ -62,21 +71,21 @@ def test_last_used_round_trips_and_job_queued_updates_it(store):
     assert store.last_used(wf) == {}
     store.set_last_used(wf, {"seed": 3, "prompt": "a cat"})
     assert store.last_used(wf) == {"seed": 3, "prompt": "a cat"}
-    store.job_queued(FakeJob(workflow=wf, parameters={"seed": 11}))
+    record_queued(store, FakeJob(workflow=wf, parameters={"seed": 11}))
     assert store.last_used(wf) == {"seed": 11}
 
 
 def test_job_lifecycle_is_recorded_with_exact_prompt(store):
     wf = FakeWorkflow(API_PROMPT)
     job = FakeJob(workflow=wf, parameters={"seed": 7, "steps": 4})
-    store.job_queued(job)
+    record_queued(store, job)
     [row] = store.generation_records()
     assert (row["status"], row["queued_at"], row["prompt"]) == ("queued", 1000.0, API_PROMPT)
     job.state = "running"
     job.timings["started_at"] = 1001.0
-    store.job_started(job)
+    record_started(store, job)
     assert store.generation_records()[0]["status"] == "running"
-    store.job_finished(finish(job, images=2))
+    record_finished(store, finish(job, images=2))
     [row] = store.generation_records()
     assert row["status"] == "completed"
     assert (row["started_at"], row["finished_at"]) == (1001.0, 1003.5)
@@ -91,7 +100,7 @@ def test_job_lifecycle_is_recorded_with_exact_prompt(store):
 def test_saved_png_carries_comfyui_metadata(store):
     ui = Workflow.load(WORKFLOWS / "ui" / "sd15_txt2img_default.json", name="ui wf")
     job = finish(FakeJob(workflow=ui, parameters={"seed": 5}, prompt=ui.apply(seed=5)))
-    store.job_finished(job)
+    record_finished(store, job)
     path = store.generation_records()[0]["outputs"][0]["local_path"]
     meta = pngmeta.read_comfy_metadata(path)
     assert meta == {
@@ -118,7 +127,7 @@ def test_png_has_no_workflow_chunk_when_the_graph_cannot_show_the_values(
     name = "primitive_reroute_hidream_e1_1" if "cfg_conds" in values else "sd15_txt2img_default"
     ui = Workflow.load(WORKFLOWS / "ui" / f"{name}.json")
     job = finish(FakeJob(workflow=ui, parameters=values, prompt=ui.apply(prompt_values)))
-    store.job_finished(job)
+    record_finished(store, job)
     meta = pngmeta.read_comfy_metadata(store.generation_records()[0]["outputs"][0]["local_path"])
     assert set(meta) == {"prompt", "parameters"}
     assert meta["prompt"] == job.prompt
@@ -126,20 +135,20 @@ def test_png_has_no_workflow_chunk_when_the_graph_cannot_show_the_values(
 
 def test_api_workflow_png_has_no_workflow_chunk(store):
     job = finish(FakeJob(workflow=FakeWorkflow(API_PROMPT)))
-    store.job_finished(job)
+    record_finished(store, job)
     meta = pngmeta.read_comfy_metadata(store.generation_records()[0]["outputs"][0]["local_path"])
     assert set(meta) == {"prompt", "parameters"}
 
 
 def test_job_finished_twice_writes_nothing_twice(store):
     job = finish(FakeJob(workflow=FakeWorkflow(API_PROMPT)))
-    store.job_queued(job)
-    store.job_finished(job)
+    record_queued(store, job)
+    record_finished(store, job)
     [path] = [o["local_path"] for o in store.generation_records()[0]["outputs"]]
     mtime = store.outputs_dir.joinpath(path).stat().st_mtime_ns
     job.outputs = job.outputs * 2
-    store.job_finished(job)
-    store.job_queued(job)
+    record_finished(store, job)
+    record_queued(store, job)
     rows = store.generation_records()
     assert len(rows) == 1 and rows[0]["status"] == "completed"
     assert len(rows[0]["outputs"]) == 1
@@ -149,7 +158,7 @@ def test_job_finished_twice_writes_nothing_twice(store):
 
 def test_failed_job_keeps_error_and_node(store):
     job = FakeJob(state="failed", error_message="boom", error_node="3")
-    store.job_finished(job)
+    record_finished(store, job)
     [row] = store.generation_records(status="failed")
     assert (row["error"], row["error_node"], row["outputs"]) == ("boom", "3", [])
     assert row["workflow_id"] is None
@@ -185,7 +194,7 @@ def test_non_image_outputs_are_saved_as_files(store):
             },
         )(),
     ]
-    store.job_finished(job)
+    record_finished(store, job)
     outs = store.generation_records()[0]["outputs"]
     assert [o["local_path"][-4:] for o in outs] == [".mp4", ".txt"]
     assert open(outs[0]["local_path"], "rb").read() == b"\x00\x01video"
@@ -194,7 +203,7 @@ def test_non_image_outputs_are_saved_as_files(store):
 
 def test_server_url_is_stored_without_credentials(store):
     job = FakeJob(client=FakeClient("https://alice:s3cret@example.org:8443/comfy/?token=abc#x"))
-    store.job_queued(job)
+    record_queued(store, job)
     assert store.generation_records()[0]["server"] == "https://example.org:8443/comfy"
     assert clean_url("http://127.0.0.1:8188/") == "http://127.0.0.1:8188"
 
@@ -207,9 +216,9 @@ def test_batch_is_created_and_counts_follow_generations(store):
         FakeJob(workflow=wf, batch_id="b1", batch_index=i, parameters=p) for i, p in enumerate(plan)
     ]
     for job in jobs:
-        store.job_queued(job)
-    store.job_finished(finish(jobs[0]))
-    store.job_finished(finish(jobs[1], state="failed", images=0))
+        record_queued(store, job)
+    record_finished(store, finish(jobs[0]))
+    record_finished(store, finish(jobs[1], state="failed", images=0))
     store.update_batch("b1", status="partial")
     record = store.batch_record("b1")
     counts = (record["completed_count"], record["failed_count"], record["status"])
@@ -223,16 +232,16 @@ def test_batch_is_created_and_counts_follow_generations(store):
 def test_resent_batch_item_replaces_its_row(store):
     store.create_batch("b2", None, 1)
     first = FakeJob(batch_id="b2", batch_index=0)
-    store.job_queued(first)
-    store.mark_generation(first.prompt_id, "lost")
+    record_queued(store, first)
+    record_finished(store, finish(first, images=0, state="lost"))
     second = FakeJob(batch_id="b2", batch_index=0)
-    store.job_queued(second)
+    record_queued(store, second)
     rows = store.generation_records(batch_id="b2")
     assert [(r["prompt_id"], r["status"]) for r in rows] == [(second.prompt_id, "queued")]
 
 
 def test_job_of_unrecorded_batch_creates_the_batch_row(store):
-    store.job_queued(FakeJob(batch_id="late", batch_index=0))
+    record_queued(store, FakeJob(batch_id="late", batch_index=0))
     assert store.batch_record("late")["status"] == "running"
 
 
@@ -240,8 +249,8 @@ def test_filters_by_workflow_status_since_and_id(store):
     a, b = FakeWorkflow(API_PROMPT, name="a"), FakeWorkflow(UI_SOURCE, name="b", format="ui")
     old = FakeJob(workflow=a, timings={"queued_at": 100.0})
     new = FakeJob(workflow=b, timings={"queued_at": 2000.0})
-    store.job_queued(old)
-    store.job_finished(finish(new))
+    record_queued(store, old)
+    record_finished(store, finish(new))
     assert [r["prompt_id"] for r in store.generation_records(workflow="a")] == [old.prompt_id]
     assert [r["prompt_id"] for r in store.generation_records(workflow=b)] == [new.prompt_id]
     assert [r["prompt_id"] for r in store.generation_records(since=1500)] == [new.prompt_id]
@@ -264,8 +273,8 @@ def test_newer_schema_with_unknown_columns_and_tables_still_opens(tmp_path):
     store = Store(path)
     assert store.schema_version == migrations.LATEST + 5
     job = finish(FakeJob(workflow=FakeWorkflow(API_PROMPT)))
-    store.job_queued(job)
-    store.job_finished(job)
+    record_queued(store, job)
+    record_finished(store, job)
     [row] = store.generation_records()
     assert row["status"] == "completed" and row["future_col"] == "x"
 

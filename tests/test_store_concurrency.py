@@ -7,16 +7,25 @@ import sys
 import threading
 from pathlib import Path
 
-from comfy_widgets.store import Store
-from tests.store_fakes import API_PROMPT, FakeJob, FakeWorkflow, finish
+from comfy_widgets.records.sqlite import Store
+from tests.store_fakes import (
+    API_PROMPT,
+    FakeJob,
+    FakeWorkflow,
+    finish,
+    record_finished,
+    record_queued,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 JOBS_PER_WRITER = 60
 
 WRITER = """
 import sys
-from comfy_widgets.store import Store
-from tests.store_fakes import API_PROMPT, FakeJob, FakeWorkflow, finish
+from comfy_widgets.records.sqlite import Store
+from tests.store_fakes import (
+    API_PROMPT, FakeJob, FakeWorkflow, finish, record_finished, record_queued, record_started
+)
 
 store = Store(sys.argv[1])
 tag = sys.argv[2]
@@ -28,9 +37,9 @@ sys.stdin.readline()
 for i in range(int(sys.argv[3])):
     job = FakeJob(workflow=wf, batch_id="shared-batch", batch_index=offset + i,
                   parameters={"seed": i, "writer": tag})
-    store.job_queued(job)
-    store.job_started(job)
-    store.job_finished(finish(job))
+    record_queued(store, job)
+    record_started(store, job)
+    record_finished(store, finish(job))
     store.set_last_used(wf, {"seed": i, "writer": tag})
 print("done", flush=True)
 """
@@ -76,8 +85,8 @@ def test_threads_share_one_store_instance(tmp_path):
     def write(n: int) -> None:
         for i in range(20):
             job = FakeJob(workflow=wf, parameters={"n": n, "i": i})
-            store.job_queued(job)
-            store.job_finished(finish(job, images=0))
+            record_queued(store, job)
+            record_finished(store, finish(job, images=0))
             store.generation_records(status="completed")
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]

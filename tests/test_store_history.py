@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
 from comfy_widgets.errors import ComfyWidgetsError
-from comfy_widgets.history import history, load_batch
-from comfy_widgets.results import OutputRef, columns_for
-from comfy_widgets.store import Store
-from tests.store_fakes import API_PROMPT, FakeJob, FakeWorkflow, finish
+from comfy_widgets.records.sqlite import Store
+from comfy_widgets.results.frame import OutputRef, columns_for
+from comfy_widgets.results.recorded import history, load_batch
+from tests.store_fakes import (
+    API_PROMPT,
+    FakeJob,
+    FakeWorkflow,
+    finish,
+    record_finished,
+    record_queued,
+)
 
 
 @pytest.fixture
@@ -30,11 +41,11 @@ def _record_batch(store: Store, batch_id: str = "b1") -> list[FakeJob]:
         FakeJob(workflow=wf, batch_id=batch_id, batch_index=i, parameters=plan[i]) for i in range(3)
     ]
     for job in jobs:
-        store.job_queued(job)
-    store.job_finished(finish(jobs[0]))
-    store.job_finished(finish(jobs[1], images=2))
+        record_queued(store, job)
+    record_finished(store, finish(jobs[0]))
+    record_finished(store, finish(jobs[1], images=2))
     jobs[2].error_message = "node 3 failed"
-    store.job_finished(finish(jobs[2], state="failed", images=0))
+    record_finished(store, finish(jobs[2], state="failed", images=0))
     return jobs
 
 
@@ -86,7 +97,7 @@ def test_history_filters_and_columns(store):
     single = finish(
         FakeJob(workflow=FakeWorkflow({"other": {}}, name="solo"), parameters={"3.seed": 99})
     )
-    store.job_finished(single)
+    record_finished(store, single)
     df = history(store=store)
     assert len(df) == 4
     assert {
@@ -109,6 +120,33 @@ def test_history_filters_and_columns(store):
 
 
 def test_history_uses_default_store(_isolated_store_home):
-    Store.default().job_finished(finish(FakeJob()))
+    record_finished(Store.default(), finish(FakeJob()))
     df = history()
     assert len(df) == 1 and df["status"].iloc[0] == "completed"
+
+
+def test_cw_history_is_the_function_after_anything_in_a_fresh_process(tmp_path):
+    """A module named ``history`` once shadowed the function: in a fresh process,
+    ``cw.load_batch`` (or importing resume) then ``cw.history()`` raised TypeError."""
+    script = """
+import comfy_widgets as cw
+import comfy_widgets.engine.resume
+store = cw.Store()
+store.create_batch("fresh", None, 1)
+assert len(cw.load_batch("fresh")) == 1
+df = cw.history()
+assert callable(cw.history) and len(df) == 0, df
+cw.export_batch("fresh", "exported")
+print("history ok")
+"""
+    env = {**os.environ, "COMFY_WIDGETS_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "history ok" in done.stdout

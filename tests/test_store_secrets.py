@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from comfy_widgets import sim
-from comfy_widgets.client import connect
-from comfy_widgets.history import resume
-from comfy_widgets.store import Store
+from comfy_widgets.engine.client import connect
+from comfy_widgets.engine.resume import resume
+from comfy_widgets.records.sqlite import Store
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "comfy_widgets" / "examples"
 SECRETS = ["tok-SECRET-7f3a", "pw-SECRET-91bc", "hdr-SECRET-22de", "qs-SECRET-5e0f"]

@@ -15,6 +15,7 @@ from comfy_widgets.records.recorder import (
     Recorder,
     StoredOutput,
     WorkflowRecord,
+    clean_url,
 )
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Recorder",
     "StoredOutput",
     "WorkflowRecord",
+    "clean_url",
     "open_recorder",
 ]
 

@@ -17,11 +17,23 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
 
 from comfy_widgets.states import BatchState, JobState
 
 if TYPE_CHECKING:
     from comfy_widgets.transport.outputs import Output
+
+
+def clean_url(url: str | None) -> str | None:
+    """Strip user info, query and fragment from a server URL so no credential is ever stored."""
+    if not url:
+        return url
+    parts = urlsplit(str(url))
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
 
 
 def workflow_hash(source: Any) -> str:

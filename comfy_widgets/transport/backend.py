@@ -208,6 +208,11 @@ class Backend(Protocol):
         """Wait until events flow (so no early one is missed); False on timeout."""
         ...
 
+    def request_queue_refresh(self) -> None:
+        """Soon tell waiting watchers their queue positions (coalesced; after a submit).
+
+        A backend whose server pushes positions may do nothing."""
+
     async def reconcile(self, watchers: Sequence[PromptWatcher], *, lost: LostPolicy) -> None:
         """Bring ``watchers`` up to date from the server's queue and finished prompts."""
 

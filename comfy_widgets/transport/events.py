@@ -253,7 +253,7 @@ def _progress_state(data: dict[str, Any]) -> ProgressStateEvent:
             str(node_id),
             _num(entry, "value"),
             _num(entry, "max"),
-            _str(entry, "state"),
+            _str(entry, "state") or "",
             _str(entry, "display_node_id", optional=True),
         )
     return ProgressStateEvent(_str(data, "prompt_id"), nodes)

@@ -93,6 +93,11 @@ def text_outputs(node_id: str, ui_output: dict[str, Any]) -> list[Output]:
     ]
 
 
+def text_output(node_id: str, text: str) -> Output:
+    """A text result of a node as an Output."""
+    return Output(node_id, "", "", "", "text", "text/plain", text.encode("utf-8"))
+
+
 def output_from_file(ref: OutputFileRef, data: bytes) -> Output:
     """An Output for a fetched file."""
     mime = guess_mime(ref.filename)

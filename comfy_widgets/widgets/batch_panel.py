@@ -14,8 +14,8 @@ from typing import Any
 import ipywidgets as w
 import pandas as pd
 
+from comfy_widgets.engine.plan import VariationPlan, increment, new_plan_seed, sweep, values
 from comfy_widgets.errors import ComfyWidgetsError, ParameterError
-from comfy_widgets.plan import VariationPlan, increment, new_plan_seed, sweep, values
 from comfy_widgets.widgets.loop import call_on, current_loop
 
 log = logging.getLogger(__name__)
@@ -282,7 +282,7 @@ class BatchPanel(w.VBox):
     def _client(self) -> Any:
         client = getattr(self.form, "client", None)
         if client is None:
-            from comfy_widgets.client import connect
+            from comfy_widgets.engine.client import connect
 
             client = connect()
             self.form.client = client

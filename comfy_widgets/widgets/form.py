@@ -15,6 +15,7 @@ import ipywidgets as w
 import traitlets
 
 from comfy_widgets.errors import ComfyWidgetsError, ParameterError, PromptValidationError
+from comfy_widgets.records import Recorder, WorkflowRecord, open_recorder
 from comfy_widgets.widgets.fields import Field, ImageField, SelectField, build_field
 from comfy_widgets.widgets.loop import call_on, current_loop, spawn_on
 
@@ -104,7 +105,7 @@ class ParameterForm(w.VBox):
             layout=w.Layout(width="100%", max_width="760px"),
         )
         self.add_class("cw-form")
-        self._unplaced = self.set_values(self._store().last_used(self.workflow))
+        self._unplaced = self.set_values(self._store().last_used(self._workflow_record()))
         for field in self.fields.values():
             field.on_change(self._on_field_change)
         self.run_button.on_click(lambda _b: call_on(self._loop, self.run))
@@ -255,22 +256,26 @@ class ParameterForm(w.VBox):
 
     def _ensure_client(self) -> Any:
         if self.client is None:
-            from comfy_widgets.client import connect
+            from comfy_widgets.engine.client import connect
 
             self.client = connect()
         return self.client
 
-    def _store(self) -> Any:
-        store = getattr(self.client, "store", None)
-        if store:
-            return store
-        from comfy_widgets.store import Store
+    def _workflow_record(self) -> WorkflowRecord:
+        """The form's workflow as the Recorder keys it (name, source, format, content hash)."""
+        wf = self.workflow
+        return WorkflowRecord(wf.name, wf.source, wf.format, wf.content_hash)
 
-        return Store.default()
+    def _store(self) -> Recorder:
+        """Where last-used values live: the client's Recorder (nothing when recording is off),
+        the default store before a client is known."""
+        if self.client is not None:
+            return self.client.recorder
+        return open_recorder("default")
 
     def _remember(self) -> None:
         try:
-            self._store().set_last_used(self.workflow, _json_safe(self._collect()))
+            self._store().set_last_used(self._workflow_record(), _json_safe(self._collect()))
         except Exception:  # remembering is a convenience; never block a run on it
             log.warning("could not save last-used values", exc_info=True)
 

@@ -18,7 +18,7 @@ import pandas as pd
 import traitlets
 from PIL import Image, ImageChops, ImageOps
 
-from comfy_widgets import gridimage
+from comfy_widgets.results import gridimage
 
 log = logging.getLogger(__name__)
 _JS = Path(__file__).parents[2] / "js"

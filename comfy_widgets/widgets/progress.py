@@ -16,7 +16,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from comfy_widgets import gridimage
+from comfy_widgets.results import gridimage
 from comfy_widgets.widgets.fallback import RefreshedFallback
 from comfy_widgets.widgets.throttle import Throttle
 

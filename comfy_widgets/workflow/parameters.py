@@ -24,7 +24,7 @@ from comfy_widgets.workflow.detection import (
 from comfy_widgets.workflow.object_info import InputSpec, ObjectInfo
 
 if TYPE_CHECKING:
-    from comfy_widgets.workflow.workflow import Workflow
+    pass
 
 _PRIMITIVES = frozenset(
     {
@@ -425,24 +425,3 @@ def apply_to_prompt(
             node_id, field_name = _split(key)
             result[node_id]["inputs"][field_name] = sent
     return result
-
-
-def extract_parameters(
-    wf_json: dict[str, Any] | str | Workflow, object_info: ObjectInfo | None = None
-) -> list[WorkflowParameter]:
-    """The parameters of a workflow given as a dict (API or UI format), a path or JSON text."""
-    from comfy_widgets.workflow.workflow import Workflow
-
-    return Workflow.load(wf_json, object_info).parameters()
-
-
-def apply_parameters(
-    wf_json: dict[str, Any] | str | Workflow,
-    values: dict[str, Any] | None = None,
-    object_info: ObjectInfo | None = None,
-    **kw: Any,
-) -> dict[str, Any]:
-    """A new API prompt with ``values`` applied (friendly names or canonical keys)."""
-    from comfy_widgets.workflow.workflow import Workflow
-
-    return Workflow.load(wf_json, object_info).apply(values, **kw)

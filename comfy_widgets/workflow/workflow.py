@@ -275,3 +275,20 @@ def _deps(prompt: dict[str, Any], node_id: str) -> list[str]:
         for v in inputs.values()
         if type(v) is list and len(v) == 2 and _is_link(v) and str(v[0]) in prompt
     ]
+
+
+def extract_parameters(
+    wf_json: dict[str, Any] | str | Workflow, object_info: ObjectInfo | None = None
+) -> list[WorkflowParameter]:
+    """The parameters of a workflow given as a dict (API or UI format), a path or JSON text."""
+    return Workflow.load(wf_json, object_info).parameters()
+
+
+def apply_parameters(
+    wf_json: dict[str, Any] | str | Workflow,
+    values: dict[str, Any] | None = None,
+    object_info: ObjectInfo | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
+    """A new API prompt with ``values`` applied (friendly names or canonical keys)."""
+    return Workflow.load(wf_json, object_info).apply(values, **kw)

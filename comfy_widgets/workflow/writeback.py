@@ -239,15 +239,16 @@ def _dynamic_variant(writer: GraphWriter, node: dict[str, Any], key: str, got: A
     return "{" in text or got == process_dynamic_prompt(text)
 
 
-def job_ui_graph(job: Any) -> dict[str, Any] | None:
-    """The UI graph of a job's generation: its workflow holding its parameters, or None unless
-    the job's prompt is exactly that workflow with those values and the graph can hold them."""
-    workflow = getattr(job, "workflow", None)
-    if not isinstance(workflow, Workflow) or workflow.format != "ui":
+def ui_graph_for(
+    workflow: Workflow, values: dict[str, Any], prompt: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The UI graph of a generation: ``workflow`` holding ``values``, or None unless ``prompt``
+    is exactly that workflow with those values and the graph can hold them."""
+    if workflow.format != "ui":
         return None
-    values = dict(getattr(job, "parameters", None) or {})
+    values = dict(values)
     try:
-        if workflow.apply(values) != getattr(job, "prompt", None):
+        if workflow.apply(values) != prompt:
             return None
         return ui_graph_with_values(workflow, values)
     except ComfyWidgetsError:

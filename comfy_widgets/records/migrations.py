@@ -2,7 +2,7 @@
 
 Each migration only adds tables, nullable (or defaulted) columns and indexes, so a store written
 by a newer version of comfy_widgets (a higher ``user_version`` and columns this version does not
-know) still opens and works here: every statement in ``store.py`` names its columns explicitly.
+know) still opens and works here: every statement in ``sqlite.py`` names its columns explicitly.
 To change the schema, append ``(next_number, sql)`` to ``MIGRATIONS``; never edit a released one.
 """
 

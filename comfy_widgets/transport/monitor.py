@@ -19,6 +19,8 @@ import websockets
 from websockets.asyncio.client import connect as ws_connect
 
 from comfy_widgets.errors import ComfyWidgetsError
+from comfy_widgets.states import JobState
+from comfy_widgets.transport.backend import LostPolicy, PromptWatcher
 from comfy_widgets.transport.events import (
     Event,
     ExecutingEvent,
@@ -35,8 +37,7 @@ from comfy_widgets.transport.events import (
 )
 
 if TYPE_CHECKING:
-    from comfy_widgets.client import Client
-    from comfy_widgets.jobs import Job
+    from comfy_widgets.transport.classic import ClassicBackend
 
 log = logging.getLogger(__name__)
 
@@ -80,20 +81,13 @@ def _ws_url(http_url: str, client_id: str) -> str:
     return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws?clientId={client_id}"
 
 
-def _queue_ids(queue: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """Running prompt ids, and pending ones in run order (sorted by number)."""
-    running = [str(item[1]) for item in queue.get("queue_running") or []]
-    pending = sorted(queue.get("queue_pending") or [], key=lambda item: item[0])
-    return running, [str(item[1]) for item in pending]
-
-
 class Monitor:
-    """The WebSocket of one client: connection, reconnects, routing to jobs."""
+    """The WebSocket of one backend: connection, reconnects, routing to prompt watchers."""
 
-    def __init__(self, client: Client, loop: asyncio.AbstractEventLoop):
+    def __init__(self, client: ClassicBackend, loop: asyncio.AbstractEventLoop):
         self.client = client
         self.loop = loop
-        self.jobs: dict[str, Job] = {}
+        self.jobs: dict[str, PromptWatcher] = {}
         self.listeners: list[Callable[[Event], None]] = []
         self.running_prompt_id: str | None = None
         self.queue_remaining: int | None = None
@@ -149,12 +143,12 @@ class Monitor:
 
     # --- jobs ---------------------------------------------------------------------------------
 
-    def watch(self, job: Job) -> None:
+    def watch(self, job: PromptWatcher) -> None:
         """Route events of ``job.prompt_id`` to ``job`` (call before POSTing it)."""
         self.jobs[job.prompt_id] = job
         self.ensure_started()
 
-    def unwatch(self, job: Job) -> None:
+    def unwatch(self, job: PromptWatcher) -> None:
         """Stop routing events to a finished job."""
         if self.jobs.get(job.prompt_id) is job:
             del self.jobs[job.prompt_id]
@@ -236,14 +230,14 @@ class Monitor:
             quiet = time.monotonic() - self._last_frame_at >= QUIET_CHECK_S
             if quiet and self._posted_jobs():
                 await self._caught_up()
-                await self._reconcile_quietly(self._posted_jobs(), "cancel_if_listening")
+                await self._reconcile_quietly(self._posted_jobs(), LostPolicy.CANCEL_IF_LISTENING)
 
     async def _catch_up(self) -> None:
         """After (re)connecting: uploads may be gone and prompts lost; resubmit what was lost."""
         jobs = self._posted_jobs()
         if jobs:
             self.client.forget_uploads()
-            await self._reconcile_quietly(jobs, "resubmit")
+            await self._reconcile_quietly(jobs, LostPolicy.RESUBMIT)
 
     async def _caught_up(self) -> None:
         """Wait until the catch-up after the latest connect has finished."""
@@ -256,7 +250,7 @@ class Monitor:
             return
         self._last_poll = time.monotonic()
         with contextlib.suppress(ComfyWidgetsError):
-            await self.reconcile(self._posted_jobs(), lost="resubmit")
+            await self.reconcile(self._posted_jobs(), lost=LostPolicy.RESUBMIT)
 
     # --- routing ------------------------------------------------------------------------------
 
@@ -296,16 +290,16 @@ class Monitor:
 
     # --- reconciling with /queue and /history -------------------------------------------------
 
-    def _posted_jobs(self) -> list[Job]:
+    def _posted_jobs(self) -> list[PromptWatcher]:
         return [job for job in self.jobs.values() if job.posted and not job.done()]
 
-    async def _reconcile_quietly(self, jobs: list[Job], lost: str) -> None:
+    async def _reconcile_quietly(self, jobs: list[PromptWatcher], lost: LostPolicy) -> None:
         try:
             await self.reconcile(jobs, lost=lost)
         except ComfyWidgetsError as exc:
             log.info("could not reconcile jobs with %s: %s", self.client.url, exc)
 
-    async def reconcile(self, jobs: list[Job], *, lost: str) -> None:
+    async def reconcile(self, jobs: list[PromptWatcher], *, lost: LostPolicy | str) -> None:
         """Bring jobs up to date from ``/queue`` and ``/history``.
 
         A prompt in neither was lost by the server (restart): ``lost="resubmit"`` queues it
@@ -314,11 +308,12 @@ class Monitor:
         runs at a time, in order, so a prompt is never resubmitted twice.
         """
         async with self._reconcile_lock:
-            await self._reconcile_locked(jobs, lost)
+            await self._reconcile_locked(jobs, LostPolicy(lost))
 
-    async def _reconcile_locked(self, jobs: list[Job], lost: str) -> None:
+    async def _reconcile_locked(self, jobs: list[PromptWatcher], lost: LostPolicy) -> None:
         epoch = self.connects if self.connected else None
-        running, pending = _queue_ids(await self.client.get_queue())
+        queue = await self.client.queue_state()
+        running, pending = queue.running_ids, queue.pending_ids
         if running and self.running_prompt_id is None:
             self.running_prompt_id = running[0]
         for job in jobs:
@@ -331,26 +326,28 @@ class Monitor:
             else:
                 await self._settle_missing(job, lost, epoch)
 
-    async def _settle_missing(self, job: Job, lost: str, epoch: int | None) -> None:
-        entry = (await self.client.get_history(job.prompt_id) or {}).get(job.prompt_id)
+    async def _settle_missing(
+        self, job: PromptWatcher, lost: LostPolicy, epoch: int | None
+    ) -> None:
+        outcome = await self.client.outcome(job.prompt_id)
         if job.done():
             return
-        if entry is not None:
-            await job.apply_history(entry)
-        elif job.cancel_requested or lost == "cancel":
-            await job.finish("cancelled")
-        elif lost == "cancel_if_listening":
+        if outcome is not None:
+            await job.apply_outcome(outcome)
+        elif job.cancel_requested or lost == LostPolicy.CANCEL:
+            await job.finish(JobState.CANCELLED)
+        elif lost == LostPolicy.CANCEL_IF_LISTENING:
             # deleted by someone else, unless the socket dropped meanwhile (a restart: the
             # catch-up after reconnecting resubmits it)
             if epoch is not None and self.connected and self.connects == epoch:
-                await job.finish("cancelled")
+                await job.finish(JobState.CANCELLED)
         else:
             log.info("prompt %s was lost by the server; queueing it again", job.prompt_id)
             await job.resubmit()
 
     def request_queue_refresh(self) -> None:
         """Refresh queue positions of queued jobs (one request at a time, coalesced)."""
-        if not any(job.state == "queued" for job in self._posted_jobs()):
+        if not any(job.waiting for job in self._posted_jobs()):
             return
         if self._refresh_task is not None and not self._refresh_task.done():
             self._refresh_again = True
@@ -365,6 +362,6 @@ class Monitor:
                 await asyncio.sleep(QUEUE_REFRESH_DELAY_S)
             self._refresh_again = False
             await self._caught_up()
-            queued = [job for job in self._posted_jobs() if job.state == "queued"]
+            queued = [job for job in self._posted_jobs() if job.waiting]
             if queued:
-                await self._reconcile_quietly(queued, "cancel_if_listening")
+                await self._reconcile_quietly(queued, LostPolicy.CANCEL_IF_LISTENING)

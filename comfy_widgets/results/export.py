@@ -14,9 +14,11 @@ from typing import Any
 
 import pandas as pd
 
-from comfy_widgets import gridimage
-from comfy_widgets.results import OutputRef
-from comfy_widgets.store import Store, safe_name
+from comfy_widgets.records import Recorder
+from comfy_widgets.records.sqlite import safe_name
+from comfy_widgets.results import gridimage
+from comfy_widgets.results.frame import OutputRef
+from comfy_widgets.results.recorded import load_batch
 
 CSV_NAME = "results.csv"
 PARQUET_NAME = "results.parquet"
@@ -30,7 +32,7 @@ def export_batch(
     batch: str | pd.DataFrame,
     folder: str | Path,
     *,
-    store: Store | None = None,
+    store: Recorder | None = None,
     x: str | None = None,
     y: str | None = None,
 ) -> Path:
@@ -38,8 +40,6 @@ def export_batch(
 
     ``x``/``y`` choose the grid axes (default: the grid's own choice of varied parameters).
     """
-    from comfy_widgets.history import load_batch
-
     df = load_batch(batch, store) if isinstance(batch, str) else batch
     folder = Path(folder)
     (folder / IMAGES_DIR).mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@
 the batch in the store, then keeps at most ``concurrency`` items in flight per server, sending
 each next item to the least-loaded server. Each item is a Job (``batch_id``/``batch_index`` set),
 so it has its own progress and store record. ``batch.df`` / ``await batch`` give the results as
-a DataFrame (see ``comfy_widgets.results``).
+a DataFrame (see ``comfy_widgets.results.frame``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import heapq
+import html
 import logging
 import uuid
 from collections.abc import Callable, Generator, Sequence
@@ -19,23 +20,22 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from comfy_widgets.client import Client, check_server_models, connect, running_loop
+from comfy_widgets.engine.plan import VariationPlan
+from comfy_widgets.engine.validation import check_server_models
 from comfy_widgets.errors import BlockingCallError, ServerConnectionError
-from comfy_widgets.plan import VariationPlan
-from comfy_widgets.results import (
-    OutputRef,
-    ResultsFrame,
-    build_frame,
-    columns_for,
-    empty_row,
-    job_row,
-)
-from comfy_widgets.uploads import prepare_image_values
+from comfy_widgets.loops import running_loop
+from comfy_widgets.records import BatchRecord, WorkflowRecord
+from comfy_widgets.results.frame import OutputRef, ResultsFrame, build_frame, columns_for, empty_row
+from comfy_widgets.results.frame import timestamp as _timestamp
+from comfy_widgets.states import BatchState, JobState
+from comfy_widgets.transport.backend import LostPolicy
+from comfy_widgets.transport.uploads import prepare_image_values
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from comfy_widgets.jobs import Job
+    from comfy_widgets.engine.client import Client
+    from comfy_widgets.engine.job import Job
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Batch:
         )
         self._items = self.variation_plan.validate(self._prepare_item)
         self.plan: pd.DataFrame = self.variation_plan.to_frame()
-        self.status = "pending"
+        self.status = BatchState.PENDING
         self._jobs: list[Job | None] = [None] * len(self._items)
         self._refs: dict[int, list[OutputRef]] = {}
         self._stopping = False
@@ -97,7 +97,8 @@ class Batch:
 
     def __repr__(self) -> str:
         return (
-            f"<Batch {self.id[:8]} {self.status}: {self.completed_count}/{self.total} completed"
+            f"<Batch {self.id[:8]} {self.status.value}: "
+            f"{self.completed_count}/{self.total} completed"
             f"{f', {self.failed_count} failed' if self.failed_count else ''}>"
         )
 
@@ -123,29 +124,29 @@ class Batch:
         """The Jobs created so far, in item order (items not yet sent have none)."""
         return [job for job in self._jobs if job is not None]
 
-    def _count(self, state: str) -> int:
+    def _count(self, state: JobState) -> int:
         return sum(1 for job in self._jobs if job is not None and job.state == state)
 
     @property
     def completed_count(self) -> int:
         """Items that completed."""
-        return self._count("completed")
+        return self._count(JobState.COMPLETED)
 
     @property
     def failed_count(self) -> int:
         """Items that failed."""
-        return self._count("failed")
+        return self._count(JobState.FAILED)
 
     @property
     def cancelled_count(self) -> int:
         """Items cancelled, including those never sent because the batch was stopped."""
         never_sent = sum(1 for job in self._jobs if job is None) if self.done() else 0
-        return self._count("cancelled") + never_sent
+        return self._count(JobState.CANCELLED) + never_sent
 
     @property
     def running_count(self) -> int:
         """Items running on a server now."""
-        return self._count("running")
+        return self._count(JobState.RUNNING)
 
     def done(self) -> bool:
         """True once every item has finished (or was never sent because of a stop)."""
@@ -202,7 +203,11 @@ class Batch:
 
     def _unreachable(self, job: Job) -> bool:
         """True when the job never reached its server and another server is still up."""
-        if job.state != "failed" or job.posted or not isinstance(job.error, ServerConnectionError):
+        if (
+            job.state != JobState.FAILED
+            or job.posted
+            or not isinstance(job.error, ServerConnectionError)
+        ):
             return False
         return any(s is not job.client and s not in self._down for s in self.servers)
 
@@ -224,40 +229,36 @@ class Batch:
         return prompt, merged, uploads
 
     def _record(self) -> None:
-        """Record the batch and its whole plan in the store before anything is queued."""
-        store = self.client.store
-        if store is None or store is False:
-            return
+        """Record the batch and its whole plan before anything is queued (resume needs it)."""
         try:
-            store.create_batch(
-                self.id,
-                self.workflow,
-                self.total,
-                spec=self.variation_plan.describe(),
-                plan_seed=self.plan_seed,
-                plan_rows=[values for _, values, _ in self._items],
-                servers=[server.url for server in self.servers],
-                status=self.status,
-                prompts=[prompt for prompt, _, _ in self._items],
-                columns=self.variation_plan.columns,
+            self.client.recorder.record_batch(
+                BatchRecord(
+                    id=self.id,
+                    workflow=WorkflowRecord.of(self.workflow),
+                    total_count=self.total,
+                    state=self.status,
+                    spec=self.variation_plan.describe(),
+                    plan_seed=self.plan_seed,
+                    plan=[values for _, values, _ in self._items],
+                    prompts=[prompt for prompt, _, _ in self._items],
+                    columns=self.variation_plan.columns,
+                    servers=[server.url for server in self.servers],
+                )
             )
         except Exception:
-            log.exception("store.create_batch failed for batch %s", self.id)
+            log.exception("recording batch %s failed", self.id)
 
     def _store_status(self) -> None:
-        store = self.client.store
-        if store is None or store is False:
-            return
         try:
-            store.batch_updated(self)
+            self.client.recorder.set_batch_state(self.id, self.status)
         except Exception:
-            log.exception("store.batch_updated failed for batch %s", self.id)
+            log.exception("recording the state of batch %s failed", self.id)
 
     # --- running ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
         """Send items in order while a server has a free slot; finish when all are done."""
-        self._set_status("running")
+        self._set_status(BatchState.RUNNING)
         try:
             while True:
                 await self._wait_until(lambda: self._stopping or self._idle() or self._sendable())
@@ -320,21 +321,21 @@ class Batch:
             self._wake.clear()
             await self._wake.wait()
 
-    def _set_status(self, status: str) -> None:
+    def _set_status(self, status: BatchState) -> None:
         self.status = status
         self._store_status()
         self._changed()
 
-    def _final_status(self) -> str:
+    def _final_status(self) -> BatchState:
         """completed, failed (nothing completed), partial, or cancelled (stopped early)."""
-        states = [job.state if job is not None else "cancelled" for job in self._jobs]
-        if self._stopping and "cancelled" in states:
-            return "cancelled"
-        if all(s == "completed" for s in states):
-            return "completed"
-        if "completed" not in states:
-            return "failed"
-        return "partial"
+        states = [job.state if job is not None else JobState.CANCELLED for job in self._jobs]
+        if self._stopping and JobState.CANCELLED in states:
+            return BatchState.CANCELLED
+        if all(s == JobState.COMPLETED for s in states):
+            return BatchState.COMPLETED
+        if JobState.COMPLETED not in states:
+            return BatchState.FAILED
+        return BatchState.PARTIAL
 
     # --- stopping ---------------------------------------------------------------------------
 
@@ -360,11 +361,11 @@ class Batch:
 
     async def _stop_on(self, server: Client, jobs: list[Job], interrupt: bool) -> None:
         """Delete this server's queued items, settle them, and interrupt running ones if asked."""
-        queued = [j for j in jobs if j.state == "queued"]
+        queued = [j for j in jobs if j.state == JobState.QUEUED]
         if queued:
             try:
-                await server.delete_queued([j.prompt_id for j in queued])
-                await server.monitor.reconcile(queued, lost="cancel")
+                await server.backend.delete_queued([j.prompt_id for j in queued])
+                await server.backend.reconcile(queued, lost=LostPolicy.CANCEL)
             except ServerConnectionError as exc:
                 log.warning(
                     "cancelling %d queued item(s) locally, %s is unreachable: %s",
@@ -372,7 +373,7 @@ class Batch:
                     server.url,
                     exc,
                 )
-                await asyncio.gather(*(j.finish("cancelled") for j in queued))
+                await asyncio.gather(*(j.finish(JobState.CANCELLED) for j in queued))
         if interrupt:
             running = [j for j in jobs if not j.done()]
             await asyncio.gather(*(j.cancel_async() for j in running))
@@ -395,24 +396,42 @@ class Batch:
 
     def export(self, folder: str | Path, **kwargs: Any) -> Path:
         """Write the results (CSV/Parquet, output files, grid.png, index.html) to ``folder``."""
-        from comfy_widgets.export import export_batch
+        from comfy_widgets.results.export import export_batch
 
-        return export_batch(self.df, folder, store=self.client.store or None, **kwargs)
+        return export_batch(self.df, folder, store=self.client.store, **kwargs)
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """Show the live batch progress view (cards, summary, Stop remaining)."""
-        from comfy_widgets.widgets.batch_view import BatchView
+    def _repr_html_(self) -> str:
+        """A static summary; in IPython the live batch view is shown instead (the display
+        formatters ``comfy_widgets`` registers for Batch, see ``comfy_widgets.widgets.display``)."""
+        return f"<div>{html.escape(repr(self))}</div>"
 
-        return BatchView(self)._repr_mimebundle_(**kwargs)
+
+def job_row(job: Job, outputs: list[OutputRef]) -> dict[str, Any]:
+    """The columns a Job fills: prompt id, server, status, outputs, timings and error."""
+    timings = job.timings
+    started, finished = timings.get("started_at"), timings.get("finished_at")
+    images = [o for o in outputs if o.kind == "image"]
+    return {
+        "prompt_id": job.prompt_id,
+        "server": job.client.url,
+        "status": job.state.value,
+        "image": images[0] if images else None,
+        "outputs": outputs,
+        "queued_at": _timestamp(timings.get("queued_at")),
+        "started_at": _timestamp(started),
+        "finished_at": _timestamp(finished),
+        "duration_s": (finished - started) if started and finished else None,
+        "error": job.error_message,
+    }
 
 
 def _server_clients(client: Client, servers: Sequence[Client | str] | None) -> list[Client]:
-    """The pool: ``client`` alone, or the given Clients and URLs (URLs share client's store).
+    """The pool: ``client`` alone, or the given Clients and URLs (URLs share client's Recorder).
 
     Clients made here for URLs are closed (WebSocket and HTTP) when the batch ends; their
     OutputRefs reopen HTTP on demand.
     """
     if not servers:
         return [client]
-    pool = [s if isinstance(s, Client) else connect(s, store=client.store) for s in servers]
+    pool = [client.for_server(s) if isinstance(s, str) else s for s in servers]
     return list(dict.fromkeys(pool))

@@ -14,13 +14,12 @@ import html
 import logging
 import time
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from comfy_widgets.client import running_loop
 from comfy_widgets.errors import (
     BlockingCallError,
     ComfyWidgetsError,
@@ -28,6 +27,10 @@ from comfy_widgets.errors import (
     JobCancelledError,
     ServerConnectionError,
 )
+from comfy_widgets.loops import running_loop
+from comfy_widgets.records import GenerationRecord, Recorder, WorkflowRecord, clean_url
+from comfy_widgets.states import JobState, NodeState
+from comfy_widgets.transport.backend import Backend, LostPolicy, NodeOutput, PromptOutcome
 from comfy_widgets.transport.events import (
     Event,
     ExecutedEvent,
@@ -42,30 +45,31 @@ from comfy_widgets.transport.events import (
     ProgressStateEvent,
     TextEvent,
 )
-from comfy_widgets.transport.outputs import Output, file_refs, output_from_file, text_outputs
-from comfy_widgets.workflow.writeback import job_ui_graph
+from comfy_widgets.transport.outputs import Output, OutputFileRef, output_from_file, text_output
+from comfy_widgets.workflow.workflow import Workflow
+from comfy_widgets.workflow.writeback import ui_graph_for
 
 if TYPE_CHECKING:
-    from comfy_widgets.client import Client
-    from comfy_widgets.uploads import PendingUpload
-    from comfy_widgets.workflow.workflow import Workflow
+    from comfy_widgets.engine.client import Client
+    from comfy_widgets.transport.uploads import PendingUpload
 
 log = logging.getLogger(__name__)
 
-TERMINAL_STATES = ("completed", "failed", "cancelled")
+TERMINAL_STATES = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
 # After execution_success, /history is complete once the following executing-null arrives;
 # if that frame never comes (socket trouble), finish from /history after this delay.
 SUCCESS_GRACE_S = 2.0
+LOST_MESSAGE = "not in the server's queue or history"
 
 
 @dataclass
-class NodeState:
+class JobNode:
     """One node of the prompt as seen so far."""
 
     node_id: str
     title: str
     class_type: str
-    state: str = "pending"
+    state: NodeState = NodeState.PENDING
     value: float = 0.0
     max: float = 1.0
     started_at: float | None = None
@@ -75,9 +79,9 @@ class NodeState:
     @property
     def fraction(self) -> float:
         """How far this node is, 0..1 (cached and done nodes count as 1)."""
-        if self.state in ("cached", "done"):
+        if self.state in (NodeState.CACHED, NodeState.DONE):
             return 1.0
-        if self.state != "running" or self.max <= 0:
+        if self.state != NodeState.RUNNING or self.max <= 0:
             return 0.0
         return max(0.0, min(1.0, self.value / self.max))
 
@@ -87,7 +91,7 @@ class JobResult:
     """What a finished job produced, with what made it."""
 
     prompt_id: str
-    status: str
+    status: JobState
     outputs: list[Output]
     parameters: dict[str, Any]
     prompt: dict[str, Any]
@@ -100,34 +104,41 @@ class JobResult:
         return [o.image for o in self.outputs if o.kind == "image" and o.image is not None]
 
 
-def _nodes_of(prompt: dict[str, Any]) -> dict[str, NodeState]:
+def _nodes_of(prompt: dict[str, Any]) -> dict[str, JobNode]:
     nodes = {}
     for node_id, node in prompt.items():
         class_type = str(node.get("class_type", "")) if isinstance(node, dict) else ""
         meta = node.get("_meta") if isinstance(node, dict) else None
         title = meta.get("title") if isinstance(meta, dict) else None
-        nodes[str(node_id)] = NodeState(str(node_id), str(title or class_type), class_type)
+        nodes[str(node_id)] = JobNode(str(node_id), str(title or class_type), class_type)
     return nodes
 
 
 class Job:
-    """One prompt on one server: awaitable, observable, cancellable."""
+    """One prompt on one server: awaitable, observable, cancellable.
+
+    The one job type of the engine: ``client.run``/``submit`` make one, each batch item is one,
+    and ``resume`` adopts a recorded prompt id as one (``adopt``). It is the ``PromptWatcher``
+    its backend routes events to, and it records itself through the client's Recorder.
+    """
 
     def __init__(
         self,
         client: Client,
         prompt: dict[str, Any],
         *,
-        workflow: Workflow | None = None,
+        workflow: Workflow | WorkflowRecord | None = None,
         parameters: dict[str, Any] | None = None,
         uploads: list[PendingUpload] | None = None,
         batch_id: str | None = None,
         batch_index: int | None = None,
         front: bool = False,
         prompt_id: str | None = None,
+        recorder: Recorder | None = None,
     ):
         self.prompt_id = prompt_id or str(uuid.uuid4())
         self.client = client
+        self.recorder: Recorder = recorder if recorder is not None else client.recorder
         self.workflow = workflow
         self.parameters: dict[str, Any] = dict(parameters or {})
         self.prompt = prompt
@@ -135,7 +146,7 @@ class Job:
         self.batch_index = batch_index
         self.front = front
         self.uploads = list(uploads or [])
-        self.state = "pending"
+        self.state = JobState.PENDING
         self.progress = 0.0
         self.current_node: str | None = None
         self.nodes = _nodes_of(prompt)
@@ -153,19 +164,22 @@ class Job:
             "finished_at": None,
         }
         self.posted = False
-        self.frames_missed = False  # set by the monitor on a reconnect: /history has outputs
+        self.frames_missed = False  # set by the backend on a reconnect: the server has outputs
         self.cancel_requested = False
-        self._ui_outputs: dict[str, dict[str, Any]] = {}
+        self._adopted = False  # a prompt another kernel sent (resume): its events never reach us
+        self._ui_graph: dict[str, Any] | None = None
+        self._workflow_record: WorkflowRecord | None = None
+        self._node_outputs: dict[str, NodeOutput] = {}
         self._succeeded = False
         self._finishing = False
         self._future: concurrent.futures.Future[JobResult] = concurrent.futures.Future()
         self._subscribers: list[Callable[[Job], None]] = []
-        self._deferred_hooks: list[str] = []
+        self._deferred_records: list[JobState] = []
         self._tasks: set[Any] = set()  # strong references: the loop keeps only weak ones
 
     def __repr__(self) -> str:
         return (
-            f"<Job {self.prompt_id[:8]} {self.state} {self.progress:.0f}%"
+            f"<Job {self.prompt_id[:8]} {self.state.value} {self.progress:.0f}%"
             f"{' node ' + self.current_node if self.current_node else ''}>"
         )
 
@@ -191,6 +205,17 @@ class Job:
     def error_node(self) -> str | None:
         """Id of the node that failed, if known."""
         return getattr(self.error, "node_id", None)
+
+    @property
+    def backend(self) -> Backend:
+        """The backend this job's prompt runs on (its client's)."""
+        return self.client.backend
+
+    @property
+    def waiting(self) -> bool:
+        """True while the server's queue says more than the events: the prompt is queued, or
+        it is adopted (its events go to the socket of the kernel that sent it)."""
+        return self.state == JobState.QUEUED or (self._adopted and not self.done())
 
     @property
     def finishing(self) -> bool:
@@ -220,22 +245,50 @@ class Job:
             except Exception:
                 log.exception("job subscriber failed")
 
-    def _hook(self, name: str) -> None:
-        """Call a store hook; hooks before job_queued wait until the POST has answered."""
-        store = self.client.store
-        if store is None or store is False:
-            return
-        if not self.posted and name != "job_queued":
-            self._deferred_hooks.append(name)
+    def record(self) -> GenerationRecord:
+        """This job as the Recorder sees it (the outputs fetched so far included)."""
+        if self._workflow_record is None and self.workflow is not None:
+            self._workflow_record = WorkflowRecord.of(self.workflow)
+        timings = self.timings
+        return GenerationRecord(
+            prompt_id=self.prompt_id,
+            state=self.state,
+            server=clean_url(self.client.url),
+            workflow=self._workflow_record,
+            parameters=dict(self.parameters),
+            prompt=self.prompt,
+            ui_graph=self._ui_graph,
+            batch_id=self.batch_id,
+            batch_index=self.batch_index,
+            queued_at=timings.get("queued_at"),
+            started_at=timings.get("started_at"),
+            finished_at=timings.get("finished_at"),
+            error=self.error_message,
+            error_node=self.error_node,
+            outputs=list(self.outputs),
+        )
+
+    def _record(self, state: JobState) -> None:
+        """Record the job in ``state``; records before it is queued wait until the POST answered.
+
+        A queued single run also remembers its values as the workflow's last-used ones.
+        """
+        recorder = self.recorder
+        if not self.posted and state != JobState.QUEUED:
+            self._deferred_records.append(state)
             return
         try:
-            getattr(store, name)(self)
+            record = self.record()
+            record.state = state
+            recorder.record_generation(record)
+            if state == JobState.QUEUED and self.batch_id is None and record.workflow is not None:
+                recorder.set_last_used(record.workflow, dict(self.parameters))
         except Exception:
-            log.exception("store.%s failed for job %s", name, self.prompt_id)
-        if name == "job_queued":
-            pending, self._deferred_hooks = self._deferred_hooks, []
+            log.exception("recording %s failed for job %s", state.value, self.prompt_id)
+        if state == JobState.QUEUED:
+            pending, self._deferred_records = self._deferred_records, []
             for deferred in pending:
-                self._hook(deferred)
+                self._record(deferred)
 
     # --- submitting ---------------------------------------------------------------------------
 
@@ -246,59 +299,93 @@ class Job:
         submitting.add_done_callback(self._tasks.discard)
 
     async def _submit(self) -> None:
-        monitor = self.client.monitor
-        monitor.watch(self)
-        await monitor.wait_connected()
+        self.backend.watch(self)
+        await self.backend.wait_connected()
         try:
             await self._post()
         except ComfyWidgetsError as exc:
-            await self.finish("failed", exc)
+            await self.finish(JobState.FAILED, exc)
             return
         except Exception as exc:
             log.exception("queueing job %s failed", self.prompt_id)
-            await self.finish("failed", ComfyWidgetsError(f"queueing failed: {exc!r}"))
+            await self.finish(JobState.FAILED, ComfyWidgetsError(f"queueing failed: {exc!r}"))
             return
         if self.cancel_requested:
             await self.cancel_async()
 
     async def _post(self) -> None:
         for upload in self.uploads:
-            await self.client.ensure_uploaded(upload)
+            await self.backend.upload_image(upload.name, upload.data)
         if self.cancel_requested:
-            await self.finish("cancelled")
+            await self.finish(JobState.CANCELLED)
             return
         # the send time, not the answer's: a free server starts the prompt (execution_start)
         # before its POST answer arrives, and queued_at must not come after started_at
         # as the frontend does, so the server's own PNGs carry the graph with the values used
-        graph = job_ui_graph(self)
+        if isinstance(self.workflow, Workflow):
+            self._ui_graph = ui_graph_for(self.workflow, self.parameters, self.prompt)
+        graph = self._ui_graph
         sent_at = time.time()
-        answer = await self.client.queue_prompt(
+        submitted = await self.backend.submit(
             self.prompt,
-            prompt_id=self.prompt_id,
+            self.prompt_id,
             front=self.front,
             extra_data={"extra_pnginfo": {"workflow": graph}} if graph is not None else None,
         )
-        self.number = answer.get("number") if isinstance(answer, dict) else None
+        self.number = submitted.number
         self.timings["queued_at"] = self.timings["queued_at"] or sent_at
         first_post = not self.posted
         self.posted = True
-        if self.state == "pending":
-            self.state = "queued"
+        if self.state == JobState.PENDING:
+            self.state = JobState.QUEUED
         if first_post:
-            self._hook("job_queued")
+            self._record(JobState.QUEUED)
         self._changed()
-        self.client.monitor.request_queue_refresh()
+        self.backend.request_queue_refresh()
+
+    def adopt(
+        self,
+        *,
+        queued_at: float | None = None,
+        started_at: float | None = None,
+        record_queued: bool = False,
+    ) -> None:
+        """Take over a prompt the server already has under this job's id (``resume``).
+
+        The job counts as posted and queued; ``follow`` (or ``apply_outcome``) brings it up to
+        date. A prompt the server then turns out to have forgotten ends as ``lost``.
+        """
+        self._adopted = True
+        self.posted = True
+        self.frames_missed = True
+        self.state = JobState.QUEUED
+        self.timings["queued_at"] = queued_at
+        self.timings["started_at"] = started_at
+        if record_queued:
+            self._record(JobState.QUEUED)
+
+    def follow(self) -> None:
+        """Follow an adopted prompt through the backend (call on the client's loop)."""
+        self.backend.watch(self)
+        self.backend.request_queue_refresh()
 
     async def resubmit(self) -> None:
-        """Queue the same prompt again under the same id (the server lost it in a restart)."""
+        """Queue the same prompt again under the same id (the server lost it in a restart).
+
+        An adopted prompt is not sent again: it was lost (``resume(requeue_lost=True)`` sends
+        lost items as new jobs).
+        """
+        if self._adopted:
+            await self.finish(JobState.LOST)
+            return
         for node in self.nodes.values():
-            node.state, node.value = "pending", 0.0
-        self.state, self.current_node, self._ui_outputs = "queued", None, {}
+            node.state, node.value = NodeState.PENDING, 0.0
+        self.state, self.current_node, self._node_outputs = JobState.QUEUED, None, {}
         self._succeeded = False
         try:
             await self._post()
         except ComfyWidgetsError as exc:
-            await self.finish("failed", exc)
+            await self.finish(JobState.FAILED, exc)
 
     # --- events -------------------------------------------------------------------------------
 
@@ -317,14 +404,14 @@ class Job:
         elif isinstance(event, ProgressStateEvent):
             self._on_progress_state(event)
         elif isinstance(event, ExecutedEvent):
-            self._ui_outputs[event.node] = event.output
+            self._node_outputs[event.node] = NodeOutput.from_ui(event.node, event.output)
             self._node_done(event.node)
         elif isinstance(event, ExecutionSuccessEvent):
             self._on_success(event)
         elif isinstance(event, ExecutionErrorEvent):
             self._on_error(event)
         elif isinstance(event, ExecutionInterruptedEvent):
-            self._end("cancelled")
+            self._end(JobState.CANCELLED)
         elif isinstance(event, PreviewEvent):
             self.preview, self.preview_mime = event.image, event.mime
             self.preview_node = event.node_id or self.current_node
@@ -333,27 +420,27 @@ class Job:
         self._update_progress()
         self._changed()
 
-    def _schedule(self, coro: Any) -> None:
+    def _schedule(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = self.client.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def _on_start(self, started_at: float) -> None:
-        self.state = "running"
+        self.state = JobState.RUNNING
         self.queue_position = None
         if self.timings["started_at"] is None:
             self.timings["started_at"] = started_at
-        self._hook("job_started")
+        self._record(JobState.RUNNING)
 
     def mark_running(self) -> None:
         """The prompt is running (learned from /queue after a reconnect)."""
-        if self.state in ("pending", "queued") and not self.done():
+        if self.state in (JobState.PENDING, JobState.QUEUED) and not self.done():
             self._on_start(time.time())
             self._changed()
 
     def set_queue_position(self, position: int) -> None:
         """Store the place in the queue (0 = next to run) learned from /queue."""
-        if self.state in ("pending", "queued") and position != self.queue_position:
+        if self.state in (JobState.PENDING, JobState.QUEUED) and position != self.queue_position:
             self.queue_position = position
             self._changed()
 
@@ -361,52 +448,53 @@ class Job:
         for node_id in event.nodes:
             node = self.nodes.get(node_id)
             if node is not None:
-                node.state, node.value, node.max = "cached", 1.0, 1.0
+                node.state, node.value, node.max = NodeState.CACHED, 1.0, 1.0
 
     def _on_executing(self, event: ExecutingEvent) -> None:
         if event.node is None:
             self.current_node = None
             if self._succeeded:
-                self._end("completed")
+                self._end(JobState.COMPLETED)
             else:
                 self._schedule(self._finish_from_history())
             return
-        if self.state != "running":
+        if self.state != JobState.RUNNING:
             self._on_start(time.time())
         previous = self.nodes.get(self.current_node or "")
-        if previous is not None and previous.state == "running" and previous.node_id != event.node:
+        running = previous is not None and previous.state == NodeState.RUNNING
+        if previous is not None and running and previous.node_id != event.node:
             self._node_done(previous.node_id)
         self.current_node = event.node
         node = self.nodes.get(event.node)
-        if node is not None and node.state not in ("done", "cached"):
-            node.state = "running"
+        if node is not None and node.state not in (NodeState.DONE, NodeState.CACHED):
+            node.state = NodeState.RUNNING
             node.started_at = node.started_at or time.time()
 
     def _on_progress(self, event: ProgressEvent) -> None:
         node = self.nodes.get(event.node or "")
-        if node is not None and node.state != "cached":
-            node.state, node.value, node.max = "running", event.value, event.max
+        if node is not None and node.state != NodeState.CACHED:
+            node.state, node.value, node.max = NodeState.RUNNING, event.value, event.max
             node.started_at = node.started_at or time.time()
 
     def _on_progress_state(self, event: ProgressStateEvent) -> None:
         for node_id, entry in event.nodes.items():
             node = self.nodes.get(node_id)
-            if node is None or node.state == "cached":
+            if node is None or node.state == NodeState.CACHED:
                 continue
             node.value, node.max = entry.value, entry.max
             if entry.state == "finished":
                 self._node_done(node_id)
             elif entry.state == "error":
-                node.state = "error"
-            elif entry.state == "running" and node.state != "done":
-                node.state = "running"
+                node.state = NodeState.ERROR
+            elif entry.state == "running" and node.state != NodeState.DONE:
+                node.state = NodeState.RUNNING
                 node.started_at = node.started_at or time.time()
 
     def _node_done(self, node_id: str) -> None:
         node = self.nodes.get(node_id)
-        if node is None or node.state in ("done", "cached"):
+        if node is None or node.state in (NodeState.DONE, NodeState.CACHED):
             return
-        node.state, node.value = "done", node.max
+        node.state, node.value = NodeState.DONE, node.max
         node.finished_at = time.time()
 
     def _on_success(self, event: ExecutionSuccessEvent) -> None:
@@ -421,7 +509,7 @@ class Job:
     def _on_error(self, event: ExecutionErrorEvent) -> None:
         node = self.nodes.get(event.node_id or "")
         if node is not None:
-            node.state = "error"
+            node.state = NodeState.ERROR
         where = f" in node {event.node_id} ({event.node_type})" if event.node_id else ""
         error = ExecutionError(
             f"{event.exception_type or 'Error'}{where}: {event.exception_message.strip()}",
@@ -430,7 +518,7 @@ class Job:
             node_type=event.node_type,
             details=event.raw,
         )
-        self._end("failed", error)
+        self._end(JobState.FAILED, error)
 
     def _update_progress(self) -> None:
         if not self.nodes:
@@ -441,45 +529,31 @@ class Job:
     # --- finishing ----------------------------------------------------------------------------
 
     async def _finish_from_history(self) -> None:
-        """Finish from /history when the terminal frames were missed."""
+        """Finish from what the server remembers when the terminal events were missed."""
         try:
-            await self.client.monitor.reconcile([self], lost="cancel")
+            await self.backend.reconcile([self], lost=LostPolicy.CANCEL)
         except ComfyWidgetsError as exc:
             log.info("could not read history of %s: %s", self.prompt_id, exc)
 
-    async def apply_history(self, entry: dict[str, Any]) -> None:
-        """Finish from a /history entry (the prompt ended while we were not listening)."""
-        status = entry.get("status") or {}
-        messages = status.get("messages") or []
-        if status.get("status_str") == "success":
-            self._ui_outputs = {
-                str(k): v for k, v in (entry.get("outputs") or {}).items() if isinstance(v, dict)
-            }
+    async def apply_outcome(self, outcome: PromptOutcome) -> None:
+        """Finish from the server's record (the prompt ended while we were not listening)."""
+        if outcome.state == JobState.COMPLETED:
+            self._node_outputs = {o.node_id: o for o in outcome.outputs}
             for node in self.nodes.values():
-                if node.state != "cached":
-                    node.state, node.value = "done", node.max
-            await self.finish("completed")
+                if node.state != NodeState.CACHED:
+                    node.state, node.value = NodeState.DONE, node.max
+            await self._finish_once(JobState.COMPLETED)
             return
-        for item in messages:
-            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], dict)):
-                continue
-            name, data = item
-            if name == "execution_interrupted":
-                await self.finish("cancelled")
-                return
-            if name == "execution_error":
-                event = ExecutionErrorEvent(
-                    self.prompt_id,
-                    data.get("node_id"),
-                    data.get("node_type"),
-                    str(data.get("exception_message", "")),
-                    str(data.get("exception_type", "")),
-                    raw=dict(data),
-                )
-                self._on_error(event)
-                await self._wait_done()
-                return
-        await self.finish("failed", ExecutionError("the prompt failed", prompt_id=self.prompt_id))
+        if outcome.state == JobState.CANCELLED:
+            await self._finish_once(JobState.CANCELLED)
+            return
+        if outcome.error is not None:
+            self._on_error(outcome.error)
+            await self._wait_done()
+            return
+        await self.finish(
+            JobState.FAILED, ExecutionError("the prompt failed", prompt_id=self.prompt_id)
+        )
 
     async def _wait_done(self) -> None:
         with contextlib.suppress(ComfyWidgetsError):
@@ -487,64 +561,73 @@ class Job:
 
     async def _fetch_outputs(self) -> list[Output]:
         outputs: list[Output] = []
-        refs = []
-        for node_id, ui_output in self._ui_outputs.items():
-            refs.extend(file_refs(node_id, ui_output))
-            outputs.extend(text_outputs(node_id, ui_output))
-        datas = await asyncio.gather(
-            *(self.client.view(r.filename, r.subfolder, r.type) for r in refs)
-        )
+        refs: list[OutputFileRef] = []
+        for node_output in self._node_outputs.values():
+            refs.extend(node_output.files)
+            outputs.extend(text_output(node_output.node_id, t) for t in node_output.texts)
+        datas = await asyncio.gather(*(self.backend.fetch_output(r) for r in refs))
         files = [output_from_file(ref, data) for ref, data in zip(refs, datas, strict=True)]
         return files + outputs
 
-    def _end(self, status: str, error: ComfyWidgetsError | None = None) -> None:
+    def _end(self, status: JobState, error: ComfyWidgetsError | None = None) -> None:
         """Start finishing from an event handler (at most once)."""
         if self.done() or self._finishing:
             return
         self._finishing = True
         self._schedule(self._complete(status, error))
 
-    async def finish(self, status: str, error: ComfyWidgetsError | None = None) -> None:
-        """End the job once: fetch outputs, set the final state, resolve waiters, call hooks."""
+    async def finish(self, status: JobState, error: ComfyWidgetsError | None = None) -> None:
+        """End the job once: fetch outputs, set the final state, resolve waiters, record it.
+
+        An adopted prompt that ends as cancelled without anyone asking was dropped by the
+        server: it is ``lost``.
+        """
+        if self._adopted and status == JobState.CANCELLED and not self.cancel_requested:
+            status = JobState.LOST
+        if status == JobState.LOST and error is None:
+            error = ComfyWidgetsError(LOST_MESSAGE)
+        await self._finish_once(status, error)
+
+    async def _finish_once(self, status: JobState, error: ComfyWidgetsError | None = None) -> None:
         if self.done() or self._finishing:
             return
         self._finishing = True
         await self._complete(status, error)
 
     async def _outputs_from_history(self) -> None:
-        """Add the outputs /history lists: ``executed`` frames sent during a reconnect are lost."""
+        """Add the outputs the server lists (``executed`` events sent during a reconnect are
+        lost)."""
         try:
-            entry = (await self.client.get_history(self.prompt_id) or {}).get(self.prompt_id)
+            outcome = await self.backend.outcome(self.prompt_id)
         except ComfyWidgetsError as exc:
             log.info("could not read history of %s: %s", self.prompt_id, exc)
             return
-        outputs = entry.get("outputs") if isinstance(entry, dict) else None
-        if isinstance(outputs, dict):
-            found = {str(k): v for k, v in outputs.items() if isinstance(v, dict)}
-            self._ui_outputs = {**found, **self._ui_outputs, **found}  # in /history's order
+        if outcome is not None:
+            found = {o.node_id: o for o in outcome.outputs}
+            self._node_outputs = {**found, **self._node_outputs, **found}  # in the server's order
 
-    async def _complete(self, status: str, error: ComfyWidgetsError | None) -> None:
-        if status == "completed" and self.frames_missed:
+    async def _complete(self, status: JobState, error: ComfyWidgetsError | None) -> None:
+        if status == JobState.COMPLETED and self.frames_missed:
             await self._outputs_from_history()
         try:
             self.outputs = await self._fetch_outputs()
         except ComfyWidgetsError as exc:
             log.warning("could not fetch outputs of %s: %s", self.prompt_id, exc)
-            if status == "completed":
-                status, error = "failed", exc
+            if status == JobState.COMPLETED:
+                status, error = JobState.FAILED, exc
         now = time.time()
-        if status != "completed" or self.timings["finished_at"] is None:
+        if status != JobState.COMPLETED or self.timings["finished_at"] is None:
             self.timings["finished_at"] = now
         self._set_durations()
         self.state = status
         self.current_node = None
         self.queue_position = None
-        if status == "completed":
+        if status == JobState.COMPLETED:
             self.progress = 100.0
-        if status == "failed":
+        if status in (JobState.FAILED, JobState.LOST):
             self.error = error or ExecutionError("the prompt failed", prompt_id=self.prompt_id)
-        self.client.monitor.unwatch(self)
-        self._hook("job_finished")  # recorded before any waiter wakes up and reads the store
+        self.backend.unwatch(self)
+        self._record(status)  # recorded before any waiter wakes up and reads the store
         self._resolve()
         self._changed()
 
@@ -556,9 +639,9 @@ class Job:
         t["total_s"] = (finished - queued) if queued and finished else None
 
     def _resolve(self) -> None:
-        if self.state == "completed":
+        if self.state == JobState.COMPLETED:
             self._future.set_result(self.result_now())
-        elif self.state == "cancelled":
+        elif self.state == JobState.CANCELLED:
             self._future.set_exception(JobCancelledError(f"job {self.prompt_id} was cancelled"))
         else:
             self._future.set_exception(self.error or ComfyWidgetsError("job failed"))
@@ -591,13 +674,13 @@ class Job:
         if self.done() or not self.posted:
             return
         try:
-            await self.client.delete_queued([self.prompt_id])
-            await self.client.interrupt(self.prompt_id)
-            await self.client.monitor.reconcile([self], lost="cancel")
+            await self.backend.delete_queued([self.prompt_id])
+            await self.backend.interrupt(self.prompt_id)
+            await self.backend.reconcile([self], lost=LostPolicy.CANCEL)
         except ServerConnectionError as exc:
             # nobody to tell: end the job here rather than wait for a server that is gone
             log.warning("cancelling %s locally, the server is unreachable: %s", self.prompt_id, exc)
-            await self.finish("cancelled")
+            await self.finish(JobState.CANCELLED)
 
     # --- waiting ------------------------------------------------------------------------------
 
@@ -618,25 +701,12 @@ class Job:
 
     # --- display ------------------------------------------------------------------------------
 
-    def _summary_html(self) -> str:
+    def _repr_html_(self) -> str:
+        """A static summary; in IPython the live progress widget is shown instead (the display
+        formatters ``comfy_widgets`` registers for Job, see ``comfy_widgets.widgets.display``)."""
         title = html.escape(self.workflow.name if self.workflow is not None else "prompt")
         error = f" — {html.escape(self.error_message)}" if self.error_message else ""
         return (
-            f"<div><b>{title}</b> <code>{self.prompt_id[:8]}</code>: {self.state}, "
+            f"<div><b>{title}</b> <code>{self.prompt_id[:8]}</code>: {self.state.value}, "
             f"{self.progress:.0f}%, {len(self.outputs)} output(s){error}</div>"
         )
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """Show the live progress widget (its bundle, or IPython's ``(data, metadata)`` pair);
-        plain HTML where the widget module is unavailable."""
-        try:
-            from comfy_widgets.widgets.progress import ProgressView
-        except ImportError:
-            return {"text/plain": repr(self), "text/html": self._summary_html()}
-        return ProgressView(self)._repr_mimebundle_(**kwargs)
-
-    def _ipython_display_(self) -> None:
-        """Display the live progress widget, whose saved HTML is refreshed when the job ends."""
-        from comfy_widgets.widgets.progress import ProgressView
-
-        ProgressView(self)._ipython_display_()

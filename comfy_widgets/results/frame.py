@@ -192,25 +192,6 @@ def columns_for(varied: list[str]) -> list[str]:
     return HEAD_COLUMNS + middle + ["seed"] + TAIL_COLUMNS
 
 
-def job_row(job: Any, outputs: list[OutputRef]) -> dict[str, Any]:
-    """The columns a Job fills: prompt id, server, status, outputs, timings and error."""
-    timings = getattr(job, "timings", None) or {}
-    started, finished = timings.get("started_at"), timings.get("finished_at")
-    images = [o for o in outputs if o.kind == "image"]
-    return {
-        "prompt_id": job.prompt_id,
-        "server": getattr(job.client, "url", None),
-        "status": job.state,
-        "image": images[0] if images else None,
-        "outputs": outputs,
-        "queued_at": _timestamp(timings.get("queued_at")),
-        "started_at": _timestamp(started),
-        "finished_at": _timestamp(finished),
-        "duration_s": (finished - started) if started and finished else None,
-        "error": getattr(job, "error_message", None),
-    }
-
-
 def empty_row(status: str) -> dict[str, Any]:
     """The columns of an item that never reached a server (pending, or cancelled before)."""
     return {
@@ -236,7 +217,7 @@ def build_frame(rows: list[dict[str, Any]], columns: list[str]) -> ResultsFrame:
     return df
 
 
-def _timestamp(value: float | None) -> pd.Timestamp | None:
+def timestamp(value: float | None) -> pd.Timestamp | None:
     """A unix time in seconds as a UTC Timestamp."""
     return None if value is None else pd.Timestamp(value, unit="s", tz="UTC")
 

@@ -1,8 +1,8 @@
-"""An async client for ComfyUI's HTTP API, and the entry point that runs workflows as Jobs.
+"""The classic ComfyUI protocol: HTTP (httpx) plus one WebSocket per client, as a ``Backend``.
 
-All I/O happens on one event loop per client: the loop that was running when the client was
-made (the kernel's, in Jupyter), or a shared daemon-thread loop in plain scripts. Calls from
-other threads (widget callbacks on subshell threads) are handed over to that loop.
+All I/O happens on one event loop per backend: the loop that was running when it was made (the
+kernel's, in Jupyter), or a shared daemon-thread loop in plain scripts. Calls from other threads
+(widget callbacks on subshell threads) are handed over to that loop.
 """
 
 from __future__ import annotations
@@ -16,56 +16,36 @@ import os
 import ssl
 import threading
 import uuid
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
-from comfy_widgets.errors import (
-    HTTPStatusError,
-    ParameterError,
-    PromptValidationError,
-    ServerConnectionError,
+from comfy_widgets.errors import HTTPStatusError, PromptValidationError, ServerConnectionError
+from comfy_widgets.loops import background_loop, running_loop
+from comfy_widgets.states import JobState
+from comfy_widgets.transport.backend import (
+    LostPolicy,
+    NodeOutput,
+    PromptOutcome,
+    PromptWatcher,
+    QueuedPrompt,
+    QueueState,
+    Submitted,
 )
-from comfy_widgets.uploads import PendingUpload, pending_upload, prepare_image_values
+from comfy_widgets.transport.events import ExecutionErrorEvent
+from comfy_widgets.transport.outputs import OutputFileRef
+from comfy_widgets.transport.uploads import PendingUpload, pending_upload
 
 if TYPE_CHECKING:
-    from comfy_widgets.batch import Batch
-    from comfy_widgets.jobs import Job
-    from comfy_widgets.monitor import Monitor
+    from comfy_widgets.transport.monitor import Monitor
     from comfy_widgets.workflow.object_info import ObjectInfo
-    from comfy_widgets.workflow.workflow import Workflow
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:8188"
 _TIMEOUT = httpx.Timeout(30.0, connect=5.0)
-
-_background_lock = threading.Lock()
-_background: asyncio.AbstractEventLoop | None = None
-
-
-def background_loop() -> asyncio.AbstractEventLoop:
-    """The shared event loop on a daemon thread, used when no loop is running (plain scripts)."""
-    global _background
-    with _background_lock:
-        if _background is None or _background.is_closed():
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(
-                target=loop.run_forever, name="comfy_widgets-loop", daemon=True
-            )
-            thread.start()
-            _background = loop
-        return _background
-
-
-def running_loop() -> asyncio.AbstractEventLoop | None:
-    """The loop running in this thread, or None."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def _split_url(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -104,11 +84,13 @@ def _auth_headers(
 
 
 def _validation_message(body: dict[str, Any]) -> str:
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    error: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
     lines = [str(error.get("message") or "Prompt rejected by the server")]
     if error.get("details"):
         lines[0] += f": {error['details']}"
-    node_errors = body.get("node_errors") if isinstance(body.get("node_errors"), dict) else {}
+    node_errors: dict[str, Any] = (
+        body["node_errors"] if isinstance(body.get("node_errors"), dict) else {}
+    )
     for node_id, entry in node_errors.items():
         class_type = entry.get("class_type", "?") if isinstance(entry, dict) else "?"
         for err in (entry.get("errors") or []) if isinstance(entry, dict) else []:
@@ -117,37 +99,8 @@ def _validation_message(body: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def check_server_models(workflow: Workflow, prompt: dict[str, Any]) -> None:
-    """Raise ParameterError if ``prompt`` names model files the server does not list.
-
-    Only with the server's own object_info (``trusts_model_lists``): it catches, before anything
-    is queued, what ComfyUI would reject as ``value_not_in_list`` (e.g. a downloaded workflow's
-    checkpoint this server lacks). Input images are not checked: uploads add to that list.
-    """
-    if not workflow.object_info.trusts_model_lists:
-        return
-    errors: dict[str, str] = {}
-    for param in workflow.parameters():
-        if param.model_list in (None, "input") or param.options is None:
-            continue
-        value = (prompt.get(param.node_id) or {}).get("inputs", {}).get(param.field)
-        if isinstance(value, str) and value not in param.options:
-            shown = ", ".join(repr(o) for o in param.options[:10]) or "nothing"
-            more = " …" if len(param.options) > 10 else ""
-            errors[param.name] = (
-                f"{param.name}: {value!r} ({param.field!r} of node {param.node_id}, "
-                f"{param.node_class}) is not on the server; its {param.model_list!r} folder "
-                f"has {shown}{more}"
-            )
-    if errors:
-        lines = "\n".join(f"  - {msg}" for msg in errors.values())
-        raise ParameterError(
-            f"{len(errors)} model file(s) missing on the server:\n{lines}", errors=errors
-        )
-
-
-class Client:
-    """One ComfyUI server, seen from one ``client_id`` (one WebSocket)."""
+class ClassicBackend:
+    """One ComfyUI server over the classic protocol, seen from one ``client_id``."""
 
     def __init__(
         self,
@@ -156,11 +109,9 @@ class Client:
         token: str | None = None,
         auth: tuple[str, str] | None = None,
         headers: dict[str, str] | None = None,
-        store: Any = None,
     ):
         self.url, userinfo = _split_url(url or os.environ.get("COMFYUI_URL") or DEFAULT_URL)
         self.client_id = str(uuid.uuid4())
-        self.store = store
         self._headers = _auth_headers(token, auth or userinfo, headers)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = running_loop()
@@ -172,7 +123,7 @@ class Client:
         self._post_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
-        return f"Client(url={self.url!r}, client_id={self.client_id!r})"
+        return f"ClassicBackend(url={self.url!r}, client_id={self.client_id!r})"
 
     def request_headers(self) -> dict[str, str]:
         """A copy of the headers (credentials included) for sync code that talks to this server
@@ -335,6 +286,11 @@ class Client:
         path = "/object_info" if node_class is None else f"/object_info/{quote(node_class)}"
         return await self._json("GET", path)
 
+    @property
+    def cached_object_info(self) -> ObjectInfo | None:
+        """The object_info fetched by ``get_object_info``, if it was."""
+        return self._object_info
+
     async def get_object_info(self) -> ObjectInfo:
         """The server's object_info as an ObjectInfo, fetched once and cached."""
         from comfy_widgets.workflow.object_info import ObjectInfo
@@ -379,16 +335,19 @@ class Client:
         """Forget what was uploaded (after a reconnect the server may have lost its files)."""
         self._uploads = {k: f for k, f in self._uploads.items() if not f.done()}
 
-    async def upload_image(self, image: Any) -> str:
-        """Upload a PIL image, path, numpy array or bytes under a content-addressed name."""
+    async def upload_image(self, image: Any, data: bytes | None = None) -> str:
+        """Upload an image under a content-addressed name: a PIL image, path, numpy array or
+        bytes, or (the Backend form) a file ``name`` with its ``data``."""
+        if data is not None:
+            return await self.ensure_uploaded(PendingUpload(str(image), data))
         return await self.ensure_uploaded(pending_upload(image))
 
-    # --- jobs ---------------------------------------------------------------------------------
+    # --- the Backend interface ---------------------------------------------------------------
 
     @property
     def monitor(self) -> Monitor:
-        """This client's WebSocket monitor (created on first use, started by the first job)."""
-        from comfy_widgets.monitor import Monitor
+        """This backend's WebSocket monitor (created on first use, started by the first watch)."""
+        from comfy_widgets.transport.monitor import Monitor
 
         loop = self.loop
         with self._lock:
@@ -396,61 +355,62 @@ class Client:
                 self._monitor = Monitor(self, loop)
             return self._monitor
 
-    def _load_workflow(self, workflow: Any) -> Workflow:
-        from comfy_widgets.workflow.workflow import Workflow
-
-        wf = workflow if isinstance(workflow, Workflow) else Workflow.load(workflow)
-        if self._object_info is not None and wf.object_info is not self._object_info:
-            wf = wf.with_object_info(self._object_info)
-        return wf
-
-    def run(self, workflow: Any, values: dict[str, Any] | None = None, /, **params: Any) -> Job:
-        """Validate the values, then queue the workflow; returns a Job at once (any thread).
-
-        Raises ParameterError before anything is queued. Image parameters may be PIL images,
-        paths, numpy arrays or bytes: they are uploaded first, once per content.
-        """
-        wf = self._load_workflow(workflow)
-        merged = {**(values or {}), **params}
-        image_names = {n for p in wf.parameters() if p.type == "image" for n in (p.name, p.key)}
-        merged, uploads = prepare_image_values(image_names, merged)
-        prompt = wf.apply(merged)
-        check_server_models(wf, prompt)
-        used = {wf.parameter(name).name: value for name, value in merged.items()}
-        return self.submit(prompt, workflow=wf, parameters=used, uploads=uploads)
-
-    def submit(
+    async def submit(
         self,
         prompt: dict[str, Any],
+        prompt_id: str,
         *,
-        workflow: Workflow | None = None,
-        parameters: dict[str, Any] | None = None,
-        uploads: list[PendingUpload] | None = None,
-        batch_id: str | None = None,
-        batch_index: int | None = None,
         front: bool = False,
-    ) -> Job:
-        """Queue an already-built API prompt as a Job (the low-level half of ``run``)."""
-        from comfy_widgets.jobs import Job
-
-        job = Job(
-            self,
-            prompt,
-            workflow=workflow,
-            parameters=parameters,
-            uploads=uploads,
-            batch_id=batch_id,
-            batch_index=batch_index,
-            front=front,
+        extra_data: dict[str, Any] | None = None,
+    ) -> Submitted:
+        """POST /prompt under ``prompt_id``; the queue is refreshed once the server answers."""
+        answer = await self.queue_prompt(
+            prompt, prompt_id=prompt_id, front=front, extra_data=extra_data
         )
-        job.start()
-        return job
+        number = answer.get("number") if isinstance(answer, dict) else None
+        return Submitted(prompt_id, number if isinstance(number, (int, float)) else None)
 
-    def batch(self, workflow: Any, count: int | None = None, **variations: Any) -> Batch:
-        """Run many variations of a workflow (see comfy_widgets.batch.Batch)."""
-        from comfy_widgets.batch import Batch
+    async def queue_state(self) -> QueueState:
+        """GET /queue as running and pending prompts (pending sorted into run order)."""
+        return queue_state(await self.get_queue())
 
-        return Batch(self, workflow, count=count, **variations)
+    async def outcome(self, prompt_id: str) -> PromptOutcome | None:
+        """GET /history/{id}: how the prompt ended, or None if unknown or unfinished."""
+        entry = (await self.get_history(prompt_id) or {}).get(prompt_id)
+        return prompt_outcome(prompt_id, entry) if isinstance(entry, dict) else None
+
+    async def outcomes(self, max_items: int | None = None) -> dict[str, PromptOutcome]:
+        """GET /history: every finished prompt the server remembers."""
+        history = await self.get_history(max_items=max_items) or {}
+        return {
+            str(pid): prompt_outcome(str(pid), entry)
+            for pid, entry in history.items()
+            if isinstance(entry, dict)
+        }
+
+    async def fetch_output(self, ref: OutputFileRef) -> bytes:
+        """GET /view for one output file."""
+        return await self.view(ref.filename, ref.subfolder, ref.type)
+
+    def watch(self, watcher: PromptWatcher) -> None:
+        """Route the WebSocket events of ``watcher.prompt_id`` to it."""
+        self.monitor.watch(watcher)
+
+    def unwatch(self, watcher: PromptWatcher) -> None:
+        """Stop routing events to ``watcher``."""
+        self.monitor.unwatch(watcher)
+
+    async def wait_connected(self, timeout: float = 5.0) -> bool:
+        """Wait until the WebSocket is open; False on timeout."""
+        return await self.monitor.wait_connected(timeout)
+
+    async def reconcile(self, watchers: Sequence[PromptWatcher], *, lost: LostPolicy) -> None:
+        """Bring watchers up to date from /queue and /history (see ``Monitor.reconcile``)."""
+        await self.monitor.reconcile(list(watchers), lost=lost)
+
+    def request_queue_refresh(self) -> None:
+        """Refresh the queue positions of waiting watchers soon (coalesced)."""
+        self.monitor.request_queue_refresh()
 
     # --- lifetime -----------------------------------------------------------------------------
 
@@ -477,13 +437,13 @@ class Client:
             return
         self.spawn(self._aclose_here()).result(timeout=10)
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self) -> ClassicBackend:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> ClassicBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -497,23 +457,70 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def connect(
-    url: str | None = None,
-    *,
-    token: str | None = None,
-    auth: tuple[str, str] | None = None,
-    headers: dict[str, str] | None = None,
-    store: Any = "default",
-) -> Client:
-    """A Client for ``url`` (default ``$COMFYUI_URL``, else ComfyUI's 127.0.0.1:8188).
+def queue_state(queue: Any) -> QueueState:
+    """A ``GET /queue`` answer (``[number, prompt_id, prompt, extra, outputs]`` items) as a
+    QueueState, pending items sorted by number (ComfyUI sends them unsorted)."""
+    queue = queue if isinstance(queue, dict) else {}
 
-    Every generation is recorded in ``store``: by default ``Store.default()`` (the SQLite file
-    under ``$COMFY_WIDGETS_HOME`` or ``./.comfy_widgets``); pass a Store, or None/False for no
-    recording. Credentials may come from ``token`` (Bearer), ``auth`` (basic), ``headers`` or
-    the URL's userinfo; they are kept in memory only.
-    """
-    if store == "default":
-        from comfy_widgets.store import Store
+    def items(key: str) -> list[QueuedPrompt]:
+        found = []
+        for item in queue.get(key) or []:
+            if isinstance(item, (list, tuple)) and len(item) >= 2:
+                prompt = item[2] if len(item) > 2 and isinstance(item[2], dict) else None
+                number = item[0] if isinstance(item[0], (int, float)) else 0
+                found.append(QueuedPrompt(str(item[1]), number, prompt))
+        return found
 
-        store = Store.default()
-    return Client(url, token=token, auth=auth, headers=headers, store=store)
+    pending = sorted(items("queue_pending"), key=lambda item: item.number)
+    return QueueState(tuple(items("queue_running")), tuple(pending))
+
+
+def prompt_outcome(prompt_id: str, entry: dict[str, Any]) -> PromptOutcome:
+    """A ``/history`` entry as a PromptOutcome: final state, outputs, error, timings, prompt."""
+    status: dict[str, Any] = entry["status"] if isinstance(entry.get("status"), dict) else {}
+    messages: dict[str, dict[str, Any]] = {
+        item[0]: item[1]
+        for item in status.get("messages") or []
+        if isinstance(item, list) and len(item) == 2 and isinstance(item[1], dict)
+    }
+    started = messages.get("execution_start", {}).get("timestamp")
+    finished = None
+    for name in ("execution_success", "execution_error", "execution_interrupted"):
+        if name in messages:
+            finished = messages[name].get("timestamp", 0)
+    outputs = tuple(
+        NodeOutput.from_ui(str(node_id), ui)
+        for node_id, ui in (entry.get("outputs") or {}).items()
+        if isinstance(ui, dict)
+    )
+    prompt = entry.get("prompt")
+    kept = prompt[2] if isinstance(prompt, list) and len(prompt) > 2 else None
+    common: dict[str, Any] = {
+        "outputs": outputs,
+        "started_at": started / 1000 if isinstance(started, (int, float)) else None,
+        "finished_at": finished / 1000 if isinstance(finished, (int, float)) else None,
+        "prompt": kept if isinstance(kept, dict) else None,
+    }
+    if status.get("status_str") == "success":
+        return PromptOutcome(prompt_id, JobState.COMPLETED, **common)
+    if "execution_interrupted" in messages:
+        node = messages["execution_interrupted"].get("node_id")
+        return PromptOutcome(
+            prompt_id,
+            JobState.CANCELLED,
+            interrupted_node=None if node is None else str(node),
+            **common,
+        )
+    if "execution_error" in messages:
+        data = messages["execution_error"]
+        error = ExecutionErrorEvent(
+            prompt_id,
+            None if data.get("node_id") is None else str(data.get("node_id")),
+            None if data.get("node_type") is None else str(data.get("node_type")),
+            str(data.get("exception_message", "")),
+            str(data.get("exception_type", "")),
+            raw=dict(data),
+        )
+        return PromptOutcome(prompt_id, JobState.FAILED, error=error, **common)
+    message = status.get("status_str") or "failed"
+    return PromptOutcome(prompt_id, JobState.FAILED, message=str(message), **common)

@@ -1,15 +1,16 @@
 """The run store: every workflow, generation and batch recorded in an embedded SQLite file.
 
-One file per working folder (``$COMFY_WIDGETS_HOME/store.sqlite``, else
-``./.comfy_widgets/store.sqlite``) in WAL mode with a busy timeout, so a kernel, a script and a
-resumed run can write to it at the same time. Jobs call the ``job_*`` hooks as they go, so a crash
-loses nothing that happened before it. Output files are written next to it under ``outputs/``
-with ComfyUI's PNG metadata.
+``Store`` is the ``Recorder`` (``records.recorder``) the engine uses by default. One file per
+working folder (``$COMFY_WIDGETS_HOME/store.sqlite``, else ``./.comfy_widgets/store.sqlite``) in
+WAL mode with a busy timeout, so a kernel, a script and a resumed run can write to it at the same
+time. Jobs record each state change as it happens (``record_generation``), so a crash loses
+nothing that happened before it. Output files are written next to it under ``outputs/`` with
+ComfyUI's PNG metadata. The dict-returning readers (``generation_records``, ``batch_record``,
+``workflow_record``, ``query``) are this implementation's own extras.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import numbers
 import os
@@ -17,18 +18,27 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any
 
-from comfy_widgets.migrations import migrate
+from comfy_widgets.records.migrations import migrate
+from comfy_widgets.records.recorder import (
+    BatchRecord,
+    GenerationRecord,
+    StoredOutput,
+    WorkflowRecord,
+    clean_url,
+)
+from comfy_widgets.states import TERMINAL_JOB_STATES, BatchState, JobState
 from comfy_widgets.workflow import pngmeta
-from comfy_widgets.workflow.writeback import job_ui_graph
+
+if TYPE_CHECKING:
+    from comfy_widgets.transport.outputs import Output
 
 STORE_FILENAME = "store.sqlite"
-TERMINAL_STATES = ("completed", "failed", "cancelled", "lost")
+TERMINAL_STATES = TERMINAL_JOB_STATES  # kept for readers of the old name
 BUSY_TIMEOUT_MS = 30_000
 MIME_SUFFIX = {
     "image/png": ".png",
@@ -49,17 +59,6 @@ def default_store_path() -> Path:
     home = os.environ.get("COMFY_WIDGETS_HOME")
     folder = Path(home) if home else Path.cwd() / ".comfy_widgets"
     return folder / STORE_FILENAME
-
-
-def clean_url(url: str | None) -> str | None:
-    """Strip user info, query and fragment from a server URL so no credential is ever stored."""
-    if not url:
-        return url
-    parts = urlsplit(str(url))
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
 
 
 def to_json(value: Any) -> str | None:
@@ -83,12 +82,6 @@ def _json_default(value: Any) -> Any:
         except (TypeError, ValueError):
             pass
     return str(value)
-
-
-def workflow_hash(source: Any) -> str:
-    """sha256 of the canonical JSON of a workflow (the same rule as ``Workflow.content_hash``)."""
-    canonical = json.dumps(source, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def safe_name(text: str) -> str:
@@ -186,115 +179,71 @@ class Store:
                 (to_json(dict(values)), time.time(), workflow_id),
             )
 
-    # --- job hooks -------------------------------------------------------------------------
+    # --- generations -----------------------------------------------------------------------
 
-    def job_queued(self, job: Any) -> None:
-        """Record a job the server accepted (status ``queued``)."""
-        self.record_job(job, "queued")
-        if getattr(job, "batch_id", None) is None and getattr(job, "workflow", None) is not None:
-            self.set_last_used(job.workflow, dict(getattr(job, "parameters", None) or {}))
+    def record_generation(self, generation: GenerationRecord) -> None:
+        """Record a generation; a final one has its outputs written as files, once."""
+        if generation.state in TERMINAL_JOB_STATES:
+            self._finish(generation)
+        else:
+            self._write_generation(generation, generation.state)
 
-    def job_started(self, job: Any) -> None:
-        """Mark a job as running (ComfyUI's ``execution_start``)."""
-        self.record_job(job, "running")
-
-    def job_finished(self, job: Any) -> None:
-        """Save the job's outputs as files and record its final state; repeats write nothing."""
-        prompt_id = str(job.prompt_id)
+    def _finish(self, generation: GenerationRecord) -> None:
+        """Save the outputs as files and record the final state; repeats write nothing."""
+        prompt_id = str(generation.prompt_id)
         if self._is_finished(prompt_id):
             return
-        folder = self.outputs_dir / self._output_folder(job)
+        folder = self.outputs_dir / _output_folder(generation)
         outputs = [
-            self._save_output(folder, prompt_id, n, output, job)
-            for n, output in enumerate(getattr(job, "outputs", None) or [])
+            self._save_output(folder, prompt_id, n, output, generation)
+            for n, output in enumerate(generation.outputs)
         ]
-        status = getattr(job, "state", None) or "completed"
-        self.record_job(job, status, outputs=outputs)
-
-    def record_outputs(
-        self,
-        prompt_id: str,
-        status: str,
-        outputs: list[Any],
-        *,
-        error: str | None = None,
-        error_node: str | None = None,
-        timings: dict[str, float] | None = None,
-    ) -> bool:
-        """Finish a generation with outputs fetched later (resume); False if it was done already."""
-        rows = self.query("SELECT * FROM generations WHERE prompt_id = ?", (prompt_id,))
-        if not rows or rows[0]["status"] in TERMINAL_STATES:
-            return False
-        record = _GenerationView(self, rows[0])
-        record.outputs = outputs
-        record.state = status
-        record.error_message = error
-        record.error_node = error_node
-        record.timings = {k: v for k, v in (timings or {}).items() if v is not None}
-        self.job_finished(record)
-        return True
-
-    def mark_generation(self, prompt_id: str, status: str, error: str | None = None) -> None:
-        """Set a generation's status without outputs (e.g. ``lost`` when the server forgot it)."""
-        with self.transaction() as conn:
-            conn.execute(
-                "UPDATE generations SET status = ?, error = COALESCE(?, error),"
-                " finished_at = COALESCE(finished_at, ?) WHERE prompt_id = ?",
-                (status, error, time.time(), prompt_id),
-            )
-            row = conn.execute(
-                "SELECT batch_id FROM generations WHERE prompt_id = ?", (prompt_id,)
-            ).fetchone()
-            if row and row["batch_id"] is not None:
-                _refresh_batch_counts(conn, row["batch_id"])
+        self._write_generation(generation, generation.state, outputs=outputs)
 
     def _is_finished(self, prompt_id: str) -> bool:
         """True when the generation already has its final state recorded."""
         rows = self.query("SELECT status FROM generations WHERE prompt_id = ?", (prompt_id,))
-        return bool(rows) and rows[0]["status"] in TERMINAL_STATES
+        return bool(rows) and rows[0]["status"] in TERMINAL_JOB_STATES
 
-    def _output_folder(self, job: Any) -> str:
-        """Output subfolder: the batch id for batch items, else the workflow's name."""
-        batch_id = getattr(job, "batch_id", None)
-        if batch_id is not None:
-            return safe_name(batch_id)
-        workflow = getattr(job, "workflow", None)
-        return safe_name(getattr(workflow, "name", None) or "prompts")
-
-    def _save_output(self, folder: Path, prompt_id: str, n: int, output: Any, job: Any) -> dict:
+    def _save_output(
+        self, folder: Path, prompt_id: str, n: int, output: Output, generation: GenerationRecord
+    ) -> dict[str, Any]:
         """Write one output's bytes (PNGs get ComfyUI metadata); return its stored description."""
-        record = {
-            "node_id": text_or_none(getattr(output, "node_id", None)),
-            "filename": getattr(output, "filename", None),
-            "subfolder": getattr(output, "subfolder", "") or "",
-            "type": getattr(output, "type", None),
-            "kind": getattr(output, "kind", None),
-            "mime": getattr(output, "mime", None),
+        record: dict[str, Any] = {
+            "node_id": text_or_none(output.node_id),
+            "filename": output.filename,
+            "subfolder": output.subfolder or "",
+            "type": output.type,
+            "kind": output.kind,
+            "mime": output.mime,
             "local_path": None,
         }
-        data = getattr(output, "data", None)
-        if data is None and getattr(output, "local_path", None):
-            record["local_path"] = str(output.local_path)
-            return record
+        data: bytes | str = output.data
         if not data:
             return record
         if isinstance(data, str):
             data = data.encode("utf-8")
         if pngmeta.is_png(data):
-            data = pngmeta.with_text_chunks(data, _png_texts(job))
+            data = pngmeta.with_text_chunks(data, _png_texts(generation))
         path = folder / f"{safe_name(prompt_id)}_{n}{_suffix(record)}"
         _atomic_write(path, data)
         record["local_path"] = str(path)
         return record
 
-    def record_job(self, job: Any, status: str, *, outputs: list[dict] | None = None) -> None:
-        """Insert or update the generation row of ``job`` with ``status``, in one transaction.
+    def _write_generation(
+        self,
+        generation: GenerationRecord,
+        status: str,
+        *,
+        outputs: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Insert or update the generation row with ``status``, in one transaction.
 
-        A finished row only changes again when outputs come with the call (``job_finished``).
+        A finished row only changes again when outputs come with the call (finishing).
         """
-        fields = _job_fields(job)
+        fields = _generation_fields(generation)
         with self.transaction() as conn:
-            workflow = getattr(job, "workflow", None)
+            workflow = generation.workflow
             workflow_id = _upsert_workflow(conn, workflow) if workflow is not None else None
             if fields["batch_id"] is not None:
                 _ensure_batch(conn, fields["batch_id"], workflow_id)
@@ -302,17 +251,50 @@ class Store:
             values = {
                 **fields,
                 "workflow_id": workflow_id,
-                "status": status,
+                "status": str(status),
                 "outputs_json": to_json(outputs) if outputs is not None else None,
             }
             if existing is None:
                 _insert_generation(conn, values)
             elif existing["prompt_id"] != fields["prompt_id"]:
                 _replace_generation(conn, existing["id"], values)
-            elif existing["status"] not in TERMINAL_STATES or outputs is not None:
+            elif existing["status"] not in TERMINAL_JOB_STATES or outputs is not None:
                 _update_generation(conn, existing["id"], values)
             if fields["batch_id"] is not None:
                 _refresh_batch_counts(conn, fields["batch_id"])
+
+    def find_generations(
+        self,
+        *,
+        workflow: Any = None,
+        batch_id: str | None = None,
+        status: str | Sequence[str] | None = None,
+        since: Any = None,
+        generation_id: int | str | None = None,
+    ) -> list[GenerationRecord]:
+        """Recorded generations matching every given filter, as typed records."""
+        rows = self.generation_records(
+            workflow=workflow,
+            batch_id=batch_id,
+            status=status,
+            since=since,
+            generation_id=generation_id,
+        )
+        workflows: dict[int, WorkflowRecord | None] = {}
+        for row in rows:
+            wid = row["workflow_id"]
+            if wid is not None and wid not in workflows:
+                workflows[wid] = self.workflow(wid)
+        return [_generation_of(row, workflows.get(row["workflow_id"])) for row in rows]
+
+    def workflow(self, workflow_id: int) -> WorkflowRecord | None:
+        """The stored workflow as a typed record, or None."""
+        row = self.workflow_record(workflow_id)
+        if row is None:
+            return None
+        return WorkflowRecord(
+            row["name"], row["workflow"], row["format"], row["content_hash"], id=row["id"]
+        )
 
     # --- batches ---------------------------------------------------------------------------
 
@@ -375,9 +357,45 @@ class Store:
                 )
             _refresh_batch_counts(conn, batch_id)
 
-    def batch_updated(self, batch: Any) -> None:
-        """Hook for a Batch object: record its current status."""
-        self.update_batch(str(batch.id), status=getattr(batch, "status", None))
+    def record_batch(self, batch: BatchRecord) -> None:
+        """Record a batch and its whole plan (the Recorder interface of ``create_batch``)."""
+        self.create_batch(
+            batch.id,
+            batch.workflow,
+            batch.total_count,
+            spec=batch.spec,
+            plan_seed=batch.plan_seed,
+            plan_rows=batch.plan,
+            servers=batch.servers,
+            status=str(batch.state),
+            prompts=batch.prompts,
+            columns=batch.columns,
+        )
+
+    def set_batch_state(self, batch_id: str, state: BatchState) -> None:
+        """Set a batch's state; its counts are recounted from its generations."""
+        self.update_batch(batch_id, status=str(state))
+
+    def batch(self, batch_id: str) -> BatchRecord | None:
+        """The recorded batch as a typed record, or None."""
+        row = self.batch_record(batch_id)
+        if row is None:
+            return None
+        workflow = self.workflow(row["workflow_id"]) if row["workflow_id"] else None
+        return BatchRecord(
+            id=row["id"],
+            workflow=workflow,
+            total_count=row["total_count"],
+            state=BatchState(row["status"]),
+            spec=row["spec"],
+            plan_seed=row["plan_seed"],
+            plan=row["plan"],
+            prompts=row["prompts"],
+            columns=row["columns"],
+            servers=row["servers"],
+            completed_count=row["completed_count"],
+            failed_count=row["failed_count"],
+        )
 
     def batch_record(self, batch_id: str) -> dict[str, Any] | None:
         """The stored batch row with its JSON fields parsed, or None."""
@@ -399,7 +417,7 @@ class Store:
         *,
         workflow: Any = None,
         batch_id: str | None = None,
-        status: str | list[str] | None = None,
+        status: str | Sequence[str] | None = None,
         since: Any = None,
         generation_id: int | str | None = None,
     ) -> list[dict[str, Any]]:
@@ -412,48 +430,6 @@ class Store:
             + " ORDER BY g.id"
         )
         return [_parse_generation(row) for row in self.query(sql, args)]
-
-    def generations(
-        self,
-        workflow: Any = None,
-        batch_id: str | None = None,
-        status: str | list[str] | None = None,
-        since: Any = None,
-    ):
-        """Recorded generations as a pandas DataFrame (see ``comfy_widgets.history``)."""
-        from comfy_widgets.history import history
-
-        return history(workflow=workflow, batch_id=batch_id, status=status, since=since, store=self)
-
-
-class _GenerationView:
-    """A stored generation dressed as a Job, so ``job_finished`` can complete it after a restart."""
-
-    def __init__(self, store: Store, row: dict[str, Any]):
-        record = store.workflow_record(row["workflow_id"]) if row["workflow_id"] else None
-        self.prompt_id = row["prompt_id"]
-        self.client = None
-        self.server = row["server"]
-        self.workflow = StoredWorkflow(record) if record else None
-        self.parameters = from_json(row["parameters_json"]) or {}
-        self.prompt = from_json(row["prompt_json"])
-        self.batch_id = row["batch_id"]
-        self.batch_index = row["batch_index"]
-        self.state = row["status"]
-        self.outputs: list[Any] = []
-        self.error_message: str | None = row["error"]
-        self.error_node: str | None = row["error_node"]
-        self.timings: dict[str, float] = {}
-
-
-class StoredWorkflow:
-    """The fields of a stored workflow that the store itself needs (name, source, format, hash)."""
-
-    def __init__(self, record: dict[str, Any]):
-        self.name = record["name"]
-        self.source = record["workflow"]
-        self.format = record["format"]
-        self.content_hash = record["content_hash"]
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -470,16 +446,14 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _workflow_fields(workflow: Any) -> dict[str, Any]:
-    """Name, format, source and content hash of a Workflow (or of a plain workflow dict)."""
-    if isinstance(workflow, dict):
-        source, name, fmt = workflow, None, ("ui" if "nodes" in workflow else "api")
-        digest = workflow_hash(workflow)
-    else:
-        source = getattr(workflow, "source", None)
-        name = getattr(workflow, "name", None)
-        fmt = getattr(workflow, "format", None)
-        digest = getattr(workflow, "content_hash", None) or workflow_hash(source)
-    return {"name": name or "workflow", "format": fmt, "source": source, "content_hash": digest}
+    """Name, format, source and content hash of a Workflow, WorkflowRecord or workflow dict."""
+    record = WorkflowRecord.of(workflow)
+    return {
+        "name": record.name or "workflow",
+        "format": record.format,
+        "source": record.source,
+        "content_hash": record.content_hash,
+    }
 
 
 def _upsert_workflow(conn: sqlite3.Connection, workflow: Any) -> int:
@@ -501,7 +475,7 @@ def _upsert_workflow(conn: sqlite3.Connection, workflow: Any) -> int:
             time.time(),
         ),
     )
-    return int(cursor.lastrowid)
+    return int(cursor.lastrowid or 0)
 
 
 def _ensure_batch(conn: sqlite3.Connection, batch_id: str, workflow_id: int | None) -> None:
@@ -512,26 +486,57 @@ def _ensure_batch(conn: sqlite3.Connection, batch_id: str, workflow_id: int | No
     )
 
 
-def _job_fields(job: Any) -> dict[str, Any]:
-    """The columns a Job (or a stand-in with the same attributes) provides."""
-    client = getattr(job, "client", None)
-    server = getattr(client, "url", None) or getattr(job, "server", None)
-    timings = dict(getattr(job, "timings", None) or {})
-    batch_id = getattr(job, "batch_id", None)
-    batch_index = getattr(job, "batch_index", None)
+def _generation_fields(generation: GenerationRecord) -> dict[str, Any]:
+    """The generation columns a record fills (the server URL without credentials)."""
+    batch_id, batch_index = generation.batch_id, generation.batch_index
     return {
-        "prompt_id": str(job.prompt_id),
-        "server": clean_url(server),
-        "parameters_json": to_json(dict(getattr(job, "parameters", None) or {})),
-        "prompt_json": to_json(getattr(job, "prompt", None)),
-        "error": text_or_none(getattr(job, "error_message", None)),
-        "error_node": text_or_none(getattr(job, "error_node", None)),
-        "queued_at": timings.get("queued_at"),
-        "started_at": timings.get("started_at"),
-        "finished_at": timings.get("finished_at"),
+        "prompt_id": str(generation.prompt_id),
+        "server": clean_url(generation.server),
+        "parameters_json": to_json(dict(generation.parameters)),
+        "prompt_json": to_json(generation.prompt),
+        "error": text_or_none(generation.error),
+        "error_node": text_or_none(generation.error_node),
+        "queued_at": generation.queued_at,
+        "started_at": generation.started_at,
+        "finished_at": generation.finished_at,
         "batch_id": None if batch_id is None else str(batch_id),
         "batch_index": None if batch_index is None else int(batch_index),
     }
+
+
+def _generation_of(row: dict[str, Any], workflow: WorkflowRecord | None) -> GenerationRecord:
+    """A parsed generation row (``generation_records``) as a typed record."""
+    return GenerationRecord(
+        prompt_id=row["prompt_id"],
+        state=JobState(row["status"]),
+        server=row["server"],
+        workflow=workflow,
+        parameters=row["parameters"],
+        prompt=row["prompt"],
+        batch_id=row["batch_id"],
+        batch_index=row["batch_index"],
+        queued_at=row["queued_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        error=row["error"],
+        error_node=row["error_node"],
+        saved_outputs=[StoredOutput(**_output_fields(o)) for o in row["outputs"]],
+        id=row["id"],
+    )
+
+
+def _output_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """The StoredOutput fields of a stored output description (unknown keys dropped)."""
+    keys = ("node_id", "filename", "subfolder", "type", "kind", "mime", "local_path")
+    return {k: record.get(k) if k != "subfolder" else record.get(k) or "" for k in keys}
+
+
+def _output_folder(generation: GenerationRecord) -> str:
+    """Output subfolder: the batch id for batch items, else the workflow's name."""
+    if generation.batch_id is not None:
+        return safe_name(generation.batch_id)
+    workflow = generation.workflow
+    return safe_name(workflow.name if workflow is not None else "prompts")
 
 
 def _find_generation(conn: sqlite3.Connection, fields: dict[str, Any]) -> sqlite3.Row | None:
@@ -639,13 +644,11 @@ def _unix_time(value: Any) -> float:
     return pd.Timestamp(value).to_pydatetime().timestamp()
 
 
-def _png_texts(job: Any) -> dict[str, str]:
-    """The ComfyUI text chunks for a job: the API prompt, params, and the UI graph holding the
-    values used (left out when it cannot hold them: ComfyUI then loads the exact prompt)."""
+def _png_texts(generation: GenerationRecord) -> dict[str, str]:
+    """The ComfyUI text chunks for a generation: the API prompt, params, and the UI graph holding
+    the values used (left out when it cannot hold them: ComfyUI then loads the exact prompt)."""
     return pngmeta.comfy_text_chunks(
-        getattr(job, "prompt", None),
-        job_ui_graph(job),
-        dict(getattr(job, "parameters", None) or {}),
+        generation.prompt, generation.ui_graph, dict(generation.parameters)
     )
 
 

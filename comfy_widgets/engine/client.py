@@ -1,0 +1,282 @@
+"""The Client: the facade users hold (``cw.connect``), owning a Backend and a Recorder.
+
+``client.run`` / ``client.submit`` / ``client.batch`` make Jobs and Batches (the engine) that
+talk to the server through ``client.backend`` (the classic ComfyUI protocol today) and record
+through ``client.recorder`` (the SQLite store by default, ``NullRecorder`` with ``store=None``).
+The server calls of the backend are also offered here (``get_queue``, ``view``, ...), so scripts
+and notebooks keep one object per server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from comfy_widgets.engine.validation import check_server_models
+from comfy_widgets.records import NullRecorder, Recorder, open_recorder
+from comfy_widgets.transport.classic import ClassicBackend
+from comfy_widgets.transport.uploads import PendingUpload, prepare_image_values
+
+if TYPE_CHECKING:
+    from comfy_widgets.engine.batch import Batch
+    from comfy_widgets.engine.job import Job
+    from comfy_widgets.transport.monitor import Monitor
+    from comfy_widgets.workflow.object_info import ObjectInfo
+    from comfy_widgets.workflow.workflow import Workflow
+
+
+class Client:
+    """One ComfyUI server, seen from one ``client_id``: runs workflows as Jobs and Batches."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        auth: tuple[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        store: Any = None,
+        backend: ClassicBackend | None = None,
+    ):
+        self.backend = backend or ClassicBackend(url, token=token, auth=auth, headers=headers)
+        self.recorder: Recorder = open_recorder(store)
+
+    def __repr__(self) -> str:
+        return f"Client(url={self.url!r}, client_id={self.client_id!r})"
+
+    def for_server(self, url: str) -> Client:
+        """A client for another server that records into this client's Recorder."""
+        return Client(url, store=self.recorder)
+
+    @property
+    def store(self) -> Recorder | None:
+        """The Recorder generations are recorded in, or None when recording is off."""
+        return None if isinstance(self.recorder, NullRecorder) else self.recorder
+
+    @store.setter
+    def store(self, store: Any) -> None:
+        self.recorder = open_recorder(store)
+
+    # --- the backend's loop and identity -------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The server's base URL (no credentials)."""
+        return self.backend.url
+
+    @property
+    def client_id(self) -> str:
+        """The id this client's WebSocket announces."""
+        return self.backend.client_id
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop all of this client's I/O runs on."""
+        return self.backend.loop
+
+    def on_loop_thread(self) -> bool:
+        """True when called from code running on the client's loop."""
+        return self.backend.on_loop_thread()
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the client's loop, from any thread."""
+        self.backend.call_soon(fn, *args)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        """Start ``coro`` on the client's loop from any thread; returns a thread-safe future."""
+        return self.backend.spawn(coro)
+
+    def request_headers(self) -> dict[str, str]:
+        """A copy of the request headers (credentials included); never log or store them."""
+        return self.backend.request_headers()
+
+    @property
+    def monitor(self) -> Monitor:
+        """The WebSocket monitor of the backend."""
+        return self.backend.monitor
+
+    @property
+    def posting(self) -> bool:
+        """True while a POST /prompt is in flight or waiting its turn."""
+        return self.backend.posting
+
+    # --- server calls (the classic protocol's HTTP API) ---------------------------------------
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send one HTTP request on the client's loop; errors mapped to comfy_widgets.errors."""
+        return await self.backend.request(method, path, **kwargs)
+
+    async def queue_prompt(
+        self,
+        prompt: dict[str, Any],
+        *,
+        prompt_id: str | None = None,
+        front: bool = False,
+        extra_data: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """POST /prompt; returns ``{prompt_id, number, node_errors}``."""
+        return await self.backend.queue_prompt(
+            prompt, prompt_id=prompt_id, front=front, extra_data=extra_data
+        )
+
+    async def get_queue(self) -> dict[str, Any]:
+        """GET /queue."""
+        return await self.backend.get_queue()
+
+    async def get_history(
+        self, prompt_id: str | None = None, max_items: int | None = None
+    ) -> dict[str, Any]:
+        """GET /history or /history/{id}."""
+        return await self.backend.get_history(prompt_id, max_items)
+
+    async def delete_queued(self, ids: Iterable[str]) -> None:
+        """Remove pending prompts from the queue."""
+        await self.backend.delete_queued(ids)
+
+    async def clear_queue(self) -> None:
+        """Remove every pending prompt (of every client) from the queue."""
+        await self.backend.clear_queue()
+
+    async def interrupt(self, prompt_id: str | None = None) -> None:
+        """Interrupt the running prompt (only ``prompt_id`` if given)."""
+        await self.backend.interrupt(prompt_id)
+
+    async def view(self, filename: str, subfolder: str = "", type: str = "output") -> bytes:
+        """GET /view: the bytes of an output, temp or input file."""
+        return await self.backend.view(filename, subfolder, type)
+
+    async def object_info(self, node_class: str | None = None) -> dict[str, Any]:
+        """GET /object_info (or one class): raw node definitions."""
+        return await self.backend.object_info(node_class)
+
+    async def get_object_info(self) -> ObjectInfo:
+        """The server's object_info as an ObjectInfo, fetched once and cached."""
+        return await self.backend.get_object_info()
+
+    async def system_stats(self) -> dict[str, Any]:
+        """GET /system_stats."""
+        return await self.backend.system_stats()
+
+    async def models(self, folder: str | None = None) -> list[str]:
+        """GET /models or /models/{folder}."""
+        return await self.backend.models(folder)
+
+    async def features(self) -> dict[str, Any]:
+        """GET /features."""
+        return await self.backend.features()
+
+    async def upload_image(self, image: Any) -> str:
+        """Upload a PIL image, path, numpy array or bytes under a content-addressed name."""
+        return await self.backend.upload_image(image)
+
+    async def ensure_uploaded(self, upload: PendingUpload) -> str:
+        """Upload ``upload`` unless already done; returns its server name."""
+        return await self.backend.ensure_uploaded(upload)
+
+    def forget_uploads(self) -> None:
+        """Forget what was uploaded."""
+        self.backend.forget_uploads()
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    def _load_workflow(self, workflow: Any) -> Workflow:
+        from comfy_widgets.workflow.workflow import Workflow
+
+        wf = workflow if isinstance(workflow, Workflow) else Workflow.load(workflow)
+        info = self.backend.cached_object_info
+        if info is not None and wf.object_info is not info:
+            wf = wf.with_object_info(info)
+        return wf
+
+    def run(self, workflow: Any, values: dict[str, Any] | None = None, /, **params: Any) -> Job:
+        """Validate the values, then queue the workflow; returns a Job at once (any thread).
+
+        Raises ParameterError before anything is queued. Image parameters may be PIL images,
+        paths, numpy arrays or bytes: they are uploaded first, once per content.
+        """
+        wf = self._load_workflow(workflow)
+        merged = {**(values or {}), **params}
+        image_names = {n for p in wf.parameters() if p.type == "image" for n in (p.name, p.key)}
+        merged, uploads = prepare_image_values(image_names, merged)
+        prompt = wf.apply(merged)
+        check_server_models(wf, prompt)
+        used = {wf.parameter(name).name: value for name, value in merged.items()}
+        return self.submit(prompt, workflow=wf, parameters=used, uploads=uploads)
+
+    def submit(
+        self,
+        prompt: dict[str, Any],
+        *,
+        workflow: Workflow | None = None,
+        parameters: dict[str, Any] | None = None,
+        uploads: list[PendingUpload] | None = None,
+        batch_id: str | None = None,
+        batch_index: int | None = None,
+        front: bool = False,
+    ) -> Job:
+        """Queue an already-built API prompt as a Job (the low-level half of ``run``)."""
+        from comfy_widgets.engine.job import Job
+
+        job = Job(
+            self,
+            prompt,
+            workflow=workflow,
+            parameters=parameters,
+            uploads=uploads,
+            batch_id=batch_id,
+            batch_index=batch_index,
+            front=front,
+        )
+        job.start()
+        return job
+
+    def batch(self, workflow: Any, count: int | None = None, **variations: Any) -> Batch:
+        """Run many variations of a workflow (see comfy_widgets.engine.batch.Batch)."""
+        from comfy_widgets.engine.batch import Batch
+
+        return Batch(self, workflow, count=count, **variations)
+
+    # --- lifetime -----------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Stop the WebSocket monitor and close HTTP connections."""
+        await self.backend.aclose()
+
+    def close(self) -> None:
+        """Blocking ``aclose`` for scripts (outside a running loop)."""
+        self.backend.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(
+    url: str | None = None,
+    *,
+    token: str | None = None,
+    auth: tuple[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    store: Any = "default",
+) -> Client:
+    """A Client for ``url`` (default ``$COMFYUI_URL``, else ComfyUI's 127.0.0.1:8188).
+
+    Every generation is recorded in ``store``: by default the SQLite store under
+    ``$COMFY_WIDGETS_HOME`` or ``./.comfy_widgets``; pass a Recorder (e.g. a ``Store``), or
+    None/False to record nothing (not even the form's last-used values). Credentials may come
+    from ``token`` (Bearer), ``auth`` (basic), ``headers`` or
+    the URL's userinfo; they are kept in memory only.
+    """
+    return Client(url, token=token, auth=auth, headers=headers, store=store)
