@@ -11,18 +11,27 @@ end becomes a ``PromptOutcome`` for ``watcher.apply_outcome``. Outputs are v2 as
 refs are ``V2FileRef`` (an ``OutputFileRef`` carrying the asset URL) and ``fetch_output`` reads
 them from the server. Images uploaded by ``upload_image`` become ``core/ASSET`` references in
 the prompts that name them. v2 serves no ``object_info``: the bundled snapshot stands in.
+
+As ``ClassicBackend`` does, all I/O runs on one event loop (the one running when the backend
+was made, the kernel's in Jupyter, else the shared background loop), so the engine's Client
+facade can hold either backend. ``url`` is the server's v2 URL (``…/api/v2``, no credentials):
+that is what the store records, and ``cw.connect`` of it speaks v2 again (resume, rerun).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+import threading
+import uuid
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from comfy_widgets.errors import ComfyWidgetsError, HTTPStatusError, ServerError
+from comfy_widgets.loops import background_loop, running_loop
 from comfy_widgets.states import JobState
 from comfy_widgets.transport.backend import (
     LostPolicy,
@@ -41,7 +50,9 @@ from comfy_widgets.transport.events import (
     ProgressEvent,
 )
 from comfy_widgets.transport.outputs import OutputFileRef
+from comfy_widgets.transport.uploads import PendingUpload, pending_upload
 from comfy_widgets.transport.v2 import (
+    API,
     PreviewImage,
     ProgressUpdate,
     StatusChange,
@@ -53,6 +64,9 @@ from comfy_widgets.transport.v2 import (
     _segment,
     follow_job,
 )
+
+if TYPE_CHECKING:
+    from comfy_widgets.workflow.object_info import ObjectInfo
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +175,15 @@ class V2Backend:
         client: V2Client | None = None,
         poll_interval: float = 0.5,
     ) -> None:
+        self._api_key = api_key  # kept only to open a new V2Client when the loop changes
+        self._own_client = client is None
         self.client = client or V2Client(url, api_key=api_key)
-        self.url = self.client.url
+        self.url = self.client.url + API
+        self.client_id = str(uuid.uuid4())  # v2 has no client id; kept for the Client facade
         self.poll_interval = poll_interval
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = running_loop()
+        self._healthy = False
         self._jobs: dict[str, str] = {}  # prompt id -> v2 job id
         self._attempts: dict[str, int] = {}
         self._watchers: dict[str, PromptWatcher] = {}
@@ -173,6 +193,61 @@ class V2Backend:
 
     def __repr__(self) -> str:
         return f"V2Backend({self.url!r})"
+
+    # --- event loop (the same contract as ClassicBackend's) ------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop all of this backend's I/O runs on (bound on first use, rebound if closed)."""
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                if self._loop is not None and self._own_client:  # its connections died with it
+                    self.client = V2Client(self.client.url, api_key=self._api_key)
+                self._loop = running_loop() or background_loop()
+                self._followers = {}
+                self._healthy = False
+            return self._loop
+
+    def on_loop_thread(self) -> bool:
+        """True when called from code running on the backend's loop."""
+        return running_loop() is self.loop
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the backend's loop, from any thread."""
+        if self.on_loop_thread():
+            self.loop.call_soon(fn, *args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        """Start ``coro`` on the backend's loop from any thread; returns a thread-safe future."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    async def _on_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Await ``coro`` on the backend's loop, whichever loop the caller runs on."""
+        if self.on_loop_thread():
+            return await coro
+        return await asyncio.wrap_future(self.spawn(coro))
+
+    @property
+    def protocol(self) -> str:
+        """``"v2"``: the protocol this backend speaks."""
+        return "v2"
+
+    @property
+    def unfinished_jobs(self) -> int:
+        """Jobs of ours this backend follows that have not ended (a pool's load figure: v2
+        servers do not say how busy they are, and listing their jobs is expensive)."""
+        return sum(1 for w in self._watchers.values() if not w.done())
+
+    def request_headers(self) -> dict[str, str]:
+        """No headers: the API key never leaves this backend (outputs: ``fetch_output``)."""
+        return {}
+
+    @property
+    def posting(self) -> bool:
+        """Always False: submits do not hold up anything else."""
+        return False
 
     # --- submitting ----------------------------------------------------------------------------
 
@@ -219,10 +294,25 @@ class V2Backend:
             out[node_id] = {**node, "inputs": new_inputs}
         return out
 
-    async def upload_image(self, name: str, data: bytes) -> str:
-        """Upload once (content-addressed); prompts keep naming it by ``name``."""
-        self._uploads[name] = await self.client.upload(name, data)
-        return name
+    async def upload_image(self, image: Any, data: bytes | None = None) -> str:
+        """Upload once (content-addressed) as a v2 asset; prompts keep naming it by its name.
+
+        ``image`` is a file name with its ``data`` (the Backend form), or a PIL image, path,
+        numpy array or bytes (the Client form, named by content)."""
+        upload = PendingUpload(str(image), data) if data is not None else pending_upload(image)
+        return await self.ensure_uploaded(upload)
+
+    async def ensure_uploaded(self, upload: PendingUpload) -> str:
+        """Upload ``upload`` unless done (the client skips content the server already has)."""
+        if not self.on_loop_thread():
+            return str(await self._on_loop(self.ensure_uploaded(upload)))
+        if upload.name not in self._uploads:
+            self._uploads[upload.name] = await self.client.upload(upload.name, upload.data)
+        return upload.name
+
+    def forget_uploads(self) -> None:
+        """Forget the name -> asset map (uploads are content-addressed: a re-upload is cheap)."""
+        self._uploads = {}
 
     # --- following -----------------------------------------------------------------------------
 
@@ -417,25 +507,100 @@ class V2Backend:
             "(read the job again to get one)"
         )
 
-    async def object_info(self) -> dict[str, Any]:
+    async def object_info(self, node_class: str | None = None) -> dict[str, Any]:
         """v2 serves no node definitions: the bundled snapshot (for client-side conversion)."""
         from comfy_widgets.workflow.object_info import _bundled
 
-        return _bundled().raw
+        raw = _bundled().raw
+        if node_class is None:
+            return raw
+        return {node_class: raw[node_class]} if node_class in raw else {}
+
+    @property
+    def cached_object_info(self) -> ObjectInfo | None:
+        """None: workflows keep the object_info they were loaded with (the bundled one)."""
+        return None
+
+    async def get_object_info(self) -> ObjectInfo:
+        """The bundled object_info (v2 serves none; the server checks the workflow itself)."""
+        from comfy_widgets.workflow.object_info import _bundled
+
+        return _bundled()
 
     async def models(self, folder: str | None = None) -> list[str]:
         """v2 lists no model folders: always empty."""
         return []
 
     async def wait_connected(self, timeout: float = 5.0) -> bool:
-        """True once the server answers its health probe (each job opens its own stream)."""
+        """True once the server answered its health probe (each job opens its own stream)."""
+        if self._healthy:
+            return True
         try:
-            return await asyncio.wait_for(self.client.health(), timeout)
-        except asyncio.TimeoutError:
+            self._healthy = await asyncio.wait_for(self.client.health(), timeout)
+        except (asyncio.TimeoutError, ComfyWidgetsError):
             return False
+        return self._healthy
 
-    async def aclose(self) -> None:
-        """Stop following every job and close the connections."""
+    # --- what the Client facade offers that v2 answers differently or not at all ---------------
+
+    async def queue_prompt(
+        self,
+        prompt: dict[str, Any],
+        *,
+        prompt_id: str | None = None,
+        front: bool = False,
+        extra_data: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Submit ``prompt`` as a v2 job; the answer in ``POST /prompt``'s shape."""
+        pid = prompt_id or str(uuid.uuid4())
+        await self._on_loop(self.submit(prompt, pid, front=front, extra_data=extra_data))
+        return {"prompt_id": pid, "number": None, "node_errors": {}}
+
+    async def system_stats(self) -> dict[str, Any]:
+        """What a v2 server says of itself: only whether it is healthy."""
+        healthy = await self._on_loop(self.client.health())
+        return {"system": {"comfy_api": "v2", "healthy": bool(healthy)}, "devices": []}
+
+    async def features(self) -> dict[str, Any]:
+        """No ``/features`` on v2: an empty answer."""
+        return {}
+
+    def _unsupported(self, what: str) -> ComfyWidgetsError:
+        return ComfyWidgetsError(
+            f"{what} is a call of the classic ComfyUI protocol; {self.url} speaks Comfy API v2 "
+            "(use client.run / client.batch, job.cancel(), and the job's outputs)"
+        )
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Not on v2: raw requests would need the API key outside this backend."""
+        raise self._unsupported(f"request({method} {path})")
+
+    async def get_queue(self) -> dict[str, Any]:
+        """Not on v2 (``queue_state`` gives running and queued jobs)."""
+        raise self._unsupported("get_queue()")
+
+    async def get_history(
+        self, prompt_id: str | None = None, max_items: int | None = None
+    ) -> dict[str, Any]:
+        """Not on v2 (``outcome`` / ``outcomes`` give finished jobs)."""
+        raise self._unsupported("get_history()")
+
+    async def clear_queue(self) -> None:
+        """Not on v2: a shared server's queue is not ours to clear (cancel our jobs instead)."""
+        raise self._unsupported("clear_queue()")
+
+    async def view(self, filename: str, subfolder: str = "", type: str = "output") -> bytes:
+        """Not on v2: outputs are assets, read through the job (``fetch_output``)."""
+        raise self._unsupported(f"view({filename!r})")
+
+    @property
+    def monitor(self) -> Any:
+        """Not on v2: there is no WebSocket, each job has its event stream."""
+        raise self._unsupported("the WebSocket monitor")
+
+    # --- lifetime -----------------------------------------------------------------------------
+
+    async def _aclose_here(self) -> None:
         tasks = list(self._followers.values())
         self._followers.clear()
         for task in tasks:
@@ -444,3 +609,21 @@ class V2Backend:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.client.aclose()
+        if self._own_client:  # a closed httpx client cannot be reused: ready a fresh one
+            self.client = V2Client(self.client.url, api_key=self._api_key)
+        self._healthy = False
+
+    async def aclose(self) -> None:
+        """Stop following every job and close the connections."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        await self._on_loop(self._aclose_here())
+
+    def close(self) -> None:
+        """Blocking ``aclose`` for scripts (outside a running loop)."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        if running_loop() is not None:
+            self.call_soon(lambda: asyncio.ensure_future(self._aclose_here()))
+            return
+        self.spawn(self._aclose_here()).result(timeout=10)
