@@ -239,3 +239,24 @@ async def test_batch_completes_from_polling_when_every_event_stream_drops(v2_sta
     assert all(image is not None for image in df["image"])
     assert transport.count("GET", "/events") >= 3  # a stream per item, each cut off
     assert seeds_run(v2_stack.sim_history()) == Counter({71: 1, 72: 1, 73: 1})
+
+
+async def test_cancel_a_running_job_and_stop_a_batch_through_v2(v2_stack, wf, store):
+    client = connect(v2_stack.url, api_key=v2_stack.token, store=store)
+    try:
+        job = client.run(wf, seed=81, steps=200)  # 4 s at the stack's 0.02 s/step
+        await wait_for(lambda: job.state == "running", "the job running")
+        await job.cancel_async()
+        await wait_for(job.done, "the cancelled job's end")
+        assert job.state == "cancelled"
+
+        batch = client.batch(wf, seed="91, 92, 93, 94, 95", steps=100, concurrency=5)
+        await wait_for(lambda: batch.running_count == 1, "the first item running")
+        await asyncio.wait_for(batch.stop_async(), DEADLINE)
+        df = await asyncio.wait_for(batch, DEADLINE)
+    finally:
+        await client.aclose()
+    assert batch.status == "cancelled"
+    assert Counter(df["status"])["cancelled"] == 4  # the running one finishes, queued ones go
+    ran = seeds_run(v2_stack.sim_history())
+    assert ran[81] <= 1 and sum(ran[s] for s in (92, 93, 94, 95)) == 0

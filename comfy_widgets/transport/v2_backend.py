@@ -371,7 +371,7 @@ class V2Backend:
             return
         if self._jobs.get(watcher.prompt_id) != job_id:
             return  # resubmitted meanwhile: a newer follower owns the watcher
-        outcome = _outcome(watcher.prompt_id, final, watcher.cancel_requested)
+        outcome = _outcome(watcher.prompt_id, final, self._cancel_asked(watcher))
         if not watcher.done():
             await watcher.apply_outcome(outcome)
 
@@ -389,6 +389,11 @@ class V2Backend:
                 self._cancelled.discard(prompt_id)
                 raise
         self._poll_only(prompt_id, job_id)
+
+    def _cancel_asked(self, watcher: PromptWatcher) -> bool:
+        """True if the job was cancelled: by its watcher, or through this backend (a batch's
+        stop deletes queued items without marking them; v2 then reports them ``expired``)."""
+        return watcher.cancel_requested or watcher.prompt_id in self._cancelled
 
     def _poll_only(self, prompt_id: str, job_id: str) -> None:
         """Follow a cancelled job by polling: a job cancelled while queued leaves ComfyUI
@@ -483,7 +488,7 @@ class V2Backend:
                 continue
             if job.status.terminal:
                 await watcher.apply_outcome(
-                    _outcome(watcher.prompt_id, job, watcher.cancel_requested)
+                    _outcome(watcher.prompt_id, job, self._cancel_asked(watcher))
                 )
             elif job.status in (V2Status.RUNNING, V2Status.CANCELING):
                 watcher.mark_running()
