@@ -214,7 +214,7 @@ async def test_proxy_killed_mid_batch_and_restarted_every_item_runs_once(v2_stac
         df = await asyncio.wait_for(batch, 2 * DEADLINE)
     finally:
         await client.aclose()
-    assert list(df["status"]) == ["completed"] * 6
+    assert list(df["status"]) == ["completed"] * 6, df[["status", "error"]].to_string()
     assert all(isinstance(row, list) and row for row in df["outputs"])
     assert seeds_run(v2_stack.sim_history()) == Counter(range(61, 67))
     assert len(store.find_generations(batch_id=batch.id)) == 6
@@ -260,3 +260,20 @@ async def test_cancel_a_running_job_and_stop_a_batch_through_v2(v2_stack, wf, st
     assert Counter(df["status"])["cancelled"] == 4  # the running one finishes, queued ones go
     ran = seeds_run(v2_stack.sim_history())
     assert ran[81] <= 1 and sum(ran[s] for s in (92, 93, 94, 95)) == 0
+
+
+async def test_pool_routes_around_a_v2_server_that_never_answers(v2_stack, wf, store):
+    dead = connect(f"http://127.0.0.1:{free_port()}", api_key=SECRET, store=store)
+    good = connect(v2_stack.url, api_key=v2_stack.token, store=store)
+    try:
+        batch = good.batch(wf, seed="101, 102, 103", steps=4, servers=[dead, good])
+        # within DEADLINE: the client's 60 s retry budget would not fit, a dead server is
+        # given up at its first refused connection
+        df = await asyncio.wait_for(batch, DEADLINE)
+        stats = {s.url: s for s in batch.server_stats()}
+    finally:
+        await dead.aclose()
+        await good.aclose()
+    assert list(df["status"]) == ["completed"] * 3
+    assert set(df["server"]) == {good.url}
+    assert stats[dead.url].down and stats[dead.url].sent >= 1

@@ -30,7 +30,12 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from comfy_widgets.errors import ComfyWidgetsError, HTTPStatusError, ServerError
+from comfy_widgets.errors import (
+    ComfyWidgetsError,
+    HTTPStatusError,
+    ServerConnectionError,
+    ServerError,
+)
 from comfy_widgets.loops import background_loop, running_loop
 from comfy_widgets.states import JobState
 from comfy_widgets.transport.backend import (
@@ -259,7 +264,14 @@ class V2Backend:
         front: bool = False,  # v2 has no queue front (its priority is advisory): ignored
         extra_data: dict[str, Any] | None = None,
     ) -> Submitted:
-        """Queue ``prompt`` as a v2 job, once, under our ``prompt_id``."""
+        """Queue ``prompt`` as a v2 job, once, under our ``prompt_id``.
+
+        A server that has never answered is refused at once (nothing can have been sent, so a
+        pool routes the item elsewhere); one that answered before and drops is retried (a
+        restart), the Idempotency-Key keeping the item from running twice.
+        """
+        if not await self.wait_connected():
+            raise ServerConnectionError(f"the v2 server {self.url} does not answer")
         attempt = self._attempts.get(prompt_id, 0) + 1
         self._attempts[prompt_id] = attempt
         # v2's extra_data is closed: only the partner-node key rides along (no extra_pnginfo)
