@@ -206,10 +206,20 @@ async def test_pool_routes_around_a_v2_server_that_refuses_the_key(v2_stack, wf,
 async def test_proxy_killed_mid_batch_and_restarted_every_item_runs_once(v2_stack, wf, store):
     client = connect(v2_stack.url, api_key=v2_stack.token, store=store)
     try:
-        batch = client.batch(wf, seed="61, 62, 63, 64, 65, 66", steps=15, concurrency=2)
-        await wait_for(lambda: batch.completed_count >= 2, "two items")
+        batch = client.batch(wf, seed="61, 62, 63, 64, 65, 66", steps=40, concurrency=2)
+
+        def mid_batch() -> bool:  # two done, the next two posted and one of them running
+            live = [j for j in batch.jobs if not j.done()]
+            return (
+                batch.completed_count >= 2
+                and len(live) == 2
+                and all(j.posted for j in live)
+                and any(j.state == "running" for j in live)
+            )
+
+        await wait_for(mid_batch, "two items done and two in flight")
         await asyncio.to_thread(v2_stack.kill_proxy)
-        await asyncio.sleep(1.0)  # followers and submits meet a dead port meanwhile
+        await asyncio.sleep(1.0)  # followers meet a dead port meanwhile
         await asyncio.to_thread(v2_stack.start_proxy)
         df = await asyncio.wait_for(batch, 2 * DEADLINE)
     finally:
@@ -218,6 +228,36 @@ async def test_proxy_killed_mid_batch_and_restarted_every_item_runs_once(v2_stac
     assert all(isinstance(row, list) and row for row in df["outputs"])
     assert seeds_run(v2_stack.sim_history()) == Counter(range(61, 67))
     assert len(store.find_generations(batch_id=batch.id)) == 6
+
+
+async def test_a_submit_whose_outcome_cannot_be_known_is_lost_not_resent(v2_stack, wf, store):
+    posts = 0
+
+    def unknowable(request: httpx.Request, n: int) -> object:
+        nonlocal posts
+        if request.method != "POST" or not request.url.path.endswith("/api/v2/jobs"):
+            return None
+        posts += 1
+        if posts == 1:  # the connection breaks: the proxy may or may not have the job
+            raise httpx.ReadError("connection reset (injected)")
+        return httpx.Response(  # it took the key but lists no job (killed in between)
+            422,
+            json={"error": {"code": "idempotency_key_reuse", "message": "used", "details": None}},
+        )
+
+    transport = FaultTransport(unknowable)
+    backend = V2Backend(
+        v2_stack.url, client=V2Client(v2_stack.url, api_key=v2_stack.token, transport=transport)
+    )
+    client = Client(backend=backend, store=store)
+    try:
+        job = client.run(wf, seed=111, steps=4)
+        await wait_for(job.done, "the job's end")
+    finally:
+        await client.aclose()
+    assert job.state == "lost" and "not sending it again" in (job.error_message or "")
+    assert posts == 2  # never sent a third time under a new key
+    assert seeds_run(v2_stack.sim_history())[111] == 0
 
 
 async def test_batch_completes_from_polling_when_every_event_stream_drops(v2_stack, wf, store):

@@ -35,6 +35,7 @@ from comfy_widgets.errors import (
     HTTPStatusError,
     ServerConnectionError,
     ServerError,
+    SubmitOutcomeUnknownError,
 )
 from comfy_widgets.loops import background_loop, running_loop
 from comfy_widgets.states import JobState
@@ -276,12 +277,21 @@ class V2Backend:
         self._attempts[prompt_id] = attempt
         # v2's extra_data is closed: only the partner-node key rides along (no extra_pnginfo)
         extra = {k: v for k, v in (extra_data or {}).items() if k == "api_key_comfy_org"}
-        job = await self.client.submit(
-            self._with_assets(prompt),
-            idempotency_key=_key(prompt_id, attempt),
-            metadata=_label(prompt_id, attempt),
-            extra_data=extra or None,
-        )
+        try:
+            job = await self.client.submit(
+                self._with_assets(prompt),
+                idempotency_key=_key(prompt_id, attempt),
+                metadata=_label(prompt_id, attempt),
+                extra_data=extra or None,
+            )
+        except SubmitOutcomeUnknownError as exc:
+            # The server holds the key but lists no job (a proxy killed between taking the key
+            # and recording the job): whether it ran cannot be known through v2. Not sent
+            # again (it could run twice); the item is ``lost``, which resume can requeue.
+            watcher = self._watchers.get(prompt_id)
+            if watcher is not None:
+                await watcher.finish(JobState.LOST, exc)
+            raise
         self._jobs[prompt_id] = job.id
         self._cancelled.discard(prompt_id)
         watcher = self._watchers.get(prompt_id)
