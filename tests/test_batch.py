@@ -295,3 +295,21 @@ def test_plain_script_mode_blocks_on_result():
             assert df["status"].tolist() == ["completed", "completed"]
         finally:
             client.close()
+
+
+async def test_a_server_without_model_lists_is_not_taken_to_lack_every_model():
+    """v2 servers list no model folders (models() is empty): nothing to refuse on."""
+    from comfy_widgets.engine.validation import check_models_on_server
+
+    prompt = Workflow.load(WORKFLOW_PATH).to_api()
+
+    async def empty(_folder):
+        return []
+
+    await check_models_on_server(Workflow.load(WORKFLOW_PATH), [prompt], empty)
+
+    async def listed(_folder):
+        return ["other.safetensors"]
+
+    with pytest.raises(ParameterError, match="'checkpoints' folder has 'other.safetensors'"):
+        await check_models_on_server(Workflow.load(WORKFLOW_PATH), [prompt], listed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from comfy_widgets.errors import ParameterError, ServerError
+from comfy_widgets.errors import ComfyWidgetsError, ParameterError
 
 if TYPE_CHECKING:
     from comfy_widgets.workflow.parameters import WorkflowParameter
@@ -52,7 +52,7 @@ async def check_models_on_server(
     tell): each model folder the workflow's parameters use is listed once (``GET
     /models/<folder>``), and every prompt checked against it before anything is queued, so a
     batch whose checkpoint the server lacks is refused once instead of item by item. A folder
-    the server cannot list is left to the server to judge.
+    the server cannot list, or lists empty, is left to the server to judge.
     """
     if workflow.object_info.trusts_model_lists:
         return
@@ -67,10 +67,10 @@ async def check_models_on_server(
     for folder, values in wanted.items():
         try:
             available = await list_models(folder)
-        except ServerError:
+        except ComfyWidgetsError:
             continue
-        if not isinstance(available, list):
-            continue
+        if not isinstance(available, list) or not available:
+            continue  # no list to judge by (a v2 server lists none): the server decides
         for value, param in values.items():
             if value not in available and param.name not in errors:
                 shown = ", ".join(repr(o) for o in available[:10]) or "nothing"

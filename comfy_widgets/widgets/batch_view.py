@@ -47,6 +47,9 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
     elapsed = traitlets.Float(0.0).tag(sync=True)
     stopping = traitlets.Bool(False).tag(sync=True)
     current = traitlets.Unicode("").tag(sync=True)  # the running items' steps: "#3 step 12/20"
+    # a pool: one dict per server (url, protocol, counts, per_minute), and each item's server
+    servers = traitlets.List(traitlets.Dict()).tag(sync=True)
+    item_servers = traitlets.List(traitlets.Unicode()).tag(sync=True)
 
     def __init__(self, batch: Any, **kwargs: Any) -> None:
         self.batch = batch
@@ -115,6 +118,7 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
             "errors": errors,
             "elapsed": round(self._elapsed(status), 1),
             "current": current_steps_text(jobs),
+            **server_columns(self.batch, jobs),
         }
 
     def _elapsed(self, status: str) -> float:
@@ -240,6 +244,14 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
             self._throttle.close()
             self._previews.close()
         super().close()
+
+
+def server_columns(batch: Any, jobs: list[Any]) -> dict[str, Any]:
+    """The pool's per-server counts and throughput, and each item's server URL ('' unsent)."""
+    stats = getattr(batch, "server_stats", None)
+    servers = [s.as_dict() for s in stats()] if callable(stats) else []
+    item_servers = [str(getattr(getattr(job, "client", None), "url", "") or "") for job in jobs]
+    return {"servers": servers, "item_servers": item_servers}
 
 
 def item_labels(batch: Any) -> list[str]:
