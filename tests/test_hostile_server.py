@@ -482,3 +482,19 @@ def test_one_garbage_json_cell_never_hides_the_other_rows(tmp_path):
     conn.close()
     frame = cw.history(store=Store(tmp_path / "store.sqlite"))
     assert sorted(frame["prompt_id"]) == ["p0", "p1", "p2"]
+
+
+def test_a_batch_over_max_items_is_refused_before_anything_is_queued():
+    from comfy_widgets import sim
+    from comfy_widgets.errors import ParameterError
+    from comfy_widgets.workflow.workflow import Workflow
+
+    with sim.serve() as handle:
+        client = connect(handle.url, store=None)
+        workflow = Workflow.load(PROMPT)
+        with pytest.raises(ParameterError, match="1,000,000 items.*max_items=100,000"):
+            client.batch(workflow, count=10**6)
+        batch = client.batch(workflow, count=3, max_items=3)
+        assert len(batch.plan) == 3
+        batch.stop()
+        client.close()

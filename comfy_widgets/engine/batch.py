@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from comfy_widgets.engine.plan import VariationPlan
+from comfy_widgets.engine.plan import MAX_ITEMS, VariationPlan
 from comfy_widgets.engine.validation import check_models_on_server, check_server_models
 from comfy_widgets.engine.waiting import wait_detached
 from comfy_widgets.errors import (
@@ -104,6 +104,7 @@ class Batch:
         concurrency: int = DEFAULT_CONCURRENCY,
         servers: Sequence[Client | str] | None = None,
         plan_seed: int | None = None,
+        max_items: int = MAX_ITEMS,
         **variations: Any,
     ):
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -118,7 +119,12 @@ class Batch:
         parameters = self.workflow.parameters()
         self._image_names = {n for p in parameters if p.type == "image" for n in (p.name, p.key)}
         self.variation_plan = VariationPlan(
-            variations, count=count, mode=mode, plan_seed=plan_seed, parameters=parameters
+            variations,
+            count=count,
+            mode=mode,
+            plan_seed=plan_seed,
+            parameters=parameters,
+            max_items=max_items,
         )
         self._items = self.variation_plan.validate(self._prepare_item)
         self.plan: pd.DataFrame = self.variation_plan.to_frame()
