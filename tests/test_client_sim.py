@@ -297,3 +297,32 @@ async def test_run_rejects_a_checkpoint_the_server_lacks_before_queueing(client)
     assert await client.get_history() == {}
     queue = await client.get_queue()
     assert queue["queue_running"] == [] and queue["queue_pending"] == []
+
+
+DYNAMIC = {
+    "1": {
+        "class_type": "EmptyImage",
+        "inputs": {"width": 96, "height": 64, "batch_size": 1, "color": 3368652},
+    },
+    "2": {
+        "class_type": "ResizeImageMaskNode",
+        "inputs": {
+            "input": ["1", 0],
+            "resize_type": "scale by multiplier",
+            "resize_type.multiplier": 0.5,
+            "scale_method": "area",
+        },
+    },
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "dyn"}},
+}
+
+
+async def test_run_switching_a_dynamic_combo_sends_the_new_options_children(client):
+    values = {"2.resize_type": "scale dimensions", "2.resize_type.width": 40}
+    job = client.run(DYNAMIC, values)
+    result = await job
+    assert result.status == "completed" and len(result.images) == 1
+    inputs = job.prompt["2"]["inputs"]
+    assert inputs["resize_type"] == "scale dimensions" and inputs["resize_type.width"] == 40
+    assert "resize_type.multiplier" not in inputs
+    assert job.parameters["2.resize_type.width"] == 40
