@@ -268,3 +268,38 @@ async def test_a_prompt_the_server_rewrote_is_recorded_as_it_ran():
     job2 = Job(client, same)
     job2._take_server_prompt(ran)
     assert job2.prompt is same
+
+
+@pytest.mark.parametrize(
+    "label", ["dependency_cycle (two nodes)", "missing_node_type: no class_type"]
+)
+async def test_node_level_errors_show_under_the_nodes_section(label):
+    """0.27 names each node of a cycle (and the node of a missing class): the form shows the
+    message under that node's section title, not by the buttons."""
+    from types import SimpleNamespace
+
+    from comfy_widgets.widgets.form import ParameterForm
+    from comfy_widgets.workflow.workflow import Workflow
+
+    case = exchange(HTTP / "post_prompt_responses.json", label)
+    with pytest.raises(PromptValidationError) as caught:
+        await backend(Replay(case)).submit({}, "0b7b5f3e-1c1e-4d3c-9a57-3c1b2f0e9d11")
+    chain = {  # the same node ids without the cycle, so the form can be built
+        "4": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1}},
+        "1": {"class_type": "ImageBlur", "inputs": {"image": ["4", 0], "blur_radius": 1}},
+        "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 1}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "c"}},
+    }
+    form = ParameterForm(Workflow.load(chain, name="chain"))
+    form._on_job_change(SimpleNamespace(state="failed", error=caught.value))
+    errors = form._section_errors
+    named = sorted(caught.value.node_errors)
+    assert named == (["1", "2"] if "cycle" in label else ["1"])
+    for node_id, error in errors.items():
+        assert (error.value != "") == (node_id in named), node_id
+        assert error.layout.display == ("block" if node_id in named else "none")
+    expected = "Dependency cycle detected" if "cycle" in label else "has no class_type"
+    assert expected in errors["1"].value
+    assert "Fix the fields marked above" in form.message.value
+    form.clear_errors()
+    assert all(e.value == "" for e in errors.values())
