@@ -18,21 +18,11 @@ def names(class_type: str, oi: ObjectInfo = OI) -> list[str]:
 
 
 #: What the bundled snapshot leaves out of each class: text no conversion or form reads.
-TRIMMED = {
-    "price_badge",
-    "search_aliases",
-    "description",
-    "output_tooltips",
-    "essentials_category",
-    "python_module",
-}
 
 
-def test_bundled_snapshot_is_the_0_27_server_trimmed_and_cached():
+def test_bundled_snapshot_is_the_0_27_server_and_cached():
     reference = json.loads(gzip.decompress((REFERENCE / "object_info_0.27.0.json.gz").read_bytes()))
-    assert OI.raw == {
-        k: {kk: vv for kk, vv in v.items() if kk not in TRIMMED} for k, v in reference.items()
-    }
+    assert OI.raw == reference
     assert ObjectInfo.bundled() is OI
     assert OI.source == "bundled" and not OI.trusts_model_lists
     assert OI.has("KSampler") and not OI.has("PrimitiveNode")

@@ -45,6 +45,8 @@ def _settings(
     data_dir: str | Path | None,
     seconds_per_node: float,
     emulate: str | Emulate | None,
+    front_end_root: str | Path | None = None,
+    object_info_file: str | Path | None = None,
 ) -> SimSettings:
     extra = {folder: list(files) for folder, files in (models or {}).items()}
     extra.setdefault("checkpoints", []).extend(checkpoints or [])
@@ -58,6 +60,8 @@ def _settings(
         models=extra,
         data_dir=Path(data_dir) if data_dir else None,
         emulate=Emulate.parse(emulate),
+        front_end_root=Path(front_end_root) if front_end_root else None,
+        object_info_file=Path(object_info_file) if object_info_file else None,
     )
 
 
@@ -73,10 +77,15 @@ def serve(
     data_dir: str | Path | None = None,
     seconds_per_node: float = 0.0,
     emulate: str | Emulate = NEWEST,
+    front_end_root: str | Path | None = None,
+    object_info_file: str | Path | None = None,
 ) -> SimHandle:
     """Start a simulated server in a daemon thread and return its handle (a context manager).
 
     `models` adds files to any model folder, e.g. {"vae": ["my_vae.safetensors"]}.
+    `front_end_root` serves a web frontend (e.g. comfyui-frontend-package's `static` folder) at
+    `/`, as ComfyUI's `--front-end-root`; `object_info_file` serves that /object_info instead of
+    the bundled one (its model lists as they are).
     """
     return SimHandle(
         _settings(
@@ -90,6 +99,8 @@ def serve(
             data_dir,
             seconds_per_node,
             emulate,
+            front_end_root,
+            object_info_file,
         )
     )
 
@@ -106,6 +117,8 @@ async def start(
     data_dir: str | Path | None = None,
     seconds_per_node: float = 0.0,
     emulate: str | Emulate = NEWEST,
+    front_end_root: str | Path | None = None,
+    object_info_file: str | Path | None = None,
 ) -> SimServer:
     """Start a simulated server on the running event loop; stop it with `await server.astop()`."""
     server = SimServer(
@@ -120,6 +133,8 @@ async def start(
             data_dir,
             seconds_per_node,
             emulate,
+            front_end_root,
+            object_info_file,
         )
     )
     return await server.start()

@@ -152,6 +152,20 @@ def bundled_object_info(file_name: str = DEFAULT_OBJECT_INFO) -> dict:
         return json.load(f)
 
 
+def read_object_info(path: str | Path) -> dict:
+    """An /object_info document from a .json or .json.gz file (ValueError naming the problem)."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError) as ex:
+        raise ValueError(f"object_info file {path}: {ex}") from ex
+    if not isinstance(info, dict):
+        raise ValueError(f"object_info file {path}: not a JSON object")
+    return info
+
+
 def model_lists(
     extra: dict[str, list[str]] | None = None, newer: bool = True
 ) -> dict[str, list[str]]:

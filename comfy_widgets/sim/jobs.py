@@ -138,4 +138,5 @@ def sort_key(sort_by: str):
             return end - start if start and end else 0
 
         return duration
-    return lambda job: job.get("create_time", 0)
+    # jobs queued within one millisecond keep their queue order (the number is their priority)
+    return lambda job: (job.get("create_time", 0), job.get("priority", 0))

@@ -24,7 +24,7 @@ from pathlib import Path
 from aiohttp import web
 from PIL import Image
 
-from comfy_widgets.sim import catalog, images
+from comfy_widgets.sim import catalog, frontend, images
 from comfy_widgets.sim.executor import Executor
 from comfy_widgets.sim.faults import Faults
 from comfy_widgets.sim.outputs import OutputWriter
@@ -54,6 +54,8 @@ class SimSettings:
     models: dict[str, list[str]] = field(default_factory=dict)
     data_dir: Path | None = None
     emulate: Emulate = NEWEST  # the ComfyUI version whose protocol and node set are served
+    front_end_root: Path | None = None  # serve a web frontend from here (sim/frontend.py)
+    object_info_file: Path | None = None  # serve this /object_info (.json or .json.gz) as is
 
 
 class SimServer:
@@ -75,6 +77,9 @@ class SimServer:
         self.sockets_metadata: dict[str, dict] = {}
         # Called with the aiohttp app after the API routes, before "/": add routes (a frontend).
         self.route_hooks: list[Callable[[web.Application], None]] = []
+        if self.settings.front_end_root is not None:
+            root = frontend.check_root(self.settings.front_end_root)
+            self.route_hooks.append(lambda app: frontend.install(app, self, root))
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
@@ -254,10 +259,16 @@ class SimServer:
             input_dir.stat().st_mtime_ns,
             json.dumps(self.settings.models, sort_keys=True),
             self.settings.emulate,
+            str(self.settings.object_info_file),
         )
         if self._object_info_cache is None or self._object_info_cache[0] != key:
             names = catalog.input_image_names(input_dir)
-            info = catalog.served_object_info(self.models(), names, self.profile.object_info_file)
+            if self.settings.object_info_file is not None:
+                info = catalog.read_object_info(self.settings.object_info_file)
+            else:
+                info = catalog.served_object_info(
+                    self.models(), names, self.profile.object_info_file
+                )
             self._object_info_cache = (key, json.dumps(info).encode("utf-8"), info)
         return self._object_info_cache[1], self._object_info_cache[2]
 
