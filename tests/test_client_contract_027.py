@@ -303,3 +303,24 @@ async def test_node_level_errors_show_under_the_nodes_section(label):
     assert "Fix the fields marked above" in form.message.value
     form.clear_errors()
     assert all(e.value == "" for e in errors.values())
+
+
+def test_an_inputs_display_name_from_object_info_is_its_label():
+    """0.27's object_info gives some inputs a ``display_name`` (35 inputs): the form uses it."""
+    from comfy_widgets.workflow.object_info import ObjectInfo
+    from comfy_widgets.workflow.workflow import Workflow
+
+    info = ObjectInfo.bundled()
+    spec = info.input("TextGenerate", "sampling_mode")
+    assert spec is not None and spec.options["display_name"] == "Sampling Mode"
+    prompt = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1}},
+        "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 1}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "x"}},
+    }
+    raw = {k: json.loads(json.dumps(info.raw[k])) for k in ("EmptyImage", "ImageBlur", "SaveImage")}
+    raw["ImageBlur"]["input"]["required"]["blur_radius"][1]["display_name"] = "Blur Radius"
+    wf = Workflow.load(prompt, ObjectInfo(raw, source="user"))
+    labels = {p.key: p.label for p in wf.parameters()}
+    assert labels["2.blur_radius"] == "Blur Radius"
+    assert labels["1.width"] == "Width"  # no display_name: the name made readable
