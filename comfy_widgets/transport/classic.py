@@ -19,7 +19,7 @@ import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
@@ -146,10 +146,11 @@ def _node_errors_of(body: dict[str, Any]) -> dict[str, Any]:
     found = body.get("node_errors")
     node_errors: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
     error = body.get("error")
-    extra = error.get("extra_info") if isinstance(error, dict) else None
-    node_id = extra.get("node_id") if isinstance(extra, dict) else None
+    found_extra = error.get("extra_info") if isinstance(error, dict) else None
+    extra: dict[str, Any] = found_extra if isinstance(found_extra, dict) else {}
+    node_id = extra.get("node_id")
     if not node_errors and isinstance(node_id, (str, int)) and isinstance(error, dict):
-        class_type = extra.get("class_type") if isinstance(extra, dict) else None
+        class_type = extra.get("class_type")
         node_errors[str(node_id)] = {
             "errors": [
                 {
@@ -748,7 +749,7 @@ def jobs_queue_state(jobs: list[dict[str, Any]]) -> QueueState:
     return QueueState(tuple(items("in_progress")), tuple(items("pending")))
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -769,7 +770,8 @@ def job_outcome(prompt_id: str, job: dict[str, Any]) -> PromptOutcome | None:
     state = _JOB_STATES.get(str(job.get("status")))
     if state is None:
         return None
-    workflow = job.get("workflow") if isinstance(job.get("workflow"), dict) else {}
+    found = job.get("workflow")
+    workflow: dict[str, Any] = found if isinstance(found, dict) else {}
     entry = {
         "status": job.get("execution_status") or {},
         "outputs": job.get("outputs") or {},
