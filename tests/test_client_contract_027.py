@@ -324,3 +324,39 @@ def test_an_inputs_display_name_from_object_info_is_its_label():
     labels = {p.key: p.label for p in wf.parameters()}
     assert labels["2.blur_radius"] == "Blur Radius"
     assert labels["1.width"] == "Width"  # no display_name: the name made readable
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        httpx.Response(502, text="<html>Bad Gateway</html>"),
+        httpx.Response(200, text="<html>a proxy's login page</html>"),
+        httpx.Response(200, json={"jobs": "not a list"}),
+    ],
+    ids=["502", "html", "wrong-shape"],
+)
+async def test_a_refused_or_malformed_jobs_probe_falls_back_to_history(refusal):
+    e = exchange(TRACES / "b1_emptyimage_saveimage" / "http.json", "GET /history/{id}")
+    pid = e["path"].rsplit("/", 1)[1]
+    asked = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        return refusal if request.url.path == "/api/jobs" else answer(e)
+
+    b = ClassicBackend("http://127.0.0.1:9")
+    b._http = httpx.AsyncClient(base_url=b.url, transport=httpx.MockTransport(handler))
+    outcome = await b.outcome(pid)
+    assert asked == ["/api/jobs", f"/history/{pid}"]
+    assert outcome is not None and outcome.state == JobState.COMPLETED
+
+
+async def test_refused_credentials_on_the_probe_are_an_authentication_error():
+    from comfy_widgets.errors import AuthenticationError
+
+    b = ClassicBackend("http://127.0.0.1:9")
+    refused = httpx.MockTransport(lambda request: httpx.Response(401, text="no"))
+    b._http = httpx.AsyncClient(base_url=b.url, transport=refused)
+    with pytest.raises(AuthenticationError):
+        await b.has_jobs_api()
+    assert b._jobs_api is None

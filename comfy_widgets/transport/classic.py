@@ -501,16 +501,18 @@ class ClassicBackend:
         """True when the server answers ``GET /api/jobs`` (0.27+; 0.3.64 answers 404).
 
         Probed once and cached; ``forget_capabilities`` (after a reconnect: the server may have
-        been replaced by another version) probes again. A server that cannot be reached raises
-        ServerConnectionError and nothing is cached."""
+        been replaced by another version) probes again. An error status or a malformed answer
+        counts as "no jobs API"; refused credentials (AuthenticationError) and a server that
+        cannot be reached (ServerConnectionError) raise, and nothing is cached."""
         if self._jobs_api is None:
             try:
                 answer = await self._json("GET", "/api/jobs", params={"limit": 1})
-            except HTTPStatusError as exc:
-                if exc.status_code not in (404, 405):
-                    raise
-                answer = None
-            except ProtocolError:
+            except AuthenticationError:
+                raise
+            except (HTTPStatusError, ProtocolError) as exc:
+                # 404 on 0.3.64; any other refusal (a proxy's 502, an HTML page) also means
+                # "use /queue and /history", which every version answers
+                log.debug("%s: no /api/jobs (%s)", self.url, exc)
                 answer = None
             self._jobs_api = isinstance(answer, dict) and isinstance(answer.get("jobs"), list)
             log.debug("%s has /api/jobs: %s", self.url, self._jobs_api)
