@@ -75,6 +75,31 @@ class ResponseTooLargeError(ServerError):
     """An answer or frame is larger than the client accepts (``max_output_bytes`` and friends)."""
 
 
+class QueueFullError(HTTPStatusError):
+    """The server's queue is full (Comfy API v2 ``queue_full``, HTTP 429) for longer than the
+    client was willing to wait; ``retry_after`` is the server's last hint, in seconds."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int = 429,
+        body: str = "",
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, status_code=status_code, body=body)
+        self.retry_after: float | None = retry_after
+
+
+class SubmitOutcomeUnknownError(ServerError):
+    """A submit may or may not have reached the server, and it cannot tell which: the client
+    does not send it again (that could run it twice). ``key`` is the Idempotency-Key used."""
+
+    def __init__(self, message: str, *, key: str):
+        super().__init__(message)
+        self.key = key
+
+
 class PromptValidationError(ServerError, ValueError):
     """ComfyUI rejected a prompt (HTTP 400). ``node_errors`` is ComfyUI's per-node error dict."""
 

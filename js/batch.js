@@ -10,6 +10,14 @@ function h(tag, cls, text) {
   return node;
 }
 
+function serverName(url) {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url;
+  }
+}
+
 function formatSeconds(s) {
   if (s < 60) return `${s.toFixed(1)} s`;
   const m = Math.floor(s / 60);
@@ -29,8 +37,9 @@ export default {
     const fill = h("div", "cw-batch-bar-fill");
     bar.append(fill);
     head.append(badge, counts, elapsed, h("span", "cw-batch-spacer"), stop);
+    const pool = h("div", "cw-batch-servers");
     const grid = h("div", "cw-batch-cards");
-    root.append(head, bar, grid);
+    root.append(head, bar, pool, grid);
     el.append(root);
 
     const cards = [];
@@ -49,8 +58,9 @@ export default {
       progress.append(progressFill);
       const status = h("div", "cw-batch-card-status");
       const label = h("div", "cw-batch-card-label");
-      node.append(thumb, progress, status, label);
-      return { node, img, progressFill, status, label };
+      const server = h("div", "cw-batch-card-server");
+      node.append(thumb, progress, status, label, server);
+      return { node, img, progressFill, status, label, server };
     }
 
     function updateCards() {
@@ -58,6 +68,8 @@ export default {
       const statuses = model.get("statuses");
       const progress = model.get("progress");
       const errors = model.get("errors");
+      const itemServers = model.get("item_servers");
+      const pooled = model.get("servers").length > 1;
       while (cards.length < statuses.length) {
         const c = card(cards.length);
         cards.push(c);
@@ -72,7 +84,8 @@ export default {
         c.status.textContent = `#${i} ${status}${detail}`;
         // one line per varied value, so a long seed wraps instead of being cut off
         c.label.replaceChildren(...(labels[i] ?? "").split(" · ").map((part) => h("div", "", part)));
-        c.node.title = [labels[i], errors[i]].filter(Boolean).join("\n");
+        c.server.textContent = pooled ? serverName(itemServers[i] ?? "") : "";
+        c.node.title = [labels[i], itemServers[i], errors[i]].filter(Boolean).join("\n");
       });
     }
 
@@ -97,6 +110,23 @@ export default {
       stop.textContent = model.get("stopping") && !finished ? "Stopping…" : "Stop remaining";
       receivedAt = performance.now();
       tick();
+    }
+
+    // A pool: one line per server with what it runs and its throughput.
+    function updateServers() {
+      const servers = model.get("servers");
+      pool.replaceChildren();
+      pool.hidden = servers.length < 2;
+      for (const s of servers) {
+        const line = h("div", `cw-batch-server${s.down ? " cw-batch-server-down" : ""}`);
+        const parts = [`${s.running} running`, `${s.queued} queued`, `${s.completed} done`];
+        if (s.failed) parts.push(`${s.failed} failed`);
+        parts.push(`${Number(s.per_minute).toFixed(1)}/min`);
+        if (s.down) parts.push("down");
+        line.append(h("b", "", `${serverName(s.url)} (${s.protocol})`), h("span", "", ` ${parts.join(" · ")}`));
+        line.title = s.url;
+        pool.append(line);
+      }
     }
 
     function tick() {
@@ -128,8 +158,9 @@ export default {
     const update = () => {
       updateCards();
       updateSummary();
+      updateServers();
     };
-    const names = ["statuses", "progress", "errors", "labels", "batch_status", "completed", "failed", "elapsed", "stopping"];
+    const names = ["statuses", "progress", "errors", "labels", "batch_status", "completed", "failed", "elapsed", "stopping", "servers", "item_servers"];
     for (const name of names) model.on(`change:${name}`, update);
     model.on("msg:custom", onMessage);
     update();

@@ -100,3 +100,15 @@ def png_bytes(
     buffer = io.BytesIO()
     Image.new(mode, dims, color).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+@pytest.fixture
+def v2_stack(tmp_path):
+    """The simulator and the real comfy-api-proxy in front of it, on loopback; stopped after."""
+    from tests.v2_servers import V2Stack
+
+    stack = V2Stack(tmp_path)
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()

@@ -46,6 +46,9 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
     failed = traitlets.Int(0).tag(sync=True)
     elapsed = traitlets.Float(0.0).tag(sync=True)
     stopping = traitlets.Bool(False).tag(sync=True)
+    # a pool: one dict per server (url, protocol, counts, per_minute), and each item's server
+    servers = traitlets.List(traitlets.Dict()).tag(sync=True)
+    item_servers = traitlets.List(traitlets.Unicode()).tag(sync=True)
 
     def __init__(self, batch: Any, **kwargs: Any) -> None:
         self.batch = batch
@@ -113,6 +116,7 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
             "progress": progress,
             "errors": errors,
             "elapsed": round(self._elapsed(status), 1),
+            **server_columns(self.batch, jobs),
         }
 
     def _elapsed(self, status: str) -> float:
@@ -238,6 +242,14 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
             self._throttle.close()
             self._previews.close()
         super().close()
+
+
+def server_columns(batch: Any, jobs: list[Any]) -> dict[str, Any]:
+    """The pool's per-server counts and throughput, and each item's server URL ('' unsent)."""
+    stats = getattr(batch, "server_stats", None)
+    servers = [s.as_dict() for s in stats()] if callable(stats) else []
+    item_servers = [str(getattr(getattr(job, "client", None), "url", "") or "") for job in jobs]
+    return {"servers": servers, "item_servers": item_servers}
 
 
 def item_labels(batch: Any) -> list[str]:

@@ -112,7 +112,8 @@ class WidgetState:
 
     slots: list[Widget]
     values: list[Any]
-    promoted_targets: list[tuple[str, Any, str] | None] = field(default_factory=list)
+    #: For a subgraph instance: per promoted widget, the inner (graph key, node id, widget).
+    promoted_targets: list[tuple[str, Any, str]] = field(default_factory=list)
 
     def index(self, name: str) -> int:
         """Index of the first widget with this name, or -1."""
@@ -559,10 +560,13 @@ class Converter:
         for link_id in sub_input.get("linkIds") or []:
             link = sub.links.get(link_id)
             target = sub.nodes.get(link.target_id) if link else None
-            target_input = _stored_target_input(target, link) if target is not None else None
+            if target is None:
+                continue
+            target_input = _stored_target_input(target, link)
             widget_name = (target_input.get("widget") or {}).get("name") if target_input else None
             if not widget_name:
                 continue
+            state: WidgetState | None
             if self._is_subgraph(target):
                 state = self._configure_instance(sub, target["id"], target, seen)
             else:
@@ -668,8 +672,8 @@ class Converter:
     def _run_widget_callback(self, graph_key: str, node_id: Any, name: str) -> None:
         """A PrimitiveNode calls the target widget's callback: numbers get rounded and clamped."""
         state = self.states.get((graph_key, node_id))
-        i = state.index(name) if state else -1
-        if i < 0 or state.slots[i].spec is None:
+        i = state.index(name) if state is not None else -1
+        if state is None or i < 0 or state.slots[i].spec is None:
             return
         adjusted = number_widget_callback(state.slots[i].spec, state.values[i])
         if adjusted is not state.values[i]:
@@ -678,7 +682,9 @@ class Converter:
     def _slot_spec(self, graph_key: str, node_id: Any, name: str) -> Any:
         """The input spec behind a widget (promoted widgets copy their inner widget's)."""
         state = self.states.get((graph_key, node_id))
-        i = state.index(name) if state else -1
+        if state is None:
+            return None
+        i = state.index(name)
         return state.slots[i].spec if i >= 0 else None
 
     def _widget_value(self, graph_key: str, node_id: Any, name: str) -> Any:
@@ -789,9 +795,9 @@ class Converter:
             # The frontend looks the links up in the root graph, even from inside a subgraph
             # (where it fails when the id is missing; then this uses the subgraph's own link).
             links = [
-                self.root.links.get(i) or node.graph.links.get(i)
+                link
                 for i in link_ids
-                if i in self.root.links or i in node.graph.links
+                if (link := self.root.links.get(i) or node.graph.links.get(i)) is not None
             ]
             targets: list[tuple[str, str]] = []
             self.primitive_groups.append((node.raw.get("title"), targets))

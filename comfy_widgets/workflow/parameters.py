@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from comfy_widgets.errors import ParameterError
@@ -77,7 +77,7 @@ class WorkflowParameter:
     #: Other canonical keys set together with this one (inputs fed by one PrimitiveNode).
     linked_keys: tuple[str, ...] = ()
     #: Friendly names that may refer to this parameter (ambiguous ones included).
-    aliases: tuple[str, ...] = field(default_factory=tuple)
+    aliases: tuple[str, ...] = ()
     #: True for a DynamicCombo: choosing another option changes which inputs the node has.
     dynamic: bool = False
     #: For an input a DynamicCombo option adds (``model.duration``): that combo's key.

@@ -85,7 +85,7 @@ class GraphWriter:
         graph: dict[str, Any] | None = self.root
         for node_id in exec_id.split(":"):
             raw = _node(graph, node_id) if graph is not None else None
-            if raw is None:
+            if graph is None or raw is None:
                 return None
             chain.append((graph, raw))
             graph = self.subgraphs.get(str(raw.get("type")))
@@ -184,7 +184,9 @@ class GraphWriter:
         self, sub: dict[str, Any], link: Link | None
     ) -> tuple[dict[str, Any], str] | None:
         """The inner node and widget name a subgraph input link ends at, if it ends at one."""
-        target = _node(sub, str(link.target_id)) if link is not None else None
+        if link is None:
+            return None
+        target = _node(sub, str(link.target_id))
         if target is None:
             return None
         inputs = [i for i in target.get("inputs") or [] if isinstance(i, dict)]
