@@ -114,6 +114,19 @@ class PromptValidationError(ServerError, ValueError):
         self.error: dict[str, Any] = dict(error or {})
         self.node_errors: dict[str, Any] = dict(node_errors or {})
 
+    @property
+    def node_id(self) -> str | None:
+        """The node the server blamed, when it named exactly one (``job.error_node``); a
+        dependency cycle or errors in several nodes name none."""
+        return str(next(iter(self.node_errors))) if len(self.node_errors) == 1 else None
+
+    @property
+    def error_type(self) -> str | None:
+        """The server's error type (``prompt_outputs_failed_validation``, ``missing_node_type``,
+        ``dependency_cycle`` in 0.27's node errors, ``invalid_prompt_id``, ...)."""
+        kind = self.error.get("type")
+        return kind if isinstance(kind, str) else None
+
 
 class ExecutionError(ServerError):
     """A queued prompt failed while running (ComfyUI's ``execution_error``)."""

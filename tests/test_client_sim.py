@@ -36,8 +36,11 @@ def ksampler(steps: int = 4, seed: int = 1, prefix: str = "t") -> dict:
 
 
 @pytest.fixture
-async def server():
-    server = await sim.start(seconds_per_step=0.02)
+async def server(request):
+    """The simulator in ``--emulate 0.27`` (default) or the version a test asks for through
+    ``@both_versions`` (the protocol paths that differ: jobs API or /queue + /history)."""
+    emulate = getattr(request, "param", "0.27")
+    server = await sim.start(seconds_per_step=0.02, emulate=emulate)
     yield server
     await server.astop()
 
@@ -45,8 +48,24 @@ async def server():
 @pytest.fixture
 async def client(server):
     client = connect(server.url)
+    client.sent = []  # "METHOD /path" of every HTTP request, to check the version's routes
+    http = client.backend._client()
+
+    async def note(request) -> None:
+        client.sent.append(f"{request.method} {request.url.path}")
+
+    http.event_hooks["request"].append(note)
     yield client
     await client.aclose()
+
+
+both_versions = pytest.mark.parametrize("server", ["0.27", "0.3.64"], indirect=True)
+
+
+def used_jobs_api(client, server) -> bool:
+    """True when the client spoke /api/jobs, which it must do exactly on 0.27."""
+    jobs = any(s.split(" ", 1)[1].startswith("/api/jobs/") for s in client.sent)
+    return jobs
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -75,6 +94,7 @@ def record(job: Job) -> list[dict]:
     return seen
 
 
+@both_versions
 async def test_run_with_progress_previews_and_outputs(client):
     job = client.submit(ksampler(steps=6))
     seen = record(job)
@@ -117,6 +137,7 @@ async def test_cached_rerun_marks_nodes_cached(client):
     assert [o.filename for o in result.outputs] == [o.filename for o in first.outputs]
 
 
+@both_versions
 async def test_execution_error_fails_the_job(client, server):
     server.faults.fail_node("SaveImage")
     job = client.submit(EMPTY_IMAGE)
@@ -127,6 +148,7 @@ async def test_execution_error_fails_the_job(client, server):
     assert "Simulated failure" in job.error_message
 
 
+@both_versions
 async def test_validation_error_before_anything_runs(client):
     bad = ksampler()
     bad["3"]["inputs"]["steps"] = -1
@@ -137,7 +159,8 @@ async def test_validation_error_before_anything_runs(client):
     assert list(info.value.node_errors) == ["3"] and job.error_node == "3", "one node named"
 
 
-async def test_cancel_pending_deletes_it(client):
+@both_versions
+async def test_cancel_pending_deletes_it(client, server):
     running = client.submit(ksampler(steps=20, seed=5))
     waiting = client.submit(ksampler(steps=2, seed=6))
     await until(lambda: waiting.state == "queued" and running.state == "running")
@@ -148,17 +171,25 @@ async def test_cancel_pending_deletes_it(client):
     assert (await running).status == "completed"
     queue = await client.get_queue()
     assert not queue["queue_pending"] and waiting.prompt_id not in await client.get_history()
+    on_027 = server.profile.jobs_api
+    assert (f"POST /api/jobs/{waiting.prompt_id}/cancel" in client.sent) == on_027
+    assert ("POST /queue" in client.sent) != on_027
 
 
-async def test_cancel_running_interrupts_it(client):
+@both_versions
+async def test_cancel_running_interrupts_it(client, server):
     job = client.submit(ksampler(steps=200, seed=7))
     await until(lambda: job.nodes["3"].value >= 2)
     job.cancel()
     with pytest.raises(JobCancelledError):
         await job
     assert job.state == "cancelled" and 0 < job.progress < 100
+    on_027 = server.profile.jobs_api
+    assert (f"POST /api/jobs/{job.prompt_id}/cancel" in client.sent) == on_027
+    assert ("POST /interrupt" in client.sent) != on_027
 
 
+@both_versions
 async def test_server_restart_mid_run_still_completes(client, server, caplog):
     """A real restart loses queue and history: the job is queued again and completes."""
     job = client.submit(ksampler(steps=30, seed=8))
@@ -173,6 +204,7 @@ async def test_server_restart_mid_run_still_completes(client, server, caplog):
     assert job.prompt_id in await client.get_history()
 
 
+@both_versions
 async def test_network_outage_job_finishes_while_away(client, server, caplog):
     """The socket is down while the prompt finishes: /history fills in the outputs."""
     job = client.submit(ksampler(steps=10, seed=9))
@@ -182,6 +214,9 @@ async def test_network_outage_job_finishes_while_away(client, server, caplog):
         result = await job
     assert result.status == "completed" and len(result.outputs) == 1
     assert "lost by the server" not in caplog.text
+    # the outputs came from the version's record of the prompt
+    assert used_jobs_api(client, server) == server.profile.jobs_api
+    assert (f"GET /history/{job.prompt_id}" in client.sent) != server.profile.jobs_api
 
 
 async def test_dropped_socket_reconnects_and_keeps_following(client, server):
@@ -263,3 +298,32 @@ async def test_run_rejects_a_checkpoint_the_server_lacks_before_queueing(client)
     assert await client.get_history() == {}
     queue = await client.get_queue()
     assert queue["queue_running"] == [] and queue["queue_pending"] == []
+
+
+DYNAMIC = {
+    "1": {
+        "class_type": "EmptyImage",
+        "inputs": {"width": 96, "height": 64, "batch_size": 1, "color": 3368652},
+    },
+    "2": {
+        "class_type": "ResizeImageMaskNode",
+        "inputs": {
+            "input": ["1", 0],
+            "resize_type": "scale by multiplier",
+            "resize_type.multiplier": 0.5,
+            "scale_method": "area",
+        },
+    },
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "dyn"}},
+}
+
+
+async def test_run_switching_a_dynamic_combo_sends_the_new_options_children(client):
+    values = {"2.resize_type": "scale dimensions", "2.resize_type.width": 40}
+    job = client.run(DYNAMIC, values)
+    result = await job
+    assert result.status == "completed" and len(result.images) == 1
+    inputs = job.prompt["2"]["inputs"]
+    assert inputs["resize_type"] == "scale dimensions" and inputs["resize_type.width"] == 40
+    assert "resize_type.multiplier" not in inputs
+    assert job.parameters["2.resize_type.width"] == 40

@@ -27,6 +27,7 @@ class OfflineBackend(ClassicBackend):
 
     def __init__(self, history: dict | None = None, queue: dict | None = None):
         super().__init__("http://127.0.0.1:9")
+        self._jobs_api = False  # the traces are 0.3.64's: /queue and /history
         self.viewed: list[str] = []
         self.history = history or {}
         self.queue = queue or {"queue_running": [], "queue_pending": []}

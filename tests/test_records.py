@@ -271,3 +271,17 @@ def test_a_batch_lease_is_held_by_one_resume_at_a_time(recorder):
     assert recorder.acquire_lease("b", "two", 0.2)
     time.sleep(0.4)
     assert recorder.acquire_lease("b", "three", 30)  # two's lease ran out
+
+
+def test_asset_ids_of_outputs_are_kept(recorder):
+    """A ComfyUI 0.27+ started with --enable-assets gives each output file an asset id."""
+    asset = "ca7dc805-01c7-42e4-beba-c772ba9f1766"
+    gen = _generation(JobState.COMPLETED)
+    gen.outputs = [
+        Output("9", "a.png", "", "output", "image", "image/png", png_bytes(), asset_id=asset),
+        Output("6", "", "", "", "text", "text/plain", b"hello"),
+    ]
+    recorder.record_generation(gen)
+    outs = recorder.find_generations()[0].saved_outputs
+    assert [o.asset_id for o in outs] == [asset, None]
+    assert outs[0].as_dict()["asset_id"] == asset

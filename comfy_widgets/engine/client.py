@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from comfy_widgets.engine.validation import check_server_models
-from comfy_widgets.errors import BlockingCallError
+from comfy_widgets.errors import BlockingCallError, ParameterError
 from comfy_widgets.loops import running_loop
 from comfy_widgets.records import NullRecorder, Recorder, open_recorder
 from comfy_widgets.transport.choose import describe, open_backend
@@ -254,7 +254,7 @@ class Client:
         merged, uploads = prepare_image_values(image_names, merged)
         prompt = wf.apply(merged)
         check_server_models(wf, prompt)
-        used = {wf.parameter(name).name: value for name, value in merged.items()}
+        used = {_recorded_name(wf, name): value for name, value in merged.items()}
         return self.submit(prompt, workflow=wf, parameters=used, uploads=uploads)
 
     def submit(
@@ -311,6 +311,16 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _recorded_name(wf: Workflow, name: str) -> str:
+    """The friendly name a value is recorded under. A child of the DynamicCombo option the
+    values switch to (``2.resize_type.width`` with ``resize_type="scale dimensions"``) is no
+    parameter of the workflow as loaded; ``apply`` accepted it, so it keeps its key."""
+    try:
+        return wf.parameter(name).name
+    except ParameterError:
+        return name
 
 
 def connect(

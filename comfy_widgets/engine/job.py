@@ -602,8 +602,31 @@ class Job:
         else:
             await self._finish_once(JobState.COMPLETED)
 
+    def _take_server_prompt(self, prompt: dict[str, Any] | None) -> None:
+        """Keep the prompt as the server ran it when the server rewrote it (ComfyUI 0.27
+        replaces nodes whose class it lacks, ``/node_replacements``): the record must say what
+        ran. Only a change of nodes or classes counts; the server's number formatting
+        (``8`` kept as ``8.0``) is no rewrite."""
+        if not isinstance(prompt, dict) or not prompt or prompt == self.prompt:
+            return
+        if _classes_of(prompt) != _classes_of(self.prompt):
+            log.info(
+                "the server rewrote prompt %s (node replacement); recording its copy",
+                self.prompt_id,
+            )
+            self.prompt = prompt
+
+    def _server_may_rewrite(self) -> bool:
+        """True when the server's object_info (if fetched) lacks a class of the prompt: a 0.27+
+        server may then replace the node, and the job reads the prompt back when it ends."""
+        info = getattr(self.backend, "cached_object_info", None)
+        if info is None:
+            return False
+        return any(not info.has(class_type) for class_type in _classes_of(self.prompt).values())
+
     async def apply_outcome(self, outcome: PromptOutcome) -> None:
         """Finish from the server's record (the prompt ended while we were not listening)."""
+        self._take_server_prompt(outcome.prompt)
         if outcome.state == JobState.COMPLETED:
             self._node_outputs = {o.node_id: o for o in outcome.outputs}
             for node in self.nodes.values():
@@ -670,11 +693,12 @@ class Job:
             log.info("could not read history of %s: %s", self.prompt_id, exc)
             return
         if outcome is not None:
+            self._take_server_prompt(outcome.prompt)
             found = {o.node_id: o for o in outcome.outputs}
             self._node_outputs = {**found, **self._node_outputs, **found}  # in the server's order
 
     async def _complete(self, status: JobState, error: ComfyWidgetsError | None) -> None:
-        if status == JobState.COMPLETED and self.frames_missed:
+        if status == JobState.COMPLETED and (self.frames_missed or self._server_may_rewrite()):
             await self._outputs_from_history()
         try:
             self.outputs = await self._fetch_outputs()
@@ -745,8 +769,7 @@ class Job:
         if self.done() or not self.posted:
             return
         try:
-            await self.backend.delete_queued([self.prompt_id])
-            await self.backend.interrupt(self.prompt_id)
+            await self.backend.cancel(self.prompt_id)
             await self.backend.reconcile([self], lost=LostPolicy.CANCEL)
         except ServerConnectionError as exc:
             # nobody to tell: end the job here rather than wait for a server that is gone
@@ -790,3 +813,14 @@ class Job:
             f"<div><b>{title}</b> <code>{self.prompt_id[:8]}</code>: {self.state.value}, "
             f"{self.progress:.0f}%, {len(self.outputs)} output(s){error}</div>"
         )
+
+
+def _classes_of(prompt: Any) -> dict[str, Any]:
+    """``{node_id: class_type}`` of an API prompt (anything else: empty)."""
+    if not isinstance(prompt, dict):
+        return {}
+    return {
+        str(node_id): node.get("class_type")
+        for node_id, node in prompt.items()
+        if isinstance(node, dict)
+    }

@@ -444,6 +444,7 @@ class PostgresStore:
             kind=record.get("kind"),
             mime=record.get("mime"),
             local_path=local,
+            asset_id=record.get("asset_id"),
         )
 
     # --- batches -----------------------------------------------------------------------
@@ -835,6 +836,7 @@ def _output_dict(output: Any) -> dict[str, Any]:
         "kind": getattr(output, "kind", None),
         "mime": getattr(output, "mime", None),
         "local_path": None if local is None else str(local),
+        "asset_id": getattr(output, "asset_id", None),
     }
 
 

@@ -84,6 +84,7 @@ class StoredOutput:
     kind: str | None = None
     mime: str | None = None
     local_path: str | None = None
+    asset_id: str | None = None  # the server's asset id (ComfyUI 0.27+ with --enable-assets)
 
     def as_dict(self) -> dict[str, Any]:
         """The description ``OutputRef.from_record`` and the JSON column use."""
@@ -95,6 +96,7 @@ class StoredOutput:
             "kind": self.kind,
             "mime": self.mime,
             "local_path": self.local_path,
+            "asset_id": self.asset_id,
         }
 
 

@@ -238,6 +238,7 @@ class Store:
             "kind": output.kind,
             "mime": output.mime,
             "local_path": None,
+            "asset_id": getattr(output, "asset_id", None),
         }
         data: bytes | str = output.data
         if not data:
@@ -572,7 +573,7 @@ def _generation_of(row: dict[str, Any], workflow: WorkflowRecord | None) -> Gene
 
 def _output_fields(record: dict[str, Any]) -> dict[str, Any]:
     """The StoredOutput fields of a stored output description (unknown keys dropped)."""
-    keys = ("node_id", "filename", "subfolder", "type", "kind", "mime", "local_path")
+    keys = ("node_id", "filename", "subfolder", "type", "kind", "mime", "local_path", "asset_id")
     return {k: record.get(k) if k != "subfolder" else record.get(k) or "" for k in keys}
 
 

@@ -170,6 +170,11 @@ class Backend(Protocol):
     async def delete_queued(self, prompt_ids: Iterable[str]) -> None:
         """Remove waiting prompts from the queue (a running one is not touched)."""
 
+    async def cancel(self, prompt_id: str) -> None:
+        """Stop one prompt whether it waits or runs (deleted if waiting, else interrupted).
+
+        A backend without one call for both deletes then interrupts, in that order."""
+
     async def queue_state(self) -> QueueState:
         """What runs and what waits now."""
         ...

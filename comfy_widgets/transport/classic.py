@@ -18,7 +18,8 @@ import ssl
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
@@ -139,8 +140,50 @@ def _validation_message(body: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _node_errors_of(body: dict[str, Any]) -> dict[str, Any]:
+    """The answer's ``node_errors``, with a prompt-level error that names one node (0.27's
+    ``missing_node_type``: ``extra_info.node_id``, empty ``node_errors``) filed under that node,
+    so forms and ``job.error_node`` treat it like any other node error."""
+    found = body.get("node_errors")
+    node_errors: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
+    error = body.get("error")
+    found_extra = error.get("extra_info") if isinstance(error, dict) else None
+    extra: dict[str, Any] = found_extra if isinstance(found_extra, dict) else {}
+    node_id = extra.get("node_id")
+    if not node_errors and isinstance(node_id, (str, int)) and isinstance(error, dict):
+        class_type = extra.get("class_type")
+        node_errors[str(node_id)] = {
+            "errors": [
+                {
+                    "type": error.get("type"),
+                    "message": error.get("message"),
+                    "details": error.get("details") or "",
+                    "extra_info": {k: v for k, v in extra.items() if k != "input_name"},
+                }
+            ],
+            "dependent_outputs": [],
+            "class_type": class_type,
+        }
+    return node_errors
+
+
+def is_canonical_uuid(value: str) -> bool:
+    """True for a lowercase hyphenated UUID, the only prompt id ComfyUI 0.27 accepts."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except (ValueError, TypeError, AttributeError):
+        return False
+
+
 class ClassicBackend:
-    """One ComfyUI server over the classic protocol, seen from one ``client_id``."""
+    """One ComfyUI server over the classic protocol, seen from one ``client_id``.
+
+    ComfyUI 0.27 added ``/api/jobs``; where the server has it (probed once per backend, again
+    after a reconnect) the backend reads states and outputs from ``GET /api/jobs/{id}``, the
+    queue for reconciling from ``GET /api/jobs``, and cancels through
+    ``POST /api/jobs/{id}/cancel``. Older servers (0.3.64) get ``/queue``, ``/history``,
+    ``/interrupt`` and ``POST /queue {"delete"}``: one code path, small per-capability branches.
+    """
 
     def __init__(
         self,
@@ -164,6 +207,7 @@ class ClassicBackend:
         self._object_info_raw: dict[str, Any] | None = None
         self._uploads: dict[str, asyncio.Future[str]] = {}
         self._post_lock = asyncio.Lock()
+        self._jobs_api: bool | None = None  # None: not probed yet
 
     def __repr__(self) -> str:
         return f"ClassicBackend(url={self.url!r}, client_id={self.client_id!r})"
@@ -296,7 +340,7 @@ class ClassicBackend:
                 raise PromptValidationError(
                     _validation_message(data),
                     error=data.get("error") if isinstance(data.get("error"), dict) else {},
-                    node_errors=data.get("node_errors") or {},
+                    node_errors=_node_errors_of(data),
                 )
         raise HTTPStatusError(
             f"{method} {path} answered {response.status_code}: {body[:300]}",
@@ -345,6 +389,12 @@ class ClassicBackend:
         """
         body: dict[str, Any] = {"prompt": prompt, "client_id": self.client_id}
         if prompt_id:
+            if not is_canonical_uuid(prompt_id):
+                message = (
+                    f"prompt_id {prompt_id!r} is not a lowercase hyphenated UUID, the only form "
+                    "ComfyUI 0.27 accepts (str(uuid.uuid4()))"
+                )
+                raise ParameterError(message, errors={"prompt_id": message})
             body["prompt_id"] = prompt_id
         if front:
             body["front"] = True
@@ -465,6 +515,55 @@ class ClassicBackend:
         """GET /features: what the server supports (preview metadata, upload size)."""
         return await self._json("GET", "/features")
 
+    # --- /api/jobs (ComfyUI 0.27+) ------------------------------------------------------------
+
+    async def has_jobs_api(self) -> bool:
+        """True when the server answers ``GET /api/jobs`` (0.27+; 0.3.64 answers 404).
+
+        Probed once and cached; ``forget_capabilities`` (after a reconnect: the server may have
+        been replaced by another version) probes again. An error status or a malformed answer
+        counts as "no jobs API"; refused credentials (AuthenticationError) and a server that
+        cannot be reached (ServerConnectionError) raise, and nothing is cached."""
+        if self._jobs_api is None:
+            try:
+                answer = await self._json("GET", "/api/jobs", params={"limit": 1})
+            except AuthenticationError:
+                raise
+            except (HTTPStatusError, ProtocolError) as exc:
+                # 404 on 0.3.64; any other refusal (a proxy's 502, an HTML page) also means
+                # "use /queue and /history", which every version answers
+                log.debug("%s: no /api/jobs (%s)", self.url, exc)
+                answer = None
+            self._jobs_api = isinstance(answer, dict) and isinstance(answer.get("jobs"), list)
+            log.debug("%s has /api/jobs: %s", self.url, self._jobs_api)
+        return self._jobs_api
+
+    def forget_capabilities(self) -> None:
+        """Probe the server's endpoints again on next use (it may have been restarted)."""
+        self._jobs_api = None
+
+    async def get_job(self, prompt_id: str) -> dict[str, Any] | None:
+        """GET /api/jobs/{id}: the job (with outputs and prompt once finished), None on 404."""
+        try:
+            return await self._json("GET", f"/api/jobs/{quote(prompt_id, safe='')}")
+        except HTTPStatusError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+
+    async def list_jobs(self, statuses: Iterable[str]) -> list[dict[str, Any]]:
+        """GET /api/jobs?status=...: every job in those states (all pages), without outputs."""
+        answer = await self._json("GET", "/api/jobs", params={"status": ",".join(statuses)})
+        jobs = answer.get("jobs") if isinstance(answer, dict) else None
+        if not isinstance(jobs, list):
+            raise ProtocolError(f"GET /api/jobs on {self.url} answered no job list")
+        return [job for job in jobs if isinstance(job, dict) and isinstance(job.get("id"), str)]
+
+    async def cancel_job(self, prompt_id: str) -> bool:
+        """POST /api/jobs/{id}/cancel: True if a waiting or running job was cancelled."""
+        answer = await self._json("POST", f"/api/jobs/{quote(prompt_id, safe='')}/cancel")
+        return bool(isinstance(answer, dict) and answer.get("cancelled"))
+
     # --- uploads ------------------------------------------------------------------------------
 
     async def _post_upload(self, upload: PendingUpload) -> str:
@@ -525,12 +624,36 @@ class ClassicBackend:
         number = answer.get("number") if isinstance(answer, dict) else None
         return Submitted(prompt_id, number if isinstance(number, (int, float)) else None)
 
+    async def cancel(self, prompt_id: str) -> None:
+        """Stop one prompt whether it waits or runs: ``POST /api/jobs/{id}/cancel`` where the
+        server has it, else delete it from the queue and then interrupt it (in that order: a
+        prompt that starts in between is still caught)."""
+        if await self.has_jobs_api():
+            await self.cancel_job(prompt_id)
+            return
+        await self.delete_queued([prompt_id])
+        await self.interrupt(prompt_id)
+
     async def queue_state(self) -> QueueState:
-        """GET /queue as running and pending prompts (pending sorted into run order)."""
+        """GET /queue as running and pending prompts (pending sorted into run order), with the
+        prompts as the server keeps them (``/api/jobs`` lists no prompts, resume needs them)."""
         return queue_state(await self.get_queue())
 
+    async def queue_ids(self) -> QueueState:
+        """What runs and waits, without the prompts: ``GET /api/jobs?status=in_progress,pending``
+        where the server has it (an answer a few hundred bytes per item instead of every
+        queued prompt), else ``GET /queue``."""
+        if not await self.has_jobs_api():
+            return await self.queue_state()
+        jobs = await self.list_jobs(("in_progress", "pending"))
+        return jobs_queue_state(jobs)
+
     async def outcome(self, prompt_id: str) -> PromptOutcome | None:
-        """GET /history/{id}: how the prompt ended, or None if unknown or unfinished."""
+        """How the prompt ended (``GET /api/jobs/{id}``, else ``GET /history/{id}``), or None if
+        it is unknown or unfinished."""
+        if await self.has_jobs_api():
+            job = await self.get_job(prompt_id)
+            return job_outcome(prompt_id, job) if job is not None else None
         entry = (await self.get_history(prompt_id) or {}).get(prompt_id)
         return prompt_outcome(prompt_id, entry) if isinstance(entry, dict) else None
 
@@ -633,6 +756,77 @@ def queue_state(queue: Any) -> QueueState:
     return QueueState(tuple(items("queue_running")), tuple(pending))
 
 
+def jobs_queue_state(jobs: list[dict[str, Any]]) -> QueueState:
+    """``/api/jobs`` items in ``in_progress`` / ``pending`` as a QueueState (no prompts), the
+    pending ones in run order (by ``priority``, the queue number)."""
+
+    def items(status: str) -> list[QueuedPrompt]:
+        found = []
+        for job in jobs:
+            if job.get("status") == status:
+                number = job.get("priority")
+                found.append(QueuedPrompt(job["id"], number if _is_number(number) else 0))
+        return sorted(found, key=lambda item: item.number)
+
+    return QueueState(tuple(items("in_progress")), tuple(items("pending")))
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_JOB_STATES = {
+    "completed": JobState.COMPLETED,
+    "failed": JobState.FAILED,
+    "cancelled": JobState.CANCELLED,
+}
+
+
+def job_outcome(prompt_id: str, job: dict[str, Any]) -> PromptOutcome | None:
+    """A ``GET /api/jobs/{id}`` answer as a PromptOutcome; None while it waits or runs.
+
+    The job's ``status`` decides the state (an interrupted prompt is ``cancelled``); outputs,
+    the status messages and the prompt as the server ran it (``workflow.prompt``) are read as
+    ``prompt_outcome`` reads a ``/history`` entry; the job's own times (ms) win when present.
+    """
+    state = _JOB_STATES.get(str(job.get("status")))
+    if state is None:
+        return None
+    found = job.get("workflow")
+    workflow: dict[str, Any] = found if isinstance(found, dict) else {}
+    entry = {
+        "status": job.get("execution_status") or {},
+        "outputs": job.get("outputs") or {},
+        "prompt": [job.get("priority"), prompt_id, workflow.get("prompt")],
+    }
+    outcome = prompt_outcome(prompt_id, entry)
+    error = outcome.error
+    failure = job.get("execution_error")
+    if state == JobState.FAILED and error is None and isinstance(failure, dict):
+        error = _execution_error(prompt_id, failure)
+    started, ended = job.get("execution_start_time"), job.get("execution_end_time")
+    return replace(
+        outcome,
+        state=state,
+        error=error if state == JobState.FAILED else None,
+        message=outcome.message if state == JobState.FAILED and error is None else None,
+        started_at=started / 1000 if _is_number(started) else outcome.started_at,
+        finished_at=ended / 1000 if _is_number(ended) else outcome.finished_at,
+    )
+
+
+def _execution_error(prompt_id: str, data: dict[str, Any]) -> ExecutionErrorEvent:
+    """An ``execution_error`` message (history status, or a job's ``execution_error``)."""
+    return ExecutionErrorEvent(
+        prompt_id,
+        None if data.get("node_id") is None else str(data.get("node_id")),
+        None if data.get("node_type") is None else str(data.get("node_type")),
+        str(data.get("exception_message", "")),
+        str(data.get("exception_type", "")),
+        raw=dict(data),
+    )
+
+
 def prompt_outcome(prompt_id: str, entry: dict[str, Any]) -> PromptOutcome:
     """A ``/history`` entry as a PromptOutcome: final state, outputs, error, timings, prompt."""
     status: dict[str, Any] = entry["status"] if isinstance(entry.get("status"), dict) else {}
@@ -672,15 +866,7 @@ def prompt_outcome(prompt_id: str, entry: dict[str, Any]) -> PromptOutcome:
             **common,
         )
     if "execution_error" in messages:
-        data = messages["execution_error"]
-        error = ExecutionErrorEvent(
-            prompt_id,
-            None if data.get("node_id") is None else str(data.get("node_id")),
-            None if data.get("node_type") is None else str(data.get("node_type")),
-            str(data.get("exception_message", "")),
-            str(data.get("exception_type", "")),
-            raw=dict(data),
-        )
+        error = _execution_error(prompt_id, messages["execution_error"])
         return PromptOutcome(prompt_id, JobState.FAILED, error=error, **common)
     message = status.get("status_str") or "failed"
     return PromptOutcome(prompt_id, JobState.FAILED, message=str(message), **common)

@@ -2,7 +2,8 @@
 
 It routes parsed events to the Jobs watching each prompt_id, attributes legacy previews to the
 running prompt, refreshes queue positions on ``status`` broadcasts, reconnects by itself and,
-after every (re)connect, reconciles unfinished jobs through ``/queue`` and ``/history``.
+after every (re)connect, reconciles unfinished jobs through ``/api/jobs`` where the server has
+it (ComfyUI 0.27+), else ``/queue`` and ``/history``.
 """
 
 from __future__ import annotations
@@ -268,7 +269,12 @@ class Monitor:
                 await self._reconcile_quietly(self._posted_jobs(), LostPolicy.CANCEL_IF_LISTENING)
 
     async def _catch_up(self) -> None:
-        """After (re)connecting: uploads may be gone and prompts lost; resubmit what was lost."""
+        """After (re)connecting: uploads may be gone and prompts lost; resubmit what was lost.
+
+        After a reconnect the server may be another version (an upgrade restarts it): its
+        endpoints (``/api/jobs``) are probed again."""
+        if self.connects > 1:
+            self.client.forget_capabilities()
         jobs = self._posted_jobs()
         if jobs:
             self.client.forget_uploads()
@@ -350,7 +356,7 @@ class Monitor:
 
     async def _reconcile_locked(self, jobs: list[PromptWatcher], lost: LostPolicy) -> None:
         epoch = self.connects if self.connected else None
-        queue = await self.client.queue_state()
+        queue = await self.client.queue_ids()
         running, pending = queue.running_ids, queue.pending_ids
         if running and self.running_prompt_id is None:
             self.running_prompt_id = running[0]

@@ -12,12 +12,16 @@ from PIL import Image
 
 @dataclass(frozen=True)
 class OutputFileRef:
-    """One file named in a node's ui output (``{"filename", "subfolder", "type"}``)."""
+    """One file named in a node's ui output (``{"filename", "subfolder", "type"}``).
+
+    ``asset_id`` is the ``"id"`` a ComfyUI 0.27+ started with ``--enable-assets`` gives each
+    output file (its asset UUID), None otherwise."""
 
     node_id: str
     filename: str
     subfolder: str = ""
     type: str = "output"
+    asset_id: str | None = None
 
 
 @dataclass
@@ -31,6 +35,7 @@ class Output:
     kind: str
     mime: str
     data: bytes = field(repr=False)
+    asset_id: str | None = None  # the server's asset id of the file (0.27+ with assets on)
     _image: Image.Image | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -76,6 +81,7 @@ def file_refs(node_id: str, ui_output: dict[str, Any]) -> list[OutputFileRef]:
                         item["filename"],
                         str(item.get("subfolder") or ""),
                         str(item.get("type") or "output"),
+                        item["id"] if isinstance(item.get("id"), str) else None,
                     )
                 )
     return refs
@@ -101,4 +107,13 @@ def text_output(node_id: str, text: str) -> Output:
 def output_from_file(ref: OutputFileRef, data: bytes) -> Output:
     """An Output for a fetched file."""
     mime = guess_mime(ref.filename)
-    return Output(ref.node_id, ref.filename, ref.subfolder, ref.type, kind_of(mime), mime, data)
+    return Output(
+        ref.node_id,
+        ref.filename,
+        ref.subfolder,
+        ref.type,
+        kind_of(mime),
+        mime,
+        data,
+        asset_id=ref.asset_id,
+    )

@@ -443,6 +443,10 @@ class V2Backend:
         for prompt_id in prompt_ids:
             await self._cancel(prompt_id)
 
+    async def cancel(self, prompt_id: str) -> None:
+        """Cancel one job, queued or running (``Backend.cancel``: v2's one cancel)."""
+        await self._cancel(prompt_id)
+
     # --- the server's view ---------------------------------------------------------------------
 
     async def queue_state(self) -> QueueState:

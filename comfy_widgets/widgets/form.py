@@ -99,6 +99,7 @@ class ParameterForm(StaticTwin, w.VBox):
         self._by_key: dict[str, Field] = {}
         #: Per DynamicCombo key: the box of its option's inputs, and the fields of each option.
         self._option_boxes: dict[str, w.VBox] = {}
+        self._section_errors: dict[str, w.HTML] = {}  # node id -> its section's error line
         self._option_fields: dict[tuple[str, Any], list[Field]] = {}
         params = list(self.workflow.parameters())
         for param in params:
@@ -169,8 +170,25 @@ class ParameterForm(StaticTwin, w.VBox):
         mine = [p for p in params if p.node_id == node_id]
         title = mine[0].node_title or mine[0].node_class or f"#{node_id}"
         section = _section(f"{title}  #{node_id}", [])
-        section.children = (*section.children, *self._boxes(mine))
+        error = w.HTML("", layout=w.Layout(display="none"))
+        error.add_class("cw-form-section-error")
+        self._section_errors[str(node_id)] = error
+        section.children = (*section.children, error, *self._boxes(mine))
         return section
+
+    def _show_node_error(self, node_id: str, message: str) -> bool:
+        """Show a message about a whole node (``missing_node_type``, ``dependency_cycle``)
+        under its section's title; False when the node has no section in this form."""
+        error = self._section_errors.get(node_id)
+        if error is None:
+            return False
+        error.value = (
+            f'<span style="color: var(--jp-error-color1)">⚠ {html.escape(message)}</span>'
+            if message
+            else ""
+        )
+        error.layout.display = "block" if message else "none"
+        return True
 
     def _boxes(self, params: list[Any]) -> list[w.Widget]:
         """Field boxes in order; a DynamicCombo's option inputs go in a box right after it,
@@ -308,13 +326,18 @@ class ParameterForm(StaticTwin, w.VBox):
         """Hide every error message."""
         for field in self.fields.values():
             field.show_error("")
+        for node_id in self._section_errors:
+            self._show_node_error(node_id, "")
         self._say("")
 
     def show_errors(self, errors: dict[str, str]) -> None:
-        """Show each message next to the field it names (name or key); the rest by the buttons."""
+        """Show each message next to the field it names (name or key), a node's own error (key:
+        its id) under that node's section; the rest by the buttons."""
         leftover = []
         for name, message in errors.items():
             field = self._field(name)
+            if field is None and name and self._show_node_error(name, message):
+                continue
             if field is None:
                 leftover.append(f"{name}: {message}" if name else message)
             else:

@@ -332,6 +332,15 @@ def _make_parameter(
     )
 
 
+def _input_label(field_name: str, options: dict[str, Any]) -> str:
+    """The label of an input: the definition's ``display_name`` (ComfyUI 0.27+ gives some
+    inputs one, e.g. ``Sampling Mode``), else the input's own name made readable."""
+    shown = options.get("display_name")
+    if isinstance(shown, str) and shown.strip():
+        return shown.strip()
+    return field_name.rpartition(".")[2].replace("_", " ").capitalize()
+
+
 def _input_fields(
     class_type: str, field_name: str, spec: InputSpec | None, value: Any, object_info: ObjectInfo
 ) -> dict[str, Any]:
@@ -339,7 +348,7 @@ def _input_fields(
     options = spec.options if spec is not None else {}
     kind = _param_type(class_type, field_name, spec, value)
     fields: dict[str, Any] = {
-        "label": field_name.rpartition(".")[2].replace("_", " ").capitalize(),
+        "label": _input_label(field_name, options),
         "type": kind,
         "node_class": class_type,
         "advanced": field_name not in DETECTION_TABLE.get(class_type, ()),
