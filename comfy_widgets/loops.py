@@ -4,7 +4,10 @@ Jupyter), else one shared loop on a daemon thread for plain scripts."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 _background_lock = threading.Lock()
 _background: asyncio.AbstractEventLoop | None = None
@@ -30,3 +33,47 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+class LoopBound:
+    """Base of an object whose I/O runs on one event loop (a backend): the loop running when it
+    was made or first used (the kernel's, in Jupyter), else the shared background loop, rebound
+    if that loop was closed. Calls from other threads (widget callbacks on subshell threads) are
+    handed over to it. Subclasses set ``_lock`` and ``_loop`` and reset loop-bound state in
+    ``_rebind``."""
+
+    _lock: threading.Lock
+    _loop: asyncio.AbstractEventLoop | None
+
+    def _rebind(self) -> None:
+        """Drop state tied to a previous loop (called, under the lock, before binding anew)."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop all of this object's I/O runs on (bound on first use, rebound if closed)."""
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                self._rebind()
+                self._loop = running_loop() or background_loop()
+            return self._loop
+
+    def on_loop_thread(self) -> bool:
+        """True when called from code running on this object's loop."""
+        return running_loop() is self.loop
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on this object's loop, from any thread."""
+        if self.on_loop_thread():
+            self.loop.call_soon(fn, *args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        """Start ``coro`` on this object's loop from any thread; returns a thread-safe future."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    async def _on_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Await ``coro`` on this object's loop, whichever loop the caller runs on."""
+        if self.on_loop_thread():
+            return await coro
+        return await asyncio.wrap_future(self.spawn(coro))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
 import functools
 import json
 import logging
@@ -17,7 +16,7 @@ import os
 import ssl
 import threading
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -34,7 +33,7 @@ from comfy_widgets.errors import (
     ServerConnectionError,
     ServerError,
 )
-from comfy_widgets.loops import background_loop, running_loop
+from comfy_widgets.loops import LoopBound, running_loop
 from comfy_widgets.states import JobState
 from comfy_widgets.transport.backend import (
     LostPolicy,
@@ -175,7 +174,7 @@ def is_canonical_uuid(value: str) -> bool:
         return False
 
 
-class ClassicBackend:
+class ClassicBackend(LoopBound):
     """One ComfyUI server over the classic protocol, seen from one ``client_id``.
 
     ComfyUI 0.27 added ``/api/jobs``; where the server has it (probed once per backend, again
@@ -219,38 +218,12 @@ class ClassicBackend:
 
     # --- event loop ---------------------------------------------------------------------------
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The loop all of this client's I/O runs on (bound on first use, rebound if closed)."""
-        with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                self._loop = running_loop() or background_loop()
-                self._http = None
-                self._monitor = None
-                self._uploads = {}
-                self._post_lock = asyncio.Lock()
-            return self._loop
-
-    def on_loop_thread(self) -> bool:
-        """True when called from code running on the client's loop."""
-        return running_loop() is self.loop
-
-    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the client's loop, from any thread."""
-        if self.on_loop_thread():
-            self.loop.call_soon(fn, *args)
-        else:
-            self.loop.call_soon_threadsafe(fn, *args)
-
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
-        """Start ``coro`` on the client's loop from any thread; returns a thread-safe future."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    async def _on_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        """Await ``coro`` on the client's loop, whichever loop the caller runs on."""
-        if self.on_loop_thread():
-            return await coro
-        return await asyncio.wrap_future(self.spawn(coro))
+    def _rebind(self) -> None:
+        """Connections, the monitor and upload futures belong to the previous loop."""
+        self._http = None
+        self._monitor = None
+        self._uploads = {}
+        self._post_lock = asyncio.Lock()
 
     # --- HTTP ---------------------------------------------------------------------------------
 

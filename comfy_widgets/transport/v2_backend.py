@@ -21,12 +21,11 @@ that is what the store records, and ``cw.connect`` of it speaks v2 again (resume
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,7 @@ from comfy_widgets.errors import (
     ServerError,
     SubmitOutcomeUnknownError,
 )
-from comfy_widgets.loops import background_loop, running_loop
+from comfy_widgets.loops import LoopBound, running_loop
 from comfy_widgets.states import JobState
 from comfy_widgets.transport.backend import (
     LostPolicy,
@@ -170,7 +169,7 @@ class _Translator:
             self.watcher.handle_event(ExecutionStartEvent(self.watcher.prompt_id, None))
 
 
-class V2Backend:
+class V2Backend(LoopBound):
     """Runs prompts on one Comfy API v2 server (``Backend``); coroutines run on one loop."""
 
     def __init__(
@@ -200,40 +199,14 @@ class V2Backend:
     def __repr__(self) -> str:
         return f"V2Backend({self.url!r})"
 
-    # --- event loop (the same contract as ClassicBackend's) ------------------------------------
+    # --- event loop (LoopBound) ----------------------------------------------------------------
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The loop all of this backend's I/O runs on (bound on first use, rebound if closed)."""
-        with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                if self._loop is not None and self._own_client:  # its connections died with it
-                    self.client = V2Client(self.client.url, api_key=self._api_key)
-                self._loop = running_loop() or background_loop()
-                self._followers = {}
-                self._healthy = False
-            return self._loop
-
-    def on_loop_thread(self) -> bool:
-        """True when called from code running on the backend's loop."""
-        return running_loop() is self.loop
-
-    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the backend's loop, from any thread."""
-        if self.on_loop_thread():
-            self.loop.call_soon(fn, *args)
-        else:
-            self.loop.call_soon_threadsafe(fn, *args)
-
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
-        """Start ``coro`` on the backend's loop from any thread; returns a thread-safe future."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    async def _on_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        """Await ``coro`` on the backend's loop, whichever loop the caller runs on."""
-        if self.on_loop_thread():
-            return await coro
-        return await asyncio.wrap_future(self.spawn(coro))
+    def _rebind(self) -> None:
+        """The HTTP client's connections and the event followers died with the previous loop."""
+        if self._loop is not None and self._own_client:
+            self.client = V2Client(self.client.url, api_key=self._api_key)
+        self._followers = {}
+        self._healthy = False
 
     @property
     def protocol(self) -> str:
