@@ -32,8 +32,13 @@ def check_assets(widget: object, name: str) -> None:
 
 
 def bundle_of(obj: object) -> dict:
-    """The display data of obj as Jupyter would ask for it."""
-    bundle = obj._repr_mimebundle_()  # type: ignore[attr-defined]
+    """The display data of obj as IPython asks for it (the package registers the live views of
+    jobs and batches with IPython's formatters; widgets answer for themselves)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    cw.register_display(shell)
+    bundle = shell.display_formatter.mimebundle_formatter(obj)
     return bundle[0] if isinstance(bundle, tuple) else bundle
 
 
