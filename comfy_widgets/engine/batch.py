@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import heapq
 import html
 import logging
+import sys
+import threading
 import uuid
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
-
-import pandas as pd
 
 from comfy_widgets.engine.plan import VariationPlan
 from comfy_widgets.engine.validation import check_server_models
 from comfy_widgets.errors import BlockingCallError, ServerConnectionError
 from comfy_widgets.loops import running_loop
 from comfy_widgets.records import BatchRecord, WorkflowRecord
-from comfy_widgets.results.frame import OutputRef, ResultsFrame, build_frame, columns_for, empty_row
-from comfy_widgets.results.frame import timestamp as _timestamp
 from comfy_widgets.states import BatchState, JobState
 from comfy_widgets.transport.backend import LostPolicy
 from comfy_widgets.transport.uploads import prepare_image_values
@@ -34,8 +33,11 @@ from comfy_widgets.transport.uploads import prepare_image_values
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import pandas as pd
+
     from comfy_widgets.engine.client import Client
     from comfy_widgets.engine.job import Job
+    from comfy_widgets.results.frame import OutputRef, ResultsFrame
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +81,12 @@ class Batch:
             variations, count=count, mode=mode, plan_seed=plan_seed, parameters=parameters
         )
         self._items = self.variation_plan.validate(self._prepare_item)
-        self.plan: pd.DataFrame = self.variation_plan.to_frame()
         self.status = BatchState.PENDING
         self._jobs: list[Job | None] = [None] * len(self._items)
         self._refs: dict[int, list[OutputRef]] = {}
         self._stopping = False
         self._subscribers: list[Callable[[Batch], None]] = []
+        self._item_subscribers: list[Callable[[Batch, int | None], None]] = []
         self._future: concurrent.futures.Future[ResultsFrame] = concurrent.futures.Future()
         self._wake = asyncio.Event()
         self._todo = list(range(len(self._items)))  # a heap: lowest index is sent first
@@ -93,6 +95,7 @@ class Batch:
         self._sent: dict[Client, int] = dict.fromkeys(self.servers, 0)
         self._finished = 0
         self._record()
+        _import_results_soon()
         client.spawn(self._run())
 
     def __repr__(self) -> str:
@@ -103,6 +106,11 @@ class Batch:
         )
 
     # --- counts and views -------------------------------------------------------------------
+
+    @functools.cached_property
+    def plan(self) -> pd.DataFrame:
+        """The plan as a DataFrame: batch_index and the varied values of every item."""
+        return self.variation_plan.to_frame()
 
     @property
     def total(self) -> int:
@@ -126,6 +134,10 @@ class Batch:
 
     def _count(self, state: JobState) -> int:
         return sum(1 for job in self._jobs if job is not None and job.state == state)
+
+    def job(self, index: int) -> Job | None:
+        """The Job of item ``index`` (its latest attempt), or None if it was not sent yet."""
+        return self._jobs[index]
 
     @property
     def completed_count(self) -> int:
@@ -155,6 +167,8 @@ class Batch:
     @property
     def df(self) -> ResultsFrame:
         """The results so far: one row per item, in batch_index order."""
+        from comfy_widgets.results.frame import build_frame, columns_for
+
         rows = []
         for index in range(self.total):
             row = {"batch_id": self.id, "batch_index": index, **self.variation_plan.row(index)}
@@ -163,6 +177,8 @@ class Batch:
         return build_frame(rows, columns_for(self.variation_plan.columns))
 
     def _item_columns(self, index: int) -> dict[str, Any]:
+        from comfy_widgets.results.frame import OutputRef, empty_row
+
         job = self._jobs[index]
         if job is None:
             return empty_row("cancelled" if self._stopping or self.done() else "pending")
@@ -185,6 +201,17 @@ class Batch:
 
         return unsubscribe
 
+    def subscribe_items(self, callback: Callable[[Batch, int | None], None]) -> Callable[[], None]:
+        """Like ``subscribe``, with the index of the item that changed (None: the batch itself),
+        so an observer does work for that item alone, not for the whole batch."""
+        self._item_subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._item_subscribers:
+                self._item_subscribers.remove(callback)
+
+        return unsubscribe
+
     def _on_job(self, job: Job) -> None:
         """A job changed: free its server slot once it is done, then tell subscribers.
 
@@ -199,7 +226,7 @@ class Batch:
                 log.warning("%s is unreachable; its items go to the other servers", job.client.url)
                 self._down.add(job.client)
                 heapq.heappush(self._todo, job.batch_index)
-        self._changed()
+        self._changed(job.batch_index)
 
     def _unreachable(self, job: Job) -> bool:
         """True when the job never reached its server and another server is still up."""
@@ -211,11 +238,16 @@ class Batch:
             return False
         return any(s is not job.client and s not in self._down for s in self.servers)
 
-    def _changed(self) -> None:
+    def _changed(self, index: int | None = None) -> None:
         self._wake.set()
         for callback in list(self._subscribers):
             try:
                 callback(self)
+            except Exception:
+                log.exception("batch subscriber failed")
+        for item_callback in list(self._item_subscribers):
+            try:
+                item_callback(self, index)
             except Exception:
                 log.exception("batch subscriber failed")
 
@@ -313,7 +345,7 @@ class Batch:
         job.subscribe(self._on_job)
         if job.done():  # finished before we subscribed (e.g. failed at once)
             self._on_job(job)
-        self._changed()
+        self._changed(index)
 
     async def _wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait on the loop until ``predicate()`` holds (re-checked after every change)."""
@@ -406,8 +438,25 @@ class Batch:
         return f"<div>{html.escape(repr(self))}</div>"
 
 
+def _import_results_soon() -> None:
+    """Import pandas and the results module on a thread while the first batch runs (its
+    DataFrame needs them at the end; importing then would cost up to a second)."""
+    if "comfy_widgets.results.frame" in sys.modules:
+        return
+
+    def load() -> None:
+        try:
+            import comfy_widgets.results.frame  # noqa: F401
+        except Exception:  # the import at the end reports it
+            pass
+
+    threading.Thread(target=load, name="comfy-widgets-import", daemon=True).start()
+
+
 def job_row(job: Job, outputs: list[OutputRef]) -> dict[str, Any]:
     """The columns a Job fills: prompt id, server, status, outputs, timings and error."""
+    from comfy_widgets.results.frame import timestamp as _timestamp
+
     timings = job.timings
     started, finished = timings.get("started_at"), timings.get("finished_at")
     images = [o for o in outputs if o.kind == "image"]
