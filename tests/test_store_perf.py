@@ -165,3 +165,20 @@ def _recounted(store: Store, batch_id: str) -> tuple[int, int]:
     rows = store.generation_records(batch_id=batch_id)
     completed = sum(r["status"] == "completed" for r in rows)
     return completed, sum(r["status"] in ("failed", "lost") for r in rows)
+
+
+async def test_record_writer_writes_a_job_once_per_tick_in_its_latest_state(tmp_path):
+    store = Store(tmp_path)
+    job = FakeJob(batch_id=None)
+    writer = RecordWriter(store, asyncio.get_running_loop())
+    done = [
+        writer.submit(job.to_record("queued")),
+        writer.submit(job.to_record("running")),
+        writer.submit(finish(job).to_record()),
+    ]
+    await asyncio.wait_for(asyncio.gather(*done), 10)
+    rows = store.generation_records()
+    assert [(r["prompt_id"], r["status"], len(r["outputs"])) for r in rows] == [
+        (job.prompt_id, "completed", 1)
+    ]
+    assert rows[0]["prompt"] == job.prompt and writer.writes == 1

@@ -51,6 +51,16 @@ def write_records(recorder: Recorder, records: Sequence[GenerationRecord]) -> No
             log.exception("recording %s failed for job %s", record.state, record.prompt_id)
 
 
+def latest_per_prompt(records: list[GenerationRecord]) -> list[GenerationRecord]:
+    """The last record of each prompt id, in the order of those last records: a job queued,
+    started and finished within one tick is written once, in its final state (each record is
+    a full snapshot of the job, so the last one says everything the earlier ones did)."""
+    last = {record.prompt_id: n for n, record in enumerate(records)}
+    if len(last) == len(records):
+        return records
+    return [record for n, record in enumerate(records) if last[record.prompt_id] == n]
+
+
 class RecordWriter:
     """Batches the records of one Recorder on one loop into a worker thread (module docstring)."""
 
@@ -79,7 +89,7 @@ class RecordWriter:
         await asyncio.sleep(0)  # let this tick's other records join
         while self._pending:
             batch, self._pending = self._pending, []
-            records = [record for record, _ in batch]
+            records = latest_per_prompt([record for record, _ in batch])
             try:
                 await self.loop.run_in_executor(None, write_records, self.recorder, records)
             except Exception:  # write_records logs per record; this is the executor failing

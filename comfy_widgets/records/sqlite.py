@@ -274,13 +274,15 @@ class Store:
         batch's completed/failed counts move by the change of this row's status alone (the
         transaction holds the write lock, so concurrent writers never miss each other's).
         """
-        fields = _generation_fields(generation)
+        fields = _generation_fields(generation, with_json=False)
         workflow = generation.workflow
         workflow_id = self._workflow_id(conn, workflow) if workflow is not None else None
         batch_id = fields["batch_id"]
         if batch_id is not None:
             _ensure_batch(conn, batch_id, workflow_id)
         existing = _find_generation(conn, fields)
+        if existing is None or existing["prompt_id"] != fields["prompt_id"]:
+            fields = _generation_fields(generation)  # a new row: with its prompt and values
         values = {
             **fields,
             "workflow_id": workflow_id,
@@ -549,14 +551,19 @@ def _ensure_batch(conn: sqlite3.Connection, batch_id: str, workflow_id: int | No
     )
 
 
-def _generation_fields(generation: GenerationRecord) -> dict[str, Any]:
-    """The generation columns a record fills (the server URL without credentials)."""
+def _generation_fields(generation: GenerationRecord, *, with_json: bool = True) -> dict[str, Any]:
+    """The generation columns a record fills (the server URL without credentials).
+
+    Without ``with_json`` the prompt and parameters are left None (an update of a row that has
+    them already keeps them: they never change under one prompt id, and encoding the prompt
+    three times per item was a visible cost).
+    """
     batch_id, batch_index = generation.batch_id, generation.batch_index
     return {
         "prompt_id": str(generation.prompt_id),
         "server": clean_url(generation.server),
-        "parameters_json": to_json(dict(generation.parameters)),
-        "prompt_json": to_json(generation.prompt),
+        "parameters_json": to_json(dict(generation.parameters)) if with_json else None,
+        "prompt_json": to_json(generation.prompt) if with_json else None,
         "error": text_or_none(generation.error),
         "error_node": text_or_none(generation.error_node),
         "queued_at": generation.queued_at,
