@@ -94,6 +94,7 @@ class Batch:
         self._live: dict[Client, set[int]] = {server: set() for server in self.servers}
         self._sent: dict[Client, int] = dict.fromkeys(self.servers, 0)
         self._finished = 0
+        self._open: set[Job] = set()  # sent and not done yet
         self._record()
         _import_results_soon()
         client.spawn(self._run())
@@ -213,14 +214,18 @@ class Batch:
         return unsubscribe
 
     def _on_job(self, job: Job) -> None:
-        """A job changed: free its server slot once it is done, then tell subscribers.
+        """A job changed: free its server slot, count it once done, then tell subscribers.
 
-        An item whose server could not be reached goes back to the queue for another server,
-        and that server gets no more items (as long as another one is left).
+        The slot is freed as soon as the server is through with the prompt (``finishing``:
+        its outputs are being fetched and recorded), so the next item is queued while that
+        happens and a fast server never waits for the client. An item whose server could not
+        be reached goes back to the queue for another server, and that server gets no more
+        items (as long as another one is left).
         """
-        live = self._live[job.client]
-        if job.done() and job.batch_index in live:
-            live.discard(job.batch_index)
+        if job.finishing or job.done():
+            self._live[job.client].discard(job.batch_index)
+        if job.done() and job in self._open:
+            self._open.discard(job)
             self._finished += 1
             if self._unreachable(job):
                 log.warning("%s is unreachable; its items go to the other servers", job.client.url)
@@ -341,6 +346,7 @@ class Batch:
         self._jobs[index] = job
         self._refs.pop(index, None)  # a re-sent item's earlier attempt
         self._live[server].add(index)
+        self._open.add(job)
         self._sent[server] += 1
         job.subscribe(self._on_job)
         if job.done():  # finished before we subscribed (e.g. failed at once)
