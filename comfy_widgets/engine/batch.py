@@ -15,8 +15,6 @@ import functools
 import heapq
 import html
 import logging
-import sys
-import threading
 import uuid
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -87,7 +85,9 @@ class Batch:
         self._stopping = False
         self._subscribers: list[Callable[[Batch], None]] = []
         self._item_subscribers: list[Callable[[Batch, int | None], None]] = []
-        self._future: concurrent.futures.Future[ResultsFrame] = concurrent.futures.Future()
+        # resolves when every item is done; the DataFrame is built when asked for (``await
+        # batch``, ``result()``, ``df``), so a batch nobody reads as a frame never loads pandas
+        self._future: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._wake = asyncio.Event()
         self._todo = list(range(len(self._items)))  # a heap: lowest index is sent first
         self._down: set[Client] = set()
@@ -96,7 +96,6 @@ class Batch:
         self._finished = 0
         self._open: set[Job] = set()  # sent and not done yet
         self._record()
-        _import_results_soon()
         client.spawn(self._run())
 
     def __repr__(self) -> str:
@@ -308,7 +307,7 @@ class Batch:
             log.exception("batch %s stopped by an unexpected error", self.id)
             self._stopping = True
         self.status = self._final_status()
-        self._future.set_result(self.df)  # before notifying, so subscribers see done()
+        self._future.set_result(None)  # before notifying, so subscribers see done()
         self._store_status()
         self._changed()
         await asyncio.gather(*(server.aclose() for server in self._owned))
@@ -419,7 +418,15 @@ class Batch:
     # --- results ----------------------------------------------------------------------------
 
     def __await__(self) -> Generator[Any, None, ResultsFrame]:
-        return asyncio.wrap_future(self._future).__await__()
+        return self._frame_when_done().__await__()
+
+    async def _frame_when_done(self) -> ResultsFrame:
+        await asyncio.wrap_future(self._future)
+        return self.df
+
+    async def wait(self) -> None:
+        """Wait until every item is done, without building the results DataFrame."""
+        await asyncio.wrap_future(self._future)
 
     def result(self, timeout: float | None = None) -> ResultsFrame:
         """Block until every item is done (plain scripts); inside a running loop ``await batch``."""
@@ -428,7 +435,8 @@ class Batch:
                 "batch.result() would block the running event loop; use `await batch` instead"
             )
         try:
-            return self._future.result(timeout)
+            self._future.result(timeout)
+            return self.df
         except concurrent.futures.TimeoutError:
             raise TimeoutError(f"batch {self.id} not done after {timeout} s") from None
 
@@ -442,21 +450,6 @@ class Batch:
         """A static summary; in IPython the live batch view is shown instead (the display
         formatters ``comfy_widgets`` registers for Batch, see ``comfy_widgets.widgets.display``)."""
         return f"<div>{html.escape(repr(self))}</div>"
-
-
-def _import_results_soon() -> None:
-    """Import pandas and the results module on a thread while the first batch runs (its
-    DataFrame needs them at the end; importing then would cost up to a second)."""
-    if "comfy_widgets.results.frame" in sys.modules:
-        return
-
-    def load() -> None:
-        try:
-            import comfy_widgets.results.frame  # noqa: F401
-        except Exception:  # the import at the end reports it
-            pass
-
-    threading.Thread(target=load, name="comfy-widgets-import", daemon=True).start()
 
 
 def job_row(job: Job, outputs: list[OutputRef]) -> dict[str, Any]:

@@ -174,6 +174,7 @@ class Job:
         self._succeeded = False
         self._finishing = False
         self._future: concurrent.futures.Future[JobResult] = concurrent.futures.Future()
+        self._done = False
         self._subscribers: list[Callable[[Job], None]] = []
         self._deferred_records: list[JobState] = []
         self._tasks: set[Any] = set()  # strong references: the loop keeps only weak ones
@@ -224,8 +225,9 @@ class Job:
         return self._finishing
 
     def done(self) -> bool:
-        """True once the job completed, failed or was cancelled."""
-        return self._future.done()
+        """True once the job completed, failed or was cancelled (a plain flag: this is asked
+        many times per event, and the future's own ``done()`` takes a lock)."""
+        return self._done
 
     # --- observers ----------------------------------------------------------------------------
 
@@ -530,9 +532,11 @@ class Job:
         self._end(JobState.FAILED, error)
 
     def _update_progress(self) -> None:
-        if not self.nodes:
+        if not self.nodes or self.progress >= 100.0:
             return
-        total = sum(node.fraction for node in self.nodes.values())
+        total = 0.0
+        for node in self.nodes.values():
+            total += node.fraction
         self.progress = max(self.progress, min(100.0, 100.0 * total / len(self.nodes)))
 
     # --- finishing ----------------------------------------------------------------------------
@@ -650,6 +654,7 @@ class Job:
         t["total_s"] = (finished - queued) if queued and finished else None
 
     def _resolve(self) -> None:
+        self._done = True
         if self.state == JobState.COMPLETED:
             self._future.set_result(self.result_now())
         elif self.state == JobState.CANCELLED:
