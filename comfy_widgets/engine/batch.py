@@ -221,15 +221,21 @@ class Batch:
         be reached goes back to the queue for another server, and that server gets no more
         items (as long as another one is left).
         """
-        if job.finishing or job.done():
-            self._live[job.client].discard(job.batch_index)
+        live = self._live[job.client]
+        wake = self._stopping  # stop_async waits for every job to be posted or done
+        if (job.finishing or job.done()) and job.batch_index in live:
+            live.discard(job.batch_index)
+            wake = True
         if job.done() and job in self._open:
             self._open.discard(job)
             self._finished += 1
+            wake = True
             if self._unreachable(job):
                 log.warning("%s is unreachable; its items go to the other servers", job.client.url)
                 self._down.add(job.client)
                 heapq.heappush(self._todo, job.batch_index)
+        if wake:  # the send loop only cares about free slots and finished items
+            self._wake.set()
         self._changed(job.batch_index)
 
     def _unreachable(self, job: Job) -> bool:
@@ -243,7 +249,9 @@ class Batch:
         return any(s is not job.client and s not in self._down for s in self.servers)
 
     def _changed(self, index: int | None = None) -> None:
-        self._wake.set()
+        """Tell subscribers; a batch-level change (no index) also wakes the send loop."""
+        if index is None:
+            self._wake.set()
         for callback in list(self._subscribers):
             try:
                 callback(self)
