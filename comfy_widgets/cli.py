@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from comfy_widgets.errors import ComfyWidgetsError
+from comfy_widgets.extras import require
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,18 +89,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if args.command == "sim":
-        from comfy_widgets.sim.__main__ import main as sim_main
-
-        sim_main(extra)
-        return 0
-    if extra:
+    if args.command != "sim" and extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command == "lab":
-        from comfy_widgets.lab import launch
-
-        return launch(port=args.port, open_browser=not args.no_browser, root_dir=args.directory)
     try:
+        if args.command == "sim":
+            from comfy_widgets.sim.__main__ import main as sim_main
+
+            sim_main(extra)
+            return 0
+        if args.command == "lab":
+            require("lab", "comfy-widgets lab")
+            from comfy_widgets.lab import launch
+
+            return launch(port=args.port, open_browser=not args.no_browser, root_dir=args.directory)
+        require("cli", "comfy-widgets run")
         return run_command(args)
     except (ComfyWidgetsError, FileNotFoundError) as exc:
         print(f"comfy-widgets: {exc}", file=sys.stderr)
@@ -140,7 +143,6 @@ def load_workflow(source: str) -> Workflow:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run the batch the arguments describe with a tqdm bar, export it, and report the outcome."""
-    from comfy_widgets import sim
     from comfy_widgets.engine.client import connect
 
     workflow = load_workflow(args.workflow)
@@ -148,6 +150,8 @@ def run_command(args: argparse.Namespace) -> int:
         servers = []
         for url in args.server:
             if url == "sim":
+                from comfy_widgets import sim
+
                 url = stack.enter_context(sim.serve(port=0)).url
             servers.append(url)
         client = stack.enter_context(connect(servers[0] if servers else None))

@@ -62,6 +62,44 @@ class HTTPStatusError(ServerError):
         self.body = body
 
 
+class AuthenticationError(HTTPStatusError):
+    """The server refused the credentials (HTTP 401/403): a missing, wrong or expired API key."""
+
+
+class ProtocolError(ServerError):
+    """The server answered something that is not its protocol: HTML where JSON belongs (a proxy's
+    error page), JSON of the wrong shape, or a redirect loop. The message quotes the start of it."""
+
+
+class ResponseTooLargeError(ServerError):
+    """An answer or frame is larger than the client accepts (``max_output_bytes`` and friends)."""
+
+
+class QueueFullError(HTTPStatusError):
+    """The server's queue is full (Comfy API v2 ``queue_full``, HTTP 429) for longer than the
+    client was willing to wait; ``retry_after`` is the server's last hint, in seconds."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int = 429,
+        body: str = "",
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, status_code=status_code, body=body)
+        self.retry_after: float | None = retry_after
+
+
+class SubmitOutcomeUnknownError(ServerError):
+    """A submit may or may not have reached the server, and it cannot tell which: the client
+    does not send it again (that could run it twice). ``key`` is the Idempotency-Key used."""
+
+    def __init__(self, message: str, *, key: str):
+        super().__init__(message)
+        self.key = key
+
+
 class PromptValidationError(ServerError, ValueError):
     """ComfyUI rejected a prompt (HTTP 400). ``node_errors`` is ComfyUI's per-node error dict."""
 
@@ -102,3 +140,8 @@ class JobCancelledError(ComfyWidgetsError):
 
 class BlockingCallError(ComfyWidgetsError, RuntimeError):
     """A blocking wait was attempted inside a running event loop; ``await`` instead."""
+
+
+class StoreError(ComfyWidgetsError):
+    """The run store cannot be opened or written: corrupt, read-only, or its folder missing.
+    The message names the file and what to do; nothing is run unrecorded without saying so."""

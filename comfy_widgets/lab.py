@@ -13,9 +13,11 @@ import subprocess
 import sys
 import tempfile
 from contextlib import ExitStack
+from importlib.resources import files
 from pathlib import Path
 
 QUICKSTART = "01_quickstart.ipynb"
+WORKING_FOLDER = "comfy_widgets_notebooks"
 
 LAB_OVERRIDES: dict[str, dict] = {
     "@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True},
@@ -54,10 +56,35 @@ def write_settings_overrides(app_settings_dir: Path, base: Path | None = None) -
     return target
 
 
-def notebooks_dir() -> Path:
-    """The folder to open: the repository's ``notebooks/`` when present, else the working dir."""
-    repo_notebooks = Path(__file__).resolve().parents[1] / "notebooks"
-    return repo_notebooks if (repo_notebooks / QUICKSTART).is_file() else Path.cwd()
+def notebooks_dir(workdir: Path | None = None) -> Path:
+    """The folder to open, the first that holds the quickstart notebook.
+
+    The checkout's ``notebooks/`` (editable install), ``<workdir>/notebooks`` (a checkout with a
+    normal install), ``<workdir>`` itself; else the notebooks a wheel carries as package data
+    (``comfy_widgets/notebooks``, a link to the top-level ``notebooks/`` in the repository) are
+    copied into ``<workdir>/comfy_widgets_notebooks``, so edits live outside site-packages.
+    ``workdir`` defaults to the current directory.
+    """
+    workdir = workdir or Path.cwd()
+    candidates = (Path(__file__).resolve().parents[1] / "notebooks", workdir / "notebooks", workdir)
+    for folder in candidates:
+        if (folder / QUICKSTART).is_file():
+            return folder
+    target = workdir / WORKING_FOLDER
+    copy_notebooks(target)
+    return target
+
+
+def copy_notebooks(target: Path) -> list[Path]:
+    """Copy the bundled notebooks into target, keeping files already there; return the copies."""
+    target.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for item in (files("comfy_widgets") / "notebooks").iterdir():
+        destination = target / item.name
+        if item.name.endswith(".ipynb") and not destination.exists():
+            destination.write_bytes(item.read_bytes())
+            copied.append(destination)
+    return copied
 
 
 def lab_argv(

@@ -26,6 +26,10 @@ class ComfyMagics(Magics):
     @line_magic
     def comfy_connect(self, line: str) -> Any:
         """Connect to a ComfyUI server and return the client: ``%comfy_connect [URL|sim]``."""
+        return self._connect(line)
+
+    def _connect(self, line: str) -> Any:
+        """Connect (``sim`` starts the simulator once) and keep the client for ``%comfy_form``."""
         from comfy_widgets.engine.client import connect
 
         url = line.strip() or None
@@ -55,7 +59,7 @@ class ComfyMagics(Magics):
             except FileNotFoundError as exc:
                 raise UsageError(f"{source}: no such file. {exc}") from None
         if self.client is None:
-            self.comfy_connect("")
+            self._connect("")
         return ParameterForm(Workflow.load(path), self.client)
 
 

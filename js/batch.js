@@ -17,6 +17,14 @@ function h(tag, cls, text) {
   return node;
 }
 
+function serverName(url) {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url;
+  }
+}
+
 function formatSeconds(s) {
   if (s < 60) return `${s.toFixed(1)} s`;
   const m = Math.floor(s / 60);
@@ -36,18 +44,20 @@ export default {
     const fill = h("div", "cw-batch-bar-fill");
     bar.append(fill);
     head.append(badge, counts, elapsed, h("span", "cw-batch-spacer"), stop);
+    const pool = h("div", "cw-batch-servers");
     const scroller = h("div", "cw-batch-scroll");
     const sizer = h("div", "cw-batch-sizer");
     const grid = h("div", "cw-batch-cards");
     sizer.append(grid);
     scroller.append(sizer);
-    root.append(head, bar, scroller);
+    root.append(head, bar, pool, scroller);
     el.append(root);
 
     const total = () => model.get("total");
     const statuses = [];
     const progress = [];
     const errors = [];
+    const itemServers = [];
     const thumbs = new Map(); // index -> {url, final}
     const shown = new Map(); // index -> card, the cards in the DOM
     let rowHeight = 0;
@@ -59,6 +69,7 @@ export default {
         statuses.push("pending");
         progress.push(0);
         errors.push("");
+        itemServers.push("");
       }
     }
 
@@ -74,11 +85,12 @@ export default {
       bar.append(barFill);
       const status = h("div", "cw-batch-card-status");
       const label = h("div", "cw-batch-card-label");
-      node.append(thumb, bar, status, label);
+      const server = h("div", "cw-batch-card-server");
+      node.append(thumb, bar, status, label, server);
       const labels = model.get("labels");
       // one line per varied value, so a long seed wraps instead of being cut off
       label.replaceChildren(...(labels[i] ?? "").split(" · ").map((part) => h("div", "", part)));
-      return { index: i, node, img, barFill, status, label: labels[i] ?? "" };
+      return { index: i, node, img, barFill, status, server, label: labels[i] ?? "" };
     }
 
     function fillCard(c) {
@@ -89,7 +101,9 @@ export default {
       c.barFill.style.width = `${pct}%`;
       const detail = status === "running" ? ` ${Math.round(pct)}%` : "";
       c.status.textContent = `#${i} ${status}${detail}`;
-      c.node.title = [c.label, errors[i]].filter(Boolean).join("\n");
+      const pooled = model.get("servers").length > 1;
+      c.server.textContent = pooled ? serverName(itemServers[i] ?? "") : "";
+      c.node.title = [c.label, itemServers[i], errors[i]].filter(Boolean).join("\n");
       const thumb = thumbs.get(i);
       if (thumb && c.img.src !== thumb.url) {
         c.img.src = thumb.url;
@@ -167,6 +181,23 @@ export default {
       tick();
     }
 
+    // A pool: one line per server with what it runs and its throughput.
+    function updateServers() {
+      const servers = model.get("servers");
+      pool.replaceChildren();
+      pool.hidden = servers.length < 2;
+      for (const s of servers) {
+        const line = h("div", `cw-batch-server${s.down ? " cw-batch-server-down" : ""}`);
+        const parts = [`${s.running} running`, `${s.queued} queued`, `${s.completed} done`];
+        if (s.failed) parts.push(`${s.failed} failed`);
+        parts.push(`${Number(s.per_minute).toFixed(1)}/min`);
+        if (s.down) parts.push("down");
+        line.append(h("b", "", `${serverName(s.url)} (${s.protocol})`), h("span", "", ` ${parts.join(" · ")}`));
+        line.title = s.url;
+        pool.append(line);
+      }
+    }
+
     function tick() {
       const running = !FINISHED.includes(model.get("batch_status")) && model.get("elapsed") > 0;
       const extra = running ? (performance.now() - receivedAt) / 1000 : 0;
@@ -180,6 +211,7 @@ export default {
         statuses[index] = msg.statuses[k];
         progress[index] = msg.progress[k];
         errors[index] = msg.errors[k];
+        if (msg.servers) itemServers[index] = msg.servers[k];
         const c = shown.get(index);
         if (c) {
           fillCard(c);
@@ -218,11 +250,13 @@ export default {
       schedule();
     };
     model.on("change:labels", relabel);
+    model.on("change:servers", updateServers);
     model.on("msg:custom", onMessage);
     scroller.addEventListener("scroll", schedule, { passive: true });
     const resized = new ResizeObserver(schedule);
     resized.observe(scroller);
     updateSummary();
+    updateServers();
     renderCards();
     model.send({ type: "ready" });
     const timer = setInterval(tick, 500);
@@ -233,6 +267,7 @@ export default {
       if (frame) cancelAnimationFrame(frame);
       for (const name of names) model.off(`change:${name}`, updateSummary);
       model.off("change:labels", relabel);
+      model.off("change:servers", updateServers);
       model.off("msg:custom", onMessage);
       for (const thumb of thumbs.values()) URL.revokeObjectURL(thumb.url);
     };

@@ -14,18 +14,10 @@ from comfy_widgets.widgets.batch_view import BatchView
 from comfy_widgets.widgets.form import ParameterForm
 from comfy_widgets.widgets.grid import ResultGrid
 from comfy_widgets.workflow.workflow import Workflow
+from tests.conftest import until
 
 WORKFLOW_PATH = __import__("pathlib").Path(examples_init).parent / "sd15_txt2img_api.json"
 SMALL = {"width": 64, "height": 64, "steps": 3}
-
-
-async def until(predicate, timeout: float = 20.0) -> None:
-    """Poll ``predicate`` on the loop until it holds (no timing is asserted)."""
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 @pytest.fixture
@@ -51,11 +43,11 @@ async def test_batch_button_to_result_grid(client, tmp_path):
     assert batch.total == 8 and batch.plan.equals(planned)  # the preview was the real plan
     df = await batch
     assert isinstance(panel.view, BatchView) and panel.view.batch is batch
-    await until(lambda: not panel.view._throttle.pending)
+    await until(lambda: not panel.view._throttle.pending, timeout=20.0)
     view = panel.view
     assert view.statuses == ["completed"] * 8 and view.completed == 8
     assert view.progress == [100.0] * 8
-    await until(lambda: len(panel.results.children) == 2)
+    await until(lambda: len(panel.results.children) == 2, timeout=20.0)
     grid = panel.results.children[1]
     assert isinstance(grid, ResultGrid) and grid.total == 8
     assert (grid.x, grid.y) == ("prompt", "cfg")
@@ -84,12 +76,12 @@ async def test_stop_remaining_from_a_callback_thread(client):
     workflow = Workflow.load(WORKFLOW_PATH)
     batch = client.batch(workflow, count=12, seed="random", concurrency=2, **SMALL)
     view = BatchView(batch)
-    await until(lambda: batch.completed_count >= 1)
+    await until(lambda: batch.completed_count >= 1, timeout=20.0)
     clicker = threading.Thread(target=view._on_msg, args=(view, {"type": "stop"}, []))
     clicker.start()
     clicker.join()
     df = await batch
-    await until(lambda: not view._throttle.pending)
+    await until(lambda: not view._throttle.pending, timeout=20.0)
     assert view.stopping and batch.status == "cancelled"
     assert view.statuses == list(df["status"])
     assert view.statuses.count("completed") < 12 and "cancelled" in view.statuses

@@ -20,7 +20,9 @@ WORKFLOWS = WORKFLOWS / "ui"
 
 @pytest.fixture
 async def client():
-    server = await sim.start(seconds_per_step=0.0)
+    # 0.3.64: conversion still uses 0.3.64's object_info, so sd15_img2img's ImageScaleToTotalPixels
+    # lacks the resolution_steps input 0.27 requires (issue 12 part 1 converts with the server's).
+    server = await sim.start(seconds_per_step=0.0, emulate="0.3.64")
     client = connect(server.url)
     yield client
     await client.aclose()

@@ -1,7 +1,9 @@
-"""UI -> API conversion: golden files from frontend 1.27.10, and each rule on small graphs."""
+"""UI -> API conversion: golden files from frontend 1.58.1 (and 1.27.10), and each rule on
+small graphs."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -16,20 +18,51 @@ from tests import shared_data
 SHARED = shared_data.WORKFLOWS
 UI_FILES = sorted((SHARED / "ui").glob("*.json"))
 API_FILES = sorted((SHARED / "api").glob("*.json"))
+FRONTEND_158 = SHARED / "frontend-1.58"
+NEW_SOURCES = sorted((FRONTEND_158 / "ui").glob("*.json")) + sorted(
+    (FRONTEND_158 / "resaved").glob("*.json")
+)
 OI = ObjectInfo.bundled()
+
+
+def _object_info(name: str) -> ObjectInfo:
+    raw = json.loads(gzip.decompress((shared_data.REFERENCE / name).read_bytes()))
+    return ObjectInfo(raw, source="user")
+
+
+OI_0_3_64 = _object_info("object_info.json.gz")
+OI_0_27 = _object_info("object_info_0.27.0.json.gz")
 
 
 def test_shared_workflows_are_found():
     assert len(UI_FILES) >= 10 and len(API_FILES) >= 2
+    assert len(NEW_SOURCES) == 34
+
+
+@pytest.mark.parametrize("path", NEW_SOURCES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_frontend_158_golden_exact(path: Path):
+    """What frontend 1.58.1 sends on ComfyUI 0.27.0: nodes, inputs, values, links, key order,
+    number formatting and ``_meta`` (title, cnr_id, ver)."""
+    expected_text = (FRONTEND_158 / "expected" / f"{path.stem}.api.json").read_text(
+        encoding="utf-8"
+    )
+    got = Workflow.load(path, OI_0_27).to_api()
+    assert got == json.loads(expected_text)
+    assert json.dumps(got, indent=2, ensure_ascii=False) == expected_text.rstrip("\n")
+
+
+def _runnable(prompt: dict) -> str:
+    """What the server runs (class_type and inputs), as JSON text: order and numbers count."""
+    return json.dumps(
+        {k: {"class_type": v.get("class_type"), "inputs": v["inputs"]} for k, v in prompt.items()}
+    )
 
 
 @pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.stem)
-def test_ui_golden_exact(path: Path):
-    """Same nodes, inputs, values, links, key order and number formatting as the frontend."""
-    expected_text = (SHARED / "expected" / f"{path.stem}.api.json").read_text(encoding="utf-8")
-    got = Workflow.load(path).to_api()
-    assert got == json.loads(expected_text)
-    assert json.dumps(got, indent=2, ensure_ascii=False) == expected_text.rstrip("\n")
+def test_ui_golden_on_0_3_64(path: Path):
+    """The 1.27.10 goldens still hold with a 0.3.64 server's node definitions (titles aside)."""
+    expected = json.loads((SHARED / "expected" / f"{path.stem}.api.json").read_text("utf-8"))
+    assert _runnable(Workflow.load(path, OI_0_3_64).to_api()) == _runnable(expected)
 
 
 @pytest.mark.parametrize("path", API_FILES, ids=lambda p: p.stem)
@@ -475,8 +508,9 @@ def test_unknown_node_types_can_be_kept_like_the_frontend():
         node(60, "FancyCustomNode", [1, {"k": 2}], title="Fancy", inputs=[("image", "IMAGE", 61)]),
     ]
     api = convert(graph(nodes, [*BASE_LINKS, [61, 5, 0, 60, 0, "IMAGE"]]), allow_unknown_nodes=True)
+    # frontend 1.58: the placeholder's widgets are UNKNOWN, UNKNOWN_1, … (1.27 sent the last)
     assert api["60"] == {
-        "inputs": {"UNKNOWN": '{"k":2}', "image": ["5", 0]},
+        "inputs": {"UNKNOWN": 1, "UNKNOWN_1": '{"k":2}', "image": ["5", 0]},
         "_meta": {"title": "Fancy"},
     }
     assert api["10"]["class_type"] == "KSampler"
@@ -651,9 +685,12 @@ def test_subgraph_instance_inputs_are_matched_by_name():
     assert api["57:6"]["inputs"] == {"noise_seed": 5}
 
 
-def test_promoted_text_widget_holds_a_string():
+def test_promoted_value_is_sent_as_the_host_saved_it():
+    """Frontend 1.58 keeps promoted values on the host (ADR 0009): a number saved for a text
+    input is sent as that number (1.27's textarea made it "7"); the real frontend does so in
+    image_qwen_image_2_1_image_edit (``on_false: 0``)."""
     api = convert(subgraph_workflow([7, 5]))
-    assert api["57:5"]["inputs"]["text"] == "7"
+    assert api["57:5"]["inputs"]["text"] == 7
 
 
 def test_subgraph_input_linked_outside_resolves_to_the_outer_source():

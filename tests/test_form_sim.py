@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import ipywidgets as w
@@ -14,6 +13,7 @@ from comfy_widgets.widgets.fields import SeedField, SelectField
 from comfy_widgets.widgets.form import ParameterForm
 from comfy_widgets.widgets.progress import ProgressView
 from comfy_widgets.workflow.workflow import Workflow
+from tests.conftest import until
 from tests.shared_data import WORKFLOWS
 
 UI = str(WORKFLOWS / "ui/sd15_txt2img_default.json")
@@ -27,15 +27,6 @@ async def client():
     yield c
     await c.aclose()
     await server.astop()
-
-
-async def until(predicate, timeout: float = 10.0) -> None:
-    """Poll ``predicate`` on the loop until it holds (no timing is asserted)."""
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 async def test_form_for_a_real_ui_workflow_builds_the_right_widgets():

@@ -19,7 +19,6 @@ from comfy_widgets.states import JobState
 from tests.test_client_fakeserver import PROMPT, FakeComfy
 from tests.test_client_sim import EMPTY_IMAGE, ksampler, until
 
-
 ORDER = ["queued", "running", "completed"]
 
 

@@ -176,3 +176,27 @@ def test_console_script_help_lists_the_subcommands():
     ).stdout
     for command in ("lab", "run", "sim"):
         assert command in out
+
+
+def test_bundled_notebooks_are_copied_without_overwriting_edits(tmp_path):
+    from comfy_widgets.lab import copy_notebooks
+
+    target = tmp_path / "work"
+    target.mkdir()
+    (target / QUICKSTART).write_text("my edits")
+    copied = copy_notebooks(target)
+    names = sorted(p.name for p in copied)
+    assert names == ["02_parameter_sweep.ipynb", "03_compare_batches.ipynb"]
+    assert (target / QUICKSTART).read_text() == "my edits"
+    assert json.loads((target / "02_parameter_sweep.ipynb").read_text())["cells"]
+
+
+def test_notebooks_dir_prefers_a_folder_holding_the_quickstart(tmp_path, monkeypatch):
+    from comfy_widgets import lab
+
+    monkeypatch.setattr(lab, "__file__", str(tmp_path / "site" / "comfy_widgets" / "lab.py"))
+    assert lab.notebooks_dir(tmp_path) == tmp_path / lab.WORKING_FOLDER  # copied there
+    assert (tmp_path / lab.WORKING_FOLDER / QUICKSTART).is_file()
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / QUICKSTART).write_text("{}")
+    assert lab.notebooks_dir(tmp_path) == tmp_path / "notebooks"  # a checkout

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 
 # lowest first; a module may import its own layer and the layers before it
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("errors", "states", "loops", "examples")),
+    ("base", ("errors", "states", "loops", "examples", "extras")),
     ("workflow", ("workflow",)),
     ("transport", ("transport",)),
     ("records", ("records",)),

@@ -17,8 +17,11 @@ def names(class_type: str, oi: ObjectInfo = OI) -> list[str]:
     return [w.name for w in oi.widgets(class_type)]
 
 
-def test_bundled_snapshot_is_the_reference_server_and_cached():
-    reference = json.loads(gzip.decompress((REFERENCE / "object_info.json.gz").read_bytes()))
+#: What the bundled snapshot leaves out of each class: text no conversion or form reads.
+
+
+def test_bundled_snapshot_is_the_0_27_server_and_cached():
+    reference = json.loads(gzip.decompress((REFERENCE / "object_info_0.27.0.json.gz").read_bytes()))
     assert OI.raw == reference
     assert ObjectInfo.bundled() is OI
     assert OI.source == "bundled" and not OI.trusts_model_lists
@@ -78,8 +81,16 @@ def test_upload_and_ui_only_widgets():
     assert [w.in_prompt for w in OI.widgets("LoadImage")] == [True, False]
     assert names("LoadAudio") == ["audio", "audioUI", "upload"]
     audio_ui = OI.widgets("SaveAudio")[-1]
-    assert (audio_ui.name, audio_ui.stored, audio_ui.fixed) == ("audioUI", False, "")
-    assert names("PreviewAny") == ["preview"]
+    # frontend 1.58: the audio player is neither saved nor sent, nor is PreviewAny's text
+    assert (audio_ui.name, audio_ui.stored, audio_ui.in_prompt) == ("audioUI", False, False)
+    assert names("PreviewAny") == []
+    save_glb = OI.widgets("SaveGLB")
+    assert [(w.name, w.stored, w.default) for w in save_glb] == [
+        ("filename_prefix", True, None),
+        ("image", True, ""),
+    ]
+    compare = OI.widgets("ImageCompare")[0]
+    assert (compare.name, compare.stored, compare.fixed) == ("compare_view", False, ["", ""])
 
 
 def test_force_input_and_socket_types_make_no_widget():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import gzip
 import json
 from pathlib import Path
 
@@ -152,7 +152,10 @@ def test_bundled_model_lists_do_not_reject_files_but_a_server_list_does():
     wf = load("sd15_txt2img_default")
     api = wf.apply(ckpt_name="my_model.safetensors")
     assert api["4"]["inputs"]["ckpt_name"] == "my_model.safetensors"
-    served = wf.with_object_info(ObjectInfo(copy.deepcopy(OI.raw), source="server"))
+    reference = json.loads(
+        gzip.decompress((shared_data.REFERENCE / "object_info.json.gz").read_bytes())
+    )
+    served = wf.with_object_info(ObjectInfo(reference, source="server"))  # 0.3.64 had models
     with pytest.raises(ParameterError) as info:
         served.apply(ckpt_name="my_model.safetensors")
     assert "random_sd15.safetensors" in info.value.errors["ckpt_name"]

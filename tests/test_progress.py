@@ -12,6 +12,7 @@ from PIL import Image
 
 from comfy_widgets.widgets.fallback import WIDGET_VIEW
 from comfy_widgets.widgets.progress import MESSAGE_RATE, ProgressView, job_snapshot
+from tests.conftest import png_bytes
 from tests.shared_data import WORKFLOWS
 
 
@@ -26,12 +27,6 @@ class FakeOutput:
     data: bytes
     kind: str = "image"
     mime: str = "image/png"
-
-
-def png(color: str, size: int = 512) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (size, size), color).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def rgba() -> bytes:
@@ -137,7 +132,11 @@ def test_completed_job_has_thumbnails_and_full_image_on_demand():
     job = FakeJob(
         state="completed",
         progress=100.0,
-        outputs=[FakeOutput(png("red")), FakeOutput(b"text", kind="text"), FakeOutput(rgba())],
+        outputs=[
+            FakeOutput(png_bytes("red", 512)),
+            FakeOutput(b"text", kind="text"),
+            FakeOutput(rgba()),
+        ],
     )
     view = ProgressView(job)
     assert view.status == "completed" and view.progress == 100.0
@@ -174,7 +173,7 @@ def test_cancel_message_from_browser_calls_job_cancel():
 
 
 def test_static_fallback_has_widget_view_and_html_with_image_data_uri():
-    job = FakeJob(state="completed", progress=100.0, outputs=[FakeOutput(png("blue"))])
+    job = FakeJob(state="completed", progress=100.0, outputs=[FakeOutput(png_bytes("blue", 512))])
     data, _ = ProgressView(job)._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in data
     assert "completed" in data["text/html"] and "100%" in data["text/html"]
@@ -188,7 +187,7 @@ async def test_flood_of_1000_progress_events_is_throttled():
     start = time.monotonic()
     for i in range(1, 1001):
         job.progress = i / 10
-        job.preview = png("gray", 8) + bytes([i % 256])
+        job.preview = png_bytes("gray", 8) + bytes([i % 256])
         job.emit()
         if i % 50 == 0:
             await asyncio.sleep(0.01)  # let the loop breathe, as the websocket reader would
@@ -284,7 +283,7 @@ async def test_displayed_twin_is_rewritten_when_the_job_ends(monkeypatch):
     assert "cw-live" in view._dom_classes
     assert set(twin) == {"text/html", "text/plain"} and "queued" in twin["text/html"]
     assert 'class="cw-twin"' in twin["text/html"] and "<style>" in twin["text/html"]
-    job.state, job.progress, job.outputs = "completed", 100.0, [FakeOutput(png("red"))]
+    job.state, job.progress, job.outputs = "completed", 100.0, [FakeOutput(png_bytes("red", 512))]
     job.emit()
     while view._throttle.pending:
         await asyncio.sleep(0.02)

@@ -7,6 +7,7 @@ a temp folder, or a new database on the session's throwaway PostgreSQL server.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -257,3 +258,16 @@ def test_parameter_values_round_trip(recorder, value):
         "p": value,
         "nested": {"list": [value, None]},
     }
+
+
+def test_a_batch_lease_is_held_by_one_resume_at_a_time(recorder):
+    assert recorder.acquire_lease("b", "one", 30)
+    assert recorder.acquire_lease("b", "one", 30)  # the holder renews it
+    assert not recorder.acquire_lease("b", "two", 30)
+    assert recorder.acquire_lease("other-batch", "two", 30)
+    recorder.release_lease("b", "two")  # not two's to give back
+    assert not recorder.acquire_lease("b", "two", 30)
+    recorder.release_lease("b", "one")
+    assert recorder.acquire_lease("b", "two", 0.2)
+    time.sleep(0.4)
+    assert recorder.acquire_lease("b", "three", 30)  # two's lease ran out

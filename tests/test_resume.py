@@ -278,3 +278,40 @@ def test_resume_leaves_items_of_a_server_that_is_down_and_sends_new_ones_elsewhe
     assert list(df["status"]) == ["queued", "completed"]
     assert list(df["server"]) == [down.url, live.url]
     assert store.batch_record("d")["status"] == "partial"
+
+
+def test_two_concurrent_resumes_of_one_batch_send_each_item_once(server, store, client):
+    """The second resume waits on the batch's lease, then finds every item settled."""
+    import concurrent.futures
+
+    prompts = [empty_image(3000 + i) for i in range(5)]
+    workflow = FakeWorkflow(EMPTY_IMAGE, name="empty")
+    values = [{"color": 3000 + i} for i in range(5)]
+    store.create_batch(
+        "twice", workflow, 5, {}, 0, values, [server.url], prompts=prompts, columns=["color"]
+    )
+    other_store = Store(store.path)  # a second process's connection to the same file
+    other = connect(server.url, store=other_store)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            first = pool.submit(resume, "twice", client, store=store)
+            second = pool.submit(resume, "twice", other, store=other_store)
+            frames = [first.result(timeout=60), second.result(timeout=60)]
+        for frame in frames:  # neither returns while an item is still queued
+            assert list(frame["status"]) == ["completed"] * 5
+        server_history = _call(client, client.get_history())
+        sent = [entry["prompt"][2] for entry in server_history.values()]
+        assert [sent.count(p) for p in prompts] == [1] * 5
+    finally:
+        other.close()
+        other_store.close()
+
+
+def test_a_lease_is_exclusive_until_released_or_expired(store):
+    assert store.acquire_lease("b", "one", 30)
+    assert store.acquire_lease("b", "one", 30)  # renewing
+    assert not store.acquire_lease("b", "two", 30)
+    store.release_lease("b", "one")
+    assert store.acquire_lease("b", "two", 0.05)
+    time.sleep(0.1)
+    assert store.acquire_lease("b", "three", 30)  # two's lease ran out

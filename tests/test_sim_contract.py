@@ -267,7 +267,7 @@ def cid() -> str:
 
 @pytest.fixture
 async def driver():
-    server = await sim.start(seconds_per_step=0.01)
+    server = await sim.start(seconds_per_step=0.01, emulate="0.3.64")
     async with aiohttp.ClientSession() as session:
         yield Driver(server, session)
     await server.astop()

@@ -23,13 +23,6 @@ SAMPLER = json.loads((TRACES / "h_reconnect_mid_run" / "workflow_api.json").read
 
 
 @pytest.fixture
-async def server():
-    server = await sim.start(seconds_per_step=0.01)
-    yield server
-    await server.astop()
-
-
-@pytest.fixture
 async def http(server):
     async with aiohttp.ClientSession(server.url) as session:
         yield session

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from comfy_widgets import sim
+from tests.conftest import png_bytes
 from tests.shared_data import REFERENCE
 
 HTTP = REFERENCE / "http"
@@ -21,7 +22,7 @@ JSON_TYPE = "application/json; charset=utf-8"
 
 @pytest.fixture
 async def server():
-    server = await sim.start(seconds_per_step=0.01)
+    server = await sim.start(seconds_per_step=0.01, emulate="0.3.64")
     yield server
     await server.astop()
 
@@ -35,14 +36,14 @@ async def http(server):
 @pytest.fixture(scope="module")
 def prompt_server():
     """One threaded server for the POST /prompt cases (they only read its state)."""
-    with sim.serve(seconds_per_step=0.001) as server:
+    with sim.serve(seconds_per_step=0.001, emulate="0.3.64") as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def idle_server():
     """One threaded server that never runs anything, for the GET cases."""
-    with sim.serve() as server:
+    with sim.serve(emulate="0.3.64") as server:
         yield server
 
 
@@ -207,12 +208,6 @@ async def test_unknown_model_folder_is_404_with_empty_body(http):
         assert r.status == 404 and await r.read() == b""
 
 
-def png(color: tuple[int, int, int]) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), color).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 async def upload(http, data: bytes, name: str, **fields) -> dict:
     form = aiohttp.FormData()
     form.add_field("image", data, filename=name, content_type="image/png")
@@ -224,14 +219,14 @@ async def upload(http, data: bytes, name: str, **fields) -> dict:
 
 
 async def test_upload_lists_the_image_in_load_image_and_dedupes(http):
-    assert await upload(http, png((255, 0, 0)), "red.png") == {
+    assert await upload(http, png_bytes((255, 0, 0)), "red.png") == {
         "name": "red.png",
         "subfolder": "",
         "type": "input",
     }
-    again = await upload(http, png((255, 0, 0)), "red.png")
-    other = await upload(http, png((0, 0, 255)), "red.png")
-    forced = await upload(http, png((0, 255, 0)), "red.png", overwrite="true")
+    again = await upload(http, png_bytes((255, 0, 0)), "red.png")
+    other = await upload(http, png_bytes((0, 0, 255)), "red.png")
+    forced = await upload(http, png_bytes((0, 255, 0)), "red.png", overwrite="true")
     assert again["name"] == "red.png" and other["name"] == "red (1).png"
     assert forced["name"] == "red.png"
     async with http.get("/object_info/LoadImage") as r:

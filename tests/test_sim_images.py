@@ -111,3 +111,21 @@ async def test_workflow_parameters_reach_the_saved_image():
     finally:
         await server.astop()
     assert reference.size == (64, 64) and not differs(again, reference)
+
+
+def share_differing(a: Image.Image, b: Image.Image, threshold: int = 16) -> float:
+    """Share of pixels whose largest channel difference exceeds `threshold` (of 255)."""
+    diff = ImageChops.difference(a, b).split()
+    mask = ImageChops.lighter(ImageChops.lighter(diff[0], diff[1]), diff[2])
+    return sum(mask.point(lambda v: 255 if v > threshold else 0).histogram()[255:]) / (
+        a.width * a.height
+    )
+
+
+def test_more_steps_refine_the_same_composition():
+    """Issue 15: 8 vs 24 steps differ in detail only; a new seed or prompt is a new picture."""
+    base = {**BASE, "width": 256, "height": 256, "sampled": True}
+    eight = images.render({**base, "steps": 8})
+    assert share_differing(eight, images.render({**base, "steps": 24})) < 0.10
+    assert share_differing(eight, images.render({**base, "steps": 8, "seed": 7})) > 0.50
+    assert share_differing(eight, images.render({**base, "steps": 8, "prompt": "a cat"})) > 0.50

@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+from comfy_widgets.errors import StoreError
 from comfy_widgets.records import migrations
 from comfy_widgets.records.sqlite import Store, clean_url, default_store_path
 from comfy_widgets.workflow import pngmeta
@@ -298,8 +299,9 @@ def test_failed_migration_rolls_back(tmp_path, monkeypatch):
     bad = (migrations.LATEST + 1, "CREATE TABLE t2 (a INTEGER); THIS IS NOT SQL")
     monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, bad])
     monkeypatch.setattr(migrations, "LATEST", bad[0])
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(StoreError, match="cannot be opened") as info:
         Store(path)
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == bad[0] - 1
     assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 't2'").fetchall()

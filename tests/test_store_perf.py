@@ -1,4 +1,4 @@
-"""The store at scale: the plan in its own rows (migration 3), counts moved per item and right
+"""The store at scale: the plan in its own rows (migration 4), counts moved per item and right
 under concurrent writers, many generations in one transaction, and the engine's RecordWriter."""
 
 from __future__ import annotations

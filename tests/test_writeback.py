@@ -170,12 +170,25 @@ def test_a_value_the_frontend_would_round_gives_no_graph():
     assert ui_graph_with_values(wf, {"cfg_conds": 1.23456789}) is None
 
 
-def test_a_value_without_a_stored_place_gives_no_graph():
+def test_a_short_widgets_values_is_padded_with_what_loading_gives():
+    """Saves older than the node definition lack the newer widgets' values: writing one pads
+    the list with the values the frontend would load, so the graph still converts the same."""
     source = json.loads(json.dumps(UI["sd15_txt2img_default"].source))
     sampler = node_of(source, "KSampler")
     sampler["widgets_values"] = sampler["widgets_values"][:3]
     wf = Workflow.load(source)
     assert ui_graph_with_values(wf, {"seed": 3}) is not None
+    graph = ui_graph_with_values(wf, {"denoise": 0.5})
+    assert graph is not None
+    stored = node_of(graph, "KSampler")["widgets_values"]
+    assert len(stored) == 7 and stored[-1] == 0.5
+    assert Workflow.load(graph).to_api() == wf.apply(denoise=0.5)
+
+
+def test_a_value_without_a_stored_place_gives_no_graph():
+    source = json.loads(json.dumps(UI["sd15_txt2img_default"].source))
+    del node_of(source, "KSampler")["widgets_values"]
+    wf = Workflow.load(source)
     assert ui_graph_with_values(wf, {"denoise": 0.5}) is None
 
 

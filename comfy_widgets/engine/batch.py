@@ -2,9 +2,12 @@
 
 ``Batch`` builds the variation plan, validates every item (a bad value queues nothing), records
 the batch in the store, then keeps at most ``concurrency`` items in flight per server, sending
-each next item to the least-loaded server. Each item is a Job (``batch_id``/``batch_index`` set),
-so it has its own progress and store record. ``batch.df`` / ``await batch`` give the results as
-a DataFrame (see ``comfy_widgets.results.frame``).
+each next item to the server with the most free capacity: its own unfinished items, or, for a v2
+server (which says nothing of its load), every unfinished job of ours it runs. A server that
+cannot be reached or refuses our credentials gets no more items; its unsent ones go to the others.
+``server_stats()`` gives per-server counts and throughput (the batch view shows them). Each
+item is a Job (``batch_id``/``batch_index`` set), so it has its own progress and store record.
+``batch.df`` / ``await batch`` give the results as a DataFrame (``comfy_widgets.results.frame``).
 """
 
 from __future__ import annotations
@@ -15,13 +18,20 @@ import functools
 import heapq
 import html
 import logging
+import time
 import uuid
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from comfy_widgets.engine.plan import VariationPlan
 from comfy_widgets.engine.validation import check_server_models
-from comfy_widgets.errors import BlockingCallError, ServerConnectionError
+from comfy_widgets.errors import (
+    AuthenticationError,
+    BlockingCallError,
+    ParameterError,
+    ServerConnectionError,
+)
 from comfy_widgets.loops import running_loop
 from comfy_widgets.records import BatchRecord, WorkflowRecord
 from comfy_widgets.states import BatchState, JobState
@@ -40,6 +50,35 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    """One server of a batch: where it is, what of the batch it runs and how fast."""
+
+    url: str  # without credentials; a v2 server's ends in /api/v2
+    protocol: str  # "classic" or "v2"
+    sent: int  # items sent to it (a re-sent item counts on each server it went to)
+    running: int
+    queued: int
+    completed: int
+    failed: int
+    down: bool  # gets no more items: it could not be reached or refused us
+    per_minute: float  # completed items per minute since its first item was sent
+
+    def as_dict(self) -> dict[str, object]:
+        """As plain JSON values (for widgets)."""
+        return {
+            "url": self.url,
+            "protocol": self.protocol,
+            "sent": self.sent,
+            "running": self.running,
+            "queued": self.queued,
+            "completed": self.completed,
+            "failed": self.failed,
+            "down": self.down,
+            "per_minute": round(self.per_minute, 2),
+        }
 
 
 class Batch:
@@ -65,8 +104,9 @@ class Batch:
         plan_seed: int | None = None,
         **variations: Any,
     ):
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, not {concurrency}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            message = f"concurrency must be a whole number >= 1, not {concurrency!r}"
+            raise ParameterError(message, errors={"concurrency": message})
         self.client = client
         self.workflow = client._load_workflow(workflow)  # as client.run: server's object_info
         self.id = str(uuid.uuid4())
@@ -93,6 +133,8 @@ class Batch:
         self._down: set[Client] = set()
         self._live: dict[Client, set[int]] = {server: set() for server in self.servers}
         self._sent: dict[Client, int] = dict.fromkeys(self.servers, 0)
+        self._first_sent: dict[Client, float] = {}
+        self._last_done: dict[Client, float] = {}
         self._finished = 0
         self._open: set[Job] = set()  # sent and not done yet
         self._record()
@@ -159,6 +201,32 @@ class Batch:
     def running_count(self) -> int:
         """Items running on a server now."""
         return self._count(JobState.RUNNING)
+
+    def server_stats(self) -> list[ServerStats]:
+        """Per server of the pool: items sent, running, queued, completed, failed, throughput."""
+        stats = []
+        for server in self.servers:
+            jobs = [j for j in self._jobs if j is not None and j.client is server]
+            states = [j.state for j in jobs]
+            completed = states.count(JobState.COMPLETED)
+            first = self._first_sent.get(server)
+            live = bool(self._live[server])
+            end = time.monotonic() if live or first is None else self._last_done.get(server)
+            span = (end - first) if first is not None and end is not None else 0.0
+            stats.append(
+                ServerStats(
+                    url=server.url,
+                    protocol=getattr(server, "protocol", "classic"),
+                    sent=self._sent[server],
+                    running=states.count(JobState.RUNNING),
+                    queued=states.count(JobState.QUEUED) + states.count(JobState.PENDING),
+                    completed=completed,
+                    failed=states.count(JobState.FAILED),
+                    down=server in self._down,
+                    per_minute=60.0 * completed / span if span > 0 else 0.0,
+                )
+            )
+        return stats
 
     def done(self) -> bool:
         """True once every item has finished (or was never sent because of a stop)."""
@@ -230,6 +298,7 @@ class Batch:
             self._open.discard(job)
             self._finished += 1
             wake = True
+            self._last_done[job.client] = time.monotonic()
             if self._unreachable(job):
                 log.warning("%s is unreachable; its items go to the other servers", job.client.url)
                 self._down.add(job.client)
@@ -239,11 +308,12 @@ class Batch:
         self._changed(job.batch_index)
 
     def _unreachable(self, job: Job) -> bool:
-        """True when the job never reached its server and another server is still up."""
+        """True when the job never reached its server (unreachable, or our credentials were
+        refused: nothing ran) and another server is still up."""
         if (
             job.state != JobState.FAILED
             or job.posted
-            or not isinstance(job.error, ServerConnectionError)
+            or not isinstance(job.error, (ServerConnectionError, AuthenticationError))
         ):
             return False
         return any(s is not job.client and s not in self._down for s in self.servers)
@@ -332,13 +402,17 @@ class Batch:
 
     def _open_servers(self) -> list[Client]:
         """Servers that are up and have a free slot."""
-        return [
-            s for s in self.servers if s not in self._down and len(self._live[s]) < self.concurrency
-        ]
+        return [s for s in self.servers if s not in self._down and self._busy(s) < self.concurrency]
+
+    def _busy(self, server: Client) -> int:
+        """How many of our items occupy ``server``: this batch's in flight, or, for a backend
+        that counts them (v2: every unfinished job of ours, other batches' too), that count."""
+        own = getattr(server.backend, "unfinished_jobs", 0)
+        return max(len(self._live[server]), int(own))
 
     def _load(self, server: Client) -> tuple[int, int]:
-        """In-flight items first, then items sent so far, so equal servers take turns."""
-        return len(self._live[server]), self._sent[server]
+        """Busy slots first, then items sent so far, so equal servers take turns."""
+        return self._busy(server), self._sent[server]
 
     def _send(self, index: int, server: Client) -> None:
         prompt, values, uploads = self._items[index]
@@ -355,6 +429,7 @@ class Batch:
         self._live[server].add(index)
         self._open.add(job)
         self._sent[server] += 1
+        self._first_sent.setdefault(server, time.monotonic())
         job.subscribe(self._on_job)
         if job.done():  # finished before we subscribed (e.g. failed at once)
             self._on_job(job)

@@ -1,7 +1,9 @@
 """The Client: the facade users hold (``cw.connect``), owning a Backend and a Recorder.
 
 ``client.run`` / ``client.submit`` / ``client.batch`` make Jobs and Batches (the engine) that
-talk to the server through ``client.backend`` (the classic ComfyUI protocol today) and record
+talk to the server through ``client.backend`` (``ClassicBackend`` for ComfyUI's own protocol,
+``V2Backend`` for Comfy API v2: Comfy Cloud or ``comfy-api-proxy``; see
+``comfy_widgets.transport.choose`` for how ``connect`` picks one) and record
 through ``client.recorder`` (the SQLite store by default, ``NullRecorder`` with ``store=None``).
 The server calls of the backend are also offered here (``get_queue``, ``view``, ...), so scripts
 and notebooks keep one object per server.
@@ -18,13 +20,16 @@ import httpx
 
 from comfy_widgets.engine.validation import check_server_models
 from comfy_widgets.records import NullRecorder, Recorder, open_recorder
-from comfy_widgets.transport.classic import ClassicBackend
+from comfy_widgets.transport.choose import describe, open_backend
 from comfy_widgets.transport.uploads import PendingUpload, prepare_image_values
 
 if TYPE_CHECKING:
     from comfy_widgets.engine.batch import Batch
     from comfy_widgets.engine.job import Job
+    from comfy_widgets.transport.classic import ClassicBackend
     from comfy_widgets.transport.monitor import Monitor
+    from comfy_widgets.transport.v2 import Protocol
+    from comfy_widgets.transport.v2_backend import V2Backend
     from comfy_widgets.workflow.object_info import ObjectInfo
     from comfy_widgets.workflow.workflow import Workflow
 
@@ -40,16 +45,26 @@ class Client:
         auth: tuple[str, str] | None = None,
         headers: dict[str, str] | None = None,
         store: Any = None,
-        backend: ClassicBackend | None = None,
+        backend: ClassicBackend | V2Backend | None = None,
+        api_key: str | None = None,
+        protocol: str | Protocol | None = None,
     ):
-        self.backend = backend or ClassicBackend(url, token=token, auth=auth, headers=headers)
+        self.backend: ClassicBackend | V2Backend = backend or open_backend(
+            url, token=token, auth=auth, headers=headers, api_key=api_key, protocol=protocol
+        )
         self.recorder: Recorder = open_recorder(store)
 
     def __repr__(self) -> str:
-        return f"Client(url={self.url!r}, client_id={self.client_id!r})"
+        return f"Client(url={self.url!r}, protocol={self.protocol!r}, client_id={self.client_id!r})"
+
+    @property
+    def protocol(self) -> str:
+        """``"classic"`` (ComfyUI's HTTP + WebSocket) or ``"v2"`` (Comfy API v2)."""
+        return describe(self.backend)
 
     def for_server(self, url: str) -> Client:
-        """A client for another server that records into this client's Recorder."""
+        """A client for another server that records into this client's Recorder (a v2 server
+        takes its key from ``$COMFY_API_KEY``; otherwise pass ``cw.connect(url, api_key=...)``)."""
         return Client(url, store=self.recorder)
 
     @property
@@ -270,13 +285,29 @@ def connect(
     auth: tuple[str, str] | None = None,
     headers: dict[str, str] | None = None,
     store: Any = "default",
+    api_key: str | None = None,
+    protocol: str | None = None,
 ) -> Client:
     """A Client for ``url`` (default ``$COMFYUI_URL``, else ComfyUI's 127.0.0.1:8188).
+
+    The protocol is detected: ``protocol="v2"``/``"classic"`` if given, else Comfy API v2 for
+    an ``api_key``, a ``…/api/v2`` URL, or a server answering v2 while ``$COMFY_API_KEY`` is
+    set (used as its key), else the classic one. ``cw.connect("https://…", api_key=...)``
+    reaches Comfy Cloud or a ``comfy-api-proxy``; runs, batches, forms and the store work the
+    same on both.
 
     Every generation is recorded in ``store``: by default the SQLite store under
     ``$COMFY_WIDGETS_HOME`` or ``./.comfy_widgets``; pass a Recorder (e.g. a ``Store``), or
     None/False to record nothing (not even the form's last-used values). Credentials may come
     from ``token`` (Bearer), ``auth`` (basic), ``headers`` or
-    the URL's userinfo; they are kept in memory only.
+    the URL's userinfo (classic), or ``api_key`` (v2); they are kept in memory only.
     """
-    return Client(url, token=token, auth=auth, headers=headers, store=store)
+    return Client(
+        url,
+        token=token,
+        auth=auth,
+        headers=headers,
+        store=store,
+        api_key=api_key,
+        protocol=protocol,
+    )

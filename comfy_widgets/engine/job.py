@@ -178,6 +178,7 @@ class Job:
         self._subscribers: list[Callable[[Job], None]] = []
         self._deferred_records: list[JobState] = []
         self._tasks: set[Any] = set()  # strong references: the loop keeps only weak ones
+        self._history_check: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -431,10 +432,17 @@ class Job:
         self._update_progress()
         self._changed()
 
-    def _schedule(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def _schedule(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = self.client.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _check_history(self) -> None:
+        """Finish from the server's record, one check at a time: a flood of ``executing null``
+        frames makes one request, not one each."""
+        if self._history_check is None or self._history_check.done():
+            self._history_check = self._schedule(self._finish_from_history())
 
     def _on_start(self, started_at: float) -> None:
         self.state = JobState.RUNNING
@@ -467,7 +475,7 @@ class Job:
             if self._succeeded:
                 self._end(JobState.COMPLETED)
             else:
-                self._schedule(self._finish_from_history())
+                self._check_history()
             return
         if self.state != JobState.RUNNING:
             self._on_start(time.time())
@@ -515,7 +523,7 @@ class Job:
 
     def _success_grace_over(self) -> None:
         if not self.done() and not self._finishing:
-            self._schedule(self._finish_from_history())
+            self._check_history()
 
     def _on_error(self, event: ExecutionErrorEvent) -> None:
         node = self.nodes.get(event.node_id or "")
@@ -542,11 +550,26 @@ class Job:
     # --- finishing ----------------------------------------------------------------------------
 
     async def _finish_from_history(self) -> None:
-        """Finish from what the server remembers when the terminal events were missed."""
+        """Finish from what the server remembers when the terminal events were missed.
+
+        After ``execution_success`` the job completed whatever the history says: a server that
+        keeps no history (or an empty answer) leaves the outputs its ``executed`` frames named.
+        """
+        if not self._succeeded:
+            try:
+                await self.backend.reconcile([self], lost=LostPolicy.CANCEL)
+            except ComfyWidgetsError as exc:
+                log.info("could not read history of %s: %s", self.prompt_id, exc)
+            return
         try:
-            await self.backend.reconcile([self], lost=LostPolicy.CANCEL)
+            outcome = await self.backend.outcome(self.prompt_id)
         except ComfyWidgetsError as exc:
             log.info("could not read history of %s: %s", self.prompt_id, exc)
+            outcome = None
+        if outcome is not None:
+            await self.apply_outcome(outcome)
+        else:
+            await self._finish_once(JobState.COMPLETED)
 
     async def apply_outcome(self, outcome: PromptOutcome) -> None:
         """Finish from the server's record (the prompt ended while we were not listening)."""

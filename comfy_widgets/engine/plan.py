@@ -113,14 +113,43 @@ def new_plan_seed() -> int:
 
 
 @dataclass
-class _Spec:
-    """One normalized variation: ``fixed``, ``cycle`` (per repeat), ``axis`` (cells) or ``seed``."""
+class _Fixed:
+    """A value every item uses."""
 
     name: str
-    kind: str
-    value: Any = None
-    items: list | None = None
-    seed: SeedStrategy | None = None
+    value: Any
+
+
+@dataclass
+class _Cycle:
+    """A plain list: repeat ``r`` uses ``items[r % len(items)]``."""
+
+    name: str
+    items: list
+
+
+@dataclass
+class _Axis:
+    """An axis: each value is one cell (grid or zip with the other axes)."""
+
+    name: str
+    items: list
+
+
+@dataclass
+class _Seed:
+    """One seed per repeat: ``random``, or ``increment``/``decrement``/``fixed`` from ``base``.
+
+    ``base`` is always set for the three that count from it; for ``random`` it is the
+    workflow's seed, which the first repeat keeps when the user did not vary the seed.
+    """
+
+    name: str
+    strategy: SeedStrategy
+
+
+#: One normalized variation; which class it is says how items take their value.
+_Spec = _Fixed | _Cycle | _Axis | _Seed
 
 
 class VariationPlan:
@@ -242,17 +271,17 @@ class VariationPlan:
         for r in range(self.count):
             per_repeat = {}
             for spec in self._specs:
-                if spec.kind == "fixed":
+                if isinstance(spec, _Fixed):
                     per_repeat[spec.name] = spec.value
-                elif spec.kind == "cycle":
+                elif isinstance(spec, _Cycle):
                     per_repeat[spec.name] = spec.items[r % len(spec.items)]
-                elif spec.kind == "seed":
+                elif isinstance(spec, _Seed):
                     per_repeat[spec.name] = seeds[spec.name][r]
             for cell in self.cells:
                 item = {}
                 for spec in self._specs:
                     item[spec.name] = (
-                        cell[spec.name] if spec.kind == "axis" else per_repeat[spec.name]
+                        cell[spec.name] if isinstance(spec, _Axis) else per_repeat[spec.name]
                     )
                 items.append(item)
         return items
@@ -262,19 +291,23 @@ class VariationPlan:
         rng = random.Random(self.plan_seed)
         seeds: dict[str, list[int]] = {}
         for spec in self._specs:
-            if spec.kind != "seed":
+            if not isinstance(spec, _Seed):
                 continue
-            strategy, base = spec.seed, spec.seed.base
-            if strategy.kind == "random":
-                seeds[spec.name] = [rng.randrange(RANDOM_SEED_LIMIT) for _ in range(self.count)]
-            elif strategy.kind == "increment":
+            kind, base = spec.strategy.kind, spec.strategy.base
+            if kind == "random":
+                drawn = [rng.randrange(RANDOM_SEED_LIMIT) for _ in range(self.count)]
+                if spec.name not in self.variations and base is not None:
+                    drawn[0] = base  # ComfyUI's "control after generate": first run as shown
+                seeds[spec.name] = drawn
+            elif base is None:  # _seed_spec gives these kinds a base: not reached
+                message = f"'{kind}' needs a base seed"
+                raise ParameterError(f"{spec.name}: {message}", errors={spec.name: message})
+            elif kind == "increment":
                 seeds[spec.name] = [base + r for r in range(self.count)]
-            elif strategy.kind == "decrement":
+            elif kind == "decrement":
                 seeds[spec.name] = [base - r for r in range(self.count)]
             else:
                 seeds[spec.name] = [base] * self.count
-            if spec.name not in self.variations and strategy.kind == "random":
-                seeds[spec.name][0] = base  # ComfyUI's "control after generate": first run as shown
         return seeds
 
     def _seed_column_source(self) -> str | None:
@@ -323,25 +356,25 @@ def _normalize(name: str, value: Any, param: Any) -> _Spec:
             raise ParameterError(
                 f"{name}: the list of values is empty", errors={name: "empty list"}
             )
-        return _Spec(name, "cycle", items=list(value))
+        return _Cycle(name, list(value))
     if isinstance(value, str) and param is not None:
         parsed = _parse_string(name, value, param)
         if isinstance(parsed, list):
             return _axis(name, parsed)
-        return _Spec(name, "fixed", value=parsed)
-    return _Spec(name, "fixed", value=value)
+        return _Fixed(name, parsed)
+    return _Fixed(name, value)
 
 
 def _is_fixed(spec: _Spec) -> bool:
     """True for a value that is the same on every item (a constant or a fixed seed)."""
-    return spec.kind == "fixed" or (spec.kind == "seed" and spec.seed.kind == "fixed")
+    return isinstance(spec, _Fixed) or (isinstance(spec, _Seed) and spec.strategy.kind == "fixed")
 
 
-def _axis(name: str, items: list) -> _Spec:
+def _axis(name: str, items: list) -> _Axis:
     """An axis spec; an empty axis is an error."""
     if not items:
         raise ParameterError(f"{name}: the sweep has no values", errors={name: "empty sweep"})
-    return _Spec(name, "axis", items=list(items))
+    return _Axis(name, list(items))
 
 
 def _seed_strategy(name: str, value: Any) -> SeedStrategy | None:
@@ -374,7 +407,7 @@ def _int_seed(name: str, value: Any) -> int:
     return value
 
 
-def _seed_spec(name: str, strategy: SeedStrategy, param: Any) -> _Spec:
+def _seed_spec(name: str, strategy: SeedStrategy, param: Any) -> _Seed:
     """A seed spec with its base filled in from the workflow when needed."""
     if strategy.kind in ("increment", "fixed", "decrement") and strategy.base is None:
         base = getattr(param, "value", None)
@@ -382,7 +415,7 @@ def _seed_spec(name: str, strategy: SeedStrategy, param: Any) -> _Spec:
             message = f"'{strategy.kind}' needs a base seed: pass ({strategy.kind!r}, 12345)"
             raise ParameterError(f"{name}: {message}", errors={name: message})
         strategy = SeedStrategy(strategy.kind, base)
-    return _Spec(name, "seed", seed=strategy)
+    return _Seed(name, strategy)
 
 
 def _default_seed_specs(specs: list[_Spec], parameters: Sequence[Any]) -> list[_Spec]:
@@ -398,14 +431,14 @@ def _default_seed_specs(specs: list[_Spec], parameters: Sequence[Any]) -> list[_
         "decrement": "decrement",
         "fixed": "fixed",
     }
-    defaults = []
+    defaults: list[_Spec] = []
     for p in parameters:
         if p.type != "seed" or p.name in given or p.key in given:
             continue
         if isinstance(p.value, bool) or not isinstance(p.value, int):
             continue
         kind = controls.get(p.control_after_generate or "randomize", "random")
-        defaults.append(_Spec(p.name, "seed", seed=SeedStrategy(kind, p.value)))
+        defaults.append(_Seed(p.name, SeedStrategy(kind, p.value)))
     return defaults
 
 
@@ -424,7 +457,7 @@ def _plan_seed(value: Any) -> int:
 
 def _check_size(specs: list[_Spec], mode: str, count: int, max_items: int) -> None:
     """Refuse a plan of more than ``max_items`` items before building it, saying where it grows."""
-    axes = {s.name: len(s.items) for s in specs if s.kind == "axis"}
+    axes = {s.name: len(s.items) for s in specs if isinstance(s, _Axis)}
     cells = math.prod(axes.values()) if mode == "grid" else max(axes.values(), default=1)
     total = cells * count
     if total <= max_items:
@@ -439,12 +472,12 @@ def _check_size(specs: list[_Spec], mode: str, count: int, max_items: int) -> No
 
 def _default_count(specs: list[_Spec]) -> int:
     """Without ``count``: the longest cycled list, so each value is used once."""
-    return max([len(s.items) for s in specs if s.kind == "cycle"], default=1)
+    return max([len(s.items) for s in specs if isinstance(s, _Cycle)], default=1)
 
 
 def _cells(specs: list[_Spec], mode: str) -> list[dict[str, Any]]:
     """The cells from the axes: grid = cartesian product (first axis slowest), zip = pairwise."""
-    axes = [s for s in specs if s.kind == "axis"]
+    axes = [s for s in specs if isinstance(s, _Axis)]
     if not axes:
         return [{}]
     names = [s.name for s in axes]
@@ -582,13 +615,13 @@ def _tidy(value: float) -> float:
 
 def _describe_spec(spec: _Spec) -> Any:
     """A JSON-able form of one spec, for the batch record."""
-    if spec.kind == "fixed":
+    if isinstance(spec, _Fixed):
         return spec.value
-    if spec.kind == "cycle":
+    if isinstance(spec, _Cycle):
         return {"cycle": spec.items}
-    if spec.kind == "axis":
+    if isinstance(spec, _Axis):
         return {"axis": spec.items}
-    return {"seed": spec.seed.kind, "base": spec.seed.base}
+    return {"seed": spec.strategy.kind, "base": spec.strategy.base}
 
 
 __all__ = [

@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import json
 import logging
+import uuid
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
+
+# One resume of a batch at a time (across kernels and machines sharing a store): the running one
+# holds a lease it renews; a second waits for it and then finds the items settled. A crashed
+# holder's lease runs out after LEASE_TTL_S.
+LEASE_TTL_S = 30.0
+LEASE_RENEW_S = 10.0
+LEASE_POLL_S = 0.5
 
 
 def resume(
@@ -82,19 +90,53 @@ async def aresume(
     record = recorder.batch(batch_id)
     if record is None:
         raise ComfyWidgetsError(f"no batch {batch_id!r} in {recorder!r}")
-    recorded = {g.batch_index: g for g in recorder.find_generations(batch_id=batch_id)}
+    holder = str(uuid.uuid4())
+    await _take_lease(recorder, batch_id, holder)
+    renewing = asyncio.ensure_future(_keep_lease(recorder, batch_id, holder))
+    try:
+        await _resume_items(recorder, record, client, requeue_lost)
+    finally:
+        renewing.cancel()
+        recorder.release_lease(batch_id, holder)
+    return load_batch(batch_id, recorder)
+
+
+async def _resume_items(
+    recorder: Recorder, record: BatchRecord, client: Any, requeue_lost: bool
+) -> None:
+    """Settle every item of the batch (the caller holds its lease) and set its final state."""
+    recorded = {g.batch_index: g for g in recorder.find_generations(batch_id=record.id)}
     given = _as_list(client)
     created = _missing_clients(given, recorder, record, list(recorded.values()))
     try:
         servers = await _reachable_servers(given, created)
-        recorder.set_batch_state(batch_id, BatchState.RUNNING)
+        recorder.set_batch_state(record.id, BatchState.RUNNING)
         jobs = await _settle_items(servers, recorder, record, recorded, requeue_lost)
         await asyncio.gather(*(_finished(job) for job in jobs))
     finally:
         for extra in created:
             await extra.aclose()
-    recorder.set_batch_state(batch_id, _final_status(recorder, batch_id))
-    return load_batch(batch_id, recorder)
+    recorder.set_batch_state(record.id, _final_status(recorder, record.id))
+
+
+async def _take_lease(recorder: Recorder, batch_id: str, holder: str) -> None:
+    """Wait until this resume holds the batch's lease (another resume of it finishes first)."""
+    waiting = False
+    while not recorder.acquire_lease(batch_id, holder, LEASE_TTL_S):
+        if not waiting:
+            log.info("batch %s is being resumed elsewhere; waiting for that to finish", batch_id)
+            waiting = True
+        await asyncio.sleep(LEASE_POLL_S)
+
+
+async def _keep_lease(recorder: Recorder, batch_id: str, holder: str) -> None:
+    """Renew the lease while the resume runs."""
+    while True:
+        await asyncio.sleep(LEASE_RENEW_S)
+        try:
+            recorder.acquire_lease(batch_id, holder, LEASE_TTL_S)
+        except ComfyWidgetsError as exc:
+            log.warning("could not renew the lease on batch %s: %s", batch_id, exc)
 
 
 async def _finished(job: Job) -> None:

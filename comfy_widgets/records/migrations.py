@@ -74,10 +74,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         "CREATE INDEX IF NOT EXISTS generations_batch_status ON generations(batch_id, status)",
     ),
     (
+        # who is resuming a batch (one resume at a time; a crashed holder's lease runs out)
+        3,
+        """
+        CREATE TABLE IF NOT EXISTS batch_leases (
+            batch_id TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        )
+        """,
+    ),
+    (
         # a batch's plan in rows of its own: the `batches` row stays small (it is rewritten as
         # its counts move), and a plan is written once. Batches recorded before keep theirs in
         # `batches.plan_json` / `prompts_json`, which readers still use when present.
-        3,
+        4,
         """
         CREATE TABLE IF NOT EXISTS batch_items (
             batch_id TEXT NOT NULL REFERENCES batches(id),

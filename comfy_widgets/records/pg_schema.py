@@ -84,6 +84,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 ON comfyui_generations (created_at)""",
         ],
     ),
+    (
+        # who is resuming a batch (one resume at a time; a crashed holder's lease runs out)
+        2,
+        [
+            """CREATE TABLE IF NOT EXISTS comfyui_batch_leases (
+                batch_id TEXT PRIMARY KEY,
+                holder TEXT NOT NULL,
+                expires_at TIMESTAMPTZ NOT NULL
+            )""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

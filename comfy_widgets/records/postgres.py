@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from comfy_widgets.errors import ComfyWidgetsError
+from comfy_widgets.errors import StoreError
 from comfy_widgets.records import pg_schema
 from comfy_widgets.records.recorder import (
     BatchRecord,
@@ -63,10 +63,6 @@ TERMINAL = tuple(state.value for state in TERMINAL_JOB_STATES)
 FAILED_STATES = (JobState.FAILED.value, JobState.LOST.value)
 
 T = TypeVar("T")
-
-
-class StoreError(ComfyWidgetsError):
-    """The run store could not be opened or written (the message never holds a password)."""
 
 
 class StoreUnavailable(StoreError):
@@ -495,6 +491,29 @@ class PostgresStore:
 
         self._submit(lambda: self._write(work), f"state of batch {batch_id}")
 
+    def acquire_lease(self, batch_id: str, holder: str, ttl_s: float) -> bool:
+        """Take or renew the batch's lease unless another holder's is still running (at once,
+        not through the write queue: the answer decides what this process does next)."""
+
+        def work(conn: Any) -> bool:
+            row = conn.execute(_TAKE_LEASE, (str(batch_id), holder, ttl_s)).fetchone()
+            return row is not None
+
+        self.flush()
+        return self._write(work)
+
+    def release_lease(self, batch_id: str, holder: str) -> None:
+        """Give back ``holder``'s lease on the batch."""
+
+        def work(conn: Any) -> None:
+            conn.execute(
+                "DELETE FROM comfyui_batch_leases WHERE batch_id = %s AND holder = %s",
+                (str(batch_id), holder),
+            )
+
+        self.flush()
+        self._write(work)
+
     def batch(self, batch_id: str) -> BatchRecord | None:
         """The recorded batch with its plan, or None."""
         rows = self._read("SELECT * FROM comfyui_batches WHERE id = %s", (str(batch_id),))
@@ -521,6 +540,17 @@ class PostgresStore:
 
 
 # --- URL and credentials -------------------------------------------------------------------
+
+
+_TAKE_LEASE = """
+    INSERT INTO comfyui_batch_leases (batch_id, holder, expires_at)
+    VALUES (%s, %s, clock_timestamp() + make_interval(secs => %s))
+    ON CONFLICT (batch_id) DO UPDATE
+        SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+        WHERE comfyui_batch_leases.expires_at < clock_timestamp()
+            OR comfyui_batch_leases.holder = EXCLUDED.holder
+    RETURNING holder
+"""
 
 
 def _split_url(url: str) -> tuple[dict[str, str], str | None, str]:

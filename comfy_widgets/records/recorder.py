@@ -188,6 +188,14 @@ class Recorder(Protocol):
         """
         ...
 
+    def acquire_lease(self, batch_id: str, holder: str, ttl_s: float) -> bool:
+        """Take (or renew) the batch's lease for ``holder`` for ``ttl_s`` seconds; False while
+        another holder's lease runs. One ``resume`` of a batch at a time holds it."""
+        ...
+
+    def release_lease(self, batch_id: str, holder: str) -> None:
+        """Give the lease back (only ``holder``'s own)."""
+
 
 class NullRecorder:
     """Records nothing and finds nothing: recording is off."""
@@ -229,3 +237,10 @@ class NullRecorder:
     ) -> list[GenerationRecord]:
         """No generation is known."""
         return []
+
+    def acquire_lease(self, batch_id: str, holder: str, ttl_s: float) -> bool:
+        """Nothing is shared: every lease is granted."""
+        return True
+
+    def release_lease(self, batch_id: str, holder: str) -> None:
+        """Nothing to give back."""

@@ -12,6 +12,7 @@ ComfyUI's PNG metadata. The dict-returning readers (``generation_records``, ``ba
 from __future__ import annotations
 
 import json
+import logging
 import numbers
 import os
 import re
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from comfy_widgets.errors import StoreError
 from comfy_widgets.records.migrations import migrate
 from comfy_widgets.records.recorder import (
     BatchRecord,
@@ -36,6 +38,8 @@ from comfy_widgets.workflow import pngmeta
 
 if TYPE_CHECKING:
     from comfy_widgets.transport.outputs import Output
+
+log = logging.getLogger(__name__)
 
 STORE_FILENAME = "store.sqlite"
 TERMINAL_STATES = TERMINAL_JOB_STATES  # kept for readers of the old name
@@ -69,8 +73,15 @@ def to_json(value: Any) -> str | None:
 
 
 def from_json(text: str | None) -> Any:
-    """The value stored by ``to_json`` (NULL gives None)."""
-    return None if text is None else json.loads(text)
+    """The value of a JSON cell; a cell that is not JSON (hand-edited, damaged) reads as None,
+    logged, so one bad row never hides the others."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        log.warning("skipping a stored JSON value that does not parse: %.80r", text)
+        return None
 
 
 def _json_default(value: Any) -> Any:
@@ -100,14 +111,24 @@ class Store:
         target = Path(path) if path is not None else default_store_path()
         if target.is_dir() or target.suffix == "":
             target = target / STORE_FILENAME
-        target.parent.mkdir(parents=True, exist_ok=True)
         self.path = target.resolve()
         self.home = self.path.parent
         self.outputs_dir = self.home / "outputs"
         self._lock = threading.RLock()
         self._workflow_ids: dict[str, int] = {}  # content hash -> row id (rows are never deleted)
-        self._conn = _connect(self.path)
-        self.schema_version = migrate(self._conn)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = _connect(self.path)
+            self.schema_version = migrate(self._conn)
+            self._conn.execute("BEGIN IMMEDIATE")  # writable? (a read-only file or folder)
+            self._conn.execute("ROLLBACK")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(
+                f"the run store {self.path} cannot be opened for recording ({exc}). If it is "
+                "damaged, move it aside (it is a SQLite file); if it is read-only, fix its "
+                "permissions; or set COMFY_WIDGETS_HOME to another folder, or pass store=None "
+                "to cw.connect to record nothing"
+            ) from exc
 
     @classmethod
     def default(cls) -> Store:
@@ -426,6 +447,23 @@ class Store:
         """Set a batch's state; its counts follow its generations."""
         self.update_batch(batch_id, status=str(state))
 
+    def acquire_lease(self, batch_id: str, holder: str, ttl_s: float) -> bool:
+        """Take or renew the batch's lease unless another holder's is still running."""
+        now = time.time()
+        with self.transaction() as conn:
+            conn.execute(_TAKE_LEASE, (batch_id, holder, now + ttl_s, now))
+            row = conn.execute(
+                "SELECT holder FROM batch_leases WHERE batch_id = ?", (batch_id,)
+            ).fetchone()
+        return row is not None and row["holder"] == holder
+
+    def release_lease(self, batch_id: str, holder: str) -> None:
+        """Give back ``holder``'s lease on the batch."""
+        with self.transaction() as conn:
+            conn.execute(
+                "DELETE FROM batch_leases WHERE batch_id = ? AND holder = ?", (batch_id, holder)
+            )
+
     def batch(self, batch_id: str) -> BatchRecord | None:
         """The recorded batch as a typed record, or None."""
         row = self.batch_record(batch_id)
@@ -455,7 +493,7 @@ class Store:
         row = rows[0]
         row["spec"] = from_json(row.pop("spec_json"))
         plan, prompts = row.pop("plan_json"), row.pop("prompts_json")
-        if plan is None and prompts is None:  # recorded since migration 3: one row per item
+        if plan is None and prompts is None:  # recorded since migration 4: one row per item
             plan, prompts = self._plan_rows(batch_id)
         else:  # recorded before: the whole plan in the batch row
             plan, prompts = from_json(plan) or [], from_json(prompts) or []
@@ -495,6 +533,13 @@ class Store:
             + " ORDER BY g.id"
         )
         return [_parse_generation(row) for row in self.query(sql, args)]
+
+
+_TAKE_LEASE = """
+    INSERT INTO batch_leases (batch_id, holder, expires_at) VALUES (?, ?, ?)
+    ON CONFLICT (batch_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+    WHERE batch_leases.expires_at < ? OR batch_leases.holder = excluded.holder
+"""
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -759,9 +804,13 @@ def _png_texts(generation: GenerationRecord) -> dict[str, str]:
 
 
 def _suffix(record: dict[str, Any]) -> str:
-    """File suffix of an output: from its server filename, else from its MIME type."""
-    suffix = Path(record.get("filename") or "").suffix
-    return suffix or MIME_SUFFIX.get(record.get("mime") or "", ".bin")
+    """File suffix of an output: from its server filename when that is a plain extension
+    (the server chooses the name: a NUL byte or 300 characters never reach the file system),
+    else from its MIME type."""
+    suffix = Path(str(record.get("filename") or "").replace("\0", "")).suffix
+    if re.fullmatch(r"\.[A-Za-z0-9]{1,10}", suffix):
+        return suffix
+    return MIME_SUFFIX.get(record.get("mime") or "", ".bin")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

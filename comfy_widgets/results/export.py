@@ -75,8 +75,9 @@ def _copy_outputs(df: pd.DataFrame, folder: Path) -> list[list[tuple[OutputRef, 
             try:
                 (folder / name).write_bytes(ref.load())
             except (OSError, ValueError):
-                name = None
-            pairs.append((ref, name))
+                pairs.append((ref, None))
+            else:
+                pairs.append((ref, name))
         exported.append(pairs)
     return exported
 

@@ -202,8 +202,9 @@ def placeholder_text(df: pd.DataFrame, pos: int) -> str:
     status = str(df["status"].iat[pos]) if "status" in df.columns else ""
     error = df["error"].iat[pos] if "error" in df.columns else None
     if value_key(error) is not None and str(error):
-        return f"{status}: {error}" if status else str(error)
-    ref = df["image"].iat[pos] if "image" in df.columns else None
+        message = str(error)
+        return f"{status}: {message}" if status else message
+    ref: object = df["image"].iat[pos] if "image" in df.columns else None
     kind = getattr(ref, "kind", None)
     if kind == "text" and hasattr(ref, "text"):
         try:
@@ -239,14 +240,14 @@ def sheet(
     cell_w, cell_h = _cell_size(images.values(), cell_size)
     per_cell = max((len(rows) for rows in cells.values()), default=1)
     font = _font(cell_w, cell_h)
-    pad = max(4, font.size // 3)
+    pad = max(4, _font_px(font) // 3)
     block_w = per_cell * cell_w + (per_cell - 1) * pad
 
     has_x = layout.x is not None
     has_y = layout.y is not None
     x_texts = [axis_label(layout.x, v) for v in layout.x_values] if has_x else []
     y_texts = [axis_label(layout.y, v) for v in layout.y_values] if has_y else []
-    left_w = max(int(cell_w * 0.75), 4 * font.size) if has_y else 0
+    left_w = max(int(cell_w * 0.75), 4 * _font_px(font)) if has_y else 0
     x_lines = [_wrap(t, font, block_w - 2 * pad, max_lines=3) for t in x_texts]
     line_h = _line_height(font)
     y_max_lines = max(1, cell_h // line_h)
@@ -368,18 +369,29 @@ def _cell_size(images: Any, cell_size: int | None) -> tuple[int, int]:
     return max(w for w, _ in sizes), max(h for _, h in sizes)
 
 
-def _font(cell_w: int, cell_h: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=max(11, min(cell_w, cell_h) // 14))
+def _font(cell_w: int, cell_h: int) -> ImageFont.FreeTypeFont:
+    """Pillow's bundled TrueType font at a size that suits the cells (an int: pads use it)."""
+    font = ImageFont.load_default(size=max(11, min(cell_w, cell_h) // 14))
+    # With a size, load_default always loads TrueType (or raises ImportError without FreeType);
+    # only load_default() without one may return the fixed-size bitmap font.
+    if not isinstance(font, ImageFont.FreeTypeFont):
+        raise RuntimeError("grid labels need Pillow with FreeType support")
+    return font
 
 
-def _line_height(font: Any) -> int:
+def _font_px(font: ImageFont.FreeTypeFont) -> int:
+    """The font's size in pixels (an int, as _font asks for one)."""
+    return int(font.size)
+
+
+def _line_height(font: ImageFont.FreeTypeFont) -> int:
     top, bottom = font.getbbox("Ag")[1::2]
     return int((bottom - top) * 1.35) + 1
 
 
-def _wrap(text: str, font: Any, width: int, max_lines: int) -> list[str]:
+def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int, max_lines: int) -> list[str]:
     """Greedy word wrap to `width` pixels; the last line ends in an ellipsis if text is cut."""
-    width = max(width, font.size)
+    width = max(width, _font_px(font))
     lines: list[str] = []
     current = ""
     for word in text.split():
@@ -405,7 +417,7 @@ def _wrap(text: str, font: Any, width: int, max_lines: int) -> list[str]:
     return lines or [""]
 
 
-def _fitting_prefix(word: str, font: Any, width: int) -> int:
+def _fitting_prefix(word: str, font: ImageFont.FreeTypeFont, width: int) -> int:
     cut = len(word)
     while cut > 1 and font.getlength(word[:cut]) > width:
         cut -= 1
@@ -415,7 +427,7 @@ def _fitting_prefix(word: str, font: Any, width: int) -> int:
 def _draw_lines(
     draw: ImageDraw.ImageDraw,
     lines: list[str],
-    font: Any,
+    font: ImageFont.FreeTypeFont,
     box: tuple[int, int, int, int],
     line_h: int,
     fill: tuple[int, int, int] = TEXT,
@@ -430,10 +442,13 @@ def _draw_lines(
 
 
 def _draw_placeholder(
-    draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], text: str, font: Any
+    draw: ImageDraw.ImageDraw,
+    box: tuple[int, int, int, int],
+    text: str,
+    font: ImageFont.FreeTypeFont,
 ) -> None:
     draw.rectangle(box, fill=PLACEHOLDER)
-    pad = max(4, font.size // 2)
+    pad = max(4, _font_px(font) // 2)
     lines = _wrap(text, font, box[2] - box[0] - 2 * pad, max_lines=4)
     _draw_lines(draw, lines, font, box, _line_height(font), PLACEHOLDER_TEXT)
 

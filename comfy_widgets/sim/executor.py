@@ -207,8 +207,8 @@ class Executor:
         self._to_client(
             run, "executing", {"node": node_id, "display_node": node_id, "prompt_id": run.prompt_id}
         )
-        await server.node_delay()
-        self._check_interrupt()
+        self._check_interrupt()  # ComfyUI checks before a node runs, not during its work
+        await server.node_delay(node_id)
         server.faults.check_node(node_id, class_type)
         inputs = self._resolve(run, node_id)
         if class_type in LOADERS_OF_INPUT_IMAGES:  # the picture keeps the loaded image's size
@@ -307,7 +307,8 @@ class Executor:
         if class_type in LOADERS_OF_INPUT_IMAGES:
             salt.append(self.server.input_file_stamp(str(node.get("inputs", {}).get("image", ""))))
         hidden = self.server.node_info(class_type).get("input", {}).get("hidden", {})
-        if "UNIQUE_ID" in hidden.values():
+        kinds = {v[0] if isinstance(v, list) and v else v for v in hidden.values()}  # 0.27: [KIND]
+        if "UNIQUE_ID" in kinds:
             salt.append(node_id)
         return salt
 

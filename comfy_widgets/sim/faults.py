@@ -27,6 +27,7 @@ class Faults:
         self._server = server
         self._failing: dict[str, int] = {}
         self.malformed = False
+        self.held: set[str] = set()  # node ids whose execution waits (see hold_node)
 
     def drop_sockets(self) -> None:
         """Close every open WebSocket now (clients see the socket end and must reconnect)."""
@@ -35,6 +36,14 @@ class Faults:
     def fail_node(self, target: str, times: int = 1) -> None:
         """Make the next `times` executions of a node (class_type or node id) fail."""
         self._failing[str(target)] = self._failing.get(str(target), 0) + times
+
+    def hold_node(self, node_id: str, held: bool = True) -> None:
+        """Keep a node of the running prompt working (after its `executing` frame) until
+        released with held=False or interrupted, as a slow real node would."""
+        if held:
+            self.held.add(str(node_id))
+        else:
+            self.held.discard(str(node_id))
 
     def malformed_frames(self, enabled: bool = True) -> None:
         """When enabled, every prompt's client gets junk frames right after execution_start."""
@@ -48,6 +57,7 @@ class Faults:
         """Forget every pending fault."""
         self._failing.clear()
         self.malformed = False
+        self.held.clear()
 
     async def _broadcast_junk(self) -> None:
         self.inject(None, force=True)

@@ -1,8 +1,9 @@
 """Output nodes: files written to the output/temp folders and the `ui` dict ComfyUI reports.
 
 File names follow ComfyUI (`<prefix>_00001_.png`, counters continue from what is on disk;
-PreviewImage uses a random `ComfyUI_temp_xxxxx_` prefix). Video and audio files are small
-stand-ins with the real names: an animated WebP for videos, a WAV for audio.
+PreviewImage uses a random `ComfyUI_temp_xxxxx_` prefix). Video savers write an animated WebP
+named `.webp` (what it is: the simulator has no video encoder) with the prompt and workflow in
+its EXIF, as ComfyUI's SaveAnimatedWEBP stores them; audio savers write a short WAV.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from comfy_widgets.sim import images
 
 MAX_BATCH = 16
 IMAGE_SAVERS = {"SaveImage": "output", "PreviewImage": "temp"}
-VIDEO_SAVERS = {"SaveAnimatedWEBP": "webp", "SaveWEBM": "webm", "SaveVideo": "mp4"}
+VIDEO_SAVERS = ("SaveAnimatedWEBP", "SaveWEBM", "SaveVideo")
 AUDIO_SAVERS = {
     "SaveAudio": "output",
     "SaveAudioMP3": "output",
@@ -103,8 +104,6 @@ class OutputWriter:
     def __init__(self, output_dir: Path, temp_dir: Path) -> None:
         self.dirs = {"output": output_dir, "temp": temp_dir}
         self.temp_prefix = random_temp_prefix()
-        # (folder, stem) -> (folder mtime after our last image write there, highest counter)
-        self._written: dict[tuple[Path, str], tuple[int, int]] = {}
 
     def run(
         self, class_type: str, params: dict, inputs: dict, prompt: dict, extra_pnginfo: dict | None
@@ -117,7 +116,7 @@ class OutputWriter:
                 prefix = "ComfyUI" + self.temp_prefix
             return {"images": self._images(params, prefix, kind, prompt, extra_pnginfo)}
         if class_type in VIDEO_SAVERS:
-            return self._video(class_type, params, inputs)
+            return self._video(class_type, params, inputs, prompt, extra_pnginfo)
         if class_type in AUDIO_SAVERS:
             return self._audio(class_type, params, inputs)
         if class_type in TEXT_NODES:
@@ -133,32 +132,28 @@ class OutputWriter:
     ) -> list[dict]:
         frames = self._frames(params)
         w, h = frames[0].size
-        folder, stem, subfolder = save_target(prefix, self.dirs[kind], w, h)
-        counter = self._next_counter(folder, stem)
+        folder, stem, counter, subfolder = save_path(prefix, self.dirs[kind], w, h)
         results = []
         for offset, frame in enumerate(frames):
             name = f"{stem.replace('%batch_num%', str(offset))}_{counter + offset:05}_.png"
             (folder / name).write_bytes(images.png_bytes(frame, prompt, extra_pnginfo))
             results.append({"filename": name, "subfolder": subfolder, "type": kind})
-        if "%batch_num%" not in stem:  # else the names written do not carry this stem
-            self._written[(folder, stem)] = (os.stat(folder).st_mtime_ns, counter + len(frames) - 1)
         return results
 
-    def _next_counter(self, folder: Path, stem: str) -> int:
-        """max_counter + 1, without listing the folder when nothing but our last write to it
-        changed it since (its mtime is still the one read after that write)."""
-        written = self._written.get((folder, stem))
-        if written is not None and os.stat(folder).st_mtime_ns == written[0]:
-            return written[1] + 1
-        return max_counter(folder, stem) + 1
-
-    def _video(self, class_type: str, params: dict, inputs: dict) -> dict:
+    def _video(
+        self,
+        class_type: str,
+        params: dict,
+        inputs: dict,
+        prompt: dict,
+        extra_pnginfo: dict | None,
+    ) -> dict:
         frames = self._frames(params)
         prefix = str(inputs.get("filename_prefix", "ComfyUI"))
         folder, stem, counter, subfolder = save_path(prefix, self.dirs["output"], *frames[0].size)
-        name = f"{stem}_{counter:05}_.{VIDEO_SAVERS[class_type]}"
+        name = f"{stem}_{counter:05}_.webp"
         fps = float(params.get("fps", 6.0))
-        (folder / name).write_bytes(images.webp_bytes(frames, fps))
+        (folder / name).write_bytes(images.webp_bytes(frames, fps, prompt, extra_pnginfo))
         # SaveAnimatedWEBP reports a single frame as not animated; the video savers never do.
         animated = len(frames) != 1 or class_type != "SaveAnimatedWEBP"
         return {

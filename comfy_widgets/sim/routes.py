@@ -1,4 +1,5 @@
-"""HTTP routes of the simulated server, each also under /api, answering as ComfyUI 0.3.64 does.
+"""HTTP routes of the simulated server, each also under /api, answering as the emulated ComfyUI
+version does (0.3.64 or 0.27: see versions.py).
 
 A body that is not JSON makes a handler raise, and aiohttp answers 500 "Server got itself in
 trouble" in text/plain, which is exactly what ComfyUI (also aiohttp) sends.
@@ -12,13 +13,21 @@ import mimetypes
 import os
 import platform
 import sys
+import time
 import uuid
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 from PIL import Image
 
+from comfy_widgets.sim import jobs
 from comfy_widgets.sim.validation import validate_prompt
+from comfy_widgets.sim.versions import (
+    INVALID_PROMPT_ID,
+    NODE_REPLACEMENTS,
+    apply_replacements,
+    canonical_uuid,
+)
 
 if TYPE_CHECKING:
     from comfy_widgets.sim.server import SimServer
@@ -35,17 +44,7 @@ FORCE_DOWNLOAD = {
     "text/javascript",
     "text/css",
 }
-VERSION = "0.3.64"
-FILE_CONDITIONS = (
-    "Range",
-    "If-Range",
-    "If-Match",
-    "If-None-Match",
-    "If-Modified-Since",
-    "If-Unmodified-Since",
-)  # requests left to web.FileResponse
-SMALL_FILE = 4 << 20  # larger files are streamed by web.FileResponse, off the loop
-SERVER_FEATURES = {"supports_preview_metadata": True, "max_upload_size": 104857600}
+JOB_SORTS = ("created_at", "execution_duration")
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -81,31 +80,6 @@ def _preview(path: str, name: str, spec: str) -> web.Response:
     )
 
 
-def _file_response(request: web.Request, path: str, headers: dict) -> web.StreamResponse:
-    """The file exactly as web.FileResponse sends it (same headers, in the same order).
-
-    A small file asked for without range, condition or a pre-compressed sibling is read here:
-    FileResponse's two executor round trips and sendfile cost ~1 ms of CPU per image.
-    """
-    if any(name in request.headers for name in FILE_CONDITIONS) or any(
-        os.path.lexists(path + ext) for ext in (".br", ".gz")
-    ):
-        return web.FileResponse(path, headers=headers)
-    try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if st.st_size > SMALL_FILE:
-                return web.FileResponse(path, headers=headers)
-            body = f.read()
-    except OSError:
-        return web.FileResponse(path, headers=headers)
-    response = web.Response(body=body, headers=headers)
-    response.etag = f"{st.st_mtime_ns:x}-{st.st_size:x}"
-    response.last_modified = st.st_mtime
-    response.headers["Accept-Ranges"] = "bytes"
-    return response
-
-
 class Routes:
     """The request handlers of one SimServer."""
 
@@ -138,14 +112,29 @@ class Routes:
                 }
             )
         prompt = data["prompt"]
-        prompt_id = str(data.get("prompt_id", uuid.uuid4()))
+        profile = server.profile
+        if not profile.strict_prompt_id:  # 0.3.64 keeps any id as a string (even None)
+            prompt_id = str(data.get("prompt_id", uuid.uuid4()))
+        elif data.get("prompt_id") is None:
+            prompt_id = str(uuid.uuid4())
+        elif canonical_uuid(data["prompt_id"]):
+            prompt_id = data["prompt_id"]
+        else:
+            return _prompt_error(INVALID_PROMPT_ID)
+        info = server.object_info()
+        if profile.node_replacement:
+            apply_replacements(prompt, info)
         targets = data.get("partial_execution_targets")
-        result = validate_prompt(prompt, server.object_info(), server.input_file_exists, targets)
+        result = validate_prompt(
+            prompt, info, server.input_file_exists, targets, server.settings.emulate
+        )
         if not result.ok:
             return _prompt_error(result.error, result.node_errors)
         extra_data = dict(data.get("extra_data", {}))
         if "client_id" in data:
             extra_data["client_id"] = data["client_id"]
+        if profile.create_time:
+            extra_data["create_time"] = int(time.time() * 1000)
         server.enqueue(number, prompt_id, prompt, extra_data, result.outputs)
         return _json({"prompt_id": prompt_id, "number": number, "node_errors": result.node_errors})
 
@@ -177,6 +166,108 @@ class Routes:
         if data.get("free_memory", False):
             self.server.free_memory()
         return web.Response(status=200)
+
+    # -- jobs (0.27) ----------------------------------------------------------------------
+    async def get_jobs(self, request: web.Request) -> web.Response:
+        """GET /api/jobs: every job, filtered by status, sorted, paginated."""
+        query = request.rel_url.query
+        statuses = [v.value for v in jobs.JobStatus]
+        wanted = statuses
+        if query.get("status"):
+            wanted = [s.strip().lower() for s in query["status"].split(",") if s.strip()]
+            invalid = [s for s in wanted if s not in statuses]
+            if invalid:
+                return _json(
+                    {
+                        "error": f"Invalid status value(s): {', '.join(invalid)}. "
+                        f"Valid values: {', '.join(statuses)}"
+                    },
+                    400,
+                )
+        sort_by = query.get("sort_by", "created_at").lower()
+        if sort_by not in JOB_SORTS:
+            return _json({"error": "sort_by must be 'created_at' or 'execution_duration'"}, 400)
+        sort_order = query.get("sort_order", "desc").lower()
+        if sort_order not in ("asc", "desc"):
+            return _json({"error": "sort_order must be 'asc' or 'desc'"}, 400)
+        limit = None
+        if "limit" in query:
+            try:
+                limit = int(query["limit"])
+            except ValueError:
+                return _json({"error": "limit must be an integer"}, 400)
+            if limit <= 0:
+                return _json({"error": "limit must be a positive integer"}, 400)
+        try:
+            offset = max(0, int(query.get("offset", 0)))
+        except ValueError:
+            return _json({"error": "offset must be an integer"}, 400)
+        queue = self.server.queue
+        found = [
+            j
+            for j in jobs.all_jobs(list(queue.running.values()), queue.pending, queue.history)
+            if j["status"] in wanted
+            and (not query.get("workflow_id") or j.get("workflow_id") == query["workflow_id"])
+        ]
+        found.sort(key=jobs.sort_key(sort_by), reverse=sort_order == "desc")
+        page = found[offset:]
+        page = page[:limit] if limit is not None else page
+        pagination = {
+            "offset": offset,
+            "limit": limit,
+            "total": len(found),
+            "has_more": offset + len(page) < len(found),
+        }
+        return _json({"jobs": page, "pagination": pagination})
+
+    async def get_job(self, request: web.Request) -> web.Response:
+        """GET /api/jobs/{job_id}: one job with its outputs, or 404."""
+        job_id = request.match_info["job_id"]
+        queue = self.server.queue
+        if job_id in queue.history:
+            return _json(jobs.history_job(job_id, queue.history[job_id], full=True))
+        for item in queue.running.values():
+            if item[1] == job_id:
+                return _json(jobs.queue_job(item, jobs.JobStatus.IN_PROGRESS))
+        for item in queue.pending:
+            if item[1] == job_id:
+                return _json(jobs.queue_job(item, jobs.JobStatus.PENDING))
+        return _json({"error": "Job not found"}, 404)
+
+    def _cancel(self, job_id: str) -> bool:
+        """Interrupt the job if it runs, dequeue it if it waits; False if neither."""
+        queue = self.server.queue
+        if job_id in queue.running_ids():
+            self.server.interrupt(job_id)
+            return True
+        if any(item[1] == job_id for item in queue.pending):
+            queue.delete([job_id])
+            return True
+        return False
+
+    async def cancel_job(self, request: web.Request) -> web.Response:
+        """POST /api/jobs/{job_id}/cancel: `{"cancelled": bool}`, 200 even for unknown ids."""
+        return _json({"cancelled": self._cancel(request.match_info["job_id"])})
+
+    async def cancel_jobs(self, request: web.Request) -> web.Response:
+        """POST /api/jobs/cancel {"job_ids": [...]}: best effort; malformed ids are a 400."""
+        try:
+            data = await request.json()
+        except json.JSONDecodeError:
+            return _json({"error": "Request body must be valid JSON"}, 400)
+        job_ids = data.get("job_ids") if isinstance(data, dict) else None
+        if not isinstance(job_ids, list):
+            return _json({"error": "job_ids must be a list"}, 400)
+        invalid = [j if isinstance(j, str) else repr(j) for j in job_ids if not canonical_uuid(j)]
+        if invalid:
+            return _json({"error": "job_ids contains invalid id(s)", "invalid_ids": invalid}, 400)
+        results = [self._cancel(job_id) for job_id in job_ids]
+        return _json({"cancelled": any(results)})
+
+    async def node_replacements(self, request: web.Request) -> web.Response:
+        """GET /node_replacements (0.27): old class -> [replacement, ...]."""
+        table = {old: [{**rule, "old_node_id": old}] for old, rule in NODE_REPLACEMENTS.items()}
+        return _json(table)
 
     # -- history --------------------------------------------------------------------------
     async def get_history(self, request: web.Request) -> web.Response:
@@ -227,10 +318,9 @@ class Routes:
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if content_type in FORCE_DOWNLOAD:
             content_type = "application/octet-stream"
-        return _file_response(
-            request,
+        return web.FileResponse(
             path,
-            {"Content-Disposition": f'filename="{name}"', "Content-Type": content_type},
+            headers={"Content-Disposition": f'filename="{name}"', "Content-Type": content_type},
         )
 
     async def upload_image(self, request: web.Request) -> web.Response:
@@ -287,10 +377,7 @@ class Routes:
                     "os": os.name,
                     "ram_total": total,
                     "ram_free": total // 2,
-                    "comfyui_version": VERSION,
-                    "required_frontend_version": "1.27.10",
-                    "installed_templates_version": "0.1.95",
-                    "required_templates_version": "0.1.95",
+                    **self.server.profile.system,
                     "python_version": sys.version,
                     "pytorch_version": "simulated",
                     "embedded_python": False,
@@ -312,7 +399,7 @@ class Routes:
 
     async def features(self, request: web.Request) -> web.Response:
         """GET /features: the server feature flags."""
-        return _json(SERVER_FEATURES)
+        return _json(self.server.profile.features)
 
     async def embeddings(self, request: web.Request) -> web.Response:
         """GET /embeddings: embedding names without extension."""
@@ -338,7 +425,8 @@ class Routes:
     async def index(self, request: web.Request) -> web.Response:
         """GET /: a plain-text greeting (there is no web frontend)."""
         return web.Response(
-            text="comfy_widgets simulated ComfyUI " + VERSION, content_type="text/plain"
+            text="comfy_widgets simulated ComfyUI " + self.server.profile.full_version,
+            content_type="text/plain",
         )
 
 
@@ -367,9 +455,20 @@ def build_app(server: SimServer) -> web.Application:
         ("GET", "/models/{folder}", r.model_files),
         ("GET", "/extensions", r.extensions),
     ]
+    if server.profile.jobs_api:
+        table += [
+            # registered as /api/jobs..., so the /api copy is /api/api/jobs and /jobs is a 404
+            ("GET", "/api/jobs", r.get_jobs),
+            ("GET", "/api/jobs/{job_id}", r.get_job),
+            ("POST", "/api/jobs/{job_id}/cancel", r.cancel_job),
+            ("POST", "/api/jobs/cancel", r.cancel_jobs),
+            ("GET", "/node_replacements", r.node_replacements),
+        ]
     app = web.Application(client_max_size=104857600)
     for method, path, handler in table:
-        app.router.add_route(method, path, handler)
         app.router.add_route(method, "/api" + path, handler)
+        app.router.add_route(method, path, handler)
+    for hook in server.route_hooks:  # e.g. serving a real frontend: its routes win over "/"
+        hook(app)
     app.router.add_route("GET", "/", r.index)
     return app

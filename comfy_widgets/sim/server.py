@@ -17,18 +17,20 @@ import shutil
 import struct
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 from PIL import Image
 
-from comfy_widgets.sim import catalog, images
+from comfy_widgets.sim import catalog, frontend, images
 from comfy_widgets.sim.executor import Executor
 from comfy_widgets.sim.faults import Faults
 from comfy_widgets.sim.outputs import OutputWriter
 from comfy_widgets.sim.queue import PromptQueue
-from comfy_widgets.sim.routes import SERVER_FEATURES, build_app
+from comfy_widgets.sim.routes import build_app
+from comfy_widgets.sim.versions import NEWEST, Emulate, Profile
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,9 @@ class SimSettings:
     previews: bool = True
     models: dict[str, list[str]] = field(default_factory=dict)
     data_dir: Path | None = None
+    emulate: Emulate = NEWEST  # the ComfyUI version whose protocol and node set are served
+    front_end_root: Path | None = None  # serve a web frontend from here (sim/frontend.py)
+    object_info_file: Path | None = None  # serve this /object_info (.json or .json.gz) as is
 
 
 class SimServer:
@@ -58,6 +63,7 @@ class SimServer:
 
     def __init__(self, settings: SimSettings | None = None) -> None:
         self.settings = settings or SimSettings()
+        self.settings.emulate = Emulate.parse(self.settings.emulate)
         self.faults = Faults(self)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.port = self.settings.port
@@ -69,8 +75,18 @@ class SimServer:
         self._object_info_cache: tuple[tuple, bytes, dict] | None = None  # (key, body, dict)
         self.sockets: dict[str, web.WebSocketResponse] = {}
         self.sockets_metadata: dict[str, dict] = {}
+        # Called with the aiohttp app after the API routes, before "/": add routes (a frontend).
+        self.route_hooks: list[Callable[[web.Application], None]] = []
+        if self.settings.front_end_root is not None:
+            root = frontend.check_root(self.settings.front_end_root)
+            self.route_hooks.append(lambda app: frontend.install(app, self, root))
 
     # -- lifecycle ------------------------------------------------------------------------
+    @property
+    def profile(self) -> Profile:
+        """What the emulated ComfyUI version serves and how it behaves."""
+        return self.settings.emulate.profile
+
     @property
     def url(self) -> str:
         """Base URL, e.g. http://127.0.0.1:8188."""
@@ -225,7 +241,8 @@ class SimServer:
     # -- object info ----------------------------------------------------------------------
     def models(self) -> dict[str, list[str]]:
         """Model lists by folder (defaults plus the ones given in the settings)."""
-        return catalog.model_lists(self.settings.models)
+        newer = self.settings.emulate is not Emulate.V0_3_64
+        return catalog.model_lists(self.settings.models, newer)
 
     def object_info(self) -> dict:
         """The served /object_info (shared and cached: callers must not modify it)."""
@@ -238,17 +255,26 @@ class SimServer:
     def _served_object_info(self) -> tuple[bytes, dict]:
         """Body and dict, rebuilt only when the input folder or the model lists change."""
         input_dir = self.root / "input"
-        key = (input_dir.stat().st_mtime_ns, json.dumps(self.settings.models, sort_keys=True))
+        key = (
+            input_dir.stat().st_mtime_ns,
+            json.dumps(self.settings.models, sort_keys=True),
+            self.settings.emulate,
+            str(self.settings.object_info_file),
+        )
         if self._object_info_cache is None or self._object_info_cache[0] != key:
             names = catalog.input_image_names(input_dir)
-            info = catalog.served_object_info(self.models(), names)
+            if self.settings.object_info_file is not None:
+                info = catalog.read_object_info(self.settings.object_info_file)
+            else:
+                info = catalog.served_object_info(
+                    self.models(), names, self.profile.object_info_file
+                )
             self._object_info_cache = (key, json.dumps(info).encode("utf-8"), info)
         return self._object_info_cache[1], self._object_info_cache[2]
 
-    @staticmethod
-    def node_info(class_type: str) -> dict:
-        """Bundled NodeInfo of a class ({} if unknown)."""
-        return catalog.bundled_object_info().get(class_type, {})
+    def node_info(self, class_type: str) -> dict:
+        """Bundled NodeInfo of a class in the emulated version ({} if unknown)."""
+        return catalog.bundled_object_info(self.profile.object_info_file).get(class_type, {})
 
     # -- queue ----------------------------------------------------------------------------
     def queue_info(self) -> dict:
@@ -282,23 +308,25 @@ class SimServer:
         """Wait one sampler step, or less if an interrupt comes."""
         await self._interruptible_sleep("seconds_per_step")
 
-    async def node_delay(self) -> None:
-        """Wait the configured time of a non-sampler node."""
-        await self._interruptible_sleep("seconds_per_node")
+    async def node_delay(self, node_id: str = "") -> None:
+        """Wait the configured time of a non-sampler node (and while the node is held)."""
+        await self._interruptible_sleep("seconds_per_node", node_id)
 
-    async def _interruptible_sleep(self, setting: str) -> None:
+    async def _interruptible_sleep(self, setting: str, node_id: str = "") -> None:
         """Sleep for the named setting, re-read while waiting so a change applies at once.
 
-        Setting a huge value holds the running prompt (an interrupt still ends the wait).
+        Setting a huge value, or holding the node (faults.hold_node), holds the running prompt;
+        an interrupt still ends the wait.
         """
         loop = asyncio.get_running_loop()
         start = loop.time()
         while not self.interrupt_flag.is_set():
             remaining = start + getattr(self.settings, setting) - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 and node_id not in self.faults.held:
                 break
             try:
-                await asyncio.wait_for(self.interrupt_flag.wait(), min(remaining, HOLD_POLL))
+                wait = min(remaining, HOLD_POLL) if remaining > 0 else HOLD_POLL
+                await asyncio.wait_for(self.interrupt_flag.wait(), wait)
             except TimeoutError:
                 pass
         await asyncio.sleep(0)
@@ -416,7 +444,7 @@ class SimServer:
                 if first and data.get("type") == "feature_flags":
                     self.sockets_metadata[sid]["feature_flags"] = data.get("data", {})
                     await self.deliver(
-                        json.dumps({"type": "feature_flags", "data": SERVER_FEATURES}), sid
+                        json.dumps({"type": "feature_flags", "data": self.profile.features}), sid
                     )
                 first = False
             except (ValueError, AttributeError) as ex:

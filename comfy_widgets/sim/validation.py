@@ -1,4 +1,5 @@
-"""Prompt validation with ComfyUI 0.3.64's rules and exact error shapes (execution.validate_prompt).
+"""Prompt validation with ComfyUI's rules and exact error shapes (execution.validate_prompt), as
+0.3.64 or 0.27 answers (0.27: `missing_node_type`, `dependency_cycle`, V3 COMBO options checked).
 
 The structure follows ComfyUI's own recursion on purpose: its odd corners (a link to a missing node
 reported as `exception_during_inner_validation` on the node downstream of the bad link, numbering
@@ -11,8 +12,12 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 
+from comfy_widgets.sim.versions import NEWEST, Emulate
+
 PRIMITIVE_CASTS = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
 LONG_LIST = 20
+AUTOGROW = "COMFY_AUTOGROW_V3"
+MATCH_TYPE = "COMFY_MATCHTYPE_V3"
 # Nodes whose VALIDATE_INPUTS checks a file instead of the combo list: (class, input).
 FILE_CHECKED = {("LoadImage", "image"), ("LoadImageMask", "image")}
 
@@ -48,7 +53,7 @@ def _type_matches(received: object, expected: object) -> bool:
 
     A legacy combo input (its type is the option list) matches no linked output at all.
     """
-    if received == expected:
+    if received == expected or MATCH_TYPE in (received, expected):  # 0.27: resolved per link
         return True
     if not isinstance(received, str) or not isinstance(expected, str):
         return False
@@ -65,14 +70,35 @@ def _tb() -> list[str]:
 class _Validator:
     """One validate_prompt run over a prompt dict (mutates widget values to their cast types)."""
 
-    def __init__(self, prompt: dict, object_info: dict, file_exists) -> None:
+    def __init__(self, prompt: dict, object_info: dict, file_exists, emulate: Emulate) -> None:
         self.prompt = prompt
         self.info = object_info
         self.file_exists = file_exists
+        self.profile = emulate.profile
         self.validated: dict[str, tuple[bool, list, str]] = {}
+        self.visiting: list[str] = []  # the link path being walked (0.27's cycle check)
+
+    def _cycle(self, unique_id: str) -> tuple[bool, list, str]:
+        """0.27: mark every node on the cycle that leads back to `unique_id`."""
+        path = self.visiting[self.visiting.index(unique_id) :] + [unique_id]
+        members = list(dict.fromkeys(path))
+        details = " -> ".join(f"{n} ({self.prompt[n]['class_type']})" for n in path)
+        for node_id in members:
+            error = {
+                "type": "dependency_cycle",
+                "message": "Dependency cycle detected",
+                "details": details,
+                "extra_info": {"node_id": node_id, "cycle_nodes": members},
+            }
+            self.validated[node_id] = (False, [error], node_id)
+        return self.validated[unique_id]
 
     def validate_inputs(self, unique_id: str) -> tuple[bool, list, str]:
         """Validate one node and, recursively, the nodes it links from."""
+        if unique_id in self.visiting:
+            if self.profile.dependency_cycle:
+                return self._cycle(unique_id)
+            return (False, [], unique_id)  # 0.3.64: the outputs fail with no node error
         if unique_id in self.validated:
             return self.validated[unique_id]
         node = self.prompt[unique_id]
@@ -80,6 +106,8 @@ class _Validator:
         errors: list[dict] = []
         valid = True
         for name, category, spec in _input_specs(self.info[node["class_type"]]):
+            if spec[0] == AUTOGROW:  # 0.27: sent as dotted children (`images.image0`), not checked
+                continue
             if name not in inputs:
                 if category == "required":
                     errors.append(
@@ -96,7 +124,9 @@ class _Validator:
             config = [input_type, extra]
             value = inputs[name]
             if isinstance(value, list):
-                link_error, link_valid = self._check_link(name, value, input_type, config)
+                link_error, link_valid = self._check_link(
+                    unique_id, name, value, input_type, config
+                )
                 if link_error is not None:
                     errors.append(link_error)
                 valid = valid and link_valid
@@ -105,11 +135,13 @@ class _Validator:
                 errors.extend(self._check_file(name, value))
                 continue
             errors.extend(self._check_value(inputs, name, input_type, extra, config))
-        result = (False, errors, unique_id) if errors or not valid else (True, [], unique_id)
+        earlier = self.validated.get(unique_id, (True, [], unique_id))  # a cycle found below
+        errors = earlier[1] + [e for e in errors if e not in earlier[1]]
+        result = (earlier[0] and valid and not errors, errors, unique_id)
         self.validated[unique_id] = result
         return result
 
-    def _check_link(self, name: str, value: list, input_type, config: list):
+    def _check_link(self, unique_id: str, name: str, value: list, input_type, config: list):
         """Check a `[node_id, slot]` link; returns (error or None, still valid)."""
         if len(value) != 2:
             message = "Bad linked input, must be a length-2 list of [node_id, slot_index]"
@@ -145,6 +177,7 @@ class _Validator:
                 },
                 False,
             )
+        self.visiting.append(unique_id)
         try:
             ok = self.validate_inputs(from_id)[0]
         except Exception as ex:  # noqa: BLE001 - ComfyUI reports any inner failure this way
@@ -168,6 +201,8 @@ class _Validator:
                 from_id,
             )
             return None, False
+        finally:
+            self.visiting.pop()
         return None, ok
 
     def _check_file(self, name: str, value):
@@ -219,15 +254,27 @@ class _Validator:
                 "extra_info": {"input_name": name, "input_config": config, "received_value": value},
             }
             return
-        # Only legacy combos (a list type) are checked; ComfyUI 0.3.64 lets "COMBO" inputs pass.
+        # Legacy combos (a list type) are checked; 0.3.64 lets "COMBO" inputs pass, 0.27 checks
+        # their `options` too (each value of a multiselect list).
         options = input_type if isinstance(input_type, list) else None
-        if options is not None and value not in options:
+        if options is None and input_type == "COMBO" and self.profile.missing_node_type:
+            options = extra.get("options", [])
+        if options is None:
+            return
+        if extra.get("multiselect") and isinstance(value, list):
+            bad = [v for v in value if v not in options]
+        else:
+            bad = [value] if value not in options else []
+        if bad:
             long = len(options) > LONG_LIST
             listing = f"(list of length {len(options)})" if long else str(options)
+            shown = (
+                ", ".join(repr(v) for v in bad) if self.profile.missing_node_type else f"'{value}'"
+            )
             yield {
                 "type": "value_not_in_list",
                 "message": "Value not in list",
-                "details": f"{name}: '{value}' not in {listing}",
+                "details": f"{name}: {shown} not in {listing}",
                 "extra_info": {
                     "input_name": name,
                     "input_config": None if long else config,
@@ -236,10 +283,32 @@ class _Validator:
             }
 
 
-def _graph_error(prompt: dict, object_info: dict) -> dict | None:
-    """The `invalid_prompt` error for a node without class_type or of an unknown class."""
+def _missing_node_type(node_id: str, node: dict) -> dict:
+    """0.27's error for a node without class_type or of an unknown class (named by its title)."""
+    class_type = node.get("class_type") if isinstance(node, dict) else None
+    meta = node.get("_meta", {}) if isinstance(node, dict) else {}
+    if class_type is None:
+        title = meta.get("title")
+        message = (
+            f"Node '{title or f'ID #{node_id}'}' has no class_type. "
+            "The workflow may be corrupted or a custom node is missing."
+        )
+    else:
+        title = meta.get("title", class_type)
+        message = f"Node '{title}' not found. The custom node may not be installed."
+    error = _error("missing_node_type", message, f"Node ID '#{node_id}'")
+    error["extra_info"] = {"node_id": node_id, "class_type": class_type, "node_title": title}
+    return error
+
+
+def _graph_error(prompt: dict, object_info: dict, emulate: Emulate) -> dict | None:
+    """The error for a node without class_type or of an unknown class (`invalid_prompt` in
+    0.3.64, `missing_node_type` in 0.27)."""
     for node_id, node in prompt.items():
-        if not isinstance(node, dict) or "class_type" not in node:
+        missing = not isinstance(node, dict) or "class_type" not in node
+        if emulate.profile.missing_node_type and (missing or node["class_type"] not in object_info):
+            return _missing_node_type(node_id, node)
+        if missing:
             return _error(
                 "invalid_prompt",
                 "Cannot execute because a node is missing the class_type property.",
@@ -255,14 +324,18 @@ def _graph_error(prompt: dict, object_info: dict) -> dict | None:
 
 
 def validate_prompt(
-    prompt: dict, object_info: dict, file_exists=lambda name: True, targets: list[str] | None = None
+    prompt: dict,
+    object_info: dict,
+    file_exists=lambda name: True,
+    targets: list[str] | None = None,
+    emulate: Emulate = NEWEST,
 ) -> ValidationResult:
     """Validate an API prompt like ComfyUI: graph errors first, then every output's inputs.
 
     `file_exists(name)` answers LoadImage's check that an input image exists; `targets`
     (partial_execution_targets) limits which output nodes count.
     """
-    graph_error = _graph_error(prompt, object_info)
+    graph_error = _graph_error(prompt, object_info, emulate)
     if graph_error is not None:
         return ValidationResult(False, graph_error, [], {})
     outputs = [
@@ -273,7 +346,7 @@ def validate_prompt(
     ]
     if not outputs:
         return ValidationResult(False, _error("prompt_no_outputs", "Prompt has no outputs"), [], {})
-    validator = _Validator(prompt, object_info, file_exists)
+    validator = _Validator(prompt, object_info, file_exists, emulate)
     good: list[str] = []
     failures: list[tuple[str, list]] = []
     node_errors: dict = {}

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import concurrent.futures
 import functools
+import json
 import logging
 import os
 import ssl
@@ -22,7 +23,15 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
-from comfy_widgets.errors import HTTPStatusError, PromptValidationError, ServerConnectionError
+from comfy_widgets.errors import (
+    AuthenticationError,
+    HTTPStatusError,
+    ParameterError,
+    PromptValidationError,
+    ProtocolError,
+    ResponseTooLargeError,
+    ServerConnectionError,
+)
 from comfy_widgets.loops import background_loop, running_loop
 from comfy_widgets.states import JobState
 from comfy_widgets.transport.backend import (
@@ -46,6 +55,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:8188"
 _TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+MAX_REDIRECTS = 5
+# Answers are read into memory: JSON answers and output files are capped, and an output must
+# arrive within OUTPUT_TIMEOUT_S however slowly it drips (httpx's timeout is per read).
+MAX_JSON_BYTES = 64 * 2**20
+DEFAULT_MAX_OUTPUT_BYTES = 64 * 2**20
+OUTPUT_TIMEOUT_S = 120.0
+_QUOTED = 200  # characters of a bad answer quoted in an error
 
 
 def _split_url(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -55,7 +71,8 @@ def _split_url(url: str) -> tuple[str, tuple[str, str] | None]:
     parts = urlsplit(url)
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme.lower(), parts.scheme.lower())
     if scheme not in ("http", "https"):
-        raise ValueError(f"unsupported URL scheme {parts.scheme!r}: use http(s) or ws(s)")
+        message = f"unsupported URL scheme {parts.scheme!r} in {url!r}: use http(s) or ws(s)"
+        raise ParameterError(message, errors={"url": message})
     userinfo = None
     if parts.username is not None:
         userinfo = (unquote(parts.username), unquote(parts.password or ""))
@@ -81,6 +98,28 @@ def _auth_headers(
         raw = f"{user}:{password}".encode()
         out["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
     return out
+
+
+def _secrets_of(headers: dict[str, str], auth: tuple[str, str] | None) -> tuple[str, ...]:
+    """The credential strings to redact from any text we keep: header values, bare tokens."""
+    found = {auth[1]} if auth and auth[1] else set()
+    for value in headers.values():
+        found.add(value)
+        scheme, _, rest = value.partition(" ")
+        if scheme.lower() in ("bearer", "basic", "token") and rest:
+            found.add(rest)
+    return tuple(sorted((v for v in found if len(v) >= 4), key=len, reverse=True))
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every known secret replaced (an error page may echo request headers)."""
+    for secret in secrets:
+        text = text.replace(secret, "<redacted>")
+    return text
+
+
+def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
 
 
 def _validation_message(body: dict[str, Any]) -> str:
@@ -109,10 +148,13 @@ class ClassicBackend:
         token: str | None = None,
         auth: tuple[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
     ):
         self.url, userinfo = _split_url(url or os.environ.get("COMFYUI_URL") or DEFAULT_URL)
         self.client_id = str(uuid.uuid4())
         self._headers = _auth_headers(token, auth or userinfo, headers)
+        self._secrets = _secrets_of(self._headers, auth or userinfo)
+        self.max_output_bytes = max_output_bytes
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = running_loop()
         self._http: httpx.AsyncClient | None = None
@@ -173,29 +215,81 @@ class ClassicBackend:
                 base_url=self.url,
                 headers=self._headers,
                 timeout=_TIMEOUT,
-                follow_redirects=True,
+                follow_redirects=False,  # followed in _send, credentials kept to this origin
                 verify=_tls_context(),
             )
         return self._http
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _send(
+        self, method: str, path: str, *, stream: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        """One request, redirects followed here: httpx drops ``Authorization`` on a redirect to
+        another origin but keeps custom headers (``X-Api-Key``), so every credential header is
+        dropped there. With ``stream=True`` the body is left unread (the caller closes it)."""
+        client = self._client()
         try:
-            response = await self._client().request(method, path, **kwargs)
+            response = await client.send(client.build_request(method, path, **kwargs), stream=True)
+            for _ in range(MAX_REDIRECTS):
+                follow = response.next_request
+                if follow is None:
+                    break
+                await response.aclose()
+                if not _same_origin(follow.url, client.base_url):
+                    for name in self._headers:
+                        follow.headers.pop(name, None)
+                response = await client.send(follow, stream=True)
+            else:
+                await response.aclose()
+                raise ProtocolError(f"{method} {path}: more than {MAX_REDIRECTS} redirects")
+            if response.status_code >= 400:
+                await self._raise_for_status(method, path, response)
+            if not stream:
+                await response.aread()
         except httpx.TransportError as exc:
             raise ServerConnectionError(
                 f"cannot reach ComfyUI at {self.url} ({method} {path}): {exc!r}"
             ) from exc
-        if response.status_code >= 400:
-            self._raise_for_status(method, path, response)
         return response
 
-    @staticmethod
-    def _raise_for_status(method: str, path: str, response: httpx.Response) -> None:
-        body = response.text
+    async def _read_capped(self, response: httpx.Response, limit: int, what: str) -> bytes:
+        """The body of a streamed response, refused as soon as it passes ``limit`` bytes."""
+        try:
+            declared = int(response.headers.get("content-length", "0"))
+        except ValueError:
+            declared = 0
+        chunks, size = [], 0
+        try:
+            if declared > limit:
+                raise ResponseTooLargeError(
+                    f"{what} is {declared:,} bytes, more than the {limit:,} bytes this client "
+                    "accepts (client.backend.max_output_bytes)"
+                )
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise ResponseTooLargeError(
+                        f"{what} is more than the {limit:,} bytes this client accepts "
+                        "(client.backend.max_output_bytes)"
+                    )
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        return b"".join(chunks)
+
+    async def _raise_for_status(self, method: str, path: str, response: httpx.Response) -> None:
+        raw = await self._read_capped(response, MAX_JSON_BYTES, f"the {method} {path} error page")
+        body = redact(raw.decode("utf-8", "replace"), self._secrets)
+        if response.status_code in (401, 403):
+            raise AuthenticationError(
+                f"{method} {path} answered {response.status_code}: the server refused the "
+                f"credentials (token, auth or headers given to cw.connect): {body[:_QUOTED]}",
+                status_code=response.status_code,
+                body=body,
+            )
         if response.status_code == 400 and path == "/prompt":
             try:
-                data = response.json()
-            except ValueError:
+                data = json.loads(body)
+            except (ValueError, RecursionError):
                 data = None
             if isinstance(data, dict) and "error" in data:
                 raise PromptValidationError(
@@ -213,11 +307,27 @@ class ClassicBackend:
         """Send one HTTP request on the client's loop; errors mapped to comfy_widgets.errors."""
         return await self._on_loop(self._send(method, path, **kwargs))
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self.request(method, path, **kwargs)
-        if not response.content:
+    async def _json(self, method: str, path: str, *, expect: type = dict, **kwargs: Any) -> Any:
+        """The JSON answer of a request, which must be an ``expect`` (or empty: None).
+
+        A proxy's HTML error page with status 200, or JSON of another shape, is a ProtocolError
+        quoting the start of the answer, never a bare decoding error."""
+        response = await self.request(method, path, stream=True, **kwargs)
+        raw = await self._read_capped(response, MAX_JSON_BYTES, f"the answer to {method} {path}")
+        if not raw:
             return None
-        return response.json()
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            data = _NOT_JSON
+        if not isinstance(data, expect):
+            quoted = redact(raw[:_QUOTED].decode("utf-8", "replace"), self._secrets)
+            kind = "not JSON" if data is _NOT_JSON else f"a JSON {type(data).__name__}"
+            raise ProtocolError(
+                f"{method} {path} on {self.url} answered {kind}, not the JSON "
+                f"{expect.__name__} ComfyUI sends: {quoted!r}"
+            )
+        return data
 
     async def queue_prompt(
         self,
@@ -248,7 +358,15 @@ class ClassicBackend:
 
     async def _post_prompt(self, body: dict[str, Any]) -> dict[str, Any]:
         async with self._post_lock:
-            return (await self._send("POST", "/prompt", json=body)).json()
+            answer = await self._json("POST", "/prompt", json=body)
+        sent = body.get("prompt_id")
+        if not isinstance(answer, dict) or (sent and answer.get("prompt_id") not in (None, sent)):
+            got = "nothing" if answer is None else f"prompt_id {answer.get('prompt_id')!r}"
+            raise ProtocolError(
+                f"POST /prompt on {self.url} answered {got} for the prompt sent as {sent!r}: "
+                "the server did not queue it under its id"
+            )
+        return answer
 
     async def get_queue(self) -> dict[str, Any]:
         """GET /queue: ``{"queue_running": [...], "queue_pending": [...]}`` (pending unsorted)."""
@@ -277,9 +395,24 @@ class ClassicBackend:
         await self.request("POST", "/interrupt", **kwargs)
 
     async def view(self, filename: str, subfolder: str = "", type: str = "output") -> bytes:
-        """GET /view: the bytes of an output, temp or input file."""
+        """GET /view: the bytes of an output, temp or input file, read as a stream that is
+        refused past ``max_output_bytes`` and must arrive within OUTPUT_TIMEOUT_S."""
+        return await self._on_loop(self._view(filename, subfolder, type))
+
+    async def _view(self, filename: str, subfolder: str, type: str) -> bytes:
         params = {"filename": filename, "subfolder": subfolder, "type": type}
-        return (await self.request("GET", "/view", params=params)).content
+        what = f"output {filename!r}"
+
+        async def read() -> bytes:
+            response = await self._send("GET", "/view", stream=True, params=params)
+            return await self._read_capped(response, self.max_output_bytes, what)
+
+        try:
+            return await asyncio.wait_for(read(), OUTPUT_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise ServerConnectionError(
+                f"GET /view of {what} on {self.url} did not finish within {OUTPUT_TIMEOUT_S:.0f} s"
+            ) from None
 
     async def object_info(self, node_class: str | None = None) -> dict[str, Any]:
         """GET /object_info (or one class): raw node definitions."""
@@ -306,7 +439,7 @@ class ClassicBackend:
     async def models(self, folder: str | None = None) -> list[str]:
         """GET /models (folder names) or /models/{folder} (file names)."""
         path = "/models" if folder is None else f"/models/{quote(folder)}"
-        return await self._json("GET", path)
+        return await self._json("GET", path, expect=list)
 
     async def features(self) -> dict[str, Any]:
         """GET /features: what the server supports (preview metadata, upload size)."""
@@ -317,8 +450,10 @@ class ClassicBackend:
     async def _post_upload(self, upload: PendingUpload) -> str:
         files = {"image": (upload.name, upload.data, "application/octet-stream")}
         data = {"type": "input", "overwrite": "true"}
-        answer = (await self.request("POST", "/upload/image", files=files, data=data)).json()
+        answer = await self._json("POST", "/upload/image", files=files, data=data)
         name = answer.get("name", upload.name)
+        if not isinstance(name, str) or not isinstance(answer.get("subfolder", ""), str):
+            raise ProtocolError(f"POST /upload/image answered {answer!r:.200}")
         return f"{answer['subfolder']}/{name}" if answer.get("subfolder") else name
 
     async def ensure_uploaded(self, upload: PendingUpload) -> str:
@@ -457,6 +592,9 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+_NOT_JSON = object()
+
+
 def queue_state(queue: Any) -> QueueState:
     """A ``GET /queue`` answer (``[number, prompt_id, prompt, extra, outputs]`` items) as a
     QueueState, pending items sorted by number (ComfyUI sends them unsorted)."""
@@ -478,9 +616,10 @@ def queue_state(queue: Any) -> QueueState:
 def prompt_outcome(prompt_id: str, entry: dict[str, Any]) -> PromptOutcome:
     """A ``/history`` entry as a PromptOutcome: final state, outputs, error, timings, prompt."""
     status: dict[str, Any] = entry["status"] if isinstance(entry.get("status"), dict) else {}
+    listed = status.get("messages")
     messages: dict[str, dict[str, Any]] = {
-        item[0]: item[1]
-        for item in status.get("messages") or []
+        str(item[0]): item[1]
+        for item in (listed if isinstance(listed, list) else ())
         if isinstance(item, list) and len(item) == 2 and isinstance(item[1], dict)
     }
     started = messages.get("execution_start", {}).get("timestamp")
@@ -488,9 +627,10 @@ def prompt_outcome(prompt_id: str, entry: dict[str, Any]) -> PromptOutcome:
     for name in ("execution_success", "execution_error", "execution_interrupted"):
         if name in messages:
             finished = messages[name].get("timestamp", 0)
+    found = entry.get("outputs")
     outputs = tuple(
         NodeOutput.from_ui(str(node_id), ui)
-        for node_id, ui in (entry.get("outputs") or {}).items()
+        for node_id, ui in (found.items() if isinstance(found, dict) else ())
         if isinstance(ui, dict)
     )
     prompt = entry.get("prompt")

@@ -8,17 +8,17 @@ after every (re)connect, reconciles unfinished jobs through ``/queue`` and ``/hi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import websockets
 from websockets.asyncio.client import connect as ws_connect
 
-from comfy_widgets.errors import ComfyWidgetsError
+from comfy_widgets.errors import AuthenticationError, ComfyWidgetsError
 from comfy_widgets.states import JobState
 from comfy_widgets.transport.backend import LostPolicy, PromptWatcher
 from comfy_widgets.transport.events import (
@@ -52,6 +52,7 @@ QUEUE_REFRESH_DELAY_S = 0.05  # coalesces the burst of `status` frames a batch o
 QUEUE_REFRESH_INTERVAL_S = 0.25  # at most one GET /queue this often: positions for people to read
 CONNECT_WAIT_S = 5.0
 POLL_WHILE_DOWN_S = 3.0
+MAX_FRAME_BYTES = 32 * 2**20  # previews and outputs lists are far smaller; larger is refused
 
 
 def retry_delays() -> Iterator[float]:
@@ -75,6 +76,20 @@ class _RedactHeaders(logging.Filter):
 
 _WS_LOGGER = logging.getLogger(f"{__name__}.websocket")
 _WS_LOGGER.addFilter(_RedactHeaders())
+
+
+class _connect(ws_connect):
+    """websockets' connect, whose cross-origin redirects drop every header we add (it drops
+    only ``Authorization``/``Cookie`` itself, not an ``X-Api-Key``)."""
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        target = super().process_redirect(exc)
+        if isinstance(target, str):
+            old, new = urlsplit(self.uri), urlsplit(target)
+            old_origin = (old.scheme.replace("ws", "http"), old.hostname, old.port)
+            if old_origin != (new.scheme.replace("ws", "http"), new.hostname, new.port):
+                self.additional_headers = None
+        return target
 
 
 def _ws_url(http_url: str, client_id: str) -> str:
@@ -106,6 +121,7 @@ class Monitor:
         self._last_frame_at = 0.0
         self._catch_up_task: asyncio.Task[None] | None = None
         self._reconcile_lock = asyncio.Lock()
+        self.auth_error: AuthenticationError | None = None
 
     # --- lifetime -----------------------------------------------------------------------------
 
@@ -165,6 +181,12 @@ class Monitor:
                 delays = retry_delays()
             except asyncio.CancelledError:
                 raise
+            except websockets.InvalidStatus as exc:
+                status = exc.response.status_code
+                if status in (401, 403):
+                    await self._refused(status)
+                    break
+                log.info("WebSocket to %s refused: HTTP %d", self.client.url, status)
             except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
                 log.info("WebSocket to %s failed: %r", self.client.url, exc)
             except Exception:
@@ -173,6 +195,19 @@ class Monitor:
                 break
             await self._poll_while_down()
             await asyncio.sleep(next(delays))
+
+    async def _refused(self, status: int) -> None:
+        """The handshake was refused for its credentials: fail every job (no retry loop)."""
+        error = AuthenticationError(
+            f"the WebSocket of {self.client.url} answered {status}: the server refused the "
+            "credentials (token, auth or headers given to cw.connect)",
+            status_code=status,
+        )
+        log.warning("%s", error)
+        self.auth_error = error
+        for job in list(self.jobs.values()):
+            if not job.done():
+                await job.finish(JobState.FAILED, error)
 
     async def _session(self) -> None:
         """One socket: open, announce features first, catch up, then read until closed.
@@ -184,10 +219,10 @@ class Monitor:
         close to finish, so the next socket with the same clientId never overlaps this one
         (ComfyUI would orphan the newer socket).
         """
-        async with ws_connect(
+        async with _connect(
             _ws_url(self.client.url, self.client.client_id),
             additional_headers=self.client._headers,
-            max_size=None,
+            max_size=MAX_FRAME_BYTES,
             open_timeout=CONNECT_WAIT_S,
             close_timeout=2,
             logger=_WS_LOGGER,
@@ -251,8 +286,7 @@ class Monitor:
         if time.monotonic() - self._last_poll < POLL_WHILE_DOWN_S or not self._posted_jobs():
             return
         self._last_poll = time.monotonic()
-        with contextlib.suppress(ComfyWidgetsError):
-            await self.reconcile(self._posted_jobs(), lost=LostPolicy.RESUBMIT)
+        await self._reconcile_quietly(self._posted_jobs(), LostPolicy.RESUBMIT)
 
     # --- routing ------------------------------------------------------------------------------
 
@@ -296,10 +330,14 @@ class Monitor:
         return [job for job in self.jobs.values() if job.posted and not job.done()]
 
     async def _reconcile_quietly(self, jobs: list[PromptWatcher], lost: LostPolicy) -> None:
+        """Reconcile from a background task: a failure is logged, never ends the monitor (a
+        proxy's error page or a malformed answer now is no reason to stop watching)."""
         try:
             await self.reconcile(jobs, lost=lost)
         except ComfyWidgetsError as exc:
             log.info("could not reconcile jobs with %s: %s", self.client.url, exc)
+        except Exception:
+            log.warning("reconciling jobs with %s failed", self.client.url, exc_info=True)
 
     async def reconcile(self, jobs: list[PromptWatcher], *, lost: LostPolicy | str) -> None:
         """Bring jobs up to date from ``/queue`` and ``/history``.

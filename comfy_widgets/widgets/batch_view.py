@@ -11,18 +11,17 @@ import base64
 import html
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets
 
 from comfy_widgets.results import gridimage
+from comfy_widgets.widgets.assets import asset
 from comfy_widgets.widgets.fallback import LIVE_CLASS, StaticTwin
 from comfy_widgets.widgets.throttle import Throttle
 
 log = logging.getLogger(__name__)
-_JS = Path(__file__).parents[2] / "js"
 MESSAGE_RATE = 20.0
 PREVIEW_RATE = 4.0
 THUMB_SIZE = 128
@@ -32,6 +31,7 @@ ITEMS_CHUNK = 2000  # items per message when a view (re)opens
 THUMBS_CHUNK = 500
 STATIC_CARDS = 48  # cards in the static twin; the rest is one line
 TWIN_STEPS = 20
+SERVERS_INTERVAL_S = 1.0
 
 
 class BatchView(StaticTwin, anywidget.AnyWidget):
@@ -43,8 +43,8 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
     gets every item once, in chunks of ``ITEMS_CHUNK``.
     """
 
-    _esm = _JS / "batch.js"
-    _css = _JS / "batch.css"
+    _esm = asset("batch.js")
+    _css = asset("batch.css")
 
     batch_id = traitlets.Unicode("").tag(sync=True)
     labels = traitlets.List(traitlets.Unicode()).tag(sync=True)  # sent once, with the view
@@ -57,6 +57,9 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
     done_percent = traitlets.Float(0.0).tag(sync=True)  # the summary bar, 0..100
     elapsed = traitlets.Float(0.0).tag(sync=True)
     stopping = traitlets.Bool(False).tag(sync=True)
+    # a pool: one dict per server (url, protocol, counts, per_minute), refreshed at most once a
+    # second (counting them walks the batch); each item's server goes with its item message
+    servers = traitlets.List(traitlets.Dict()).tag(sync=True)
 
     def __init__(self, batch: Any, **kwargs: Any) -> None:
         self.batch = batch
@@ -67,6 +70,8 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
         self._status = ["pending"] * total
         self._progress = [0.0] * total
         self._errors = [""] * total
+        self._servers = [""] * total
+        self._servers_at = float("-inf")
         self._counts: dict[str, int] = {"pending": total}
         self._done_sum = 0.0
         self._first_queued: float | None = None
@@ -102,6 +107,11 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
     def errors(self) -> list[str]:
         """Every item's error message ('' when none), as last sent."""
         return list(self._errors)
+
+    @property
+    def item_servers(self) -> list[str]:
+        """Every item's server URL ('' while unsent), as last sent."""
+        return list(self._servers)
 
     # --- batch -> browser ---------------------------------------------------------------------
 
@@ -165,11 +175,23 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
             self.running = self._counts.get("running", 0)
             self.done_percent = round(self._done_sum / len(self._status), 2) if self._status else 0
             self.elapsed = round(self._elapsed(status), 1)
+            self._refresh_servers(status)
         if changed:
             self.send(self._items_message(changed))
         if new_thumbs:
             self._send_thumbs(new_thumbs)
         self._refresh_static_output()
+
+    def _refresh_servers(self, status: str) -> None:
+        """The pool's per-server lines: at most once a second while running, and at the end."""
+        now = time.monotonic()
+        if now - self._servers_at < SERVERS_INTERVAL_S and status not in FINISHED:
+            return
+        self._servers_at = now
+        stats = getattr(self.batch, "server_stats", None)
+        servers = [s.as_dict() for s in stats()] if callable(stats) else []
+        if servers != self.servers:
+            self.servers = servers
 
     def _update_items(self, indexes: list[int], batch_status: str) -> list[int]:
         """Bring these items up to date; the ones whose status, progress or error changed."""
@@ -186,8 +208,10 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
             )
             self._note_times(job)
             old = (self._status[index], self._progress[index], self._errors[index])
-            if new == old:
+            server = str(getattr(getattr(job, "client", None), "url", "") or "")
+            if new == old and server == self._servers[index]:
                 continue
+            self._servers[index] = server
             self._counts[old[0]] = self._counts.get(old[0], 0) - 1
             self._counts[new[0]] = self._counts.get(new[0], 0) + 1
             self._done_sum += _done_part(*new[:2]) - _done_part(*old[:2])
@@ -202,6 +226,7 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
             "statuses": [self._status[i] for i in indexes],
             "progress": [self._progress[i] for i in indexes],
             "errors": [self._errors[i] for i in indexes],
+            "servers": [self._servers[i] for i in indexes],
         }
 
     def _note_times(self, job: Any) -> None:
@@ -223,6 +248,8 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
             "progress": self.progress,
             "errors": self.errors,
             "elapsed": self.elapsed,
+            "servers": self.servers,
+            "item_servers": self.item_servers,
         }
 
     def _elapsed(self, status: str) -> float:

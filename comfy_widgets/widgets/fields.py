@@ -21,7 +21,10 @@ ROW = w.Layout(width="100%", max_width="720px")
 
 
 def label_text(param: Any) -> str:
-    """A friendly name ("Negative prompt") reads better than the field's label ("Text")."""
+    """A friendly name ("Negative prompt") reads better than the field's label ("Text"); the
+    label a workflow's author gave an App Mode input reads best of all."""
+    if getattr(param, "app_input", False) and param.label:
+        return str(param.label)
     if "." not in param.name:
         return param.name.replace("_", " ").capitalize()
     return str(param.label or param.name)

@@ -32,6 +32,13 @@ def _section_order(params: list[Any]) -> list[str]:
     return list(dict.fromkeys([*first, *(p.node_id for p in params)]))
 
 
+def _descendants(params: list[Any], children: list[Any]) -> list[Any]:
+    """The parameters under ``children`` (inputs of options of nested DynamicCombos)."""
+    keys = {p.key for p in children}
+    found = [p for p in params if getattr(p, "parent", None) in keys and p not in children]
+    return found + (_descendants(params, found) if found else [])
+
+
 def _section(title: str, fields: list[Field]) -> w.VBox:
     header = w.HTML(f"<b>{html.escape(title)}</b>")
     header.add_class("cw-form-section-title")
@@ -90,6 +97,9 @@ class ParameterForm(StaticTwin, w.VBox):
         self._loop = current_loop() or (client.loop if client is not None else None)
         self.fields: dict[str, Field] = {}
         self._by_key: dict[str, Field] = {}
+        #: Per DynamicCombo key: the box of its option's inputs, and the fields of each option.
+        self._option_boxes: dict[str, w.VBox] = {}
+        self._option_fields: dict[tuple[str, Any], list[Field]] = {}
         params = list(self.workflow.parameters())
         for param in params:
             field = build_field(param)
@@ -121,6 +131,9 @@ class ParameterForm(StaticTwin, w.VBox):
         self._unplaced = self.set_values(self._store().last_used(self._workflow_record()))
         for field in self.fields.values():
             field.on_change(self._on_field_change)
+        for param in params:
+            if getattr(param, "dynamic", False):
+                self._watch_option(param)
         self.run_button.on_click(lambda _b: call_on(self._loop, self.run))
         self.batch_button.on_click(lambda _b: call_on(self._loop, self.open_batch))
         if client is not None and self._loop is not None:
@@ -129,6 +142,13 @@ class ParameterForm(StaticTwin, w.VBox):
     # --- layout ---------------------------------------------------------------------------
 
     def _sections(self, params: list[Any]) -> list[w.Widget]:
+        chosen = [p for p in params if getattr(p, "app_input", False)]
+        if chosen:  # App Mode: the author's inputs in their order, everything else folded
+            chosen += [p for p in _descendants(params, chosen) if p not in chosen]
+            app = _section("Inputs", [])
+            app.children = (*app.children, *self._boxes(chosen))
+            app.add_class("cw-form-app")
+            return [app, *self._sections([p for p in params if p not in chosen])]
         basic = [p for p in params if not p.advanced]
         advanced = [p for p in params if p.advanced]
         children: list[w.Widget] = [self._node_section(basic, nid) for nid in _section_order(basic)]
@@ -148,7 +168,60 @@ class ParameterForm(StaticTwin, w.VBox):
     def _node_section(self, params: list[Any], node_id: str) -> w.VBox:
         mine = [p for p in params if p.node_id == node_id]
         title = mine[0].node_title or mine[0].node_class or f"#{node_id}"
-        return _section(f"{title}  #{node_id}", [self.fields[p.name] for p in mine])
+        section = _section(f"{title}  #{node_id}", [])
+        section.children = (*section.children, *self._boxes(mine))
+        return section
+
+    def _boxes(self, params: list[Any]) -> list[w.Widget]:
+        """Field boxes in order; a DynamicCombo's option inputs go in a box right after it,
+        which ``_switch_option`` refills when the option changes."""
+        shown = {p.key for p in params}
+        boxes: list[w.Widget] = []
+        for param in params:
+            parent = getattr(param, "parent", None)
+            if parent in shown:
+                continue  # placed in its DynamicCombo's box
+            boxes.append(self.fields[param.name].box)
+            if getattr(param, "dynamic", False):
+                children = [p for p in params if getattr(p, "parent", None) == param.key]
+                box = w.VBox(self._boxes(children + _descendants(params, children)))
+                box.add_class("cw-form-option-inputs")
+                self._option_boxes[param.key] = box
+                self._option_fields[(param.key, param.value)] = [
+                    self.fields[p.name] for p in children + _descendants(params, children)
+                ]
+                boxes.append(box)
+        return boxes
+
+    # --- DynamicCombo options ---------------------------------------------------------------
+
+    def _watch_option(self, param: Any) -> None:
+        field = self.fields[param.name]
+        field.control.observe(
+            lambda change: self._switch_option(param, change["new"]), names="value"
+        )
+
+    def _switch_option(self, combo: Any, option: Any) -> None:
+        """Show the inputs ``option`` gives the node instead of the previous option's
+        (fields are kept per option, so switching back restores what was typed)."""
+        box = self._option_boxes.get(combo.key)
+        if box is None:
+            return
+        prefix = combo.key + "."
+        for name in [n for n, f in self.fields.items() if f.param.key.startswith(prefix)]:
+            field = self.fields.pop(name)
+            self._by_key.pop(field.param.key, None)
+        fields = self._option_fields.get((combo.key, option))
+        if fields is None:
+            fields = [build_field(p) for p in self.workflow.option_parameters(combo.key, option)]
+            for field in fields:
+                field.on_change(self._on_field_change)
+            self._option_fields[(combo.key, option)] = fields
+        for field in fields:
+            self.fields[field.param.name] = field
+            self._by_key[field.param.key] = field
+        box.children = tuple(field.box for field in fields)
+        self.values = self._collect()
 
     # --- values ---------------------------------------------------------------------------
 

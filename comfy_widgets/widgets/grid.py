@@ -19,10 +19,10 @@ import traitlets
 from PIL import Image, ImageChops, ImageOps
 
 from comfy_widgets.results import gridimage
+from comfy_widgets.widgets.assets import asset
 from comfy_widgets.widgets.fallback import LIVE_CLASS, StaticTwin
 
 log = logging.getLogger(__name__)
-_JS = Path(__file__).parents[2] / "js"
 PLAYABLE_MIMES = frozenset({"image/gif", "image/webp", "image/apng"})
 COMPARE_MAX_SIDE = 1024
 FALLBACK_CELL = 128
@@ -38,8 +38,8 @@ class ResultGrid(StaticTwin, anywidget.AnyWidget):
     Row numbers used by `compare`, `diff_image` and the front end are positions (iloc) in `df`.
     """
 
-    _esm = _JS / "grid.js"
-    _css = _JS / "grid.css"
+    _esm = asset("grid.js")
+    _css = asset("grid.css")
 
     x = traitlets.Unicode(None, allow_none=True).tag(sync=True)
     y = traitlets.Unicode(None, allow_none=True).tag(sync=True)

@@ -11,17 +11,16 @@ import base64
 import html
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets
 
 from comfy_widgets.results import gridimage
+from comfy_widgets.widgets.assets import asset
 from comfy_widgets.widgets.fallback import LIVE_CLASS, StaticTwin
 from comfy_widgets.widgets.throttle import Throttle
 
-_JS = Path(__file__).parents[2] / "js"
 MESSAGE_RATE = 20.0
 PREVIEW_RATE = 5.0
 THUMBNAIL_SIZE = 256
@@ -117,8 +116,8 @@ def image_outputs(job: Any) -> list[Any]:
 class ProgressView(StaticTwin, anywidget.AnyWidget):
     """Live status of a ComfyUI job: badge, progress, node timeline, preview, images, Cancel."""
 
-    _esm = _JS / "progress.js"
-    _css = _JS / "progress.css"
+    _esm = asset("progress.js")
+    _css = asset("progress.css")
 
     prompt_id = traitlets.Unicode("").tag(sync=True)
     status = traitlets.Unicode("pending").tag(sync=True)

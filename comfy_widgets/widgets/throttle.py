@@ -58,6 +58,7 @@ class Throttle:
         self._last_sent = float("-inf")
         self._timer: _Handle | None = None
         self._closed = False
+        self._delivering = 0  # sends taken from _pending but not yet handed over
         self.sends = 0
 
     def push(self, changes: dict[Any, Any]) -> None:
@@ -86,9 +87,9 @@ class Throttle:
 
     @property
     def pending(self) -> bool:
-        """True while some pushed change has not been sent yet."""
+        """True while some pushed change has not been sent yet (or its send is still running)."""
         with self._lock:
-            return bool(self._pending)
+            return bool(self._pending) or self._delivering > 0
 
     def _trailing(self) -> None:
         with self._lock:
@@ -98,11 +99,16 @@ class Throttle:
             batch = self._take()
         self._deliver(batch)
 
-    def _take(self) -> dict[str, Any]:
+    def _take(self) -> dict[Any, Any]:
         batch, self._pending = self._pending, {}
         self._last_sent = self._clock()
         self.sends += 1
+        self._delivering += 1
         return batch
 
-    def _deliver(self, batch: dict[str, Any]) -> None:
-        self._send(batch)
+    def _deliver(self, batch: dict[Any, Any]) -> None:
+        try:
+            self._send(batch)
+        finally:
+            with self._lock:
+                self._delivering -= 1

@@ -1,4 +1,4 @@
-"""UI (litegraph) workflow -> API prompt, following the rules of ComfyUI frontend 1.27.10.
+"""UI (litegraph) workflow -> API prompt, following the rules of ComfyUI frontend 1.58.1.
 
 This mirrors ``graphToPrompt`` in the frontend (``executionUtil.ts`` and ``ExecutableNodeDTO``):
 nodes are visited in execution order with subgraph instances expanded into ``"<inst>:<inner>"``
@@ -25,7 +25,16 @@ from comfy_widgets.workflow.frontend_text import (
     js_string,
     process_dynamic_prompt,
 )
-from comfy_widgets.workflow.object_info import ObjectInfo, Widget, migrate_widget_values
+from comfy_widgets.workflow.object_info import (
+    CUSTOM_COMBO,
+    DYNAMIC_COMBO,
+    ObjectInfo,
+    Widget,
+    child_widgets,
+    default_option,
+    migrate_widget_values,
+    option_children,
+)
 
 #: Frontend-only node types: never sent to the server.
 VIRTUAL_TYPES = frozenset({"PrimitiveNode", "Reroute", "Note", "MarkdownNote"})
@@ -50,6 +59,7 @@ _JSON_SCALARS = frozenset({str, int, bool, type(None)})
 _ANNOTATED = re.compile(r"\[(input|output|temp)\]", re.IGNORECASE)
 MODE_MUTED = 2
 MODE_BYPASS = 4
+_SKIPPED_MODES = (MODE_MUTED, MODE_BYPASS)
 SUBGRAPH_INPUT_NODE = -10
 SUBGRAPH_OUTPUT_NODE = -20
 
@@ -102,7 +112,8 @@ class WidgetState:
 
     slots: list[Widget]
     values: list[Any]
-    promoted_targets: list[tuple[str, Any, str] | None] = field(default_factory=list)
+    #: For a subgraph instance: per promoted widget, the inner (graph key, node id, widget).
+    promoted_targets: list[tuple[str, Any, str]] = field(default_factory=list)
 
     def index(self, name: str) -> int:
         """Index of the first widget with this name, or -1."""
@@ -181,6 +192,156 @@ def _make_graph(key: str, data: dict[str, Any], definition: dict[str, Any] | Non
             raise WorkflowError(f"a node in graph {key!r} has no id: {str(node)[:80]}")
         nodes[node["id"]] = node
     return Graph(key, nodes, parse_links(data.get("links")), definition)
+
+
+def dedupe_subgraph_node_ids(ui: dict[str, Any]) -> list[dict[str, Any]]:
+    """The subgraph definitions with inner node ids made unique, as frontend 1.58 does on load
+    (``deduplicateClonedSubgraphNodeIds`` in subgraphDeduplication.ts).
+
+    Ids already used by a root node or an earlier definition's node get the next free id after
+    the graph's last node id, and the definition's links follow; this changes the execution ids
+    the prompt uses (``41:43`` becomes ``41:53``). Definitions that need no change are returned
+    as they are; changed ones are copies (the workflow itself is never modified).
+    """
+    subgraphs = [
+        sub
+        for sub in (ui.get("definitions") or {}).get("subgraphs") or []
+        if isinstance(sub, dict) and sub.get("id")
+    ]
+    if not subgraphs:
+        return []
+    used = {str(n.get("id")) for n in ui.get("nodes") or [] if isinstance(n, dict)}
+    numbers = {int(k) for k in used if _is_array_index(k)}
+    state = ui.get("state")
+    last = state.get("lastNodeId") if isinstance(state, dict) else ui.get("last_node_id")
+    last = last if isinstance(last, int) and not isinstance(last, bool) and last >= 0 else 0
+    result = []
+    for sub in subgraphs:
+        remap: dict[str, int] = {}
+        seen: set[str] = set()
+        for node in sub.get("nodes") or []:
+            if not isinstance(node, dict):
+                continue
+            key = str(node.get("id"))
+            if key in seen:
+                continue  # a repeat inside one definition: the first one is kept
+            seen.add(key)
+            if key in used:
+                new_id = last + 1
+                while new_id in numbers:
+                    new_id += 1
+                last = new_id
+                remap[key] = new_id
+                numbers.add(new_id)
+                used.add(str(new_id))
+            else:
+                used.add(key)
+                if _is_array_index(key):
+                    numbers.add(int(key))
+                    last = max(last, int(key))
+        result.append(_one_link_per_input(_renumbered(sub, remap) if remap else sub))
+    return result
+
+
+def _one_link_per_input(sub: dict[str, Any]) -> dict[str, Any]:
+    """Keep one link per target slot of a subgraph, as ``normalizeConfiguredTopology`` does
+    (linkDeduplication.ts): the first, unless only a later one is held by the target input;
+    references to a dropped link move to the one kept."""
+    links = sub.get("links")
+    if not isinstance(links, list) or len(links) < 2:
+        return sub
+    held = {
+        inp.get("link")
+        for node in sub.get("nodes") or []
+        if isinstance(node, dict)
+        for inp in node.get("inputs") or []
+        if isinstance(inp, dict) and inp.get("link") is not None
+    }
+    kept: list[Any] = []
+    at: dict[tuple[str, Any], int] = {}
+    moved: dict[Any, Any] = {}
+    for link in links:
+        fields = _link_fields(link)
+        if fields is None:
+            kept.append(link)
+            continue
+        link_id, origin, origin_slot, target, target_slot = fields
+        index = at.get((str(target), target_slot))
+        if index is None:
+            at[(str(target), target_slot)] = len(kept)
+            kept.append(link)
+            continue
+        survivor = _link_fields(kept[index]) or fields
+        same = str(survivor[1]) == str(origin) and survivor[2] == origin_slot
+        if not same and link_id in held and survivor[0] not in held:
+            kept[index] = link
+            for old, new in list(moved.items()):
+                if new == survivor[0]:
+                    moved[old] = link_id
+            moved[survivor[0]] = link_id
+        else:
+            moved[link_id] = survivor[0]
+    if len(kept) == len(links):
+        return sub
+    nodes = []
+    for node in sub.get("nodes") or []:
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if isinstance(inputs, list) and any(
+            isinstance(i, dict) and i.get("link") in moved for i in inputs
+        ):
+            node = {
+                **node,
+                "inputs": [
+                    {**i, "link": moved[i["link"]]}
+                    if isinstance(i, dict) and i.get("link") in moved
+                    else i
+                    for i in inputs
+                ],
+            }
+        nodes.append(node)
+    return {**sub, "nodes": nodes, "links": kept}
+
+
+def _link_fields(link: Any) -> tuple[Any, Any, Any, Any, Any] | None:
+    """(id, origin id, origin slot, target id, target slot) of a stored link, or None."""
+    if isinstance(link, dict):
+        return (
+            link.get("id"),
+            link.get("origin_id"),
+            link.get("origin_slot"),
+            link.get("target_id"),
+            link.get("target_slot"),
+        )
+    if isinstance(link, list) and len(link) >= 5:
+        return link[0], link[1], link[2], link[3], link[4]
+    return None
+
+
+def _renumbered(sub: dict[str, Any], remap: dict[str, int]) -> dict[str, Any]:
+    """A copy of a subgraph definition with node ids (and the links' ends) remapped."""
+    nodes = []
+    for node in sub.get("nodes") or []:
+        if isinstance(node, dict) and str(node.get("id")) in remap:
+            node = {**node, "id": remap[str(node["id"])]}
+        nodes.append(node)
+    links = []
+    for link in sub.get("links") or []:
+        if isinstance(link, dict):
+            link = {
+                **link,
+                "origin_id": remap.get(str(link.get("origin_id")), link.get("origin_id")),
+                "target_id": remap.get(str(link.get("target_id")), link.get("target_id")),
+            }
+        elif isinstance(link, list) and len(link) >= 5:
+            link = [
+                link[0],
+                remap.get(str(link[1]), link[1]),
+                link[2],
+                remap.get(str(link[3]), link[3]),
+                *link[4:],
+            ]
+        links.append(link)
+    return {**sub, "nodes": nodes, "links": links}
 
 
 def fix_output_links(graph: Graph) -> None:
@@ -265,7 +426,7 @@ class Converter:
         self.root = _make_graph("root", ui, None)
         fix_output_links(self.root)
         self.subgraphs: dict[str, Graph] = {}
-        for sub in (ui.get("definitions") or {}).get("subgraphs") or []:
+        for sub in dedupe_subgraph_node_ids(ui):
             if isinstance(sub, dict) and sub.get("id"):
                 self.subgraphs[str(sub["id"])] = _make_graph(str(sub["id"]), sub, sub)
         self.states: dict[tuple[str, Any], WidgetState] = {}
@@ -275,6 +436,8 @@ class Converter:
         self._layouts: dict[str, tuple[list[Widget], tuple[Any, ...], tuple[int, ...]]] = {}
         #: ``control_after_generate`` of each emitted node's widgets: {exec_id: {field: mode}}.
         self.controls: dict[str, dict[str, str]] = {}
+        #: The node being read, for errors about input the checks let through.
+        self.where = "the workflow"
         #: Inputs fed by one PrimitiveNode: [(title, [(exec_id, field), ...]), ...].
         self.primitive_groups: list[tuple[str | None, list[tuple[str, str]]]] = []
 
@@ -283,11 +446,14 @@ class Converter:
     def convert(self) -> dict[str, Any]:
         """Run the whole conversion and return the API prompt."""
         self._configure_all()
-        for node in self._execution_order(self.root):
-            self._expand(node, (), None)
+        for raw in self._execution_order(self.root):
+            # graphToPrompt does not ask a muted or bypassed top-level instance for its inner
+            # nodes (nested ones still give theirs: ``SubgraphNode.getInnerNodes``).
+            self._expand(raw, (), None, with_inner=(raw.get("mode") or 0) not in _SKIPPED_MODES)
         self._apply_primitives()
         output: dict[str, Any] = {}
         for node in self.nodes.values():
+            self.where = f"node {node.exec_id} ({node.type})"
             entry = self._serialize(node)
             if entry is not None:
                 output[node.exec_id] = entry
@@ -312,10 +478,12 @@ class Converter:
         for graph in graphs:
             for node_id, raw in graph.nodes.items():
                 if not self._is_subgraph(raw):
+                    self.where = _where(graph, node_id, raw)
                     self.states[(graph.key, node_id)] = self._node_widgets(raw)
         for graph in graphs:
             for node_id, raw in graph.nodes.items():
                 if self._is_subgraph(raw):
+                    self.where = _where(graph, node_id, raw)
                     self._configure_instance(graph, node_id, raw, set())
 
     def _node_widgets(self, raw: dict[str, Any]) -> WidgetState:
@@ -328,9 +496,13 @@ class Converter:
         if node_type in VIRTUAL_TYPES:
             return WidgetState([], [])
         if not self.object_info.has(node_type):
+            # placeholder widgets all called UNKNOWN: the widget store renames the repeats
+            names = ["UNKNOWN", *(f"UNKNOWN_{i}" for i in range(1, len(stored)))][: len(stored)]
             return WidgetState(
-                [Widget("UNKNOWN")] * len(stored), [_placeholder_value(v) for v in stored]
+                [Widget(name) for name in names], [_placeholder_value(v) for v in stored]
             )
+        if self.object_info.is_dynamic(node_type):
+            return configure_dynamic(self.object_info, node_type, stored)
         slots, defaults, stored_at = self._widget_layout(node_type)
         stored = migrate_widget_values(self.object_info, node_type, stored)
         values = list(defaults)
@@ -388,10 +560,13 @@ class Converter:
         for link_id in sub_input.get("linkIds") or []:
             link = sub.links.get(link_id)
             target = sub.nodes.get(link.target_id) if link else None
-            target_input = self._target_input(sub, link) if target is not None else None
+            if target is None:
+                continue
+            target_input = _stored_target_input(target, link)
             widget_name = (target_input.get("widget") or {}).get("name") if target_input else None
             if not widget_name:
                 continue
+            state: WidgetState | None
             if self._is_subgraph(target):
                 state = self._configure_instance(sub, target["id"], target, seen)
             else:
@@ -431,11 +606,18 @@ class Converter:
         stored = [i for i in raw.get("inputs") or [] if isinstance(i, dict)]
         node_type = str(raw.get("type"))
         if self.object_info.has(node_type):
-            stored = self._rebuild_inputs(node_type, stored)
+            state = self.states.get(key)
+            names = None
+            if state is not None and self.object_info.is_dynamic(node_type):
+                names = frozenset(slot.name for slot in state.slots)
+                stored = _drop_stale_option_inputs(state, stored)
+            stored = self._rebuild_inputs(node_type, stored, names)
         self._input_cache[key] = stored
         return stored
 
-    def _rebuild_inputs(self, node_type: str, stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _rebuild_inputs(
+        self, node_type: str, stored: list[dict[str, Any]], names: frozenset[str] | None = None
+    ) -> list[dict[str, Any]]:
         by_name = {i.get("name"): i for i in stored}
         rebuilt: list[dict[str, Any]] = []
         for template, overrides in self._slot_templates(node_type):
@@ -447,7 +629,7 @@ class Converter:
             else:
                 rebuilt.append({**saved, **overrides})
         if by_name:
-            names = self.object_info.widget_names(node_type)
+            names = names if names is not None else self.object_info.widget_names(node_type)
             rebuilt += [
                 i
                 for i in stored
@@ -490,8 +672,8 @@ class Converter:
     def _run_widget_callback(self, graph_key: str, node_id: Any, name: str) -> None:
         """A PrimitiveNode calls the target widget's callback: numbers get rounded and clamped."""
         state = self.states.get((graph_key, node_id))
-        i = state.index(name) if state else -1
-        if i < 0 or state.slots[i].spec is None:
+        i = state.index(name) if state is not None else -1
+        if state is None or i < 0 or state.slots[i].spec is None:
             return
         adjusted = number_widget_callback(state.slots[i].spec, state.values[i])
         if adjusted is not state.values[i]:
@@ -500,7 +682,9 @@ class Converter:
     def _slot_spec(self, graph_key: str, node_id: Any, name: str) -> Any:
         """The input spec behind a widget (promoted widgets copy their inner widget's)."""
         state = self.states.get((graph_key, node_id))
-        i = state.index(name) if state else -1
+        if state is None:
+            return None
+        i = state.index(name)
         return state.slots[i].spec if i >= 0 else None
 
     def _widget_value(self, graph_key: str, node_id: Any, name: str) -> Any:
@@ -563,7 +747,13 @@ class Converter:
         rest.sort(key=lambda raw: _js_key_rank(raw["id"]))
         return order + rest
 
-    def _expand(self, raw: dict[str, Any], path: tuple[str, ...], instance: Node | None) -> None:
+    def _expand(
+        self,
+        raw: dict[str, Any],
+        path: tuple[str, ...],
+        instance: Node | None,
+        with_inner: bool = True,
+    ) -> None:
         """Register a node (and, for a subgraph instance, its inner nodes depth-first)."""
         graph = self.root if instance is None else self.subgraphs[instance.type]
         exec_id = ":".join((*path, str(raw["id"])))
@@ -582,7 +772,7 @@ class Converter:
         )
         if exec_id not in self.nodes:
             self.nodes[exec_id] = node
-        if not is_sub:
+        if not is_sub or not with_inner:
             return
         if len(path) > 32:
             raise WorkflowError(f"subgraphs nested too deeply at node {exec_id}")
@@ -605,9 +795,9 @@ class Converter:
             # The frontend looks the links up in the root graph, even from inside a subgraph
             # (where it fails when the id is missing; then this uses the subgraph's own link).
             links = [
-                self.root.links.get(i) or node.graph.links.get(i)
+                link
                 for i in link_ids
-                if i in self.root.links or i in node.graph.links
+                if (link := self.root.links.get(i) or node.graph.links.get(i)) is not None
             ]
             targets: list[tuple[str, str]] = []
             self.primitive_groups.append((node.raw.get("title"), targets))
@@ -670,6 +860,9 @@ class Converter:
             if slot.in_prompt and slot.name and value is not UNDEFINED:
                 if save_node or not slot.plain:
                     value = self._serialize_widget(node, slot, value)
+                if slot.spec is not None and slot.spec.type == "CURVE" and value is not None:
+                    inputs[slot.name] = {"__type__": "CURVE", "__value__": js_number(value)}
+                    continue
                 inputs[slot.name] = value if type(value) in _JSON_SCALARS else _wrap(value)
         for i, inp in enumerate(node.inputs):
             if inp.get("link") is None:
@@ -688,11 +881,21 @@ class Converter:
         inputs = js_key_order(inputs)
         if state is not None:
             self._record_controls(node.exec_id, state)
-        if not known:
-            title = node.raw.get("title")
-            return {"inputs": inputs, "_meta": {"title": title} if title else {}}
-        title = self._title(node.raw)
-        return {"inputs": inputs, "class_type": node.type, "_meta": {"title": title}}
+        if not known:  # a placeholder: no class_type, its own title (else an empty one)
+            return {"inputs": inputs, "_meta": self._meta(node.raw, node.raw.get("title") or "")}
+        return {"inputs": inputs, "class_type": node.type, "_meta": self._meta(node.raw)}
+
+    def _meta(self, raw: dict[str, Any], title: Any = None) -> dict[str, Any]:
+        """``_meta`` as frontend 1.58 writes it: the title, then the node pack and its version
+        from the node's properties (``cnr_id``, ``ver``) when it has them."""
+        meta: dict[str, Any] = {"title": self._title(raw) if title is None else title}
+        properties = raw.get("properties")
+        if isinstance(properties, dict):
+            for key in ("cnr_id", "ver"):
+                value = properties.get(key)
+                if value is not None and value != "":
+                    meta[key] = value
+        return meta
 
     def _serialize_widget(self, node: Node, slot: Widget, value: Any) -> Any:
         """A widget's value as the frontend serializes it (fixed, DOM text, dynamic prompts)."""
@@ -817,11 +1020,9 @@ class Converter:
             if state is None or state.index(name) < 0:
                 return None
             index = state.index(name)
-            return Resolved(
-                origin_id=instance.exec_id,
-                is_value=True,
-                value=_widget_text(state.slots[index], state.values[index]),
-            )
+            # frontend 1.58 keeps a promoted value on the host as it was saved (ADR 0009):
+            # no textarea turns it into text on the way
+            return Resolved(origin_id=instance.exec_id, is_value=True, value=state.values[index])
         return self._resolve_input(instance, slot, visited)
 
     def _resolve_output(
@@ -894,6 +1095,114 @@ def _bypass_slot(node: Node, slot: int, wanted_type: Any) -> int:
         ):
             return i
     return -1
+
+
+def _stored_target_input(target: dict[str, Any], link: Link | None) -> dict[str, Any] | None:
+    """The saved input a subgraph input's link ends at (by link id, else by slot), as
+    ``LLink.resolve`` finds it: its widget name must still be a widget of the node to promote."""
+    inputs = [i for i in target.get("inputs") or [] if isinstance(i, dict)]
+    if link is None:
+        return None
+    for inp in inputs:
+        if inp.get("link") == link.id:
+            return inp
+    return inputs[link.target_slot] if 0 <= link.target_slot < len(inputs) else None
+
+
+def _drop_stale_option_inputs(
+    state: WidgetState, stored: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """A DynamicCombo removes the ``<name>.*`` inputs of options other than its current one
+    (``updateWidgets`` in dynamicWidgets.ts): a saved input under a combo survives only when the
+    chosen option has it (an input, or an Autogrow group it grows from)."""
+    combos = [
+        (slot.name, slot.spec, value)
+        for slot, value in zip(state.slots, state.values, strict=True)
+        if slot.spec is not None and slot.spec.type == DYNAMIC_COMBO
+    ]
+    if not combos:
+        return stored
+    kept = []
+    for inp in stored:
+        name = str(inp.get("name"))
+        owner = max(
+            (c for c in combos if name.startswith(c[0] + ".")),
+            key=lambda c: len(c[0]),
+            default=None,
+        )
+        if owner is not None:
+            children = option_children(owner[1], owner[2]) if isinstance(owner[2], str) else []
+            if not any(name == c.name or name.startswith(c.name + ".") for c in children):
+                continue
+        kept.append(inp)
+    return kept
+
+
+def configure_dynamic(object_info: ObjectInfo, node_type: str, stored: list[Any]) -> WidgetState:
+    """Apply ``widgets_values`` one by one to a node whose widgets change as values are set.
+
+    ``LGraphNode.configure`` walks the live widget list, giving each saved widget the next
+    stored value: setting a DynamicCombo replaces its ``<name>.*`` children (with their defaults)
+    right after it, so the following values go to the new children; setting CustomCombo's last
+    non-empty ``optionN`` adds ``optionN+1`` (``dynamicWidgets.ts``, ``customWidgets.ts``).
+    """
+    slots = list(object_info.widgets(node_type))
+    values = [_default_value(slot) for slot in slots]
+    position = 0
+    i = 0
+    while i < len(slots) and position < len(stored):
+        slot = slots[i]
+        if not slot.stored:
+            i += 1
+            continue
+        value = stored[position]
+        position += 1
+        values[i] = value
+        if slot.spec is not None and slot.spec.type == DYNAMIC_COMBO:
+            _replace_children(slots, values, i, slot, value)
+        elif node_type == CUSTOM_COMBO and slot.name.startswith("option"):
+            _grow_custom_combo(slots, values, i, value)
+        if len(slots) > 10_000:
+            raise WorkflowError(f"node type {node_type} grows without bound while loading")
+        i += 1
+    if node_type == CUSTOM_COMBO and len(slots) > 1 and slots[1].name == "index":
+        options = values[2:]
+        values[1] = options.index(values[0]) if values[0] in options else -1
+    return WidgetState(slots, values)
+
+
+def _replace_children(
+    slots: list[Widget], values: list[Any], i: int, combo: Widget, value: Any
+) -> None:
+    """A DynamicCombo was set: drop every ``<name>.*`` widget, insert the option's children."""
+    prefix = combo.name + "."
+    keep = [j for j, slot in enumerate(slots) if not slot.name.startswith(prefix)]
+    slots[:] = [slots[j] for j in keep]
+    values[:] = [values[j] for j in keep]
+    at = slots.index(combo) + 1 if combo in slots else i + 1
+    spec = combo.spec
+    children = child_widgets(spec, value) if spec is not None and isinstance(value, str) else []
+    slots[at:at] = children
+    values[at:at] = [_default_value(child) for child in children]
+
+
+def _grow_custom_combo(slots: list[Widget], values: list[Any], i: int, value: Any) -> None:
+    """CustomCombo: a value in the last option adds an empty next one; clearing the one before
+    an empty last option removes that last option."""
+    if i == len(slots) - 1:
+        if value:
+            name = f"option{len(slots) - 1}"
+            slots.append(Widget(name, slots[i].spec, default=""))
+            values.append("")
+        return
+    if not value and i == len(slots) - 2 and not values[-1]:
+        slots.pop()
+        values.pop()
+
+
+def _where(graph: Graph, node_id: Any, raw: dict[str, Any]) -> str:
+    inside = "" if graph.key == "root" else f" of subgraph {graph.key}"
+    return f"node {node_id}{inside} ({raw.get('type')})"
 
 
 def _holds(slot: dict[str, Any], overrides: dict[str, Any]) -> bool:
@@ -984,12 +1293,16 @@ def _upload_combo_value(slot: Widget, value: Any) -> Any:
 def _default_value(slot: Widget) -> Any:
     """A widget's value before ``widgets_values`` is applied, as the frontend initialises it."""
     spec = slot.spec
+    if slot.has_fixed:
+        return slot.fixed
     if spec is None:
         return slot.default
+    if spec.type == DYNAMIC_COMBO:
+        return default_option(spec)
     default = spec.options.get("default")
     if spec.type == "COMBO":
         if default or spec.choices:
-            return default or spec.choices[0]
+            return default or (spec.choices or (None,))[0]
         return "Loading..." if spec.options.get("remote") else UNDEFINED
     if default is not None:
         return default
@@ -1012,25 +1325,60 @@ def _js_key_rank(node_id: Any) -> tuple[int, int]:
 def convert_ui_to_api(
     ui: dict[str, Any], object_info: ObjectInfo, allow_unknown_nodes: bool = False
 ) -> dict[str, Any]:
-    """Convert a UI workflow dict to an API prompt exactly as frontend 1.27.10 would."""
+    """Convert a UI workflow dict to an API prompt exactly as frontend 1.58.1 would, with the
+    node definitions of the server that will run it (``object_info``)."""
     return Converter(ui, object_info, allow_unknown_nodes).convert()
 
 
 def widgets_values_index(object_info: ObjectInfo, node: dict[str, Any], name: str) -> int | None:
     """Where a UI node's ``widgets_values`` holds widget ``name``, read as ``_node_widgets`` reads
-    it (hidden control values and pre-1.16 forceInput values counted); None if it holds none."""
+    it (hidden control values and pre-1.16 forceInput values counted); None if it holds none.
+
+    The index may be past the end of a short list (a widget a newer node definition added):
+    ``stored_widget_defaults`` gives the values to pad it with.
+    """
     stored = node.get("widgets_values")
     if not isinstance(stored, list):
         return None
+    layout = _stored_layout(object_info, node)
+    if layout is None:
+        return None
+    slots, _values = layout
+    position = next((i for i, slot in enumerate(slots) if slot.name == name), -1)
+    if position < 0:
+        return None
+    node_type = str(node.get("type"))
+    if node_type == "PrimitiveNode" or object_info.is_dynamic(node_type):
+        return position
+    kept = migrate_widget_values(object_info, node_type, list(range(len(stored))))
+    if position < len(kept):
+        return kept[position]
+    return position if len(kept) == len(stored) else None
+
+
+def stored_widget_defaults(object_info: ObjectInfo, node: dict[str, Any]) -> list[Any]:
+    """The value of every saved widget of a node as loaded (stored order): what a short
+    ``widgets_values`` is padded with before a value is written past its end."""
+    layout = _stored_layout(object_info, node)
+    return [] if layout is None else layout[1]
+
+
+def _stored_layout(
+    object_info: ObjectInfo, node: dict[str, Any]
+) -> tuple[list[Widget], list[Any]] | None:
+    """The widgets of a node that ``widgets_values`` holds, with their values after loading."""
+    stored = node.get("widgets_values")
+    stored = stored if isinstance(stored, list) else []
     node_type = str(node.get("type"))
     if node_type == "PrimitiveNode":
-        return 0 if name == "value" and stored else None
+        return [Widget("value")], [stored[0] if stored else None]
     if node_type in VIRTUAL_TYPES or not object_info.has(node_type):
         return None
-    slots = object_info.widgets(node_type)
-    slot = next((i for i, widget in enumerate(slots) if widget.name == name), -1)
-    if slot < 0 or not slots[slot].stored:
-        return None
-    position = sum(1 for widget in slots[:slot] if widget.stored)
-    kept = migrate_widget_values(object_info, node_type, list(range(len(stored))))
-    return kept[position] if position < len(kept) else None
+    if object_info.is_dynamic(node_type):
+        state = configure_dynamic(object_info, node_type, stored)
+        pairs = [(s, v) for s, v in zip(state.slots, state.values, strict=True) if s.stored]
+    else:
+        pairs = [(s, _default_value(s)) for s in object_info.widgets(node_type) if s.stored]
+        kept = migrate_widget_values(object_info, node_type, stored)
+        pairs = [(s, kept[i] if i < len(kept) else v) for i, (s, v) in enumerate(pairs)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]

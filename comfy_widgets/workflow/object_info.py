@@ -37,8 +37,29 @@ WIDGET_TYPES = frozenset(
         "AUDIO_RECORD",
         "LOAD_3D",
         "LOAD_3D_ANIMATION",
+        "COMFY_DYNAMICCOMBO_V3",
+        "PREVIEW_3D",
+        # widgets frontend 1.58 added (``ComfyWidgets`` in scripts/widgets.ts)
+        "BOUNDING_BOX",
+        "PAINTER",
+        "COMPOSITOR",
+        "CURVE",
+        "RANGE",
+        "VIDEO_EDIT",
+        "RESOLUTION_PREVIEW",
+        "BOUNDING_BOXES",
+        "LIGHT_INFO_PREVIEW",
+        "COLORS",
     }
 )
+#: V3 inputs whose chosen option adds child inputs named ``<input>.<child>`` right after it.
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
+#: V3 inputs that grow a group of numbered inputs (``images.image_1``…) as they are connected.
+AUTOGROW = "COMFY_AUTOGROW_V3"
+#: V3 inputs that take whatever type is connected, among the types they allow.
+MATCH_TYPE = "COMFY_MATCHTYPE_V3"
+#: Nodes whose widgets the frontend's extensions change while values are applied.
+CUSTOM_COMBO = "CustomCombo"
 #: Folders whose file lists describe one machine only (models, inputs).
 MODEL_LIST_INPUTS = {
     "ckpt_name": "checkpoints",
@@ -65,7 +86,7 @@ MODEL_LIST_INPUTS = {
 }
 #: Nodes to which the frontend adds an ``audioUI`` widget (always serialized as "").
 AUDIO_UI_NODES = frozenset(
-    {"LoadAudio", "SaveAudio", "PreviewAudio", "SaveAudioMP3", "SaveAudioOpus"}
+    {"LoadAudio", "SaveAudio", "PreviewAudio", "SaveAudioMP3", "SaveAudioOpus", "SaveAudioAdvanced"}
 )
 _UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
 #: Widget types added by the frontend's extensions that hold no node input value.
@@ -151,7 +172,92 @@ def _parse_spec(name: str, raw: Any, required: bool) -> InputSpec:
         return InputSpec(name, "COMBO", options, required, tuple(head))
     if head == "COMBO":
         return InputSpec(name, "COMBO", options, required, tuple(options.get("options") or ()))
+    if head == DYNAMIC_COMBO:
+        keys = tuple(str(o.get("key")) for o in options.get("options") or () if isinstance(o, dict))
+        return InputSpec(name, DYNAMIC_COMBO, options, required, keys)
     return InputSpec(name, str(head), options, required)
+
+
+def option_children(spec: InputSpec, key: Any) -> list[InputSpec]:
+    """The child inputs a DynamicCombo adds for option ``key``, named ``<input>.<child>``
+    (required then optional), as the frontend's ``dynamicComboWidget`` adds them."""
+    if spec.type != DYNAMIC_COMBO:
+        return []
+    for option in spec.options.get("options") or ():
+        if isinstance(option, dict) and str(option.get("key")) == str(key):
+            inputs = option.get("inputs")
+            inputs = inputs if isinstance(inputs, dict) else {}
+            children: list[InputSpec] = []
+            for section in ("required", "optional"):
+                group = inputs.get(section)
+                for name, raw in (group if isinstance(group, dict) else {}).items():
+                    children.append(_parse_spec(f"{spec.name}.{name}", raw, section == "required"))
+            return children
+    return []
+
+
+def default_option(spec: InputSpec) -> Any:
+    """The option a new DynamicCombo widget starts with: its first key (the frontend builds the
+    combo from the keys alone, so a ``default`` in the spec is not used)."""
+    return spec.choices[0] if spec.choices else None
+
+
+def child_widgets(spec: InputSpec, key: Any) -> list[Widget]:
+    """The widget slots the children of one DynamicCombo option create, nested ones expanded."""
+    widgets: list[Widget] = []
+    for child in option_children(spec, key):
+        widgets.extend(_widgets_for(child))
+    return widgets
+
+
+def autogrow_spec(spec: InputSpec, name: str) -> InputSpec | None:
+    """The input spec an Autogrow input gives one of its grown inputs (``<group>.<name>``):
+    its template input, named as the frontend names it (``names[i]``, or prefix/key + ordinal)."""
+    if spec.type != AUTOGROW or not name.startswith(spec.name + "."):
+        return None
+    template = spec.options.get("template")
+    template = template if isinstance(template, dict) else {}
+    inputs = template.get("input")
+    inputs = inputs if isinstance(inputs, dict) else {}
+    specs = []
+    for section in ("required", "optional"):
+        group = inputs.get(section)
+        for key, raw in (group if isinstance(group, dict) else {}).items():
+            specs.append(_parse_spec(key, raw, section == "required"))
+    base = name[len(spec.name) + 1 :]
+    names = template.get("names")
+    prefix = template.get("prefix") or ""
+    for child in specs:
+        if isinstance(names, list) and base in names:
+            ordinal_ok = True
+        else:
+            stem = prefix if len(specs) == 1 else child.name
+            ordinal_ok = base.startswith(str(stem)) and base[len(str(stem)) :].isdigit()
+        if ordinal_ok:
+            return InputSpec(name, child.type, child.options, False, child.choices)
+    return None
+
+
+def resolve_input(
+    info: ObjectInfo, class_type: str, name: str, inputs: dict[str, Any]
+) -> InputSpec | None:
+    """The spec of one input a prompt sends, dotted ones included: ``model.duration`` is a child
+    of DynamicCombo ``model`` under its current option (``inputs['model']``), nested ones
+    recursively; ``images.image_1`` an input grown by Autogrow ``images``."""
+    specs: tuple[InputSpec, ...] | list[InputSpec] = info.inputs(class_type)
+    while True:
+        match = next((s for s in specs if s.name == name), None)
+        if match is not None:
+            return match
+        parent = next((s for s in specs if name.startswith(s.name + ".")), None)
+        if parent is None:
+            return None
+        if parent.type == AUTOGROW:
+            return autogrow_spec(parent, name)
+        if parent.type != DYNAMIC_COMBO:
+            return None
+        option = inputs.get(parent.name)
+        specs = option_children(parent, option)
 
 
 class ObjectInfo:
@@ -172,6 +278,7 @@ class ObjectInfo:
         self._plans: dict[str, tuple[tuple[bool, ...], int] | None] = {}
         self._names: dict[str, frozenset[str]] = {}
         self._folders: dict[tuple[str, str], str | None] = {}
+        self._dynamic: dict[str, bool] = {}
 
     @classmethod
     def bundled(cls) -> ObjectInfo:
@@ -192,12 +299,13 @@ class ObjectInfo:
         return self.raw[class_type]
 
     def display_name(self, class_type: str) -> str:
-        """The default node title: the frontend's English name for the class, else the server's."""
-        title = _frontend_titles().get(class_type)
-        if title:
-            return title
-        info = self.raw.get(class_type) or {}
-        return info.get("display_name") or info.get("name") or class_type
+        """The default node title as frontend 1.58 resolves it in English (``resolveNodeDefPath``
+        in ``i18n.ts``): the server's display name, else the frontend's own, else the class."""
+        info = self.raw.get(class_type)
+        name = info.get("display_name") if isinstance(info, dict) else None
+        if isinstance(name, str) and name:
+            return name
+        return _frontend_titles().get(class_type) or class_type
 
     def inputs(self, class_type: str) -> tuple[InputSpec, ...]:
         """Required then optional inputs of a class, in the server's order."""
@@ -220,6 +328,18 @@ class ObjectInfo:
         if cached is None:
             cached = tuple(_build_widgets(class_type, self.raw.get(class_type) or {}))
             self._widgets[class_type] = cached
+        return cached
+
+    def is_dynamic(self, class_type: str) -> bool:
+        """True when a node's widget list changes as its values are applied (DynamicCombo
+        inputs, the CustomCombo extension): values must then be applied one at a time."""
+        cached = self._dynamic.get(class_type)
+        if cached is None:
+            cached = class_type == CUSTOM_COMBO or any(
+                w.spec is not None and w.spec.type == DYNAMIC_COMBO
+                for w in self.widgets(class_type)
+            )
+            self._dynamic[class_type] = cached
         return cached
 
     def migration_plan(self, class_type: str) -> tuple[tuple[bool, ...], int] | None:
@@ -259,8 +379,8 @@ class ObjectInfo:
         if cached is None:
             specs = _frontend_inputs(class_type, self.raw.get(class_type) or {})
             cached = tuple(
-                [(s.name, s.type, False) for s in specs if not s.creates_widget]
-                + [(s.name, s.type, True) for s in specs if s.creates_widget]
+                [(s.name, _socket_type(s), False) for s in specs if not s.creates_widget]
+                + [(s.name, _socket_type(s), True) for s in specs if s.creates_widget]
             )
             self._slots[class_type] = cached
         return cached
@@ -290,6 +410,17 @@ class ObjectInfo:
         return f"ObjectInfo({len(self.raw)} node classes, source={self.source!r})"
 
 
+def _socket_type(spec: InputSpec) -> str:
+    """The type of an input's socket: a MatchType input takes the types it allows
+    (``applyMatchType`` in dynamicWidgets.ts), any other its own."""
+    if spec.type == MATCH_TYPE:
+        template = spec.options.get("template")
+        allowed = template.get("allowed_types") if isinstance(template, dict) else None
+        if isinstance(allowed, str) and allowed:
+            return allowed
+    return spec.type
+
+
 def _iter_inputs(info: dict[str, Any]):
     """Yield InputSpec for the required then optional inputs of a NodeInfo dict."""
     inputs = info.get("input") or {}
@@ -311,6 +442,8 @@ def _input_record(class_type: str, info: dict[str, Any]) -> list[InputSpec]:
             record[spec.name] = spec
     if class_type in AUDIO_UI_NODES:
         record["audioUI"] = InputSpec("audioUI", "AUDIO_UI", {}, True)
+    if class_type in ("SaveGLB", "Preview3D"):  # the 3D viewer (Comfy.SaveGLB, Comfy.Preview3D)
+        record["image"] = InputSpec("image", "PREVIEW_3D", {}, True)
     audio = record.get("audio")
     if audio is not None and audio.options.get("audio_upload") is True:
         record["upload"] = InputSpec("upload", "AUDIOUPLOAD", {}, True)
@@ -353,8 +486,10 @@ def _build_widgets(class_type: str, info: dict[str, Any]):
     for spec in _frontend_inputs(class_type, info):
         upload_folder = spec.options.get("image_folder", "input") if spec == target else None
         yield from _widgets_for(spec, upload_folder)
-    if class_type == "PreviewAny":
-        yield Widget("preview", stored=False, fixed="", has_fixed=True)
+    if class_type == CUSTOM_COMBO:
+        # Comfy.CustomWidgets: a hidden ``index`` (of the chosen option) and the first option.
+        yield Widget("index", default=-1)
+        yield Widget("option1", InputSpec("option1", "STRING", {}, True), default="")
 
 
 def _widgets_for(spec: InputSpec, upload_folder: str | None = None):
@@ -362,8 +497,14 @@ def _widgets_for(spec: InputSpec, upload_folder: str | None = None):
     widget_type = spec.options.get("widgetType") or spec.type
     if spec.options.get("forceInput"):
         return
-    if widget_type == "AUDIO_UI":
-        yield Widget(spec.name, stored=False, fixed="", has_fixed=True)
+    if widget_type == "AUDIO_UI":  # a player: neither saved nor sent since frontend 1.58
+        yield Widget(spec.name, in_prompt=False, stored=False)
+    elif widget_type == "IMAGECOMPARE":  # saved nowhere, always sends two empty images
+        yield Widget(spec.name, spec, stored=False, fixed=["", ""], has_fixed=True)
+    elif widget_type == "RESOLUTION_PREVIEW":  # a picture of the size: neither saved nor sent
+        yield Widget(spec.name, in_prompt=False, stored=False)
+    elif widget_type == "PREVIEW_3D":  # the SaveGLB viewer's file, saved and sent as is
+        yield Widget(spec.name, default="")
     elif widget_type in ("IMAGEUPLOAD", "AUDIOUPLOAD"):
         yield Widget(spec.name, in_prompt=False)
     elif widget_type in WIDGET_TYPES:
@@ -377,6 +518,8 @@ def _widgets_for(spec: InputSpec, upload_folder: str | None = None):
             yield Widget("control_after_generate", in_prompt=False)
             if widget_type == "COMBO":
                 yield Widget("control_filter_list", in_prompt=False)
+        if widget_type == DYNAMIC_COMBO:
+            yield from child_widgets(spec, default_option(spec))
 
 
 def migrate_widget_values(object_info: ObjectInfo, class_type: str, values: list[Any]) -> list[Any]:
@@ -401,6 +544,6 @@ def _bundled() -> ObjectInfo:
 
 @lru_cache(maxsize=1)
 def _frontend_titles() -> dict[str, str]:
-    """English display names that frontend 1.27.10 shows (and sends) instead of the server's."""
+    """English display names that frontend 1.58.1 shows (and sends) before the server's own."""
     data = resources.files("comfy_widgets").joinpath("data/frontend_titles.json.gz").read_bytes()
     return json.loads(gzip.decompress(data))

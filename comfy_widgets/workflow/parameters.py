@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 import difflib
 import numbers
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from comfy_widgets.errors import ParameterError
 from comfy_widgets.workflow.conversion import clone_json
@@ -22,10 +22,14 @@ from comfy_widgets.workflow.detection import (
     is_seed_field,
     prompt_roles,
 )
-from comfy_widgets.workflow.object_info import InputSpec, ObjectInfo
-
-if TYPE_CHECKING:
-    pass
+from comfy_widgets.workflow.object_info import (
+    CUSTOM_COMBO,
+    DYNAMIC_COMBO,
+    InputSpec,
+    ObjectInfo,
+    option_children,
+    resolve_input,
+)
 
 _PRIMITIVES = frozenset(
     {
@@ -42,6 +46,7 @@ _SCALAR_TYPES = {
     "STRING": "string",
     "BOOLEAN": "boolean",
     "COMBO": "select",
+    DYNAMIC_COMBO: "select",
 }
 _MAX_LISTED_OPTIONS = 12
 
@@ -72,14 +77,20 @@ class WorkflowParameter:
     #: Other canonical keys set together with this one (inputs fed by one PrimitiveNode).
     linked_keys: tuple[str, ...] = ()
     #: Friendly names that may refer to this parameter (ambiguous ones included).
-    aliases: tuple[str, ...] = field(default_factory=tuple)
+    aliases: tuple[str, ...] = ()
+    #: True for a DynamicCombo: choosing another option changes which inputs the node has.
+    dynamic: bool = False
+    #: For an input a DynamicCombo option adds (``model.duration``): that combo's key.
+    parent: str | None = None
+    #: True when the workflow's author chose this input in App Mode (``extra.linearData``).
+    app_input: bool = False
 
 
 def copy_parameter(param: WorkflowParameter) -> WorkflowParameter:
     """A copy that callers may change freely (options and value are copied too)."""
     copied = copy.copy(param)  # much faster than dataclasses.replace
     if isinstance(param.value, (list, dict)):
-        copied.value = copy.deepcopy(param.value)
+        copied.value = clone_json(param.value)
     if param.options is not None:
         copied.options = list(param.options)
     return copied
@@ -148,7 +159,9 @@ def build_parameter_set(
             )
             if members is not None:
                 param.linked_keys = tuple(members[1:])
-                role = next((roles[_split(k)] for k in members if _split(k) in roles), None)
+                role = next(
+                    (roles[_split(k, prompt)] for k in members if _split(k, prompt) in roles), None
+                )
             else:
                 role = roles.get((node_id, field_name))
             param.aliases = _aliases(param, node, role)
@@ -156,8 +169,46 @@ def build_parameter_set(
     return ParameterSet(params, _name_index(params, prompt), object_info)
 
 
-def _split(key: str) -> tuple[str, str]:
-    node_id, _, field_name = key.rpartition(".")
+def apply_app_inputs(pset: ParameterSet, chosen: list[tuple[str, str | None]]) -> None:
+    """Put the inputs a workflow's author chose in App Mode first, in their order, under their
+    labels, and every other parameter under Advanced.
+
+    ``chosen`` holds (canonical key, label or None) pairs; keys that name no parameter (a linked
+    input, a node no longer there) are skipped, as App Mode itself prunes them.
+    """
+    by_key: dict[str, WorkflowParameter] = {}
+    for param in pset.parameters:
+        for key in (param.key, *param.linked_keys):
+            by_key.setdefault(key, param)
+    first: list[WorkflowParameter] = []
+    for key, label in chosen:
+        found = by_key.get(key)
+        if found is None or found.app_input:
+            continue
+        param = found
+        param.app_input = True
+        param.advanced = False
+        if label:
+            param.label = label
+        first.append(param)
+    if not first:
+        return
+    for param in pset.parameters:
+        if not param.app_input:
+            param.advanced = True
+    pset.parameters[:] = [*first, *(p for p in pset.parameters if not p.app_input)]
+
+
+def _split(key: str, prompt: dict[str, Any] | None = None) -> tuple[str, str]:
+    """``"<node_id>.<field>"`` apart. Fields may hold dots (``model.duration``), and so may
+    API node ids: the node id is the shortest prefix that names a node of ``prompt``."""
+    if prompt is not None:
+        at = key.find(".")
+        while at >= 0:
+            if key[:at] in prompt:
+                return key[:at], key[at + 1 :]
+            at = key.find(".", at + 1)
+    node_id, _, field_name = key.partition(".")
     return node_id, field_name
 
 
@@ -189,22 +240,50 @@ def _is_literal(value: Any) -> bool:
 
 
 def _literal_inputs(node: dict[str, Any], object_info: ObjectInfo):
-    """Yield (field, spec) for a node's widget inputs that hold a value (not a link)."""
+    """Yield (field, spec) for a node's widget inputs that hold a value (not a link).
+
+    Inputs follow the node definition; the dotted inputs a DynamicCombo option or an Autogrow
+    group adds (``model.duration``, ``floats.u_float0``) come right after their parent, in the
+    prompt's order, with the spec of the option or template that made them.
+    """
     class_type = str(node.get("class_type"))
     inputs = node.get("inputs") or {}
+    if not isinstance(inputs, dict):
+        return
     if object_info.has(class_type):
+        dotted = [name for name in inputs if "." in name]
         for spec in object_info.inputs(class_type):
-            if (
-                spec.is_widget
-                and spec.type in _SCALAR_TYPES
-                and spec.name in inputs
-                and _is_literal(inputs[spec.name])
-            ):
+            if _is_value_widget(spec) and spec.name in inputs and _is_literal(inputs[spec.name]):
                 yield spec.name, spec
+            for name in dotted:
+                if name.startswith(spec.name + ".") and _is_literal(inputs[name]):
+                    child = resolve_input(object_info, class_type, name, inputs)
+                    if child is not None and _is_value_widget(child):
+                        yield name, child
+        if class_type == CUSTOM_COMBO:
+            for name, value in inputs.items():
+                if name.startswith("option") and isinstance(value, str):
+                    yield name, InputSpec(name, "STRING", {}, False)
         return
     for name, value in inputs.items():
         if isinstance(value, (str, int, float, bool)) and not isinstance(value, dict):
             yield name, None
+
+
+def _is_value_widget(spec: InputSpec) -> bool:
+    return spec.is_widget and spec.type in _SCALAR_TYPES
+
+
+def _dynamic_parent(node: dict[str, Any], node_id: str, field_name: str) -> str | None:
+    """The key of the DynamicCombo whose option added a dotted input (the longest one that is
+    a literal input of the node), or None."""
+    inputs = node.get("inputs") or {}
+    parts = field_name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        name = ".".join(parts[:cut])
+        if name in inputs and isinstance(inputs[name], str):
+            return f"{node_id}.{name}"
+    return None
 
 
 def _make_parameter(
@@ -226,10 +305,17 @@ def _make_parameter(
     if isinstance(value, dict) and "__value__" in value:
         value = value["__value__"]
     title = (node.get("_meta") or {}).get("title") or object_info.display_name(class_type)
-    fields = described.get((class_type, field_name)) if spec is not None else None
+    # dotted inputs depend on the option chosen, CustomCombo's choices on its options
+    cacheable = spec is not None and "." not in field_name and class_type != CUSTOM_COMBO
+    fields = described.get((class_type, field_name)) if cacheable else None
     if fields is None:
         fields = _input_fields(class_type, field_name, spec, value, object_info)
-        if spec is not None:
+        if class_type == CUSTOM_COMBO and field_name == "choice":
+            inputs = node.get("inputs") or {}
+            fields["options"] = [
+                v for k, v in inputs.items() if k.startswith("option") and isinstance(v, str) and v
+            ]
+        if cacheable:
             described[(class_type, field_name)] = fields
     key = f"{node_id}.{field_name}"
     return WorkflowParameter(
@@ -240,6 +326,8 @@ def _make_parameter(
         value=value,
         node_title=str(title),
         control_after_generate=control if fields["type"] in ("seed", "number", "select") else None,
+        dynamic=spec is not None and spec.type == DYNAMIC_COMBO,
+        parent=_dynamic_parent(node, node_id, field_name) if "." in field_name else None,
         **fields,
     )
 
@@ -251,7 +339,7 @@ def _input_fields(
     options = spec.options if spec is not None else {}
     kind = _param_type(class_type, field_name, spec, value)
     fields: dict[str, Any] = {
-        "label": field_name.replace("_", " ").capitalize(),
+        "label": field_name.rpartition(".")[2].replace("_", " ").capitalize(),
         "type": kind,
         "node_class": class_type,
         "advanced": field_name not in DETECTION_TABLE.get(class_type, ()),
@@ -268,6 +356,8 @@ def _input_fields(
     if spec is not None and spec.type == "COMBO":
         fields["options"] = list(spec.choices or ())
         fields["model_list"] = object_info.model_folder(class_type, field_name)
+    if spec is not None and spec.type == DYNAMIC_COMBO:
+        fields["options"] = list(spec.choices or ())
     return fields
 
 
@@ -402,30 +492,115 @@ def _check_choice(param: WorkflowParameter, value: Any, where: str, trust: bool)
 # --- applying --------------------------------------------------------------------------------
 
 
+def option_parameters(
+    pset: ParameterSet,
+    combo: WorkflowParameter,
+    option: Any,
+    node_inputs: dict[str, Any] | None = None,
+) -> list[WorkflowParameter]:
+    """The inputs choosing ``option`` in DynamicCombo ``combo`` gives its node, as parameters
+    with their default values (nested DynamicCombos at their first option, recursively).
+
+    ``node_inputs`` (the node's current inputs) is needed for a combo that is itself the child
+    of another DynamicCombo."""
+    object_info = pset.object_info
+    spec = resolve_input(object_info, combo.node_class, combo.field, node_inputs or {})
+    if spec is None or spec.type != DYNAMIC_COMBO:
+        return []
+    node = {
+        "class_type": combo.node_class,
+        "inputs": {combo.field: option, **_option_defaults(spec, option)},
+        "_meta": {"title": combo.node_title},
+    }
+    params = []
+    for name, child in _literal_inputs(node, object_info):
+        if name.startswith(combo.field + "."):
+            param = _make_parameter(combo.node_id, node, name, child, object_info, None, {})
+            param.name = param.key
+            params.append(param)
+    return params
+
+
+def _option_defaults(spec: InputSpec, option: Any) -> dict[str, Any]:
+    """Default values of the widget inputs one option adds (nested options expanded)."""
+    values: dict[str, Any] = {}
+    for child in option_children(spec, option):
+        if not child.is_widget:
+            continue
+        if child.type == DYNAMIC_COMBO:
+            first = child.choices[0] if child.choices else None
+            values[child.name] = first
+            values.update(_option_defaults(child, first))
+        elif child.type == "COMBO":
+            values[child.name] = child.options.get("default", (child.choices or [None])[0])
+        else:
+            default = child.options.get("default")
+            if default is None:
+                default = {"INT": 0, "FLOAT": 0, "BOOLEAN": False, "STRING": ""}.get(child.type)
+            values[child.name] = default
+    return values
+
+
 def apply_to_prompt(
     prompt: dict[str, Any], pset: ParameterSet, values: dict[str, Any]
 ) -> dict[str, Any]:
-    """A new prompt with the values applied; one ParameterError lists every bad name."""
+    """A new prompt with the values applied; one ParameterError lists every bad name.
+
+    Giving a DynamicCombo another option replaces the inputs its old option added with the new
+    option's (at their defaults, unless ``values`` sets them by canonical key).
+    """
     errors: dict[str, str] = {}
     updates: list[tuple[WorkflowParameter, Any]] = []
     trust = pset.object_info.trusts_model_lists
-    for name, value in values.items():
+    resolved: dict[str, WorkflowParameter] = {}
+    pending: list[str] = []
+    for name in values:
         try:
-            param = pset.resolve(str(name))
+            resolved[str(name)] = pset.resolve(str(name))
         except KeyError as exc:
+            pending.append(str(name))
             errors[str(name)] = str(exc.args[0])
-            continue
+    switches: list[tuple[WorkflowParameter, list[WorkflowParameter]]] = []
+    for name, param in resolved.items():
+        if param.dynamic and values[name] != param.value and values[name] in (param.options or []):
+            node_inputs = prompt.get(param.node_id, {}).get("inputs") or {}
+            switches.append((param, option_parameters(pset, param, values[name], node_inputs)))
+    added = {child.key: child for _, children in switches for child in children}
+    for name in pending:
+        if name in added:
+            resolved[name] = added[name]
+            del errors[name]
+    for name, param in resolved.items():
         try:
-            updates.append((param, check_value(param, value, trust)))
+            updates.append((param, check_value(param, values[name], trust)))
         except ValueError as exc:
-            errors[str(name)] = f"{name}: {exc}"
+            errors[name] = f"{name}: {exc}"
     if errors:
         lines = "\n".join(f"  - {msg}" for msg in errors.values())
         raise ParameterError(f"{len(errors)} invalid parameter(s):\n{lines}", errors=errors)
     result = clone_json(prompt)
+    for combo, children in switches:
+        node = result[combo.node_id]
+        node["inputs"] = _switch_option(node["inputs"], combo.field, children)
     for param, value in updates:
         sent = {"__value__": clone_json(value)} if isinstance(value, list) else value
         for key in (param.key, *param.linked_keys):
-            node_id, field_name = _split(key)
+            node_id, field_name = _split(key, result)
             result[node_id]["inputs"][field_name] = sent
     return result
+
+
+def _switch_option(
+    inputs: dict[str, Any], field_name: str, children: list[WorkflowParameter]
+) -> dict[str, Any]:
+    """A node's inputs with the old option's ``<field>.*`` inputs replaced by the new ones
+    (placed right after the combo, where the frontend puts them)."""
+    prefix = field_name + "."
+    out: dict[str, Any] = {}
+    for name, value in inputs.items():
+        if name.startswith(prefix):
+            continue
+        out[name] = value
+        if name == field_name:
+            out.update((child.field, clone_json(child.value)) for child in children)
+    return out

@@ -16,6 +16,8 @@ from typing import Any
 
 from PIL import Image
 
+from comfy_widgets.errors import WorkflowError
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TEXT_TYPES = (b"tEXt", b"iTXt", b"zTXt")
 
@@ -72,6 +74,72 @@ def read_comfy_metadata(source: bytes | str | Path) -> dict[str, Any]:
     texts = read_text_chunks(source)
     keys = ("prompt", "workflow", "parameters")
     return {key: json.loads(texts[key]) for key in keys if key in texts}
+
+
+#: The largest text chunk read (compressed ones are inflated up to this, no further).
+MAX_TEXT_BYTES = 64 * 1024 * 1024
+
+
+def workflow_from_png(data: bytes, where: str = "the PNG") -> dict[str, Any]:
+    """The workflow a PNG carries, as ComfyUI reads one dropped on it: the ``workflow`` chunk
+    (the UI graph) when there is one, else the ``prompt`` chunk (the API prompt).
+
+    Only the text chunks are read (no pixels are decoded), compressed ones up to a size cap.
+    """
+    if not is_png(data):
+        raise WorkflowError(f"{where} is not a PNG image")
+    texts = _png_texts(data, where)
+    for key in ("workflow", "prompt"):
+        if key not in texts:
+            continue
+        try:
+            parsed = json.loads(texts[key])
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise WorkflowError(f"the {key!r} text of {where} is not valid JSON") from exc
+        if not isinstance(parsed, dict):
+            raise WorkflowError(f"the {key!r} text of {where} is not a JSON object")
+        return parsed
+    raise WorkflowError(
+        f"{where} carries no ComfyUI workflow (no 'workflow' or 'prompt' text chunk)"
+    )
+
+
+def _png_texts(data: bytes, where: str) -> dict[str, str]:
+    """The ``workflow``/``prompt`` text chunks of a PNG (tEXt, zTXt, iTXt), first of each."""
+    texts: dict[str, str] = {}
+    for ctype, body in _iter_chunks(data):
+        if ctype not in (b"tEXt", b"zTXt", b"iTXt"):
+            continue
+        key, _, rest = body.partition(b"\0")
+        name = key.decode("latin-1")
+        if name not in ("workflow", "prompt") or name in texts:
+            continue
+        try:
+            texts[name] = _chunk_text(ctype, rest)
+        except (ValueError, zlib.error) as exc:
+            raise WorkflowError(f"the {name!r} text chunk of {where} is damaged: {exc}") from exc
+    return texts
+
+
+def _chunk_text(ctype: bytes, rest: bytes) -> str:
+    """The text of one chunk after its keyword (inflated when compressed)."""
+    if ctype == b"tEXt":
+        return rest.decode("latin-1")
+    if ctype == b"zTXt":
+        return _inflate(rest[1:]).decode("latin-1")
+    compressed, rest = rest[:1] == b"\1", rest[2:]
+    _language, _, rest = rest.partition(b"\0")
+    _translated, _, text = rest.partition(b"\0")
+    return (_inflate(text) if compressed else text).decode("utf-8")
+
+
+def _inflate(data: bytes) -> bytes:
+    """zlib-inflate at most MAX_TEXT_BYTES (a larger text is refused, not inflated)."""
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, MAX_TEXT_BYTES)
+    if inflater.unconsumed_tail:
+        raise ValueError(f"it inflates to more than {MAX_TEXT_BYTES} bytes")
+    return out
 
 
 def _iter_chunks(png: bytes):

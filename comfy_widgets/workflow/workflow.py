@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from comfy_widgets.errors import WorkflowError
+from comfy_widgets.errors import ComfyWidgetsError, WorkflowError
+from comfy_widgets.workflow.appmode import app_mode_inputs
 from comfy_widgets.workflow.conversion import Converter, clone_json
 from comfy_widgets.workflow.object_info import ObjectInfo
 from comfy_widgets.workflow.parameters import (
     ParameterSet,
     WorkflowParameter,
+    apply_app_inputs,
     apply_to_prompt,
     build_parameter_set,
     copy_parameter,
+    option_parameters,
 )
+from comfy_widgets.workflow.validate import check_api, check_ui
 
 Format = Literal["api", "ui"]
 
@@ -39,7 +45,12 @@ class Workflow:
         allow_unknown_nodes: bool = False,
         _owned: bool = False,
     ):
-        self.source: dict[str, Any] = source if _owned else clone_json(source)
+        if not isinstance(source, dict):
+            raise WorkflowError(
+                f"a workflow is a JSON object, not a {type(source).__name__}; "
+                "give a path, a dict or JSON text"
+            )
+        self.source: dict[str, Any] = source if _owned else _copy_source(source)
         self.name = name
         self.object_info = object_info if object_info is not None else ObjectInfo.bundled()
         self.allow_unknown_nodes = allow_unknown_nodes
@@ -47,12 +58,16 @@ class Workflow:
         self._controls: dict[str, dict[str, str]] = {}
         self._groups: list[tuple[str | None, list[tuple[str, str]]]] = []
         if self.format == "ui":
+            check_ui(self.source)
             converter = Converter(self.source, self.object_info, allow_unknown_nodes)
-            self._api = converter.convert()
+            with _named_failures(lambda: converter.where):
+                self._api = converter.convert()
             self._controls, self._groups = converter.controls, converter.primitive_groups
         else:
+            check_api(self.source)
             self._api = clone_json(self.source)
-        check_graph(self._api, links_checked=self.format == "ui")
+        with _named_failures(lambda: "the converted prompt"):
+            check_graph(self._api, links_checked=self.format == "ui")
         self._hash: str | None = None
         self._param_set: ParameterSet | None = None
 
@@ -60,27 +75,34 @@ class Workflow:
     def content_hash(self) -> str:
         """sha256 of the canonical JSON of the original workflow (computed once)."""
         if self._hash is None:
-            self._hash = content_hash(self.source)
+            with _named_failures(lambda: "the workflow to hash it"):
+                self._hash = content_hash(self.source)
         return self._hash
 
     @property
     def _params(self) -> ParameterSet:
         if self._param_set is None:
-            self._param_set = build_parameter_set(
-                self._api, self.object_info, controls=self._controls, groups=self._groups
-            )
+            with _named_failures(lambda: "its parameters"):
+                pset = build_parameter_set(
+                    self._api, self.object_info, controls=self._controls, groups=self._groups
+                )
+                if self.format == "ui":
+                    apply_app_inputs(pset, app_mode_inputs(self.source, self._api))
+            self._param_set = pset
         return self._param_set
 
     @classmethod
     def load(
         cls,
-        src: str | Path | dict[str, Any] | Workflow,
+        src: str | Path | bytes | dict[str, Any] | Workflow,
         object_info: ObjectInfo | dict[str, Any] | None = None,
         *,
         name: str | None = None,
         allow_unknown_nodes: bool = False,
     ) -> Workflow:
-        """Load a workflow from a path, a dict, JSON text, or another Workflow."""
+        """Load a workflow from a path, a dict, JSON text, PNG bytes or another Workflow.
+
+        A PNG (path or bytes) gives its ``workflow`` text chunk, else its ``prompt`` chunk."""
         if isinstance(object_info, dict):
             object_info = ObjectInfo(object_info, source="user")
         if isinstance(src, Workflow):
@@ -100,7 +122,8 @@ class Workflow:
 
     def parameters(self) -> list[WorkflowParameter]:
         """The workflow's parameters, in node order (copies: changing them changes nothing)."""
-        return [copy_parameter(p) for p in self._params.parameters]
+        with _named_failures(lambda: "its parameters"):
+            return [copy_parameter(p) for p in self._params.parameters]
 
     def parameter(self, name: str) -> WorkflowParameter:
         """One parameter by friendly name or canonical key (ParameterError if unknown)."""
@@ -110,6 +133,16 @@ class Workflow:
             return copy_parameter(self._params.resolve(name))
         except KeyError as exc:
             raise ParameterError(str(exc.args[0]), errors={name: str(exc.args[0])}) from None
+
+    def option_parameters(self, key: str, option: Any) -> list[WorkflowParameter]:
+        """The inputs DynamicCombo parameter ``key`` gives its node when set to ``option``, as
+        new parameters at their defaults (what a form shows after the option changes); values
+        for them are accepted by ``apply`` together with that option."""
+        combo = self._params.resolve(key) if key in self._params.by_name else None
+        if combo is None or not combo.dynamic:
+            return []
+        inputs = (self._api.get(combo.node_id) or {}).get("inputs") or {}
+        return option_parameters(self._params, combo, option, inputs)
 
     def apply(self, values: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
         """A validated API prompt with these values; raises ParameterError before any change."""
@@ -140,22 +173,87 @@ class Workflow:
         )
 
 
-def _read_source(src: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """Parse the input into a dict and pick a default name (the file stem when there is one)."""
+#: What malformed input can still raise deep in the conversion, once the shape checks passed.
+_MALFORMED = (
+    TypeError,
+    ValueError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    RecursionError,
+    OverflowError,
+    UnicodeError,
+)
+
+
+@contextmanager
+def _named_failures(where: Callable[[], str]) -> Iterator[None]:
+    """Turn an error that bad input causes into a WorkflowError naming the node being read."""
+    try:
+        yield
+    except ComfyWidgetsError:
+        raise
+    except _MALFORMED as exc:
+        raise WorkflowError(
+            f"cannot read {where()}: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
+
+
+def _read_source(src: str | Path | bytes | dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Parse the input into a dict and pick a default name (the file stem when there is one).
+
+    A PNG (a path or its bytes) gives the workflow it carries, as when one is dropped on ComfyUI.
+    """
     if isinstance(src, dict):
         return src, "workflow"
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src)
+        if data.startswith(PNG_SIGNATURE):
+            return _png_workflow(data, "the given PNG"), "workflow"
+        return _parse_json(_decode(data, "the given bytes"), "the given bytes"), "workflow"
     if isinstance(src, Path) or (isinstance(src, str) and not src.lstrip().startswith(("{", "["))):
         path = Path(src)
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
+            data = path.read_bytes()
+        except (OSError, ValueError) as exc:
             raise WorkflowError(f"cannot read workflow file {str(path)!r}: {exc}") from exc
-        return _parse_json(text, str(path)), path.stem
+        if data.startswith(PNG_SIGNATURE):
+            return _png_workflow(data, f"PNG file {str(path)!r}"), path.stem
+        return _parse_json(_decode(data, str(path)), str(path)), path.stem
     if isinstance(src, str):
         return _parse_json(src, "JSON text"), "workflow"
     raise WorkflowError(
         f"cannot load a workflow from {type(src).__name__}; give a path, a dict or JSON text"
     )
+
+
+def _copy_source(source: dict[str, Any]) -> dict[str, Any]:
+    """A private copy of a caller's dict; JSON nested too deeply to copy is refused."""
+    try:
+        return clone_json(source)
+    except RecursionError as exc:
+        raise WorkflowError("the workflow is JSON nested too deeply to read") from exc
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_workflow(data: bytes, where: str) -> dict[str, Any]:
+    """The workflow a PNG carries (imported here: reading images needs Pillow)."""
+    from comfy_widgets.workflow.pngmeta import workflow_from_png
+
+    return workflow_from_png(data, where)
+
+
+def _decode(data: bytes, where: str) -> str:
+    """UTF-8 text (a leading byte-order mark allowed), or a WorkflowError saying it is not."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise WorkflowError(
+            f"{where} is neither JSON text (UTF-8) nor a PNG image: byte {exc.start} is "
+            f"{data[exc.start : exc.start + 1]!r}"
+        ) from exc
 
 
 def _parse_json(text: str, where: str) -> dict[str, Any]:
@@ -165,6 +263,8 @@ def _parse_json(text: str, where: str) -> dict[str, Any]:
         raise WorkflowError(
             f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
+    except RecursionError as exc:
+        raise WorkflowError(f"{where} is JSON nested too deeply to read") from exc
     if not isinstance(data, dict):
         raise WorkflowError(
             f"{where} is JSON but not a workflow (a {type(data).__name__}, expected an object)"
@@ -190,7 +290,8 @@ def detect_format(data: dict[str, Any]) -> Format:
 def content_hash(data: dict[str, Any]) -> str:
     """sha256 of the canonical JSON (sorted keys, compact) of a workflow."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # lone surrogates (valid in JSON text as \ud800 escapes) are hashed as they are
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def check_graph(prompt: dict[str, Any], links_checked: bool = False) -> None:

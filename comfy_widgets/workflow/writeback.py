@@ -16,9 +16,11 @@ from typing import Any
 from comfy_widgets.errors import ComfyWidgetsError
 from comfy_widgets.workflow.conversion import (
     SUBGRAPH_INPUT_NODE,
+    UNDEFINED,
     Link,
     clone_json,
     parse_links,
+    stored_widget_defaults,
     widgets_values_index,
 )
 from comfy_widgets.workflow.frontend_text import process_dynamic_prompt
@@ -78,12 +80,12 @@ class GraphWriter:
 
     def places(self, key: str) -> list[Place] | None:
         """Every place to write for one input key; None when one of them cannot be found."""
-        exec_id, _, field = key.rpartition(".")
+        exec_id, _, field = key.partition(".")  # fields may hold dots (model.duration)
         chain: Chain = []
         graph: dict[str, Any] | None = self.root
         for node_id in exec_id.split(":"):
             raw = _node(graph, node_id) if graph is not None else None
-            if raw is None:
+            if graph is None or raw is None:
                 return None
             chain.append((graph, raw))
             graph = self.subgraphs.get(str(raw.get("type")))
@@ -116,7 +118,13 @@ class GraphWriter:
         index = widgets_values_index(self.object_info, raw, name)
         if index is None:
             return None
-        places: list[Place] = [(raw["widgets_values"], index)]
+        values = raw["widgets_values"]
+        if index >= len(values):  # a widget newer than the save: pad with what loading gives
+            padding = stored_widget_defaults(self.object_info, raw)
+            if index >= len(padding) or any(v is UNDEFINED for v in padding):
+                return None
+            values.extend(clone_json(padding[len(values) : index + 1]))
+        places: list[Place] = [(values, index)]
         named = raw.get("widgets_values_named")
         if isinstance(named, dict) and name in named:
             places.append((named, name))
@@ -176,7 +184,9 @@ class GraphWriter:
         self, sub: dict[str, Any], link: Link | None
     ) -> tuple[dict[str, Any], str] | None:
         """The inner node and widget name a subgraph input link ends at, if it ends at one."""
-        target = _node(sub, str(link.target_id)) if link is not None else None
+        if link is None:
+            return None
+        target = _node(sub, str(link.target_id))
         if target is None:
             return None
         inputs = [i for i in target.get("inputs") or [] if isinstance(i, dict)]

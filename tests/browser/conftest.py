@@ -47,3 +47,14 @@ def artifacts() -> Path:
     """Folder for screenshots and exports (gitignored: test-artifacts/)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+BROWSER_TIMEOUT_S = 900  # the first test also pays for starting JupyterLab and Chromium
+
+
+def pytest_collection_modifyitems(items):
+    """Raise pytest-timeout's default (300 s, pyproject.toml) for the browser tests."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(BROWSER_TIMEOUT_S))

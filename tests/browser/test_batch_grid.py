@@ -18,6 +18,7 @@ const total = 10000;
 const state = {
   total, labels: Array.from({length: total}, (_, i) => `seed: ${i}`), batch_status: "running",
   completed: 0, failed: 0, cancelled: 0, running: 0, done_percent: 0, elapsed: 1, stopping: false,
+  servers: [],
 };
 const handlers = {};
 window.sent = [];

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.browser
 
 SETUP = """\
 from comfy_widgets import examples, sim
-from comfy_widgets.client import connect
+from comfy_widgets.engine.client import connect
 from comfy_widgets.widgets.form import ParameterForm
 from comfy_widgets.workflow.workflow import Workflow
 
