@@ -299,7 +299,7 @@ class Batch:
             self._finished += 1
             wake = True
             self._last_done[job.client] = time.monotonic()
-            if self._unreachable(job):
+            if self._unreachable(job) and job.batch_index is not None:
                 log.warning("%s is unreachable; its items go to the other servers", job.client.url)
                 self._down.add(job.client)
                 heapq.heappush(self._todo, job.batch_index)
