@@ -1,7 +1,14 @@
-// BatchView front end: a summary bar with Stop remaining, and one card per batch item with its
+// BatchView front end: a summary bar with Stop remaining, and a card per batch item with its
 // status, progress bar and thumbnail (live preview while running, first image once done).
+// The grid is virtualised: item state lives in arrays, and only the cards in (or near) the
+// visible rows are in the DOM, so a 10,000-item batch scrolls and updates smoothly. Python sends
+// only the items that changed ({type: "items"}); a new view says "ready" and gets them all once.
 
 const FINISHED = ["completed", "partial", "cancelled", "failed"];
+const CARD_MIN_WIDTH = 112; // matches .cw-batch-cards' minmax()
+const GAP = 6;
+const VIRTUAL_FROM = 48; // smaller batches show every card, without a scroll box
+const BUFFER_ROWS = 2;
 
 function h(tag, cls, text) {
   const node = document.createElement(tag);
@@ -38,13 +45,33 @@ export default {
     bar.append(fill);
     head.append(badge, counts, elapsed, h("span", "cw-batch-spacer"), stop);
     const pool = h("div", "cw-batch-servers");
+    const scroller = h("div", "cw-batch-scroll");
+    const sizer = h("div", "cw-batch-sizer");
     const grid = h("div", "cw-batch-cards");
-    root.append(head, bar, pool, grid);
+    sizer.append(grid);
+    scroller.append(sizer);
+    root.append(head, bar, pool, scroller);
     el.append(root);
 
-    const cards = [];
-    const urls = new Map();
+    const total = () => model.get("total");
+    const statuses = [];
+    const progress = [];
+    const errors = [];
+    const itemServers = [];
+    const thumbs = new Map(); // index -> {url, final}
+    const shown = new Map(); // index -> card, the cards in the DOM
+    let rowHeight = 0;
     let receivedAt = performance.now();
+    let frame = 0;
+
+    function ensureLength() {
+      while (statuses.length < total()) {
+        statuses.push("pending");
+        progress.push(0);
+        errors.push("");
+        itemServers.push("");
+      }
+    }
 
     function card(i) {
       const node = h("div", "cw-batch-card");
@@ -53,60 +80,102 @@ export default {
       img.alt = `item ${i}`;
       img.hidden = true;
       thumb.append(img);
-      const progress = h("div", "cw-batch-card-bar");
-      const progressFill = h("div", "cw-batch-card-fill");
-      progress.append(progressFill);
+      const bar = h("div", "cw-batch-card-bar");
+      const barFill = h("div", "cw-batch-card-fill");
+      bar.append(barFill);
       const status = h("div", "cw-batch-card-status");
       const label = h("div", "cw-batch-card-label");
       const server = h("div", "cw-batch-card-server");
-      node.append(thumb, progress, status, label, server);
-      return { node, img, progressFill, status, label, server };
+      node.append(thumb, bar, status, label, server);
+      const labels = model.get("labels");
+      // one line per varied value, so a long seed wraps instead of being cut off
+      label.replaceChildren(...(labels[i] ?? "").split(" · ").map((part) => h("div", "", part)));
+      return { index: i, node, img, barFill, status, server, label: labels[i] ?? "" };
     }
 
-    function updateCards() {
-      const labels = model.get("labels");
-      const statuses = model.get("statuses");
-      const progress = model.get("progress");
-      const errors = model.get("errors");
-      const itemServers = model.get("item_servers");
+    function fillCard(c) {
+      const i = c.index;
+      const status = statuses[i];
+      const pct = progress[i] ?? 0;
+      c.node.className = `cw-batch-card cw-item-${status}`;
+      c.barFill.style.width = `${pct}%`;
+      const detail = status === "running" ? ` ${Math.round(pct)}%` : "";
+      c.status.textContent = `#${i} ${status}${detail}`;
       const pooled = model.get("servers").length > 1;
-      while (cards.length < statuses.length) {
-        const c = card(cards.length);
-        cards.push(c);
-        grid.append(c.node);
+      c.server.textContent = pooled ? serverName(itemServers[i] ?? "") : "";
+      c.node.title = [c.label, itemServers[i], errors[i]].filter(Boolean).join("\n");
+      const thumb = thumbs.get(i);
+      if (thumb && c.img.src !== thumb.url) {
+        c.img.src = thumb.url;
+        c.img.hidden = false;
+        c.img.classList.toggle("cw-batch-preview", !thumb.final);
       }
-      statuses.forEach((status, i) => {
-        const c = cards[i];
-        const pct = progress[i] ?? 0;
-        c.node.className = `cw-batch-card cw-item-${status}`;
-        c.progressFill.style.width = `${pct}%`;
-        const detail = status === "running" ? ` ${Math.round(pct)}%` : "";
-        c.status.textContent = `#${i} ${status}${detail}`;
-        // one line per varied value, so a long seed wraps instead of being cut off
-        c.label.replaceChildren(...(labels[i] ?? "").split(" · ").map((part) => h("div", "", part)));
-        c.server.textContent = pooled ? serverName(itemServers[i] ?? "") : "";
-        c.node.title = [labels[i], itemServers[i], errors[i]].filter(Boolean).join("\n");
-      });
+    }
+
+    function columns() {
+      const width = grid.clientWidth || scroller.clientWidth || CARD_MIN_WIDTH;
+      return Math.max(1, Math.floor((width + GAP) / (CARD_MIN_WIDTH + GAP)));
+    }
+
+    function visibleRange() {
+      const n = total();
+      const virtual = n >= VIRTUAL_FROM;
+      scroller.classList.toggle("cw-batch-virtual", virtual);
+      if (!virtual || !rowHeight) return [0, virtual ? Math.min(n, VIRTUAL_FROM) : n, 0];
+      const cols = columns();
+      const rows = Math.ceil(n / cols);
+      sizer.style.height = `${rows * rowHeight}px`;
+      const first = Math.max(0, Math.floor(scroller.scrollTop / rowHeight) - BUFFER_ROWS);
+      const visibleRows = Math.ceil((scroller.clientHeight || 480) / rowHeight) + 2 * BUFFER_ROWS;
+      return [first * cols, Math.min(n, (first + visibleRows) * cols), first * rowHeight];
+    }
+
+    function renderCards() {
+      frame = 0;
+      ensureLength();
+      const [start, end, offset] = visibleRange();
+      for (const [i, c] of shown) {
+        if (i < start || i >= end) shown.delete(i);
+      }
+      const nodes = [];
+      for (let i = start; i < end; i++) {
+        let c = shown.get(i);
+        if (!c) {
+          c = card(i);
+          shown.set(i, c);
+        }
+        fillCard(c);
+        nodes.push(c.node);
+      }
+      grid.replaceChildren(...nodes);
+      grid.style.transform = offset ? `translateY(${offset}px)` : "";
+      if (!scroller.classList.contains("cw-batch-virtual")) sizer.style.height = "";
+      // the row height comes from real cards (their labels may wrap): measure, re-render if new
+      const measured = nodes.reduce((m, n) => Math.max(m, n.offsetHeight), 0);
+      if (measured && measured + GAP > rowHeight && total() >= VIRTUAL_FROM) {
+        rowHeight = measured + GAP;
+        schedule();
+      }
+    }
+
+    function schedule() {
+      if (!frame) frame = requestAnimationFrame(renderCards);
     }
 
     function updateSummary() {
       const status = model.get("batch_status");
-      const total = model.get("total");
       const completed = model.get("completed");
       const failed = model.get("failed");
-      const progress = model.get("progress");
-      const statuses = model.get("statuses");
+      const cancelled = model.get("cancelled");
       badge.textContent = status;
       badge.className = `cw-batch-badge cw-item-${status}`;
-      const cancelled = statuses.filter((s) => s === "cancelled").length;
-      const parts = [`${completed}/${total} completed`];
+      const parts = [`${completed}/${total()} completed`];
       if (failed) parts.push(`${failed} failed`);
       if (cancelled) parts.push(`${cancelled} cancelled`);
       const current = model.get("current");
       if (current && !FINISHED.includes(status)) parts.push(current);
       counts.textContent = parts.join(" · ");
-      const done = progress.reduce((sum, p, i) => sum + (statuses[i] === "failed" || statuses[i] === "cancelled" ? 100 : p), 0);
-      fill.style.width = `${total ? done / total : 0}%`;
+      fill.style.width = `${model.get("done_percent")}%`;
       const finished = FINISHED.includes(status);
       stop.disabled = finished || model.get("stopping");
       stop.textContent = model.get("stopping") && !finished ? "Stopping…" : "Stop remaining";
@@ -137,18 +206,37 @@ export default {
       elapsed.textContent = formatSeconds(model.get("elapsed") + extra);
     }
 
-    function onMessage(msg, buffers) {
-      if (msg.type !== "thumbs") return;
+    function onItems(msg) {
+      ensureLength();
+      let visible = false;
       msg.indexes.forEach((index, k) => {
-        const c = cards[index];
-        if (!c) return;
-        if (urls.has(index)) URL.revokeObjectURL(urls.get(index));
-        const url = URL.createObjectURL(new Blob([buffers[k]], { type: msg.mimes[k] }));
-        urls.set(index, url);
-        c.img.src = url;
-        c.img.hidden = false;
-        c.img.classList.toggle("cw-batch-preview", !msg.final[k]);
+        statuses[index] = msg.statuses[k];
+        progress[index] = msg.progress[k];
+        errors[index] = msg.errors[k];
+        if (msg.servers) itemServers[index] = msg.servers[k];
+        const c = shown.get(index);
+        if (c) {
+          fillCard(c);
+          visible = true;
+        }
       });
+      return visible;
+    }
+
+    function onThumbs(msg, buffers) {
+      msg.indexes.forEach((index, k) => {
+        const old = thumbs.get(index);
+        if (old) URL.revokeObjectURL(old.url);
+        const url = URL.createObjectURL(new Blob([buffers[k]], { type: msg.mimes[k] }));
+        thumbs.set(index, { url, final: msg.final[k] });
+        const c = shown.get(index);
+        if (c) fillCard(c);
+      });
+    }
+
+    function onMessage(msg, buffers) {
+      if (msg.type === "items") onItems(msg);
+      else if (msg.type === "thumbs") onThumbs(msg, buffers);
     }
 
     stop.addEventListener("click", () => {
@@ -157,23 +245,33 @@ export default {
       model.send({ type: "stop" });
     });
 
-    const update = () => {
-      updateCards();
-      updateSummary();
-      updateServers();
+    const names = ["batch_status", "completed", "failed", "cancelled", "done_percent", "elapsed", "stopping", "total", "current"];
+    for (const name of names) model.on(`change:${name}`, updateSummary);
+    const relabel = () => {
+      shown.clear();
+      schedule();
     };
-    const names = ["statuses", "progress", "errors", "labels", "batch_status", "completed", "failed", "elapsed", "stopping", "servers", "item_servers", "current"];
-    for (const name of names) model.on(`change:${name}`, update);
+    model.on("change:labels", relabel);
+    model.on("change:servers", updateServers);
     model.on("msg:custom", onMessage);
-    update();
+    scroller.addEventListener("scroll", schedule, { passive: true });
+    const resized = new ResizeObserver(schedule);
+    resized.observe(scroller);
+    updateSummary();
+    updateServers();
+    renderCards();
     model.send({ type: "ready" });
     const timer = setInterval(tick, 500);
 
     return () => {
       clearInterval(timer);
-      for (const name of names) model.off(`change:${name}`, update);
+      resized.disconnect();
+      if (frame) cancelAnimationFrame(frame);
+      for (const name of names) model.off(`change:${name}`, updateSummary);
+      model.off("change:labels", relabel);
+      model.off("change:servers", updateServers);
       model.off("msg:custom", onMessage);
-      for (const url of urls.values()) URL.revokeObjectURL(url);
+      for (const thumb of thumbs.values()) URL.revokeObjectURL(thumb.url);
     };
   },
 };

@@ -163,3 +163,63 @@ def test_an_unreadable_image_leaves_the_card_without_a_picture():
     thumbs = [c for c, _ in sent if c["type"] == "thumbs"]
     assert [c["indexes"] for c in thumbs] == [[1]]
     assert view.statuses == ["completed", "completed"]
+
+
+class ItemBatch(FakeBatch):
+    """A FakeBatch that, like Batch, says which item changed and looks a job up by index."""
+
+    def __init__(self, total: int):
+        super().__init__(total)
+        self._item_subscribers = []
+
+    def job(self, index):
+        return self.jobs[index] if index < len(self.jobs) else None
+
+    def subscribe_items(self, callback):
+        self._item_subscribers.append(callback)
+        return lambda: self._item_subscribers.remove(callback)
+
+    def notify(self, index=None):
+        super().notify()
+        for callback in list(self._item_subscribers):
+            callback(self, index)
+
+
+def _one_change_costs(total: int) -> tuple[int, int]:
+    """Bytes of the comm messages one item's change sends, and of the summary state."""
+    import json
+
+    batch = ItemBatch(total)
+    view = BatchView(batch)
+    sent = recorder(view)
+    states = []
+    view.send_state = lambda key=None: states.append(view.get_state(key))
+    batch.add_jobs(total)
+    settle(view)
+    sent.clear()
+    states.clear()
+    time.sleep(0.06)  # past the throttle interval: the next change goes at once
+    batch.jobs[total // 2].state = "running"
+    batch.jobs[total // 2].progress = 30.0
+    batch.notify(total // 2)
+    settle(view)
+    items = [c for c, _ in sent if c["type"] == "items"]
+    assert items and items[-1]["indexes"] == [total // 2]
+    assert view.statuses[total // 2] == "running" and view.running == 1
+    return sum(len(json.dumps(c)) for c, _ in sent), sum(
+        len(json.dumps(s, default=str)) for s in states
+    )
+
+
+def test_state_messages_do_not_grow_with_the_batch():
+    small, large = _one_change_costs(10), _one_change_costs(2000)
+    assert large[0] <= small[0] + 16  # only the index's digits differ
+    assert large[1] <= small[1] + 64
+
+
+def test_static_twin_stays_small_for_a_large_batch():
+    batch = ItemBatch(5000)
+    view = BatchView(batch)
+    page = view.static_html()
+    assert page.count("font-size:11px") == 48 and "4952 more items" in page
+    assert len(page) < 40_000

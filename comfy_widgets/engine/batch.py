@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import heapq
 import html
 import logging
@@ -22,8 +23,6 @@ import uuid
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import pandas as pd
 
 from comfy_widgets.engine.plan import MAX_ITEMS, VariationPlan
 from comfy_widgets.engine.validation import check_models_on_server, check_server_models
@@ -37,8 +36,6 @@ from comfy_widgets.errors import (
 )
 from comfy_widgets.loops import running_loop
 from comfy_widgets.records import BatchRecord, WorkflowRecord
-from comfy_widgets.results.frame import OutputRef, ResultsFrame, build_frame, columns_for, empty_row
-from comfy_widgets.results.frame import timestamp as _timestamp
 from comfy_widgets.states import BatchState, JobState
 from comfy_widgets.transport.backend import LostPolicy
 from comfy_widgets.transport.uploads import prepare_image_values
@@ -46,8 +43,11 @@ from comfy_widgets.transport.uploads import prepare_image_values
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import pandas as pd
+
     from comfy_widgets.engine.client import Client
-from comfy_widgets.engine.job import Job
+    from comfy_widgets.engine.job import Job
+    from comfy_widgets.results.frame import OutputRef, ResultsFrame
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +127,15 @@ class Batch:
             max_items=max_items,
         )
         self._items = self.variation_plan.validate(self._prepare_item)
-        self.plan: pd.DataFrame = self.variation_plan.to_frame()
         self.status = BatchState.PENDING
         self._jobs: list[Job | None] = [None] * len(self._items)
         self._refs: dict[int, list[OutputRef]] = {}
         self._stopping = False
         self._subscribers: list[Callable[[Batch], None]] = []
-        self._future: concurrent.futures.Future[ResultsFrame] = concurrent.futures.Future()
+        self._item_subscribers: list[Callable[[Batch, int | None], None]] = []
+        # resolves when every item is done; the DataFrame is built when asked for (``await
+        # batch``, ``result()``, ``df``), so a batch nobody reads as a frame never loads pandas
+        self._future: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._wake = asyncio.Event()
         self._todo = list(range(len(self._items)))  # a heap: lowest index is sent first
         self._down: set[Client] = set()
@@ -143,6 +145,7 @@ class Batch:
         self._last_done: dict[Client, float] = {}
         self._finished = 0
         self.error: ComfyWidgetsError | None = None  # why the batch was refused, if it was
+        self._open: set[Job] = set()  # sent and not done yet
         self._record()
         client.spawn(self._run())
 
@@ -154,6 +157,11 @@ class Batch:
         )
 
     # --- counts and views -------------------------------------------------------------------
+
+    @functools.cached_property
+    def plan(self) -> pd.DataFrame:
+        """The plan as a DataFrame: batch_index and the varied values of every item."""
+        return self.variation_plan.to_frame()
 
     @property
     def total(self) -> int:
@@ -177,6 +185,10 @@ class Batch:
 
     def _count(self, state: JobState) -> int:
         return sum(1 for job in self._jobs if job is not None and job.state == state)
+
+    def job(self, index: int) -> Job | None:
+        """The Job of item ``index`` (its latest attempt), or None if it was not sent yet."""
+        return self._jobs[index]
 
     @property
     def completed_count(self) -> int:
@@ -232,6 +244,8 @@ class Batch:
     @property
     def df(self) -> ResultsFrame:
         """The results so far: one row per item, in batch_index order."""
+        from comfy_widgets.results.frame import build_frame, columns_for
+
         rows = []
         for index in range(self.total):
             row = {"batch_id": self.id, "batch_index": index, **self.variation_plan.row(index)}
@@ -240,6 +254,8 @@ class Batch:
         return build_frame(rows, columns_for(self.variation_plan.columns))
 
     def _item_columns(self, index: int) -> dict[str, Any]:
+        from comfy_widgets.results.frame import OutputRef, empty_row
+
         job = self._jobs[index]
         if job is None:
             return empty_row("cancelled" if self._stopping or self.done() else "pending")
@@ -262,22 +278,43 @@ class Batch:
 
         return unsubscribe
 
-    def _on_job(self, job: Job) -> None:
-        """A job changed: free its server slot once it is done, then tell subscribers.
+    def subscribe_items(self, callback: Callable[[Batch, int | None], None]) -> Callable[[], None]:
+        """Like ``subscribe``, with the index of the item that changed (None: the batch itself),
+        so an observer does work for that item alone, not for the whole batch."""
+        self._item_subscribers.append(callback)
 
-        An item whose server could not be reached goes back to the queue for another server,
-        and that server gets no more items (as long as another one is left).
+        def unsubscribe() -> None:
+            if callback in self._item_subscribers:
+                self._item_subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _on_job(self, job: Job) -> None:
+        """A job changed: free its server slot, count it once done, then tell subscribers.
+
+        The slot is freed as soon as the server is through with the prompt (``finishing``:
+        its outputs are being fetched and recorded), so the next item is queued while that
+        happens and a fast server never waits for the client. An item whose server could not
+        be reached goes back to the queue for another server, and that server gets no more
+        items (as long as another one is left).
         """
         live = self._live[job.client]
-        if job.done() and job.batch_index in live:
+        wake = self._stopping  # stop_async waits for every job to be posted or done
+        if (job.finishing or job.done()) and job.batch_index in live:
             live.discard(job.batch_index)
+            wake = True
+        if job.done() and job in self._open:
+            self._open.discard(job)
             self._finished += 1
+            wake = True
             self._last_done[job.client] = time.monotonic()
-            if self._unreachable(job):
+            if self._unreachable(job) and job.batch_index is not None:
                 log.warning("%s is unreachable; its items go to the other servers", job.client.url)
                 self._down.add(job.client)
                 heapq.heappush(self._todo, job.batch_index)
-        self._changed()
+        if wake:  # the send loop only cares about free slots and finished items
+            self._wake.set()
+        self._changed(job.batch_index)
 
     def _unreachable(self, job: Job) -> bool:
         """True when the job never reached its server (unreachable, or our credentials were
@@ -290,11 +327,18 @@ class Batch:
             return False
         return any(s is not job.client and s not in self._down for s in self.servers)
 
-    def _changed(self) -> None:
-        self._wake.set()
+    def _changed(self, index: int | None = None) -> None:
+        """Tell subscribers; a batch-level change (no index) also wakes the send loop."""
+        if index is None:
+            self._wake.set()
         for callback in list(self._subscribers):
             try:
                 callback(self)
+            except Exception:
+                log.exception("batch subscriber failed")
+        for item_callback in list(self._item_subscribers):
+            try:
+                item_callback(self, index)
             except Exception:
                 log.exception("batch subscriber failed")
 
@@ -355,7 +399,7 @@ class Batch:
             log.exception("batch %s stopped by an unexpected error", self.id)
             self._stopping = True
         self.status = self._final_status()
-        self._future.set_result(self.df)  # before notifying, so subscribers see done()
+        self._future.set_result(None)  # before notifying, so subscribers see done()
         self._store_status()
         self._changed()
         await asyncio.gather(*(server.aclose() for server in self._owned))
@@ -418,12 +462,13 @@ class Batch:
         self._jobs[index] = job
         self._refs.pop(index, None)  # a re-sent item's earlier attempt
         self._live[server].add(index)
+        self._open.add(job)
         self._sent[server] += 1
         self._first_sent.setdefault(server, time.monotonic())
         job.subscribe(self._on_job)
         if job.done():  # finished before we subscribed (e.g. failed at once)
             self._on_job(job)
-        self._changed()
+        self._changed(index)
 
     async def _wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait on the loop until ``predicate()`` holds (re-checked after every change)."""
@@ -491,9 +536,17 @@ class Batch:
     # --- results ----------------------------------------------------------------------------
 
     def __await__(self) -> Generator[Any, None, ResultsFrame]:
-        """Wait for every item; interrupting the wait leaves the batch running (one line says
-        so and how to stop it, see ``comfy_widgets.engine.waiting``)."""
-        return wait_detached(self._future, self._interrupted_notice).__await__()
+        """Wait for every item and give the results DataFrame; interrupting the wait leaves
+        the batch running (one line says so and how to stop it, see ``engine.waiting``)."""
+        return self._frame_when_done().__await__()
+
+    async def _frame_when_done(self) -> ResultsFrame:
+        await self.wait()
+        return self.df
+
+    async def wait(self) -> None:
+        """Wait until every item is done, without building the results DataFrame."""
+        await wait_detached(self._future, self._interrupted_notice)
 
     def _interrupted_notice(self) -> str:
         done = sum(1 for j in self._jobs if j is not None and j.done())
@@ -509,7 +562,8 @@ class Batch:
                 "batch.result() would block the running event loop; use `await batch` instead"
             )
         try:
-            return self._future.result(timeout)
+            self._future.result(timeout)
+            return self.df
         except concurrent.futures.TimeoutError:
             raise TimeoutError(f"batch {self.id} not done after {timeout} s") from None
 
@@ -527,6 +581,8 @@ class Batch:
 
 def job_row(job: Job, outputs: list[OutputRef]) -> dict[str, Any]:
     """The columns a Job fills: prompt id, server, status, outputs, timings and error."""
+    from comfy_widgets.results.frame import timestamp as _timestamp
+
     timings = job.timings
     started, finished = timings.get("started_at"), timings.get("finished_at")
     images = [o for o in outputs if o.kind == "image"]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from comfy_widgets.engine.recording import writer_for
 from comfy_widgets.engine.validation import check_server_models
 from comfy_widgets.errors import BlockingCallError, ParameterError
 from comfy_widgets.loops import running_loop
@@ -293,11 +294,18 @@ class Client:
     # --- lifetime -----------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Stop the WebSocket monitor and close HTTP connections."""
+        """Write the records still queued for the store, stop the WebSocket monitor and close
+        HTTP connections."""
+        if self.on_loop_thread():
+            await writer_for(self.recorder, self.loop).flush()
+        else:
+            await asyncio.wrap_future(self.spawn(writer_for(self.recorder, self.loop).flush()))
         await self.backend.aclose()
 
     def close(self) -> None:
         """Blocking ``aclose`` for scripts (outside a running loop)."""
+        if not self.on_loop_thread() and self.backend.loop.is_running():
+            self.spawn(writer_for(self.recorder, self.loop).flush()).result(timeout=60)
         self.backend.close()
 
     async def __aenter__(self) -> Client:

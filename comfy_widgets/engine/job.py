@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from comfy_widgets.engine.progress import ProgressTracker
+from comfy_widgets.engine.recording import record_soon
 from comfy_widgets.engine.waiting import wait_detached
 from comfy_widgets.errors import (
     BlockingCallError,
@@ -177,6 +178,7 @@ class Job:
         self._succeeded = False
         self._finishing = False
         self._future: concurrent.futures.Future[JobResult] = concurrent.futures.Future()
+        self._done = False
         self._subscribers: list[Callable[[Job], None]] = []
         self._deferred_records: list[JobState] = []
         self._tasks: set[Any] = set()  # strong references: the loop keeps only weak ones
@@ -248,8 +250,9 @@ class Job:
         return self._finishing
 
     def done(self) -> bool:
-        """True once the job completed, failed or was cancelled."""
-        return self._future.done()
+        """True once the job completed, failed or was cancelled (a plain flag: this is asked
+        many times per event, and the future's own ``done()`` takes a lock)."""
+        return self._done
 
     # --- observers ----------------------------------------------------------------------------
 
@@ -293,19 +296,26 @@ class Job:
             outputs=list(self.outputs),
         )
 
-    def _record(self, state: JobState) -> None:
+    def _record(self, state: JobState) -> asyncio.Future[None] | None:
         """Record the job in ``state``; records before it is queued wait until the POST answered.
 
-        A queued single run also remembers its values as the workflow's last-used ones.
+        On the loop thread the record goes to the recorder's ``RecordWriter`` (written off the
+        loop, with the other records of this tick); the returned future resolves once it is
+        written. Elsewhere it is written now (None). A queued single run also remembers its
+        values as the workflow's last-used ones.
         """
         recorder = self.recorder
         if not self.posted and state != JobState.QUEUED:
             self._deferred_records.append(state)
-            return
+            return None
+        written: asyncio.Future[None] | None = None
         try:
             record = self.record()
             record.state = state
-            recorder.record_generation(record)
+            if recorder and self.client.on_loop_thread():
+                written = record_soon(recorder, self.client.loop, record)
+            else:
+                recorder.record_generation(record)
             if state == JobState.QUEUED and self.batch_id is None and record.workflow is not None:
                 recorder.set_last_used(record.workflow, dict(self.parameters))
         except Exception:
@@ -313,7 +323,8 @@ class Job:
         if state == JobState.QUEUED:
             pending, self._deferred_records = self._deferred_records, []
             for deferred in pending:
-                self._record(deferred)
+                written = self._record(deferred) or written
+        return written
 
     # --- submitting ---------------------------------------------------------------------------
 
@@ -722,7 +733,9 @@ class Job:
         if status in (JobState.FAILED, JobState.LOST):
             self.error = error or ExecutionError("the prompt failed", prompt_id=self.prompt_id)
         self.backend.unwatch(self)
-        self._record(status)  # recorded before any waiter wakes up and reads the store
+        written = self._record(status)
+        if written is not None:  # committed before any waiter wakes up and reads the store
+            await written
         self._resolve()
         self._changed()
 
@@ -734,6 +747,7 @@ class Job:
         t["total_s"] = (finished - queued) if queued and finished else None
 
     def _resolve(self) -> None:
+        self._done = True
         if self.state == JobState.COMPLETED:
             self._future.set_result(self.result_now())
         elif self.state == JobState.CANCELLED:

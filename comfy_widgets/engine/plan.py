@@ -27,11 +27,12 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from comfy_widgets.errors import ParameterError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # ComfyUI's frontend draws randomized seeds below 2**50 (1125899906842624); so do we.
 RANDOM_SEED_LIMIT = 2**50
@@ -221,6 +222,8 @@ class VariationPlan:
 
     def to_frame(self) -> pd.DataFrame:
         """The plan as a DataFrame: ``batch_index``, one column per varied parameter, ``seed``."""
+        import pandas as pd
+
         rows = [{"batch_index": i, **self.row(i)} for i in range(len(self.items))]
         return pd.DataFrame(rows, columns=["batch_index", *self.columns])
 

@@ -84,6 +84,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         )
         """,
     ),
+    (
+        # a batch's plan in rows of its own: the `batches` row stays small (it is rewritten as
+        # its counts move), and a plan is written once. Batches recorded before keep theirs in
+        # `batches.plan_json` / `prompts_json`, which readers still use when present.
+        4,
+        """
+        CREATE TABLE IF NOT EXISTS batch_items (
+            batch_id TEXT NOT NULL REFERENCES batches(id),
+            batch_index INTEGER NOT NULL,
+            values_json TEXT,
+            prompt_json TEXT,
+            PRIMARY KEY (batch_id, batch_index)
+        )
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

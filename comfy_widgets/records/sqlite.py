@@ -115,6 +115,7 @@ class Store:
         self.home = self.path.parent
         self.outputs_dir = self.home / "outputs"
         self._lock = threading.RLock()
+        self._workflow_ids: dict[str, int] = {}  # content hash -> row id (rows are never deleted)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._conn = _connect(self.path)
@@ -158,6 +159,7 @@ class Store:
                 yield self._conn
             except BaseException:
                 self._conn.execute("ROLLBACK")
+                self._workflow_ids.clear()  # a workflow row inserted here is gone again
                 raise
             self._conn.execute("COMMIT")
 
@@ -204,22 +206,40 @@ class Store:
 
     def record_generation(self, generation: GenerationRecord) -> None:
         """Record a generation; a final one has its outputs written as files, once."""
-        if generation.state in TERMINAL_JOB_STATES:
-            self._finish(generation)
-        else:
-            self._write_generation(generation, generation.state)
+        self.record_generations([generation])
 
-    def _finish(self, generation: GenerationRecord) -> None:
-        """Save the outputs as files and record the final state; repeats write nothing."""
-        prompt_id = str(generation.prompt_id)
-        if self._is_finished(prompt_id):
+    def record_generations(self, generations: Sequence[GenerationRecord]) -> None:
+        """Record several generations, in order, in ONE transaction (the engine's per-tick batch).
+
+        Output files of final ones are written first (outside the transaction, so the write
+        lock is held only for the rows); a generation already final is skipped. When it
+        returns, every row is committed.
+        """
+        rows: list[tuple[GenerationRecord, list[dict[str, Any]] | None]] = []
+        finishing: set[str] = set()
+        for generation in generations:
+            outputs = None
+            if generation.state in TERMINAL_JOB_STATES:
+                prompt_id = str(generation.prompt_id)
+                if prompt_id in finishing or self._is_finished(prompt_id):
+                    continue
+                finishing.add(prompt_id)
+                outputs = self._save_outputs(generation)
+            rows.append((generation, outputs))
+        if not rows:
             return
+        with self.transaction() as conn:
+            for generation, outputs in rows:
+                self._write_row(conn, generation, generation.state, outputs)
+
+    def _save_outputs(self, generation: GenerationRecord) -> list[dict[str, Any]]:
+        """Write a final generation's output files; their stored descriptions."""
+        prompt_id = str(generation.prompt_id)
         folder = self.outputs_dir / _output_folder(generation)
-        outputs = [
+        return [
             self._save_output(folder, prompt_id, n, output, generation)
             for n, output in enumerate(generation.outputs)
         ]
-        self._write_generation(generation, generation.state, outputs=outputs)
 
     def _is_finished(self, prompt_id: str) -> bool:
         """True when the generation already has its final state recorded."""
@@ -259,31 +279,59 @@ class Store:
         *,
         outputs: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Insert or update the generation row with ``status``, in one transaction.
-
-        A finished row only changes again when outputs come with the call (finishing).
-        """
-        fields = _generation_fields(generation)
+        """Insert or update the generation row with ``status``, in one transaction."""
         with self.transaction() as conn:
-            workflow = generation.workflow
-            workflow_id = _upsert_workflow(conn, workflow) if workflow is not None else None
-            if fields["batch_id"] is not None:
-                _ensure_batch(conn, fields["batch_id"], workflow_id)
-            existing = _find_generation(conn, fields)
-            values = {
-                **fields,
-                "workflow_id": workflow_id,
-                "status": str(status),
-                "outputs_json": to_json(outputs) if outputs is not None else None,
-            }
-            if existing is None:
-                _insert_generation(conn, values)
-            elif existing["prompt_id"] != fields["prompt_id"]:
-                _replace_generation(conn, existing["id"], values)
-            elif existing["status"] not in TERMINAL_JOB_STATES or outputs is not None:
-                _update_generation(conn, existing["id"], values)
-            if fields["batch_id"] is not None:
-                _refresh_batch_counts(conn, fields["batch_id"])
+            self._write_row(conn, generation, status, outputs)
+
+    def _write_row(
+        self,
+        conn: sqlite3.Connection,
+        generation: GenerationRecord,
+        status: str,
+        outputs: list[dict[str, Any]] | None,
+    ) -> None:
+        """Insert or update one generation row inside the caller's transaction.
+
+        A finished row only changes again when outputs come with the call (finishing). The
+        batch's completed/failed counts move by the change of this row's status alone (the
+        transaction holds the write lock, so concurrent writers never miss each other's).
+        """
+        fields = _generation_fields(generation, with_json=False)
+        workflow = generation.workflow
+        workflow_id = self._workflow_id(conn, workflow) if workflow is not None else None
+        batch_id = fields["batch_id"]
+        if batch_id is not None:
+            _ensure_batch(conn, batch_id, workflow_id)
+        existing = _find_generation(conn, fields)
+        if existing is None or existing["prompt_id"] != fields["prompt_id"]:
+            fields = _generation_fields(generation)  # a new row: with its prompt and values
+        values = {
+            **fields,
+            "workflow_id": workflow_id,
+            "status": str(status),
+            "outputs_json": to_json(outputs) if outputs is not None else None,
+        }
+        old_status: str | None = None
+        if existing is None:
+            _insert_generation(conn, values)
+        elif existing["prompt_id"] != fields["prompt_id"]:
+            old_status = existing["status"]
+            _replace_generation(conn, existing["id"], values)
+        elif existing["status"] not in TERMINAL_JOB_STATES or outputs is not None:
+            old_status = existing["status"]
+            _update_generation(conn, existing["id"], values)
+        else:
+            return
+        if batch_id is not None:
+            _move_batch_counts(conn, batch_id, old_status, str(status))
+
+    def _workflow_id(self, conn: sqlite3.Connection, workflow: Any) -> int:
+        """The workflow's row id, remembered per content hash (one SELECT per workflow)."""
+        record = WorkflowRecord.of(workflow)
+        known = self._workflow_ids.get(record.content_hash)
+        if known is None:
+            known = self._workflow_ids[record.content_hash] = _upsert_workflow(conn, record)
+        return known
 
     def find_generations(
         self,
@@ -340,6 +388,7 @@ class Store:
         columns of the results DataFrame (``VariationPlan.columns``).
         """
         now = time.time()
+        plan_rows, prompts = list(plan_rows or []), list(prompts or [])
         with self.transaction() as conn:
             workflow_id = _upsert_workflow(conn, workflow) if workflow is not None else None
             values = {
@@ -348,8 +397,8 @@ class Store:
                 "status": status,
                 "spec_json": to_json(spec),
                 "plan_seed": None if plan_seed is None else int(plan_seed),
-                "plan_json": to_json(plan_rows),
-                "prompts_json": to_json(prompts),
+                "plan_json": None,  # the plan goes to batch_items, one row per item
+                "prompts_json": None,
                 "columns_json": to_json(columns),
                 "servers_json": to_json([clean_url(s) for s in servers or []]),
                 "updated_at": now,
@@ -366,10 +415,12 @@ class Store:
                     f"INSERT INTO batches ({cols}) VALUES ({marks})",
                     (batch_id, now, *values.values()),
                 )
+            _write_plan(conn, batch_id, plan_rows, prompts)
+            _recount_batch(conn, batch_id)  # once: generations may have arrived before it
         return batch_id
 
     def update_batch(self, batch_id: str, *, status: str | None = None) -> None:
-        """Set a batch's status (counts are kept up to date from its generations)."""
+        """Set a batch's status (its counts move with each of its generations' writes)."""
         with self.transaction() as conn:
             _ensure_batch(conn, batch_id, None)
             if status is not None:
@@ -377,7 +428,6 @@ class Store:
                     "UPDATE batches SET status = ?, updated_at = ? WHERE id = ?",
                     (status, time.time(), batch_id),
                 )
-            _refresh_batch_counts(conn, batch_id)
 
     def record_batch(self, batch: BatchRecord) -> None:
         """Record a batch and its whole plan (the Recorder interface of ``create_batch``)."""
@@ -395,7 +445,7 @@ class Store:
         )
 
     def set_batch_state(self, batch_id: str, state: BatchState) -> None:
-        """Set a batch's state; its counts are recounted from its generations."""
+        """Set a batch's state; its counts follow its generations."""
         self.update_batch(batch_id, status=str(state))
 
     def acquire_lease(self, batch_id: str, holder: str, ttl_s: float) -> bool:
@@ -443,11 +493,26 @@ class Store:
             return None
         row = rows[0]
         row["spec"] = from_json(row.pop("spec_json"))
-        row["plan"] = from_json(row.pop("plan_json")) or []
-        row["prompts"] = from_json(row.pop("prompts_json")) or []
+        plan, prompts = row.pop("plan_json"), row.pop("prompts_json")
+        if plan is None and prompts is None:  # recorded since migration 4: one row per item
+            plan, prompts = self._plan_rows(batch_id)
+        else:  # recorded before: the whole plan in the batch row
+            plan, prompts = from_json(plan) or [], from_json(prompts) or []
+        row["plan"], row["prompts"] = plan, prompts
         row["columns"] = from_json(row.pop("columns_json"))
         row["servers"] = from_json(row.pop("servers_json")) or []
         return row
+
+    def _plan_rows(self, batch_id: str) -> tuple[list[Any], list[Any]]:
+        """A batch's item values and prompts from ``batch_items``, in item order."""
+        rows = self.query(
+            "SELECT values_json, prompt_json FROM batch_items WHERE batch_id = ?"
+            " ORDER BY batch_index",
+            (batch_id,),
+        )
+        return [from_json(r["values_json"]) for r in rows], [
+            from_json(r["prompt_json"]) for r in rows
+        ]
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -532,14 +597,19 @@ def _ensure_batch(conn: sqlite3.Connection, batch_id: str, workflow_id: int | No
     )
 
 
-def _generation_fields(generation: GenerationRecord) -> dict[str, Any]:
-    """The generation columns a record fills (the server URL without credentials)."""
+def _generation_fields(generation: GenerationRecord, *, with_json: bool = True) -> dict[str, Any]:
+    """The generation columns a record fills (the server URL without credentials).
+
+    Without ``with_json`` the prompt and parameters are left None (an update of a row that has
+    them already keeps them: they never change under one prompt id, and encoding the prompt
+    three times per item was a visible cost).
+    """
     batch_id, batch_index = generation.batch_id, generation.batch_index
     return {
         "prompt_id": str(generation.prompt_id),
         "server": clean_url(generation.server),
-        "parameters_json": to_json(dict(generation.parameters)),
-        "prompt_json": to_json(generation.prompt),
+        "parameters_json": to_json(dict(generation.parameters)) if with_json else None,
+        "prompt_json": to_json(generation.prompt) if with_json else None,
         "error": text_or_none(generation.error),
         "error_node": text_or_none(generation.error_node),
         "queued_at": generation.queued_at,
@@ -624,8 +694,44 @@ def _replace_generation(conn: sqlite3.Connection, row_id: int, values: dict[str,
     conn.execute(f"UPDATE generations SET {sets} WHERE id = ?", (*values.values(), row_id))
 
 
-def _refresh_batch_counts(conn: sqlite3.Connection, batch_id: str) -> None:
-    """Recount a batch's completed and failed items from its generations."""
+def _write_plan(
+    conn: sqlite3.Connection, batch_id: str, plan_rows: list[Any], prompts: list[Any]
+) -> None:
+    """Store a batch's plan as one ``batch_items`` row per item (replacing an earlier plan)."""
+    conn.execute("DELETE FROM batch_items WHERE batch_id = ?", (batch_id,))
+    count = max(len(plan_rows), len(prompts))
+    conn.executemany(
+        "INSERT INTO batch_items (batch_id, batch_index, values_json, prompt_json)"
+        " VALUES (?, ?, ?, ?)",
+        (
+            (
+                batch_id,
+                i,
+                to_json(plan_rows[i]) if i < len(plan_rows) else None,
+                to_json(prompts[i]) if i < len(prompts) else None,
+            )
+            for i in range(count)
+        ),
+    )
+
+
+FAILED_STATES = ("failed", "lost")
+
+
+def _move_batch_counts(conn: sqlite3.Connection, batch_id: str, old: str | None, new: str) -> None:
+    """Move a batch's completed/failed counts by one item's status change (no recount)."""
+    completed = (new == "completed") - (old == "completed")
+    failed = (new in FAILED_STATES) - (old in FAILED_STATES)
+    if completed or failed:
+        conn.execute(
+            "UPDATE batches SET completed_count = completed_count + ?,"
+            " failed_count = failed_count + ?, updated_at = ? WHERE id = ?",
+            (completed, failed, time.time(), batch_id),
+        )
+
+
+def _recount_batch(conn: sqlite3.Connection, batch_id: str) -> None:
+    """Recount a batch's completed and failed items from its generations (once, on record)."""
     conn.execute(
         "UPDATE batches SET"
         " completed_count = (SELECT COUNT(*) FROM generations"

@@ -50,6 +50,7 @@ MAX_RETRY_S = 5.0
 QUIET_CHECK_S = 10.0
 STOP_TIMEOUT_S = 5.0
 QUEUE_REFRESH_DELAY_S = 0.05  # coalesces the burst of `status` frames a batch of POSTs causes
+QUEUE_REFRESH_INTERVAL_S = 0.25  # at most one GET /queue this often: positions for people to read
 CONNECT_WAIT_S = 5.0
 POLL_WHILE_DOWN_S = 3.0
 MAX_FRAME_BYTES = 32 * 2**20  # previews and outputs lists are far smaller; larger is refused
@@ -116,6 +117,7 @@ class Monitor:
         self._stopping = False
         self._refresh_task: asyncio.Task[None] | None = None
         self._refresh_again = False
+        self._last_refresh = float("-inf")
         self._last_poll = 0.0
         self._last_frame_at = 0.0
         self._catch_up_task: asyncio.Task[None] | None = None
@@ -390,22 +392,24 @@ class Monitor:
             await job.resubmit()
 
     def request_queue_refresh(self) -> None:
-        """Refresh queue positions of queued jobs (one request at a time, coalesced)."""
-        if not any(job.waiting for job in self._posted_jobs()):
-            return
-        if self._refresh_task is not None and not self._refresh_task.done():
-            self._refresh_again = True
-            return
-        self._refresh_task = self.loop.create_task(self._refresh_queue())
+        """Refresh queue positions of waiting jobs soon: O(1) here (it runs on every POST answer
+        and every ``status`` frame); one task does at most one GET /queue per
+        ``QUEUE_REFRESH_INTERVAL_S``, and none when no job is still waiting by then."""
+        self._refresh_again = True
+        if self._refresh_task is None or self._refresh_task.done():
+            self._refresh_task = self.loop.create_task(self._refresh_queue())
 
     async def _refresh_queue(self) -> None:
-        self._refresh_again = True
         while self._refresh_again:
             await asyncio.sleep(QUEUE_REFRESH_DELAY_S)
             while self.client.posting:  # a burst of POSTs: refresh once, after it
                 await asyncio.sleep(QUEUE_REFRESH_DELAY_S)
+            wait = self._last_refresh + QUEUE_REFRESH_INTERVAL_S - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
             self._refresh_again = False
             await self._caught_up()
             queued = [job for job in self._posted_jobs() if job.waiting]
             if queued:
+                self._last_refresh = time.monotonic()
                 await self._reconcile_quietly(queued, LostPolicy.CANCEL_IF_LISTENING)

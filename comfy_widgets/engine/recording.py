@@ -1,0 +1,110 @@
+"""Record jobs off the event loop, many at a time: one write per loop tick, not one per change.
+
+Every Job change the engine records (queued, running, final) used to be a synchronous store
+transaction on the loop thread, and a final one wrote its output files there too. A
+``RecordWriter`` collects the records of one Recorder on one loop and hands them to a worker
+thread in one call (``Recorder.record_generations`` when the recorder has it: one transaction),
+one call at a time, in the order they came: what arrives while a write runs goes in the next.
+``submit`` returns a future that resolves once the record is written, so a job reports its end
+only after its final record is committed. A write waits ``GATHER_S`` for more records first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from comfy_widgets.records import GenerationRecord, Recorder
+
+log = logging.getLogger(__name__)
+
+# How long a write waits for more records: each hand-over to the worker thread costs a thread
+# switch (about a millisecond on a busy machine), so at a fast server's pace one write takes the
+# records of a few ticks. A job's end is reported at most this much later.
+GATHER_S = 0.01
+
+_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, RecordWriter]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def writer_for(recorder: Recorder, loop: asyncio.AbstractEventLoop) -> RecordWriter:
+    """The writer of ``recorder`` on ``loop`` (one per pair, made on first use)."""
+    writers = _writers.setdefault(loop, {})
+    writer = writers.get(id(recorder))
+    if writer is None or writer.recorder is not recorder:
+        writer = writers[id(recorder)] = RecordWriter(recorder, loop)
+    return writer
+
+
+def write_records(recorder: Recorder, records: Sequence[GenerationRecord]) -> None:
+    """Write ``records`` in order: in one call when the recorder takes many, else one by one."""
+    many = getattr(recorder, "record_generations", None)
+    if many is not None:
+        try:
+            many(list(records))
+            return
+        except Exception:
+            log.exception("recording %d generations at once failed; one by one now", len(records))
+    for record in records:
+        try:
+            recorder.record_generation(record)
+        except Exception:
+            log.exception("recording %s failed for job %s", record.state, record.prompt_id)
+
+
+def latest_per_prompt(records: list[GenerationRecord]) -> list[GenerationRecord]:
+    """The last record of each prompt id, in the order of those last records: a job queued,
+    started and finished within one tick is written once, in its final state (each record is
+    a full snapshot of the job, so the last one says everything the earlier ones did)."""
+    last = {record.prompt_id: n for n, record in enumerate(records)}
+    if len(last) == len(records):
+        return records
+    return [record for n, record in enumerate(records) if last[record.prompt_id] == n]
+
+
+class RecordWriter:
+    """Batches the records of one Recorder on one loop into a worker thread (module docstring)."""
+
+    def __init__(self, recorder: Recorder, loop: asyncio.AbstractEventLoop):
+        self.recorder = recorder
+        self.loop = loop
+        self._pending: list[tuple[GenerationRecord, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.writes = 0  # calls made to the recorder (for tests and benchmarks)
+
+    def submit(self, record: GenerationRecord) -> asyncio.Future[None]:
+        """Queue ``record`` (on the loop thread); the future resolves once it is written."""
+        done: asyncio.Future[None] = self.loop.create_future()
+        self._pending.append((record, done))
+        if self._task is None or self._task.done():
+            self._task = self.loop.create_task(self._drain())
+        return done
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is written."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    async def _drain(self) -> None:
+        """Write what is queued, in order, until nothing is left."""
+        await asyncio.sleep(GATHER_S)  # let the records of the next few ticks join
+        while self._pending:
+            batch, self._pending = self._pending, []
+            records = latest_per_prompt([record for record, _ in batch])
+            try:
+                await self.loop.run_in_executor(None, write_records, self.recorder, records)
+            except Exception:  # write_records logs per record; this is the executor failing
+                log.exception("recording %d generations failed", len(records))
+            self.writes += 1
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+
+def record_soon(recorder: Recorder, loop: Any, record: GenerationRecord) -> asyncio.Future[None]:
+    """Queue ``record`` on ``recorder``'s writer for ``loop`` (call on the loop thread)."""
+    return writer_for(recorder, loop).submit(record)
