@@ -391,7 +391,8 @@ class PostgresStore:
             "SELECT g.* FROM comfyui_generations g"
             " LEFT JOIN comfyui_workflows w ON w.id = g.workflow_id"
             + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY g.id"
+            # a batch's items in item order: records are written a tick at a time, not in order
+            + (" ORDER BY g.batch_index, g.id" if batch_id is not None else " ORDER BY g.id")
         )
         rows = self._read(query, args)
         workflows = self._workflows({row["workflow_id"] for row in rows} - {None})

@@ -183,7 +183,8 @@ class Recorder(Protocol):
         since: Any = None,
         generation_id: int | str | None = None,
     ) -> list[GenerationRecord]:
-        """Recorded generations matching every given filter, in the order recorded.
+        """Recorded generations matching every given filter, in the order recorded (with
+        ``batch_id``, in item order).
 
         ``workflow`` is a name, content hash, workflow id or workflow; ``generation_id`` the
         store's id or a prompt id.

@@ -531,7 +531,8 @@ class Store:
             "SELECT g.*, w.name AS workflow_name FROM generations g"
             " LEFT JOIN workflows w ON w.id = g.workflow_id"
             + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY g.id"
+            # a batch's items in item order: records are written a tick at a time, not in order
+            + (" ORDER BY g.batch_index, g.id" if batch_id is not None else " ORDER BY g.id")
         )
         return [_parse_generation(row) for row in self.query(sql, args)]
 
