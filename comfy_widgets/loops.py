@@ -45,6 +45,24 @@ class LoopBound:
     _lock: threading.Lock
     _loop: asyncio.AbstractEventLoop | None
 
+    async def _aclose_here(self) -> None:
+        """Close connections and stop background tasks (on this object's loop)."""
+
+    async def aclose(self) -> None:
+        """Close everything this object opened (nothing if its loop is gone)."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        await self._on_loop(self._aclose_here())
+
+    def close(self) -> None:
+        """Blocking ``aclose`` for scripts (outside a running loop)."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        if running_loop() is not None:
+            self.call_soon(lambda: asyncio.ensure_future(self._aclose_here()))
+            return
+        self.spawn(self._aclose_here()).result(timeout=10)
+
     def _rebind(self) -> None:
         """Drop state tied to a previous loop (called, under the lock, before binding anew)."""
 

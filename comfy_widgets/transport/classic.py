@@ -673,21 +673,6 @@ class ClassicBackend(LoopBound):
             await self._http.aclose()
             self._http = None
 
-    async def aclose(self) -> None:
-        """Stop the WebSocket monitor and close HTTP connections."""
-        if self._loop is None or self._loop.is_closed():
-            return
-        await self._on_loop(self._aclose_here())
-
-    def close(self) -> None:
-        """Blocking ``aclose`` for scripts (outside a running loop)."""
-        if self._loop is None or self._loop.is_closed():
-            return
-        if running_loop() is not None:
-            self.call_soon(lambda: asyncio.ensure_future(self._aclose_here()))
-            return
-        self.spawn(self._aclose_here()).result(timeout=10)
-
     async def __aenter__(self) -> ClassicBackend:
         return self
 

@@ -616,18 +616,3 @@ class V2Backend(LoopBound):
         if self._own_client:  # a closed httpx client cannot be reused: ready a fresh one
             self.client = V2Client(self.client.url, api_key=self._api_key)
         self._healthy = False
-
-    async def aclose(self) -> None:
-        """Stop following every job and close the connections."""
-        if self._loop is None or self._loop.is_closed():
-            return
-        await self._on_loop(self._aclose_here())
-
-    def close(self) -> None:
-        """Blocking ``aclose`` for scripts (outside a running loop)."""
-        if self._loop is None or self._loop.is_closed():
-            return
-        if running_loop() is not None:
-            self.call_soon(lambda: asyncio.ensure_future(self._aclose_here()))
-            return
-        self.spawn(self._aclose_here()).result(timeout=10)
