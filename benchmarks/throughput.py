@@ -58,7 +58,13 @@ def start_simulator() -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
-def prompt_for(seed: int) -> dict[str, Any]:
+def prefix_for(first_seed: int) -> str:
+    """A SaveImage prefix of its own per run: ComfyUI lists the output folder on every save
+    (to find the next counter), so a folder shared by every run would slow the later ones."""
+    return f"throughput/{first_seed}/img"
+
+
+def prompt_for(seed: int, prefix: str) -> dict[str, Any]:
     """The example prompt at 64 px with this seed (what both clients send)."""
     prompt = json.loads(WORKFLOW.read_text())
     for node in prompt.values():
@@ -67,6 +73,8 @@ def prompt_for(seed: int) -> dict[str, Any]:
             inputs["seed"] = seed
         if node["class_type"] == "EmptyLatentImage":
             inputs["width"] = inputs["height"] = SIZE_PX
+        if node["class_type"] == "SaveImage":
+            inputs["filename_prefix"] = prefix
     return prompt
 
 
@@ -92,7 +100,8 @@ async def minimal_run(url: str, count: int, first_seed: int) -> dict[str, float]
 
         async def post_all() -> float:
             for i in range(count):
-                body = {"prompt": prompt_for(first_seed + i), "client_id": client_id}
+                prompt = prompt_for(first_seed + i, prefix_for(first_seed))
+                body = {"prompt": prompt, "client_id": client_id}
                 answer = (await http.post("/prompt", json=body)).json()
                 pending.add(answer["prompt_id"])
             return time.perf_counter() - start
@@ -163,7 +172,7 @@ async def ours_run(
         CommCounter.install()
     client = cw.connect(url)
     workflow = cw.Workflow.load(WORKFLOW)
-    fixed = {"width": SIZE_PX, "height": SIZE_PX}
+    fixed = {"width": SIZE_PX, "height": SIZE_PX, "filename_prefix": prefix_for(first_seed)}
     # connected and warm, like the minimal client: a first small batch (and view) pays the lazy
     # imports once; the cold start is measured on its own (``cold_start``)
     warm = client.batch(workflow, count=2, seed=("increment", first_seed - 2), **fixed)
@@ -216,7 +225,14 @@ async def cold_start(url: str) -> dict[str, float]:
     figures: dict[str, float] = {}
     for name, seed in (("first", 1), ("second", 99)):
         start = time.perf_counter()
-        batch = client.batch(workflow, count=20, seed=("increment", seed), width=64, height=64)
+        batch = client.batch(
+            workflow,
+            count=20,
+            seed=("increment", seed),
+            width=SIZE_PX,
+            height=SIZE_PX,
+            filename_prefix=prefix_for(seed + int(time.time() * 1000)),
+        )
         await batch.wait()
         figures[f"{name}_s"] = time.perf_counter() - start
         frame = await batch

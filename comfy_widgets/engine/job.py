@@ -63,6 +63,7 @@ TERMINAL_STATES = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
 # After execution_success, /history is complete once the following executing-null arrives;
 # if that frame never comes (socket trouble), finish from /history after this delay.
 SUCCESS_GRACE_S = 2.0
+_IGNORED = object()  # what an event handler answers when the event changed nothing
 LOST_MESSAGE = "not in the server's queue or history"
 
 
@@ -151,7 +152,9 @@ class Job:
         self.front = front
         self.uploads = list(uploads or [])
         self.state = JobState.PENDING
-        self.progress = 0.0
+        self._progress = 0.0
+        self._progress_stale = False
+        self._has_progress_state = False
         self.current_node: str | None = None
         self.nodes = _nodes_of(prompt)
         self._tracker = ProgressTracker.for_prompt(prompt)
@@ -183,6 +186,21 @@ class Job:
         self._deferred_records: list[JobState] = []
         self._tasks: set[Any] = set()  # strong references: the loop keeps only weak ones
         self._history_check: asyncio.Task[None] | None = None
+
+    @property
+    def progress(self) -> float:
+        """Percent done, 0..100: weighted by node, samplers by their steps, monotone, below 100
+        until the end (``comfy_widgets.engine.progress``). Worked out when read, not per frame:
+        a batch nobody watches pays nothing for it."""
+        if self._progress_stale:
+            self._progress_stale = False
+            if self.nodes:
+                self._progress = self._tracker.update()
+        return self._progress
+
+    @progress.setter
+    def progress(self, value: float) -> None:
+        self._progress, self._progress_stale = value, False
 
     def __repr__(self) -> str:
         return (
@@ -442,33 +460,12 @@ class Job:
 
     def handle_event(self, event: Event) -> None:
         """Apply one event of this prompt (on the loop thread)."""
-        if self.done() or self._finishing:
+        if self._done or self._finishing:
             return
-        if isinstance(event, ExecutionStartEvent):
-            self._on_start(time.time())
-        elif isinstance(event, ExecutionCachedEvent):
-            self._on_cached(event)
-        elif isinstance(event, ExecutingEvent):
-            self._on_executing(event)
-        elif isinstance(event, ProgressEvent):
-            self._on_progress(event)
-        elif isinstance(event, ProgressStateEvent):
-            self._on_progress_state(event)
-        elif isinstance(event, ExecutedEvent):
-            self._node_outputs[event.node] = NodeOutput.from_ui(event.node, event.output)
-            self._node_done(event.node)
-        elif isinstance(event, ExecutionSuccessEvent):
-            self._on_success(event)
-        elif isinstance(event, ExecutionErrorEvent):
-            self._on_error(event)
-        elif isinstance(event, ExecutionInterruptedEvent):
-            self._end(JobState.CANCELLED)
-        elif isinstance(event, PreviewEvent):
-            self.preview, self.preview_mime = event.image, event.mime
-            self.preview_node = event.node_id or self.current_node
-        elif isinstance(event, TextEvent) and event.node_id in self.nodes:
-            self.nodes[event.node_id].text = event.text
-        self._update_progress()
+        handler = _EVENT_HANDLERS.get(type(event))
+        if handler is None or handler(self, event) is _IGNORED:
+            return
+        self._progress_stale = True
         self._changed()
 
     def _schedule(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -482,6 +479,9 @@ class Job:
         frames makes one request, not one each."""
         if self._history_check is None or self._history_check.done():
             self._history_check = self._schedule(self._finish_from_history())
+
+    def _on_execution_start(self, event: ExecutionStartEvent) -> None:
+        self._on_start(time.time())
 
     def _on_start(self, started_at: float) -> None:
         self.state = JobState.RUNNING
@@ -530,14 +530,18 @@ class Job:
             node.started_at = node.started_at or time.time()
             self._tracker.started(event.node, node.started_at)
 
-    def _on_progress(self, event: ProgressEvent) -> None:
+    def _on_progress(self, event: ProgressEvent) -> object:
+        if self._has_progress_state:
+            return _IGNORED  # ComfyUI sends every step twice; progress_state says it all
         node = self.nodes.get(event.node or "")
         if node is not None and node.state != NodeState.CACHED:
             node.state, node.value, node.max = NodeState.RUNNING, event.value, event.max
             node.started_at = node.started_at or time.time()
             self._tracker.step(node.node_id, event.value, event.max, time.time())
+        return None
 
     def _on_progress_state(self, event: ProgressStateEvent) -> None:
+        self._has_progress_state = True
         for node_id, entry in event.nodes.items():
             node = self.nodes.get(node_id)
             if node is None or node.state == NodeState.CACHED:
@@ -583,11 +587,22 @@ class Job:
         )
         self._end(JobState.FAILED, error)
 
-    def _update_progress(self) -> None:
-        """Weighted by node, samplers by their steps; monotone; below 100 until the end
-        (see ``comfy_widgets.engine.progress``)."""
-        if self.nodes:
-            self.progress = self._tracker.update()
+    def _on_executed(self, event: ExecutedEvent) -> None:
+        self._node_outputs[event.node] = NodeOutput.from_ui(event.node, event.output)
+        self._node_done(event.node)
+
+    def _on_interrupted(self, event: ExecutionInterruptedEvent) -> None:
+        self._end(JobState.CANCELLED)
+
+    def _on_preview(self, event: PreviewEvent) -> None:
+        self.preview, self.preview_mime = event.image, event.mime
+        self.preview_node = event.node_id or self.current_node
+
+    def _on_text(self, event: TextEvent) -> object:
+        if event.node_id not in self.nodes:
+            return _IGNORED
+        self.nodes[event.node_id].text = event.text
+        return None
 
     # --- finishing ----------------------------------------------------------------------------
 
@@ -838,3 +853,19 @@ def _classes_of(prompt: Any) -> dict[str, Any]:
         for node_id, node in prompt.items()
         if isinstance(node, dict)
     }
+
+
+# How a Job applies each event type: one lookup per frame instead of a chain of checks.
+_EVENT_HANDLERS: dict[type[Event], Callable[[Job, Any], object]] = {
+    ExecutionStartEvent: Job._on_execution_start,
+    ExecutionCachedEvent: Job._on_cached,
+    ExecutingEvent: Job._on_executing,
+    ProgressEvent: Job._on_progress,
+    ProgressStateEvent: Job._on_progress_state,
+    ExecutedEvent: Job._on_executed,
+    ExecutionSuccessEvent: Job._on_success,
+    ExecutionErrorEvent: Job._on_error,
+    ExecutionInterruptedEvent: Job._on_interrupted,
+    PreviewEvent: Job._on_preview,
+    TextEvent: Job._on_text,
+}

@@ -20,6 +20,7 @@ randomized, incremented or kept.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
@@ -196,12 +197,12 @@ class VariationPlan:
 
     # -- derived views --
 
-    @property
+    @functools.cached_property
     def varied(self) -> list[str]:
         """Names the user varied (lists, axes, non-fixed seeds), in the order given."""
         return [s.name for s in self._specs if s.name in self.variations and not _is_fixed(s)]
 
-    @property
+    @functools.cached_property
     def columns(self) -> list[str]:
         """The per-parameter DataFrame columns: each varied name except the seed, then ``seed``."""
         return [n for n in self.varied if n != self.seed_name] + ["seed"]

@@ -12,6 +12,7 @@ changes it again, and finishing it twice writes nothing the second time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from comfy_widgets.transport.outputs import Output
 
 
+@functools.lru_cache(maxsize=64)
 def clean_url(url: str | None) -> str | None:
     """Strip user info, query and fragment from a server URL so no credential is ever stored."""
     if not url:

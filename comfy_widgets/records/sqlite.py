@@ -116,6 +116,7 @@ class Store:
         self.outputs_dir = self.home / "outputs"
         self._lock = threading.RLock()
         self._workflow_ids: dict[str, int] = {}  # content hash -> row id (rows are never deleted)
+        self._batch_ids: set[str] = set()  # batch rows known to exist (batches are never deleted)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._conn = _connect(self.path)
@@ -160,6 +161,7 @@ class Store:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 self._workflow_ids.clear()  # a workflow row inserted here is gone again
+                self._batch_ids.clear()
                 raise
             self._conn.execute("COMMIT")
 
@@ -229,8 +231,10 @@ class Store:
         if not rows:
             return
         with self.transaction() as conn:
+            moves: dict[str, list[int]] = {}
             for generation, outputs in rows:
-                self._write_row(conn, generation, generation.state, outputs)
+                self._write_row(conn, generation, generation.state, outputs, moves)
+            _move_batch_counts(conn, moves)
 
     def _save_outputs(self, generation: GenerationRecord) -> list[dict[str, Any]]:
         """Write a final generation's output files; their stored descriptions."""
@@ -281,7 +285,9 @@ class Store:
     ) -> None:
         """Insert or update the generation row with ``status``, in one transaction."""
         with self.transaction() as conn:
-            self._write_row(conn, generation, status, outputs)
+            moves: dict[str, list[int]] = {}
+            self._write_row(conn, generation, status, outputs, moves)
+            _move_batch_counts(conn, moves)
 
     def _write_row(
         self,
@@ -289,19 +295,22 @@ class Store:
         generation: GenerationRecord,
         status: str,
         outputs: list[dict[str, Any]] | None,
+        moves: dict[str, list[int]],
     ) -> None:
         """Insert or update one generation row inside the caller's transaction.
 
         A finished row only changes again when outputs come with the call (finishing). The
-        batch's completed/failed counts move by the change of this row's status alone (the
-        transaction holds the write lock, so concurrent writers never miss each other's).
+        batch's completed/failed counts move by the change of this row's status alone, noted
+        in ``moves`` for the caller to apply once per transaction (which holds the write lock,
+        so concurrent writers never miss each other's).
         """
         fields = _generation_fields(generation, with_json=False)
         workflow = generation.workflow
         workflow_id = self._workflow_id(conn, workflow) if workflow is not None else None
         batch_id = fields["batch_id"]
-        if batch_id is not None:
+        if batch_id is not None and batch_id not in self._batch_ids:
             _ensure_batch(conn, batch_id, workflow_id)
+            self._batch_ids.add(batch_id)
         existing = _find_generation(conn, fields)
         if existing is None or existing["prompt_id"] != fields["prompt_id"]:
             fields = _generation_fields(generation)  # a new row: with its prompt and values
@@ -323,7 +332,7 @@ class Store:
         else:
             return
         if batch_id is not None:
-            _move_batch_counts(conn, batch_id, old_status, str(status))
+            _note_count_move(moves, batch_id, old_status, str(status))
 
     def _workflow_id(self, conn: sqlite3.Connection, workflow: Any) -> int:
         """The workflow's row id, remembered per content hash (one SELECT per workflow)."""
@@ -719,16 +728,21 @@ def _write_plan(
 FAILED_STATES = ("failed", "lost")
 
 
-def _move_batch_counts(conn: sqlite3.Connection, batch_id: str, old: str | None, new: str) -> None:
-    """Move a batch's completed/failed counts by one item's status change (no recount)."""
-    completed = (new == "completed") - (old == "completed")
-    failed = (new in FAILED_STATES) - (old in FAILED_STATES)
-    if completed or failed:
-        conn.execute(
-            "UPDATE batches SET completed_count = completed_count + ?,"
-            " failed_count = failed_count + ?, updated_at = ? WHERE id = ?",
-            (completed, failed, time.time(), batch_id),
-        )
+def _note_count_move(moves: dict[str, list[int]], batch_id: str, old: str | None, new: str) -> None:
+    """Note how one item's status change moves its batch's completed/failed counts."""
+    move = moves.setdefault(batch_id, [0, 0])
+    move[0] += (new == "completed") - (old == "completed")
+    move[1] += (new in FAILED_STATES) - (old in FAILED_STATES)
+
+
+def _move_batch_counts(conn: sqlite3.Connection, moves: dict[str, list[int]]) -> None:
+    """Move each batch's completed/failed counts by the changes noted (no recount)."""
+    now = time.time()
+    conn.executemany(
+        "UPDATE batches SET completed_count = completed_count + ?,"
+        " failed_count = failed_count + ?, updated_at = ? WHERE id = ?",
+        [(c, f, now, batch_id) for batch_id, (c, f) in moves.items() if c or f],
+    )
 
 
 def _recount_batch(conn: sqlite3.Connection, batch_id: str) -> None:

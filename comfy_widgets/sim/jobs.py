@@ -121,12 +121,17 @@ def history_job(prompt_id: str, entry: dict, full: bool = False) -> dict:
     return job
 
 
-def all_jobs(running: list, pending: list, history: dict) -> list[dict]:
-    """Every job: running, pending, then finished ones (unsorted)."""
-    jobs = [queue_job(i, JobStatus.IN_PROGRESS) for i in running]
-    jobs += [queue_job(i, JobStatus.PENDING) for i in pending]
-    jobs += [history_job(pid, entry) for pid, entry in history.items()]
-    return jobs
+def all_jobs(running: list, pending: list, history: dict, wanted: list[str]) -> list[dict]:
+    """The jobs of the ``wanted`` statuses: running, pending, then finished ones (unsorted).
+
+    Like ComfyUI's ``get_all_jobs``, the history is only walked when a finished status is
+    wanted, so polling the queue costs nothing per history entry."""
+    jobs = [queue_job(i, JobStatus.IN_PROGRESS) for i in running] if "in_progress" in wanted else []
+    if "pending" in wanted:
+        jobs += [queue_job(i, JobStatus.PENDING) for i in pending]
+    if {"completed", "failed", "cancelled"} & set(wanted):
+        jobs += [history_job(pid, entry) for pid, entry in history.items()]
+    return [j for j in jobs if j["status"] in wanted]
 
 
 def sort_key(sort_by: str):

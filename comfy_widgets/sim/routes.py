@@ -205,9 +205,10 @@ class Routes:
         queue = self.server.queue
         found = [
             j
-            for j in jobs.all_jobs(list(queue.running.values()), queue.pending, queue.history)
-            if j["status"] in wanted
-            and (not query.get("workflow_id") or j.get("workflow_id") == query["workflow_id"])
+            for j in jobs.all_jobs(
+                list(queue.running.values()), queue.pending, queue.history, wanted
+            )
+            if not query.get("workflow_id") or j.get("workflow_id") == query["workflow_id"]
         ]
         found.sort(key=jobs.sort_key(sort_by), reverse=sort_order == "desc")
         page = found[offset:]

@@ -686,6 +686,17 @@ class ClassicBackend(LoopBound):
         self.close()
 
 
+def preload() -> None:
+    """Do now what a client's first request would (import httpx's transport, build the TLS
+    context), so that request is as quick as the next ones."""
+    import anyio._backends._asyncio  # noqa: F401  (httpx's first request imports it)
+    import httpcore  # noqa: F401
+
+    from comfy_widgets.transport import monitor  # noqa: F401  (the first watch imports it)
+
+    _tls_context()
+
+
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     """httpx's default TLS context, built once per process: building one takes ~50 ms, and

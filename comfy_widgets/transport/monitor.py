@@ -300,7 +300,7 @@ class Monitor:
         """Route one parsed event to listeners and to the job it belongs to."""
         if event is None:
             return
-        for listener in list(self.listeners):
+        for listener in list(self.listeners) if self.listeners else ():
             try:
                 listener(event)
             except Exception:

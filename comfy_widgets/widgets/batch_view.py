@@ -122,9 +122,12 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
         if index is None:
             self._throttle.push({"update": True})
             return
-        self._dirty.add(index)
         job = self._job(index)
-        self._push_preview(index, job)
+        if getattr(job, "preview", None):
+            self._push_preview(index, job)
+        if index in self._dirty:
+            return  # already noted: its send is pending (a running item changes per frame)
+        self._dirty.add(index)
         self._throttle.push({"update": True})
 
     def _on_change(self, *_args: Any) -> None:
