@@ -3,8 +3,11 @@
 // The grid is virtualised: item state lives in arrays, and only the cards in (or near) the
 // visible rows are in the DOM, so a 10,000-item batch scrolls and updates smoothly. Python sends
 // only the items that changed ({type: "items"}); a new view says "ready" and gets them all once.
+// Finished items' pictures are asked for when their card is shown ({type: "thumbs"}), so a
+// 10,000-item batch makes and sends only the thumbnails someone scrolls to.
 
 const FINISHED = ["completed", "partial", "cancelled", "failed"];
+const PICTURED = new Set(["completed", "failed", "cancelled"]); // Python's JOB_DONE
 const CARD_MIN_WIDTH = 112; // matches .cw-batch-cards' minmax()
 const GAP = 6;
 const VIRTUAL_FROM = 48; // smaller batches show every card, without a scroll box
@@ -59,6 +62,8 @@ export default {
     const errors = [];
     const itemServers = [];
     const thumbs = new Map(); // index -> {url, final}
+    const asked = new Set(); // indexes whose final picture was asked for
+    let wanted = [];
     const shown = new Map(); // index -> card, the cards in the DOM
     let rowHeight = 0;
     let receivedAt = performance.now();
@@ -105,6 +110,10 @@ export default {
       c.server.textContent = pooled ? serverName(itemServers[i] ?? "") : "";
       c.node.title = [c.label, itemServers[i], errors[i]].filter(Boolean).join("\n");
       const thumb = thumbs.get(i);
+      if (PICTURED.has(status) && !thumb?.final && !asked.has(i)) {
+        asked.add(i);
+        wanted.push(i);
+      }
       if (thumb && c.img.src !== thumb.url) {
         c.img.src = thumb.url;
         c.img.hidden = false;
@@ -156,6 +165,13 @@ export default {
         rowHeight = measured + GAP;
         schedule();
       }
+      askPictures();
+    }
+
+    function askPictures() {
+      if (!wanted.length) return;
+      model.send({ type: "thumbs", indexes: wanted });
+      wanted = [];
     }
 
     function schedule() {
@@ -220,6 +236,7 @@ export default {
           visible = true;
         }
       });
+      askPictures();
       return visible;
     }
 

@@ -9,7 +9,7 @@ import time
 from PIL import Image
 
 from comfy_widgets.results.gridimage import thumbnail_jpeg
-from comfy_widgets.widgets.batch_view import BatchView, item_labels
+from comfy_widgets.widgets.batch_view import STATIC_CARDS, BatchView, item_labels
 from tests._batch_fakes import FakeBatch, FakeOutput, png
 
 
@@ -75,6 +75,24 @@ def test_a_finished_item_sends_its_thumbnail_once():
     thumb = Image.open(io.BytesIO(buffers[0]))
     assert thumb.format == "JPEG" and thumb.size == (64, 64)
     assert view.statuses[0] == "completed" and view.progress[0] == 100.0
+
+
+def test_later_items_get_their_thumbnail_when_the_browser_asks():
+    total = STATIC_CARDS + 12
+    batch = FakeBatch(total)
+    batch.add_jobs(total)
+    view = BatchView(batch)
+    sent = recorder(view)
+    for job in batch.jobs:
+        job.update(state="completed", progress=100.0, outputs=[FakeOutput(png())])
+    settle(view)
+    made = sorted(i for c, _ in sent if c["type"] == "thumbs" for i in c["indexes"])
+    assert made == list(range(STATIC_CARDS))  # the static twin's cards, nothing more
+    sent.clear()
+    later = STATIC_CARDS + 5
+    view._on_msg(view, {"type": "thumbs", "indexes": [later, "x", True, 10**9]}, [])
+    assert [(c["indexes"], c["final"]) for c, _ in sent] == [([later], [True])]
+    assert Image.open(io.BytesIO(sent[0][1][0])).format == "JPEG"
 
 
 def test_a_new_browser_view_gets_the_known_thumbnails():

@@ -171,7 +171,9 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
             dirty |= {i for i, s in enumerate(self._status) if s == "pending"}  # once, at the end
         self._ended = status in FINISHED
         changed = self._update_items(sorted(dirty), status)
-        new_thumbs = self._final_thumbnails(changed)
+        # the static twin's cards get their pictures now; the browser asks for the others
+        # when it shows them (``_on_msg``), so 10,000 items make only the thumbnails looked at
+        new_thumbs = self._final_thumbnails([i for i in changed if i < STATIC_CARDS])
         with self.hold_sync():
             self.batch_status = status
             self.completed = self._counts.get("completed", 0)
@@ -279,7 +281,7 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
             known = self._thumbs.get(index)
             if (known and known[2]) or index in self._unreadable:
                 continue
-            if self._status[index] not in JOB_DONE:
+            if not 0 <= index < len(self._status) or self._status[index] not in JOB_DONE:
                 continue
             data = first_image_bytes(self._job(index))
             if data is None:
@@ -321,6 +323,12 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
         kind = content.get("type")
         if kind == "stop":
             self.stop()
+        elif kind == "thumbs":  # the browser shows these finished items
+            wanted = content.get("indexes")
+            indexes = [i for i in wanted if type(i) is int] if isinstance(wanted, list) else []
+            pictures = self._final_thumbnails(indexes[:THUMBS_CHUNK])
+            if pictures:
+                self._send_thumbs(pictures)
         elif kind == "ready":  # a new browser view: every item once, then the pictures
             everything = list(range(len(self._status)))
             for start in range(0, len(everything), ITEMS_CHUNK):

@@ -1,5 +1,6 @@
 """batch.js alone in Chromium with a stand-in model: 10,000 items keep only the visible cards in
-the DOM, item messages update them, and scrolling brings the later cards in."""
+the DOM, item messages update them, scrolling brings the later cards in, and a finished card asks
+for its picture when it is shown."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ const model = {
   off: () => {},
   send: (m) => window.sent.push(m),
 };
-window.deliver = (msg) => (handlers["msg:custom"] || []).forEach((fn) => fn(msg, []));
+window.deliver = (msg, buffers = []) =>
+  (handlers["msg:custom"] || []).forEach((fn) => fn(msg, buffers));
 widget.render({model, el: document.getElementById("el")});
 window.ready = true;
 </script></body></html>"""
@@ -64,5 +66,18 @@ def test_ten_thousand_items_keep_only_visible_cards(chromium, tmp_path):
         )
         cards = page.evaluate("document.querySelectorAll('.cw-batch-card').length")
         assert 0 < cards < 200, cards
+        # finished cards ask for their pictures once, when shown: #0 first, #9999 after scrolling
+        asked = page.evaluate("window.sent.filter((m) => m.type === 'thumbs')")
+        assert asked == [{"type": "thumbs", "indexes": [0]}, {"type": "thumbs", "indexes": [9999]}]
+        page.evaluate(
+            "deliver({type: 'thumbs', indexes: [9999], mimes: ['image/png'], final: [true]},"
+            " [new Uint8Array([137, 80, 78, 71])])"
+        )
+        shown = page.evaluate(
+            "[...document.querySelectorAll('.cw-batch-card')]"
+            ".filter((c) => c.textContent.includes('#9999'))"
+            ".map((c) => !c.querySelector('img').hidden)"
+        )
+        assert shown == [True]
     finally:
         page.close()
