@@ -140,6 +140,18 @@ async def test_record_writer_batches_a_tick_and_keeps_order():
     assert writer.writes == 2
 
 
+async def test_flush_writes_queued_records_at_once_and_a_final_one_joins_them():
+    recorder = SlowRecorder()
+    writer = RecordWriter(recorder, asyncio.get_running_loop())
+    queued = writer.submit(FakeJob(prompt_id="q").to_record("queued"))  # may wait LAZY_S
+    final = writer.submit(finish(FakeJob(prompt_id="f")).to_record())  # due within GATHER_S
+    await asyncio.wait_for(final, 10)
+    assert queued.done() and recorder.calls == [["q", "f"]]  # one write took both
+    later = writer.submit(FakeJob(prompt_id="r").to_record("running"))
+    await asyncio.wait_for(writer.flush(), 10)  # a lazy record is written now, not skipped
+    assert later.done() and recorder.calls == [["q", "f"], ["r"]]
+
+
 async def test_record_writer_falls_back_to_one_by_one():
     written: list[str] = []
 

@@ -6,7 +6,12 @@ transaction on the loop thread, and a final one wrote its output files there too
 thread in one call (``Recorder.record_generations`` when the recorder has it: one transaction),
 one call at a time, in the order they came: what arrives while a write runs goes in the next.
 ``submit`` returns a future that resolves once the record is written, so a job reports its end
-only after its final record is committed. A write waits ``GATHER_S`` for more records first.
+only after its final record is committed.
+
+A final record is written within ``GATHER_S`` (its job is waiting for it); a queued or running
+one within ``LAZY_S``. At a fast server's pace a job's queued, running and final records then
+meet in one write, and only the last is written (``latest_per_prompt``): one row write per item
+instead of three. At a slow server's pace every state is still written, ``LAZY_S`` late at most.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from comfy_widgets.records import GenerationRecord, Recorder
+from comfy_widgets.states import TERMINAL_JOB_STATES
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +31,9 @@ log = logging.getLogger(__name__)
 # switch (about a millisecond on a busy machine), so at a fast server's pace one write takes the
 # records of a few ticks. A job's end is reported at most this much later.
 GATHER_S = 0.01
+# How late a queued or running record may be written (a crash in that window loses only the
+# knowledge that the prompt was queued; resuming the batch then queues that item again).
+LAZY_S = 0.1
 
 _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, RecordWriter]] = (
     weakref.WeakKeyDictionary()
@@ -73,6 +82,8 @@ class RecordWriter:
         self.recorder = recorder
         self.loop = loop
         self._pending: list[tuple[GenerationRecord, asyncio.Future[None]]] = []
+        self._due: float | None = None  # when the earliest pending record must be written
+        self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self.writes = 0  # calls made to the recorder (for tests and benchmarks)
 
@@ -80,29 +91,51 @@ class RecordWriter:
         """Queue ``record`` (on the loop thread); the future resolves once it is written."""
         done: asyncio.Future[None] = self.loop.create_future()
         self._pending.append((record, done))
-        if self._task is None or self._task.done():
-            self._task = self.loop.create_task(self._drain())
+        wait = GATHER_S if record.state in TERMINAL_JOB_STATES else LAZY_S
+        due = self.loop.time() + wait
+        if self._due is None or due < self._due:
+            self._due = due
+            self._arm()
         return done
 
     async def flush(self) -> None:
-        """Wait until everything queued so far is written."""
-        while self._task is not None and not self._task.done():
+        """Write everything queued so far, now, and wait until it is written."""
+        while self._pending or (self._task is not None and not self._task.done()):
+            if self._task is None or self._task.done():
+                self._start()
+            assert self._task is not None
             await asyncio.shield(self._task)
 
-    async def _drain(self) -> None:
-        """Write what is queued, in order, until nothing is left."""
-        await asyncio.sleep(GATHER_S)  # let the records of the next few ticks join
-        while self._pending:
-            batch, self._pending = self._pending, []
-            records = latest_per_prompt([record for record, _ in batch])
-            try:
-                await self.loop.run_in_executor(None, write_records, self.recorder, records)
-            except Exception:  # write_records logs per record; this is the executor failing
-                log.exception("recording %d generations failed", len(records))
-            self.writes += 1
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
+    def _arm(self) -> None:
+        """Start the next write at ``_due`` (after the running one, which re-arms)."""
+        if self._task is not None and not self._task.done():
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_at(self._due or self.loop.time(), self._start)
+
+    def _start(self) -> None:
+        """Start a write of what is queued now (its timer, if any, is no longer needed)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._task = self.loop.create_task(self._write())
+
+    async def _write(self) -> None:
+        """Write what is queued now, in order, in one call; then arm the next write."""
+        batch, self._pending, self._due = self._pending, [], None
+        records = latest_per_prompt([record for record, _ in batch])
+        try:
+            await self.loop.run_in_executor(None, write_records, self.recorder, records)
+        except Exception:  # write_records logs per record; this is the executor failing
+            log.exception("recording %d generations failed", len(records))
+        self.writes += 1
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)
+        if self._pending:
+            self._task = None
+            self._arm()
 
 
 def record_soon(recorder: Recorder, loop: Any, record: GenerationRecord) -> asyncio.Future[None]:
