@@ -237,6 +237,10 @@ async def test_items_of_an_unreachable_server_go_to_the_others(client, workflow)
     assert df["status"].tolist() == ["completed"] * 4 and batch.status == "completed"
     assert set(df["server"]) == {client.url}
     assert set(df["prompt_id"]) == await history_ids(client)
+    # the stats count each item once, where it ended: the re-sent ones left the dead server
+    stats = {s.url: s for s in batch.server_stats()}
+    assert (stats[client.url].completed, stats[client.url].failed) == (4, 0)
+    assert (stats[dead].completed, stats[dead].failed, stats[dead].down) == (0, 0, True)
 
 
 async def test_subscribers_run_on_the_loop_thread_and_see_the_end(client, workflow):

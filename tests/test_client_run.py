@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +52,20 @@ async def test_run_applies_parameters_and_records_them(client):
     sampler = next(n for n in job.prompt.values() if n["class_type"] == "KSampler")
     assert sampler["inputs"]["seed"] == 5 and sampler["inputs"]["steps"] == 3
     assert result.parameters == {"seed": 5, "prompt": "a red fox", "steps": 3}
+
+
+async def test_a_finished_job_keeps_no_image_bytes_once_the_store_has_them(client):
+    wf = Workflow.load(WORKFLOWS / "sd15_txt2img_default.json")
+    result = await client.run(wf, steps=1, width=64, height=64)
+    output = result.outputs[0]
+    assert output._data is None and output.local_path  # released: the store's file serves it
+    assert output.data == Path(output.local_path).read_bytes() and output.image.size == (64, 64)
+    bare = connect(client.url, store=None)  # nothing stored: the bytes stay in memory
+    try:
+        kept = (await bare.run(wf, steps=1, width=64, height=64)).outputs[0]
+    finally:
+        await bare.aclose()
+    assert kept._data is not None and kept.local_path is None and kept.image.size == (64, 64)
 
 
 async def test_bad_parameter_raises_before_anything_is_queued(client):

@@ -20,6 +20,7 @@ import html
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -141,6 +142,10 @@ class Batch:
         self._down: set[Client] = set()
         self._live: dict[Client, set[int]] = {server: set() for server in self.servers}
         self._sent: dict[Client, int] = dict.fromkeys(self.servers, 0)
+        # per server, how many of its current items are in each state (``server_stats``), and
+        # what each item adds there: kept up to date per change instead of recounted per call
+        self._states: dict[Client, Counter[JobState]] = {s: Counter() for s in self.servers}
+        self._counted: dict[int, tuple[Client, JobState]] = {}
         self._first_sent: dict[Client, float] = {}
         self._last_done: dict[Client, float] = {}
         self._finished = 0
@@ -215,9 +220,8 @@ class Batch:
         """Per server of the pool: items sent, running, queued, completed, failed, throughput."""
         stats = []
         for server in self.servers:
-            jobs = [j for j in self._jobs if j is not None and j.client is server]
-            states = [j.state for j in jobs]
-            completed = states.count(JobState.COMPLETED)
+            states = self._states[server]
+            completed = states[JobState.COMPLETED]
             first = self._first_sent.get(server)
             live = bool(self._live[server])
             end = time.monotonic() if live or first is None else self._last_done.get(server)
@@ -227,10 +231,10 @@ class Batch:
                     url=server.url,
                     protocol=getattr(server, "protocol", "classic"),
                     sent=self._sent[server],
-                    running=states.count(JobState.RUNNING),
-                    queued=states.count(JobState.QUEUED) + states.count(JobState.PENDING),
+                    running=states[JobState.RUNNING],
+                    queued=states[JobState.QUEUED] + states[JobState.PENDING],
                     completed=completed,
-                    failed=states.count(JobState.FAILED),
+                    failed=states[JobState.FAILED],
                     down=server in self._down,
                     per_minute=60.0 * completed / span if span > 0 else 0.0,
                 )
@@ -298,6 +302,9 @@ class Batch:
         be reached goes back to the queue for another server, and that server gets no more
         items (as long as another one is left).
         """
+        index = job.batch_index
+        if index is not None and self._jobs[index] is job:
+            self._count_state(index, job)
         live = self._live[job.client]
         wake = self._stopping  # stop_async waits for every job to be posted or done
         if (job.finishing or job.done()) and job.batch_index in live:
@@ -315,6 +322,17 @@ class Batch:
         if wake:  # the send loop only cares about free slots and finished items
             self._wake.set()
         self._changed(job.batch_index)
+
+    def _count_state(self, index: int, job: Job) -> None:
+        """Count item ``index`` under its job's server and state (its previous count removed)."""
+        counted = (job.client, job.state)
+        old = self._counted.get(index)
+        if old == counted:
+            return
+        if old is not None:
+            self._states[old[0]][old[1]] -= 1
+        self._counted[index] = counted
+        self._states.setdefault(job.client, Counter())[job.state] += 1
 
     def _unreachable(self, job: Job) -> bool:
         """True when the job never reached its server (unreachable, or our credentials were
@@ -460,6 +478,7 @@ class Batch:
             batch_index=index,
         )
         self._jobs[index] = job
+        self._count_state(index, job)
         self._refs.pop(index, None)  # a re-sent item's earlier attempt
         self._live[server].add(index)
         self._open.add(job)

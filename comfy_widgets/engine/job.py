@@ -751,6 +751,8 @@ class Job:
         written = self._record(status)
         if written is not None:  # committed before any waiter wakes up and reads the store
             await written
+        for output in self.outputs:
+            output.release()  # the store has its copy (if it keeps one): no bytes kept here
         self._resolve()
         self._changed()
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from comfy_widgets.errors import StoreError
 from comfy_widgets.records.migrations import migrate
@@ -34,10 +34,8 @@ from comfy_widgets.records.recorder import (
     clean_url,
 )
 from comfy_widgets.states import TERMINAL_JOB_STATES, BatchState, JobState
+from comfy_widgets.transport.outputs import Output
 from comfy_widgets.workflow import pngmeta
-
-if TYPE_CHECKING:
-    from comfy_widgets.transport.outputs import Output
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +272,8 @@ class Store:
         path = folder / f"{safe_name(prompt_id)}_{n}{_suffix(record)}"
         _atomic_write(path, data)
         record["local_path"] = str(path)
+        if isinstance(output, Output):
+            output.local_path = str(path)  # the job may now let go of the bytes
         return record
 
     def _write_generation(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import mimetypes
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -24,9 +25,13 @@ class OutputFileRef:
     asset_id: str | None = None
 
 
-@dataclass
+@dataclass(init=False)
 class Output:
-    """One output of a finished prompt; ``data`` is the file (or the text, utf-8)."""
+    """One output of a finished prompt; ``data`` is the file (or the text, utf-8).
+
+    Once a store has written its copy (``local_path``), the job lets go of the bytes
+    (``release``) and ``data`` reads that copy: a 10,000-item batch does not keep 10,000 images
+    in memory."""
 
     node_id: str
     filename: str
@@ -34,9 +39,40 @@ class Output:
     type: str
     kind: str
     mime: str
-    data: bytes = field(repr=False)
-    asset_id: str | None = None  # the server's asset id of the file (0.27+ with assets on)
-    _image: Image.Image | None = field(default=None, init=False, repr=False, compare=False)
+    asset_id: str | None  # the server's asset id of the file (0.27+ with assets on)
+    local_path: str | None  # the store's copy, once written
+    _data: bytes | None = field(repr=False)
+    _image: Image.Image | None = field(repr=False, compare=False)
+
+    def __init__(
+        self,
+        node_id: str,
+        filename: str,
+        subfolder: str,
+        type: str,
+        kind: str,
+        mime: str,
+        data: bytes,
+        asset_id: str | None = None,
+        local_path: str | None = None,
+    ) -> None:
+        self.node_id, self.filename, self.subfolder, self.type = node_id, filename, subfolder, type
+        self.kind, self.mime, self.asset_id, self.local_path = kind, mime, asset_id, local_path
+        self._data = data
+        self._image = None
+
+    @property
+    def data(self) -> bytes:
+        """The bytes: from memory, or from the store's copy once released."""
+        data = self._data
+        if data is not None:
+            return data
+        return Path(str(self.local_path)).read_bytes()
+
+    def release(self) -> None:
+        """Let go of the bytes when the store has a copy (``data`` then reads it)."""
+        if self.local_path:
+            self._data = None
 
     @property
     def image(self) -> Image.Image | None:
