@@ -80,6 +80,8 @@ def test_a_run_remembers_its_values_and_a_batch_loads_back(recorder, client):
     [row] = _wait_for(lambda: _completed(recorder, job.prompt_id), "the run's record")
     assert recorder.last_used(WorkflowRecord.of(wf)) == {"seed": 3, **SMALL}
     assert row.prompt == job.prompt and row.server == client.url
+    # both stores note their copy on the job's outputs, so the job can let go of the bytes
+    assert job.outputs and all(Path(str(o.local_path)).is_file() for o in job.outputs)
     batch = client.batch(wf, count=3, seed="increment", cfg=[5, 6, 7], **SMALL)
     batch.result(timeout=120)
     record = _wait_for(

@@ -46,7 +46,7 @@ from comfy_widgets.records.recorder import (
     WorkflowRecord,
     clean_url,
 )
-from comfy_widgets.records.sqlite import _atomic_write, _suffix, safe_name
+from comfy_widgets.records.sqlite import _suffix, safe_name, write_output_file
 from comfy_widgets.states import TERMINAL_JOB_STATES, BatchState, JobState
 from comfy_widgets.workflow import pngmeta
 
@@ -362,15 +362,9 @@ class PostgresStore:
         described = []
         for n, output in enumerate(outputs):
             record = _output_dict(output)
-            data = getattr(output, "data", None)
-            if data:
-                if isinstance(data, str):
-                    data = data.encode("utf-8")
-                if pngmeta.is_png(data):
-                    data = pngmeta.with_text_chunks(data, texts)
-                relative = f"{folder}/{safe_name(prompt_id)}_{n}{_suffix(record)}"
-                path = self.outputs_dir / relative
-                _atomic_write(path, data)
+            relative = f"{folder}/{safe_name(prompt_id)}_{n}{_suffix(record)}"
+            path = self.outputs_dir / relative
+            if write_output_file(output, path, lambda: texts):
                 record["local_path"] = str(path)
                 record["relative_path"] = relative
             described.append(record)

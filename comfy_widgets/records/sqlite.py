@@ -19,7 +19,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -262,18 +262,9 @@ class Store:
             "local_path": None,
             "asset_id": getattr(output, "asset_id", None),
         }
-        data: bytes | str = output.data
-        if not data:
-            return record
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        if pngmeta.is_png(data):
-            data = pngmeta.with_text_chunks(data, _png_texts(generation))
         path = folder / f"{safe_name(prompt_id)}_{n}{_suffix(record)}"
-        _atomic_write(path, data)
-        record["local_path"] = str(path)
-        if isinstance(output, Output):
-            output.local_path = str(path)  # the job may now let go of the bytes
+        if write_output_file(output, path, lambda: _png_texts(generation)):
+            record["local_path"] = str(path)
         return record
 
     def _write_generation(
@@ -827,6 +818,22 @@ def _suffix(record: dict[str, Any]) -> str:
     if re.fullmatch(r"\.[A-Za-z0-9]{1,10}", suffix):
         return suffix
     return MIME_SUFFIX.get(record.get("mime") or "", ".bin")
+
+
+def write_output_file(output: Any, path: Path, texts: Callable[[], dict[str, str]]) -> bool:
+    """Write an output's bytes to ``path`` (a PNG with ComfyUI's metadata ``texts()``) and note
+    the copy on the Output, so its job may let go of the bytes; False when it has none."""
+    data = getattr(output, "data", None)
+    if not data:
+        return False
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if pngmeta.is_png(data):
+        data = pngmeta.with_text_chunks(data, texts())
+    _atomic_write(path, data)
+    if isinstance(output, Output):
+        output.local_path = str(path)
+    return True
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
