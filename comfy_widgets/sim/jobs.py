@@ -126,10 +126,12 @@ def all_jobs(running: list, pending: list, history: dict, wanted: list[str]) -> 
 
     Like ComfyUI's ``get_all_jobs``, the history is only walked when a finished status is
     wanted, so polling the queue costs nothing per history entry."""
-    jobs = [queue_job(i, JobStatus.IN_PROGRESS) for i in running] if "in_progress" in wanted else []
-    if "pending" in wanted:
+    jobs: list[dict] = []
+    if JobStatus.IN_PROGRESS in wanted:
+        jobs += [queue_job(i, JobStatus.IN_PROGRESS) for i in running]
+    if JobStatus.PENDING in wanted:
         jobs += [queue_job(i, JobStatus.PENDING) for i in pending]
-    if {"completed", "failed", "cancelled"} & set(wanted):
+    if {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED} & set(wanted):
         jobs += [history_job(pid, entry) for pid, entry in history.items()]
     return [j for j in jobs if j["status"] in wanted]
 
