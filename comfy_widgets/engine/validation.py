@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from comfy_widgets.errors import ComfyWidgetsError, ParameterError
@@ -27,13 +27,7 @@ def check_server_models(workflow: Workflow, prompt: dict[str, Any]) -> None:
             continue
         value = (prompt.get(param.node_id) or {}).get("inputs", {}).get(param.field)
         if isinstance(value, str) and value not in param.options:
-            shown = ", ".join(repr(o) for o in param.options[:10]) or "nothing"
-            more = " …" if len(param.options) > 10 else ""
-            errors[param.name] = (
-                f"{param.name}: {value!r} ({param.field!r} of node {param.node_id}, "
-                f"{param.node_class}) is not on the server; its {param.model_list!r} folder "
-                f"has {shown}{more}"
-            )
+            errors[param.name] = _missing_model(param, value, str(param.model_list), param.options)
     if errors:
         lines = "\n".join(f"  - {msg}" for msg in errors.values())
         raise ParameterError(
@@ -73,16 +67,22 @@ async def check_models_on_server(
             continue  # no list to judge by (a v2 server lists none): the server decides
         for value, param in values.items():
             if value not in available and param.name not in errors:
-                shown = ", ".join(repr(o) for o in available[:10]) or "nothing"
-                more = " …" if len(available) > 10 else ""
-                errors[param.name] = (
-                    f"{param.name}: {value!r} ({param.field!r} of node {param.node_id}, "
-                    f"{param.node_class}) is not on the server; its {folder!r} folder has "
-                    f"{shown}{more}"
-                )
+                errors[param.name] = _missing_model(param, value, folder, available)
     if errors:
         lines = "\n".join(f"  - {msg}" for msg in errors.values())
         raise ParameterError(
             f"{len(errors)} model file(s) missing on the server, nothing was queued:\n{lines}",
             errors=errors,
         )
+
+
+def _missing_model(
+    param: WorkflowParameter, value: str, folder: str, available: Sequence[Any]
+) -> str:
+    """The line naming a model file the server lacks, with the first files its folder has."""
+    shown = ", ".join(repr(o) for o in available[:10]) or "nothing"
+    more = " …" if len(available) > 10 else ""
+    return (
+        f"{param.name}: {value!r} ({param.field!r} of node {param.node_id}, "
+        f"{param.node_class}) is not on the server; its {folder!r} folder has {shown}{more}"
+    )
