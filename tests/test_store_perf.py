@@ -10,7 +10,7 @@ import threading
 
 from comfy_widgets.engine.recording import RecordWriter
 from comfy_widgets.records import migrations
-from comfy_widgets.records.sqlite import Store
+from comfy_widgets.records.sqlite import IN_CHUNK, Store
 from tests.store_fakes import API_PROMPT, FakeJob, FakeWorkflow, finish, record_queued
 
 
@@ -140,16 +140,28 @@ async def test_record_writer_batches_a_tick_and_keeps_order():
     assert writer.writes == 2
 
 
-async def test_flush_writes_queued_records_at_once_and_a_final_one_joins_them():
+async def test_a_final_record_takes_its_own_earlier_ones_and_flush_writes_the_rest():
     recorder = SlowRecorder()
     writer = RecordWriter(recorder, asyncio.get_running_loop())
-    queued = writer.submit(FakeJob(prompt_id="q").to_record("queued"))  # may wait LAZY_S
-    final = writer.submit(finish(FakeJob(prompt_id="f")).to_record())  # due within GATHER_S
+    job = FakeJob(prompt_id="f")
+    other = writer.submit(FakeJob(prompt_id="q").to_record("queued"))  # may wait LAZY_S
+    queued = writer.submit(job.to_record("queued"))
+    final = writer.submit(finish(job).to_record())  # due within GATHER_S
     await asyncio.wait_for(final, 10)
-    assert queued.done() and recorder.calls == [["q", "f"]]  # one write took both
+    # one write took the job's queued and final records (the final one only is written);
+    # the other prompt's lazy record waits for its own time, to meet its later states
+    assert queued.done() and not other.done() and recorder.calls == [["f"]]
     later = writer.submit(FakeJob(prompt_id="r").to_record("running"))
-    await asyncio.wait_for(writer.flush(), 10)  # a lazy record is written now, not skipped
-    assert later.done() and recorder.calls == [["q", "f"], ["r"]]
+    await asyncio.wait_for(writer.flush(), 10)  # lazy records are written now, not skipped
+    assert other.done() and later.done() and recorder.calls == [["f"], ["q", "r"]]
+
+
+async def test_a_lazy_record_is_written_by_its_deadline_on_its_own():
+    recorder = SlowRecorder()
+    writer = RecordWriter(recorder, asyncio.get_running_loop())
+    queued = writer.submit(FakeJob(prompt_id="q").to_record("queued"))
+    await asyncio.wait_for(queued, 10)  # nothing else comes: written after LAZY_S
+    assert recorder.calls == [["q"]] and writer.writes == 1
 
 
 async def test_record_writer_falls_back_to_one_by_one():
@@ -194,3 +206,18 @@ async def test_record_writer_writes_a_job_once_per_tick_in_its_latest_state(tmp_
         (job.prompt_id, "completed", 1)
     ]
     assert rows[0]["prompt"] == job.prompt and writer.writes == 1
+
+
+def test_many_final_records_at_once_write_each_file_once(tmp_path):
+    # more finals in one call than one IN (...) query takes: each is checked, each written once
+    store = Store(tmp_path)
+    jobs = [finish(FakeJob(batch_id=None)) for _ in range(IN_CHUNK + 7)]
+    store.record_generations([job.to_record() for job in jobs])
+    files = sorted(p for p in (tmp_path / "outputs").rglob("*.png"))
+    assert len(files) == len(jobs)
+    contents = {p: p.read_bytes() for p in files}
+    for job in jobs:  # finished a second time (a late duplicate): no file is written again
+        job.outputs[0].data = b"\x89PNG changed"
+    store.record_generations([job.to_record() for job in jobs])
+    assert {p: p.read_bytes() for p in files} == contents
+    assert len(store.query("SELECT id FROM generations WHERE status = 'completed'")) == len(jobs)

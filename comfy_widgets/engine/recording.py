@@ -9,9 +9,11 @@ one call at a time, in the order they came: what arrives while a write runs goes
 only after its final record is committed.
 
 A final record is written within ``GATHER_S`` (its job is waiting for it); a queued or running
-one within ``LAZY_S``. At a fast server's pace a job's queued, running and final records then
-meet in one write, and only the last is written (``latest_per_prompt``): one row write per item
-instead of three. At a slow server's pace every state is still written, ``LAZY_S`` late at most.
+one within ``LAZY_S``. A write takes the records due by then (every final one) and the earlier
+records of their prompts, and leaves the others' lazy records to wait: at a fast server's pace
+a job's queued, running and final records then meet in one write, and only the last is written
+(``latest_per_prompt``): one row write per item instead of three. At a slow server's pace every
+state is still written, ``LAZY_S`` late at most.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from comfy_widgets.records import GenerationRecord, Recorder
@@ -75,13 +78,22 @@ def latest_per_prompt(records: list[GenerationRecord]) -> list[GenerationRecord]
     return [record for n, record in enumerate(records) if last[record.prompt_id] == n]
 
 
+@dataclass
+class _Pending:
+    """A record waiting for its write, when it is due and who waits for it."""
+
+    record: GenerationRecord
+    done: asyncio.Future[None]
+    due: float
+
+
 class RecordWriter:
     """Batches the records of one Recorder on one loop into a worker thread (module docstring)."""
 
     def __init__(self, recorder: Recorder, loop: asyncio.AbstractEventLoop):
         self.recorder = recorder
         self.loop = loop
-        self._pending: list[tuple[GenerationRecord, asyncio.Future[None]]] = []
+        self._pending: list[_Pending] = []
         self._due: float | None = None  # when the earliest pending record must be written
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -90,9 +102,9 @@ class RecordWriter:
     def submit(self, record: GenerationRecord) -> asyncio.Future[None]:
         """Queue ``record`` (on the loop thread); the future resolves once it is written."""
         done: asyncio.Future[None] = self.loop.create_future()
-        self._pending.append((record, done))
         wait = GATHER_S if record.state in TERMINAL_JOB_STATES else LAZY_S
         due = self.loop.time() + wait
+        self._pending.append(_Pending(record, done, due))
         if self._due is None or due < self._due:
             self._due = due
             self._arm()
@@ -102,7 +114,7 @@ class RecordWriter:
         """Write everything queued so far, now, and wait until it is written."""
         while self._pending or (self._task is not None and not self._task.done()):
             if self._task is None or self._task.done():
-                self._start()
+                self._start(everything=True)
             assert self._task is not None
             await asyncio.shield(self._task)
 
@@ -114,25 +126,41 @@ class RecordWriter:
             self._timer.cancel()
         self._timer = self.loop.call_at(self._due or self.loop.time(), self._start)
 
-    def _start(self) -> None:
-        """Start a write of what is queued now (its timer, if any, is no longer needed)."""
+    def _start(self, everything: bool = False) -> None:
+        """Start a write of the records due now (or of ``everything`` queued)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._task = self.loop.create_task(self._write())
+        batch = self._take(everything)
+        if batch:
+            self._task = self.loop.create_task(self._write(batch))
+        elif self._pending:
+            self._arm()
 
-    async def _write(self) -> None:
-        """Write what is queued now, in order, in one call; then arm the next write."""
-        batch, self._pending, self._due = self._pending, [], None
-        records = latest_per_prompt([record for record, _ in batch])
+    def _take(self, everything: bool) -> list[_Pending]:
+        """Remove and return what the next write takes: the records due within ``GATHER_S``
+        (every final one) and the earlier records of their prompts, in order."""
+        if everything:
+            batch, self._pending = self._pending, []
+        else:
+            horizon = self.loop.time() + GATHER_S
+            due = {p.record.prompt_id for p in self._pending if p.due <= horizon}
+            batch = [p for p in self._pending if p.record.prompt_id in due]
+            self._pending = [p for p in self._pending if p.record.prompt_id not in due]
+        self._due = min((p.due for p in self._pending), default=None)
+        return batch
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        """Write ``batch`` in order, in one call; then arm the next write."""
+        records = latest_per_prompt([p.record for p in batch])
         try:
             await self.loop.run_in_executor(None, write_records, self.recorder, records)
         except Exception:  # write_records logs per record; this is the executor failing
             log.exception("recording %d generations failed", len(records))
         self.writes += 1
-        for _, done in batch:
-            if not done.done():
-                done.set_result(None)
+        for pending in batch:
+            if not pending.done.done():
+                pending.done.set_result(None)
         if self._pending:
             self._task = None
             self._arm()

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 STORE_FILENAME = "store.sqlite"
 TERMINAL_STATES = TERMINAL_JOB_STATES  # kept for readers of the old name
 BUSY_TIMEOUT_MS = 30_000
+# Ids per ``IN (...)`` query: well under SQLite's limit on bound parameters (999 in old builds).
+IN_CHUNK = 500
 MIME_SUFFIX = {
     "image/png": ".png",
     "image/jpeg": ".jpg",
@@ -216,12 +218,14 @@ class Store:
         returns, every row is committed.
         """
         rows: list[tuple[GenerationRecord, list[dict[str, Any]] | None]] = []
-        finishing: set[str] = set()
+        finishing = self._finished_among(
+            [str(g.prompt_id) for g in generations if g.state in TERMINAL_JOB_STATES]
+        )
         for generation in generations:
             outputs = None
             if generation.state in TERMINAL_JOB_STATES:
                 prompt_id = str(generation.prompt_id)
-                if prompt_id in finishing or self._is_finished(prompt_id):
+                if prompt_id in finishing:
                     continue
                 finishing.add(prompt_id)
                 outputs = self._save_outputs(generation)
@@ -243,10 +247,18 @@ class Store:
             for n, output in enumerate(generation.outputs)
         ]
 
-    def _is_finished(self, prompt_id: str) -> bool:
-        """True when the generation already has its final state recorded."""
-        rows = self.query("SELECT status FROM generations WHERE prompt_id = ?", (prompt_id,))
-        return bool(rows) and rows[0]["status"] in TERMINAL_JOB_STATES
+    def _finished_among(self, prompt_ids: list[str]) -> set[str]:
+        """Those of ``prompt_ids`` whose final state is recorded already (a query per
+        ``IN_CHUNK`` ids, not one per id)."""
+        finished: set[str] = set()
+        for start in range(0, len(prompt_ids), IN_CHUNK):
+            part = prompt_ids[start : start + IN_CHUNK]
+            marks = ", ".join("?" * len(part))
+            rows = self.query(
+                f"SELECT prompt_id, status FROM generations WHERE prompt_id IN ({marks})", part
+            )
+            finished.update(r["prompt_id"] for r in rows if r["status"] in TERMINAL_JOB_STATES)
+        return finished
 
     def _save_output(
         self, folder: Path, prompt_id: str, n: int, output: Output, generation: GenerationRecord
@@ -657,15 +669,15 @@ def _output_folder(generation: GenerationRecord) -> str:
 
 
 def _find_generation(conn: sqlite3.Connection, fields: dict[str, Any]) -> sqlite3.Row | None:
-    """The row for this prompt id, else the row holding the same batch item (a re-sent item)."""
-    row = conn.execute(
-        "SELECT id, status, prompt_id FROM generations WHERE prompt_id = ?", (fields["prompt_id"],)
+    """The row for this prompt id, else the row holding the same batch item (a re-sent item),
+    in one query."""
+    prompt_id = fields["prompt_id"]
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT id, status, prompt_id FROM generations"
+        " WHERE prompt_id = ? OR (batch_id = ? AND batch_index = ?)"
+        " ORDER BY prompt_id = ? DESC LIMIT 1",
+        (prompt_id, fields["batch_id"], fields["batch_index"], prompt_id),
     ).fetchone()
-    if row is None and fields["batch_id"] is not None and fields["batch_index"] is not None:
-        row = conn.execute(
-            "SELECT id, status, prompt_id FROM generations WHERE batch_id = ? AND batch_index = ?",
-            (fields["batch_id"], fields["batch_index"]),
-        ).fetchone()
     return row
 
 
@@ -830,18 +842,24 @@ def write_output_file(output: Any, path: Path, texts: Callable[[], dict[str, str
         data = data.encode("utf-8")
     if pngmeta.is_png(data):
         data = pngmeta.with_text_chunks(data, texts())
-    _atomic_write(path, data)
+    _write_file(path, data)
     if isinstance(output, Output):
         output.local_path = str(path)
     return True
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write a file via a temporary name and rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def _write_file(path: Path, data: bytes) -> None:
+    """Write a file, making its folder when it is missing (asked of the file system only then).
+
+    No temporary name and rename: nothing reads the file before the row naming it is committed,
+    after this returns, and a crash half-way leaves a file no row names, written again in full
+    when the item is finished again.
+    """
+    try:
+        path.write_bytes(data)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
 
 
 def text_or_none(value: Any) -> str | None:
