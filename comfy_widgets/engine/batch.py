@@ -365,7 +365,7 @@ class Batch:
     def _prepare_item(self, values: dict[str, Any]) -> tuple[dict, dict, list]:
         """Validate one item: its API prompt, the values used and the images to upload."""
         merged, uploads = prepare_image_values(self._image_names, values)
-        prompt = self.workflow.apply(merged)
+        prompt = self.workflow.apply_shared(merged)  # items are read, never changed
         check_server_models(self.workflow, prompt)
         return prompt, merged, uploads
 

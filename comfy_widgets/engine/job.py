@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import html
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Generator
@@ -65,6 +66,8 @@ TERMINAL_STATES = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
 SUCCESS_GRACE_S = 2.0
 _IGNORED = object()  # what an event handler answers when the event changed nothing
 LOST_MESSAGE = "not in the server's queue or history"
+# Guards making a job's future on first wait against the loop settling the job meanwhile.
+_FUTURE_LOCK = threading.Lock()
 
 
 @dataclass
@@ -157,7 +160,7 @@ class Job:
         self._has_progress_state = False
         self.current_node: str | None = None
         self.nodes = _nodes_of(prompt)
-        self._tracker = ProgressTracker.for_prompt(prompt)
+        self._tracker: ProgressTracker | None = None  # made by the first event (``_steps``)
         self.queue_position: int | None = None
         self.number: float | None = None
         self.preview: bytes | None = None
@@ -180,7 +183,11 @@ class Job:
         self._node_outputs: dict[str, NodeOutput] = {}
         self._succeeded = False
         self._finishing = False
-        self._future: concurrent.futures.Future[JobResult] = concurrent.futures.Future()
+        # made on the first wait (``_outcome``): most batch items are never awaited one by one,
+        # and a future (with its condition and lock) is a dozen more objects per finished item
+        # for the garbage collector to walk
+        self._future: concurrent.futures.Future[JobResult] | None = None
+        self._grace: asyncio.TimerHandle | None = None
         self._done = False
         self._subscribers: list[Callable[[Job], None]] = []
         self._deferred_records: list[JobState] = []
@@ -195,12 +202,20 @@ class Job:
         if self._progress_stale:
             self._progress_stale = False
             if self.nodes:
-                self._progress = self._tracker.update()
+                self._progress = self._steps.update()
         return self._progress
 
     @progress.setter
     def progress(self, value: float) -> None:
         self._progress, self._progress_stale = value, False
+
+    @property
+    def _steps(self) -> ProgressTracker:
+        """The tracker of node steps behind ``progress``, ``current_steps`` and ``eta_s``: made
+        when first needed, let go of when the job ends (its ``nodes`` keep the timeline)."""
+        if self._tracker is None:
+            self._tracker = ProgressTracker.for_prompt(self.prompt)
+        return self._tracker
 
     def __repr__(self) -> str:
         return (
@@ -221,7 +236,7 @@ class Job:
         """(step, steps) of the running node when it reports steps, e.g. (12, 20)."""
         if self.state != JobState.RUNNING:
             return None
-        return self._tracker.running_steps(self.current_node)
+        return self._steps.running_steps(self.current_node)
 
     @property
     def eta_s(self) -> float | None:
@@ -229,7 +244,7 @@ class Job:
         when the job is not running)."""
         if self.state != JobState.RUNNING:
             return None
-        return self._tracker.eta(time.time())
+        return self._steps.eta(time.time())
 
     @property
     def images(self) -> list[Image.Image]:
@@ -447,7 +462,7 @@ class Job:
             return
         for node in self.nodes.values():
             node.state, node.value = NodeState.PENDING, 0.0
-        self._tracker = ProgressTracker.for_prompt(self.prompt)
+        self._tracker = None
         self.progress = 0.0
         self.state, self.current_node, self._node_outputs = JobState.QUEUED, None, {}
         self._succeeded = False
@@ -507,7 +522,7 @@ class Job:
             node = self.nodes.get(node_id)
             if node is not None:
                 node.state, node.value, node.max = NodeState.CACHED, 1.0, 1.0
-                self._tracker.finished(node_id, time.time(), ran=False)
+                self._steps.finished(node_id, time.time(), ran=False)
 
     def _on_executing(self, event: ExecutingEvent) -> None:
         if event.node is None:
@@ -528,7 +543,7 @@ class Job:
         if node is not None and node.state not in (NodeState.DONE, NodeState.CACHED):
             node.state = NodeState.RUNNING
             node.started_at = node.started_at or time.time()
-            self._tracker.started(event.node, node.started_at)
+            self._steps.started(event.node, node.started_at)
 
     def _on_progress(self, event: ProgressEvent) -> object:
         if self._has_progress_state:
@@ -537,7 +552,7 @@ class Job:
         if node is not None and node.state != NodeState.CACHED:
             node.state, node.value, node.max = NodeState.RUNNING, event.value, event.max
             node.started_at = node.started_at or time.time()
-            self._tracker.step(node.node_id, event.value, event.max, time.time())
+            self._steps.step(node.node_id, event.value, event.max, time.time())
         return None
 
     def _on_progress_state(self, event: ProgressStateEvent) -> None:
@@ -554,7 +569,7 @@ class Job:
             elif entry.state == "running" and node.state != NodeState.DONE:
                 node.state = NodeState.RUNNING
                 node.started_at = node.started_at or time.time()
-                self._tracker.step(node_id, entry.value, entry.max, time.time())
+                self._steps.step(node_id, entry.value, entry.max, time.time())
 
     def _node_done(self, node_id: str) -> None:
         node = self.nodes.get(node_id)
@@ -562,14 +577,15 @@ class Job:
             return
         node.state, node.value = NodeState.DONE, node.max
         node.finished_at = time.time()
-        self._tracker.finished(node_id, node.finished_at)
+        self._steps.finished(node_id, node.finished_at)
 
     def _on_success(self, event: ExecutionSuccessEvent) -> None:
         self._succeeded = True
         self.timings["finished_at"] = time.time()
-        self.client.loop.call_later(SUCCESS_GRACE_S, self._success_grace_over)
+        self._grace = self.client.loop.call_later(SUCCESS_GRACE_S, self._success_grace_over)
 
     def _success_grace_over(self) -> None:
+        self._grace = None
         if not self.done() and not self._finishing:
             self._check_history()
 
@@ -673,7 +689,7 @@ class Job:
 
     async def _wait_done(self) -> None:
         with contextlib.suppress(ComfyWidgetsError):
-            await asyncio.wrap_future(self._future)
+            await asyncio.wrap_future(self._outcome())
 
     async def _fetch_outputs(self) -> list[Output]:
         outputs: list[Output] = []
@@ -732,6 +748,7 @@ class Job:
             log.warning("could not fetch outputs of %s: %s", self.prompt_id, exc)
             if status == JobState.COMPLETED:
                 status, error = JobState.FAILED, exc
+        self._node_outputs = {}  # what the server listed is in ``outputs`` now
         now = time.time()
         if status != JobState.COMPLETED or self.timings["finished_at"] is None:
             self.timings["finished_at"] = now
@@ -739,8 +756,8 @@ class Job:
         self.state = status
         self.current_node = None
         self.queue_position = None
-        if status == JobState.COMPLETED:
-            self.progress = 100.0
+        self.progress = 100.0 if status == JobState.COMPLETED else self.progress
+        self._tracker = None  # the figures are final now
         stopped = NodeState.ERROR if status == JobState.FAILED else NodeState.STOPPED
         for node in self.nodes.values():
             if node.state == NodeState.RUNNING:  # interrupted there: no longer running
@@ -748,6 +765,9 @@ class Job:
         if status in (JobState.FAILED, JobState.LOST):
             self.error = error or ExecutionError("the prompt failed", prompt_id=self.prompt_id)
         self.backend.unwatch(self)
+        if self._grace is not None:  # ended anyway: the loop lets go of the job now
+            self._grace.cancel()
+            self._grace = None
         written = self._record(status)
         if written is not None:  # committed before any waiter wakes up and reads the store
             await written
@@ -764,13 +784,31 @@ class Job:
         t["total_s"] = (finished - queued) if queued and finished else None
 
     def _resolve(self) -> None:
-        self._done = True
+        with _FUTURE_LOCK:
+            self._done = True
+            future = self._future
+        if future is not None:  # else whoever waits first makes it settled (``_outcome``)
+            self._settle(future)
+
+    def _outcome(self) -> concurrent.futures.Future[JobResult]:
+        """The future waiters wait on (any thread), made on the first wait."""
+        with _FUTURE_LOCK:
+            future, made = self._future, self._future is None
+            if future is None:
+                future = self._future = concurrent.futures.Future()
+            settle = made and self._done
+        if settle:
+            self._settle(future)
+        return future
+
+    def _settle(self, future: concurrent.futures.Future[JobResult]) -> None:
+        """Give ``future`` the ended job's result, or its error."""
         if self.state == JobState.COMPLETED:
-            self._future.set_result(self.result_now())
+            future.set_result(self.result_now())
         elif self.state == JobState.CANCELLED:
-            self._future.set_exception(JobCancelledError(f"job {self.prompt_id} was cancelled"))
+            future.set_exception(JobCancelledError(f"job {self.prompt_id} was cancelled"))
         else:
-            self._future.set_exception(self.error or ComfyWidgetsError("job failed"))
+            future.set_exception(self.error or ComfyWidgetsError("job failed"))
 
     def result_now(self) -> JobResult:
         """The JobResult as things stand (final once the job is done)."""
@@ -812,7 +850,7 @@ class Job:
     def __await__(self) -> Generator[Any, None, JobResult]:
         """Wait for the job; interrupting the wait leaves the job running (one line says so
         and how to stop it, see ``comfy_widgets.engine.waiting``)."""
-        return wait_detached(self._future, self._interrupted_notice).__await__()
+        return wait_detached(self._outcome(), self._interrupted_notice).__await__()
 
     def _interrupted_notice(self) -> str:
         return (
@@ -829,7 +867,7 @@ class Job:
                 "listens on); use `await job` instead"
             )
         try:
-            return self._future.result(timeout)
+            return self._outcome().result(timeout)
         except concurrent.futures.TimeoutError:
             raise TimeoutError(f"job {self.prompt_id} not done after {timeout} s") from None
 

@@ -551,12 +551,13 @@ def _option_defaults(spec: InputSpec, option: Any) -> dict[str, Any]:
 
 
 def apply_to_prompt(
-    prompt: dict[str, Any], pset: ParameterSet, values: dict[str, Any]
+    prompt: dict[str, Any], pset: ParameterSet, values: dict[str, Any], *, share: bool = False
 ) -> dict[str, Any]:
     """A new prompt with the values applied; one ParameterError lists every bad name.
 
     Giving a DynamicCombo another option replaces the inputs its old option added with the new
-    option's (at their defaults, unless ``values`` sets them by canonical key).
+    option's (at their defaults, unless ``values`` sets them by canonical key). With ``share``
+    the nodes the values leave alone are ``prompt``'s own objects (to be read, never changed).
     """
     errors: dict[str, str] = {}
     updates: list[tuple[WorkflowParameter, Any]] = []
@@ -587,16 +588,28 @@ def apply_to_prompt(
     if errors:
         lines = "\n".join(f"  - {msg}" for msg in errors.values())
         raise ParameterError(f"{len(errors)} invalid parameter(s):\n{lines}", errors=errors)
-    result = clone_json(prompt)
+    result = dict(prompt)  # a node is copied when a value changes it (_own_inputs)
+    owned: set[str] = set()
     for combo, children in switches:
-        node = result[combo.node_id]
-        node["inputs"] = _switch_option(node["inputs"], combo.field, children)
+        inputs = _own_inputs(result, owned, combo.node_id)
+        result[combo.node_id]["inputs"] = _switch_option(inputs, combo.field, children)
     for param, value in updates:
         sent = {"__value__": clone_json(value)} if isinstance(value, list) else value
         for key in (param.key, *param.linked_keys):
             node_id, field_name = _split(key, result)
-            result[node_id]["inputs"][field_name] = sent
-    return result
+            _own_inputs(result, owned, node_id)[field_name] = sent
+    return result if share else clone_json(result)
+
+
+def _own_inputs(prompt: dict[str, Any], owned: set[str], node_id: str) -> dict[str, Any]:
+    """The inputs of node ``node_id`` of ``prompt``, copied with the node the first time they
+    are asked for (noted in ``owned``), so changing them leaves the original node alone."""
+    if node_id not in owned:
+        node = prompt[node_id] = dict(prompt[node_id])
+        node["inputs"] = dict(node["inputs"])
+        owned.add(node_id)
+    inputs: dict[str, Any] = prompt[node_id]["inputs"]
+    return inputs
 
 
 def _switch_option(
