@@ -1,8 +1,11 @@
-"""Monitor pieces that need no server: retry schedule, WebSocket URL, queue order, log redaction."""
+"""Monitor pieces that need no server: retry schedule, WebSocket URL, queue order, log redaction,
+which frames are parsed."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import logging
 
 from comfy_widgets.transport import monitor
@@ -46,3 +49,48 @@ def test_handshake_header_values_are_redacted():
     )
     assert monitor._RedactHeaders().filter(record)
     assert "secret" not in record.getMessage()
+
+
+class _Socket:
+    """The frames of one connection, as ``websockets`` yields them."""
+
+    def __init__(self, frames: list[str | bytes]):
+        self._frames = iter(frames)
+
+    def __aiter__(self) -> _Socket:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return next(self._frames)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+def _frame(kind: str, data: dict, **dumps) -> str:
+    return json.dumps({"type": kind, "data": data}, **dumps)
+
+
+async def test_legacy_progress_frames_are_dropped_once_the_socket_carries_progress_state():
+    watcher = monitor.Monitor(client=None, loop=asyncio.get_running_loop())  # type: ignore[arg-type]
+    seen: list[str] = []
+    watcher.listeners.append(lambda event: seen.append(type(event).__name__))
+    step = {"prompt_id": "p", "node": "3", "value": 1, "max": 20}
+    state = {"prompt_id": "p", "nodes": {"3": {"value": 1, "max": 20, "state": "running"}}}
+    frames = [
+        _frame("progress", step),  # an older server: this is the only progress it sends
+        _frame("progress_state", state),
+        _frame("progress", step),  # ComfyUI's duplicate of the progress_state: dropped
+        _frame("progress", step, separators=(",", ":")),  # another spelling: parsed
+        _frame("executing", {"prompt_id": "p", "node": None}),
+    ]
+    await watcher._read(_Socket(frames))
+    assert seen == [
+        "ProgressEvent",
+        "ProgressStateEvent",
+        "ProgressEvent",
+        "ExecutingEvent",
+    ]
+    seen.clear()
+    await watcher._read(_Socket([_frame("progress", step)]))  # a new socket: maybe a new server
+    assert seen == ["ProgressEvent"]

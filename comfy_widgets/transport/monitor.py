@@ -93,9 +93,21 @@ class _connect(ws_connect):
         return target
 
 
+# How ComfyUI's JSON (``json.dumps``) starts a legacy ``progress`` frame. ComfyUI sends every
+# step twice, as ``progress`` and as ``progress_state``; once the socket has carried a
+# ``progress_state``, the ``progress`` frames are dropped before parsing (a third of a
+# sampler's frames). Any other spelling is parsed as usual, and then ignored by its Job.
+_LEGACY_PROGRESS = '{"type": "progress", '
+
+
 def _ws_url(http_url: str, client_id: str) -> str:
     scheme, rest = http_url.split("://", 1)
     return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws?clientId={client_id}"
+
+
+def _is_legacy_progress(frame: str | bytes) -> bool:
+    """True for a text frame spelled as ComfyUI spells ``{"type": "progress", ...}``."""
+    return isinstance(frame, str) and frame.startswith(_LEGACY_PROGRESS)
 
 
 class Monitor:
@@ -120,6 +132,7 @@ class Monitor:
         self._last_refresh = float("-inf")
         self._last_poll = 0.0
         self._last_frame_at = 0.0
+        self._progress_state_seen = False  # on this socket: its ``progress`` frames are dropped
         self._catch_up_task: asyncio.Task[None] | None = None
         self._reconcile_lock = asyncio.Lock()
         self.auth_error: AuthenticationError | None = None
@@ -253,9 +266,12 @@ class Monitor:
     async def _read(self, ws: Any) -> None:
         """Dispatch frames until the socket closes, with the quiet-socket watchdog running."""
         watchdog = self.loop.create_task(self._watch_quiet())
+        self._progress_state_seen = False  # a reconnect may have found another server
         try:
             async for frame in ws:
                 self._last_frame_at = time.monotonic()
+                if self._progress_state_seen and _is_legacy_progress(frame):
+                    continue
                 self.dispatch(parse_frame(frame))
         finally:
             watchdog.cancel()
@@ -312,6 +328,8 @@ class Monitor:
         if isinstance(event, FeatureFlagsEvent):
             self.server_features = dict(event.flags)
             return
+        if isinstance(event, ProgressStateEvent):
+            self._progress_state_seen = True
         prompt_id = self._attribute(event)
         job = self.jobs.get(prompt_id) if prompt_id else None
         if job is not None:
