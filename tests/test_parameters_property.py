@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -10,6 +11,8 @@ from hypothesis import strategies as st
 from comfy_widgets.workflow.parameters import WorkflowParameter
 from comfy_widgets.workflow.workflow import Workflow, apply_parameters
 from tests import shared_data
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "comfy_widgets" / "examples"
 
 SHARED = shared_data.WORKFLOWS
 FILES = sorted((SHARED / "ui").glob("*.json")) + sorted((SHARED / "api").glob("*.json"))
@@ -92,3 +95,28 @@ def test_friendly_names_work_like_their_canonical_key(wf, data):
     param = data.draw(st.sampled_from(named))
     value = data.draw(value_for(param))
     assert wf.apply({param.name: value}) == wf.apply({param.key: value})
+
+
+@SETTINGS
+@given(workflow_and_values())
+def test_apply_shared_equals_apply_and_shares_only_unchanged_nodes(case):
+    wf, values = case
+    api = wf.to_api()
+    shared, owned = wf.apply_shared(values), wf.apply(values)
+    assert shared == owned
+    assert wf.to_api() == api  # the workflow is untouched
+    again = wf.apply_shared(values)
+    for node_id, node in shared.items():
+        if node is again[node_id]:  # shared between items: the workflow's node, as it was
+            assert node == api[node_id]
+        if node != api[node_id]:  # changed by the values: each item's own
+            assert node is not again[node_id] and node["inputs"] is not again[node_id]["inputs"]
+    assert all(owned[n] is not wf.apply(values)[n] for n in owned)  # apply: a copy every time
+
+
+def test_batch_items_share_every_node_their_values_leave_alone():
+    wf = Workflow.load(EXAMPLES / "sd15_txt2img_api.json")
+    seed = wf.parameter("seed").key.partition(".")[0]
+    first, second = wf.apply_shared({"seed": 1}), wf.apply_shared({"seed": 2})
+    assert first[seed]["inputs"]["seed"] == 1 and second[seed]["inputs"]["seed"] == 2
+    assert [n for n in first if first[n] is not second[n]] == [seed]
