@@ -9,7 +9,7 @@ import json
 import logging
 
 from comfy_widgets.transport import monitor
-from comfy_widgets.transport.classic import queue_state
+from comfy_widgets.transport.classic import ClassicBackend, queue_state
 
 
 def test_retry_delays_start_fast_and_cap_at_five_seconds():
@@ -94,3 +94,28 @@ async def test_legacy_progress_frames_are_dropped_once_the_socket_carries_progre
     seen.clear()
     await watcher._read(_Socket([_frame("progress", step)]))  # a new socket: maybe a new server
     assert seen == ["ProgressEvent"]
+
+
+async def test_a_burst_of_posts_counts_as_posting_between_two_of_them(monkeypatch):
+    # the queue refresh waits while POSTs are sent: between two POSTs of a burst the lock is
+    # briefly free, and a refresh there would list every queued prompt again
+    backend = ClassicBackend("http://127.0.0.1:9")
+
+    async def answer(self, method, path, json=None, **_):
+        await asyncio.sleep(0.01)
+        return {"prompt_id": json["prompt_id"], "number": 1}
+
+    monkeypatch.setattr(ClassicBackend, "_json", answer)
+    posts = [
+        asyncio.ensure_future(backend._post_prompt({"prompt": {}, "prompt_id": str(n)}))
+        for n in range(4)
+    ]
+    await asyncio.sleep(0)  # every POST has started and waits for its answer or the lock
+    seen = []
+    deadline = asyncio.get_running_loop().time() + 10
+    while not all(p.done() for p in posts) and asyncio.get_running_loop().time() < deadline:
+        seen.append(backend.posting)
+        await asyncio.sleep(0)
+    await asyncio.gather(*posts)
+    assert len(seen) > 8 and all(seen)
+    assert not backend.posting

@@ -206,6 +206,7 @@ class ClassicBackend(LoopBound):
         self._object_info_raw: dict[str, Any] | None = None
         self._uploads: dict[str, asyncio.Future[str]] = {}
         self._post_lock = asyncio.Lock()
+        self._posts_waiting = 0  # POSTs sent or waiting for the lock (``posting``)
         self._jobs_api: bool | None = None  # None: not probed yet
 
     def __repr__(self) -> str:
@@ -224,6 +225,7 @@ class ClassicBackend(LoopBound):
         self._monitor = None
         self._uploads = {}
         self._post_lock = asyncio.Lock()
+        self._posts_waiting = 0
 
     # --- HTTP ---------------------------------------------------------------------------------
 
@@ -377,12 +379,17 @@ class ClassicBackend(LoopBound):
 
     @property
     def posting(self) -> bool:
-        """True while a POST /prompt is in flight or waiting its turn."""
-        return self._post_lock.locked()
+        """True while a POST /prompt is in flight or waiting its turn (counted: between two
+        POSTs of a burst the lock itself is briefly free)."""
+        return self._posts_waiting > 0
 
     async def _post_prompt(self, body: dict[str, Any]) -> dict[str, Any]:
-        async with self._post_lock:
-            answer = await self._json("POST", "/prompt", json=body)
+        self._posts_waiting += 1
+        try:
+            async with self._post_lock:
+                answer = await self._json("POST", "/prompt", json=body)
+        finally:
+            self._posts_waiting -= 1
         sent = body.get("prompt_id")
         if not isinstance(answer, dict) or (sent and answer.get("prompt_id") not in (None, sent)):
             got = "nothing" if answer is None else f"prompt_id {answer.get('prompt_id')!r}"
