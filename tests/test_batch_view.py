@@ -22,7 +22,8 @@ def recorder(view: BatchView) -> list:
 def settle(view: BatchView) -> None:
     """Wait for the throttle's trailing send (it runs on a timer thread outside a loop)."""
     deadline = time.monotonic() + 5
-    while (view._throttle.pending or view._previews.pending) and time.monotonic() < deadline:
+    throttles = (view._throttle, view._previews, view._twin)
+    while any(t.pending for t in throttles) and time.monotonic() < deadline:
         time.sleep(0.01)
 
 
@@ -241,3 +242,36 @@ def test_static_twin_stays_small_for_a_large_batch():
     page = view.static_html()
     assert page.count("font-size:11px") == 48 and "4952 more items" in page
     assert len(page) < 40_000
+
+
+def test_a_displayed_view_rewrites_its_twin_at_most_once_a_second_and_at_the_end(monkeypatch):
+    updates: list[dict] = []
+
+    class Handle:
+        def update(self, data, **_):
+            updates.append(data)
+
+    def display(data, display_id=None, **_):
+        return Handle() if display_id else None
+
+    monkeypatch.setattr("IPython.display.display", display)
+    total = 40  # a twin step per item: without the rate, every message would rewrite it
+    batch = FakeBatch(total)
+    batch.add_jobs(total)
+    batch.status = "running"
+    view = BatchView(batch)
+    view._ipython_display_()
+    started = time.monotonic()
+    for job in batch.jobs[:-1]:
+        job.update(state="completed", progress=100.0, outputs=[FakeOutput(png())])
+        time.sleep(0.005)
+    settle(view)
+    running = len(updates)
+    # one rewrite at once, one trailing one per second the burst lasted
+    assert 1 <= running <= 2 + int(time.monotonic() - started)
+    assert f"Batch {batch.id[:8]} running: {total - 1} completed" in updates[-1]["text/plain"]
+    batch.status = "completed"
+    batch.jobs[-1].update(state="completed", progress=100.0, outputs=[FakeOutput(png())])
+    settle(view)
+    assert len(updates) == running + 1  # the end is written at once, not a second later
+    assert f"completed: {total} completed" in updates[-1]["text/plain"]

@@ -31,6 +31,9 @@ ITEMS_CHUNK = 2000  # items per message when a view (re)opens
 THUMBS_CHUNK = 500
 STATIC_CARDS = 48  # cards in the static twin; the rest is one line
 TWIN_STEPS = 20
+# The twin is rewritten at most this often while the batch runs (and at once when it ends): each
+# rewrite sends its HTML, with up to STATIC_CARDS pictures, to the notebook.
+TWIN_RATE = 1.0
 SERVERS_INTERVAL_S = 1.0
 
 
@@ -86,6 +89,7 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
         self.add_class(LIVE_CLASS)
         self._throttle = Throttle(self._apply, MESSAGE_RATE)
         self._previews = Throttle(self._send_previews, PREVIEW_RATE)
+        self._twin = Throttle(lambda _: self._refresh_static_output(), TWIN_RATE)
         self.on_msg(self._on_msg)
         self._apply({})
         if hasattr(batch, "subscribe_items"):
@@ -189,7 +193,10 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
             self.send(self._items_message(changed))
         if new_thumbs:
             self._send_thumbs(new_thumbs)
-        self._refresh_static_output()
+        if self._ended:
+            self._refresh_static_output()
+        else:
+            self._twin.push({"twin": True})
 
     def _refresh_servers(self, status: str) -> None:
         """The pool's per-server lines: at most once a second while running, and at the end."""
@@ -410,6 +417,7 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
         if hasattr(self, "_throttle"):
             self._throttle.close()
             self._previews.close()
+            self._twin.close()
         super().close()
 
 
