@@ -31,9 +31,9 @@ ITEMS_CHUNK = 2000  # items per message when a view (re)opens
 THUMBS_CHUNK = 500
 STATIC_CARDS = 48  # cards in the static twin; the rest is one line
 TWIN_STEPS = 20
-# The twin is rewritten at most this often while the batch runs (and at once when it ends): each
-# rewrite sends its HTML, with up to STATIC_CARDS pictures, to the notebook.
-TWIN_RATE = 1.0
+# Twin rewrites per second while the batch runs (it is rewritten at once when the batch ends):
+# each rewrite sends its HTML, with up to STATIC_CARDS pictures (about 120 kB), to the notebook.
+TWIN_RATE = 0.2
 SERVERS_INTERVAL_S = 1.0
 
 
