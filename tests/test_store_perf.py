@@ -221,3 +221,16 @@ def test_many_final_records_at_once_write_each_file_once(tmp_path):
     store.record_generations([job.to_record() for job in jobs])
     assert {p: p.read_bytes() for p in files} == contents
     assert len(store.query("SELECT id FROM generations WHERE status = 'completed'")) == len(jobs)
+
+
+def test_the_final_record_stores_the_prompt_the_server_ran(tmp_path):
+    # a 0.27 server may replace a node it lacks; the job then records the server's prompt
+    store = Store(tmp_path)
+    job = FakeJob(batch_id=None)
+    record_queued(store, job)
+    ran = json.loads(json.dumps(job.prompt))
+    ran[next(iter(ran))]["class_type"] = "ReplacementNode"
+    job.prompt = ran
+    store.record_generation(finish(job).to_record())
+    row = store.query("SELECT prompt_json FROM generations WHERE prompt_id = ?", (job.prompt_id,))
+    assert json.loads(row[0]["prompt_json"]) == ran

@@ -307,7 +307,9 @@ class Store:
         in ``moves`` for the caller to apply once per transaction (which holds the write lock,
         so concurrent writers never miss each other's).
         """
-        fields = _generation_fields(generation, with_json=False)
+        # the prompt again with the final record: the server may have rewritten it (0.27's node
+        # replacement), and the row must say what ran
+        fields = _generation_fields(generation, with_json=outputs is not None)
         workflow = generation.workflow
         workflow_id = self._workflow_id(conn, workflow) if workflow is not None else None
         batch_id = fields["batch_id"]
@@ -614,7 +616,7 @@ def _generation_fields(generation: GenerationRecord, *, with_json: bool = True) 
     """The generation columns a record fills (the server URL without credentials).
 
     Without ``with_json`` the prompt and parameters are left None (an update of a row that has
-    them already keeps them: they never change under one prompt id, and encoding the prompt
+    them already keeps them: only the final record may change the prompt, and encoding it
     three times per item was a visible cost).
     """
     batch_id, batch_index = generation.batch_id, generation.batch_index
