@@ -31,10 +31,9 @@ from comfy_widgets.states import TERMINAL_JOB_STATES
 log = logging.getLogger(__name__)
 
 # How long a write waits for more records: each hand-over to the worker thread costs a thread
-# switch and GIL hand-offs (a millisecond or more on a busy machine), so at a fast server's
-# pace one write takes the records of several items (queueing 1,000 at once: 8 % less time
-# than at 10 ms). A job's end is reported at most this much later.
-GATHER_S = 0.03
+# switch (about a millisecond on a busy machine), so at a fast server's pace one write takes the
+# records of a few ticks. A job's end is reported at most this much later.
+GATHER_S = 0.01
 # How late a queued or running record may be written (a crash in that window loses only the
 # knowledge that the prompt was queued; resuming the batch then queues that item again).
 LAZY_S = 0.1
