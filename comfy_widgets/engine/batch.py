@@ -92,7 +92,9 @@ class Batch:
 
     Made by ``client.batch(workflow, count=..., **variations)``; starts at once and returns
     without waiting. ``servers`` is a list of Clients or URLs to spread the work over (default:
-    ``client`` alone). ``concurrency`` bounds the items queued or running per server.
+    ``client`` alone). ``concurrency`` bounds the items queued or running per server. The items'
+    prompts (``job.prompt``) share the nodes their values leave alone with the workflow and
+    with each other (``Workflow.apply_shared``): read them, never change them in place.
     """
 
     def __init__(
