@@ -309,7 +309,8 @@ class Store:
         """
         # the prompt again with the final record: the server may have rewritten it (0.27's node
         # replacement), and the row must say what ran
-        fields = _generation_fields(generation, with_json=outputs is not None)
+        with_json = outputs is not None
+        fields = _generation_fields(generation, with_json=with_json)
         workflow = generation.workflow
         workflow_id = self._workflow_id(conn, workflow) if workflow is not None else None
         batch_id = fields["batch_id"]
@@ -317,7 +318,8 @@ class Store:
             _ensure_batch(conn, batch_id, workflow_id)
             self._batch_ids.add(batch_id)
         existing = _find_generation(conn, fields)
-        if existing is None or existing["prompt_id"] != fields["prompt_id"]:
+        new_row = existing is None or existing["prompt_id"] != fields["prompt_id"]
+        if new_row and not with_json:
             fields = _generation_fields(generation)  # a new row: with its prompt and values
         values = {
             **fields,
