@@ -45,19 +45,19 @@ def with_text_chunks(png: bytes, texts: dict[str, str]) -> bytes:
     """Return ``png`` with one text chunk per key of ``texts``, replacing chunks of the same key.
 
     Values that are not Latin-1 go into an iTXt chunk (UTF-8), the rest into tEXt, as Pillow does.
+    The other chunks are copied as they are, CRC included (nothing of them is encoded again).
     """
     if not is_png(png):
         raise ValueError("not a PNG file")
-    chunks = list(_iter_chunks(png))
-    kept = [c for c in chunks if not (c[0] in TEXT_TYPES and _chunk_key(c[1]) in texts)]
-    new = [_text_chunk(key, value) for key, value in texts.items()]
     out = [PNG_SIGNATURE]
     inserted = False
-    for ctype, body in kept:
+    for ctype, start, end in _chunk_spans(png):
+        if ctype in TEXT_TYPES and _chunk_key(png[start:end]) in texts:
+            continue
         if ctype == b"IDAT" and not inserted:
-            out.extend(new)
+            out.extend(_text_chunk(key, value) for key, value in texts.items())
             inserted = True
-        out.append(_chunk(ctype, body))
+        out.append(png[start - 8 : end + 4])
     return b"".join(out)
 
 
@@ -144,11 +144,18 @@ def _inflate(data: bytes) -> bytes:
 
 def _iter_chunks(png: bytes):
     """Yield ``(type, body)`` for every chunk after the signature."""
+    for ctype, start, end in _chunk_spans(png):
+        yield ctype, png[start:end]
+
+
+def _chunk_spans(png: bytes):
+    """Yield ``(type, body start, body end)`` for every chunk after the signature; a chunk's
+    length and type are the 8 bytes before its body, its CRC the 4 after."""
     pos = 8
     while pos + 8 <= len(png):
-        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        (length,) = struct.unpack_from(">I", png, pos)
         ctype = png[pos + 4 : pos + 8]
-        yield ctype, png[pos + 8 : pos + 8 + length]
+        yield ctype, pos + 8, min(pos + 8 + length, len(png))
         pos += 12 + length
         if ctype == b"IEND":
             return
@@ -171,4 +178,4 @@ def _text_chunk(key: str, value: str) -> bytes:
 
 def _chunk_key(body: bytes) -> str:
     """The keyword of a text chunk (the bytes before the first NUL)."""
-    return body.split(b"\0", 1)[0].decode("latin-1")
+    return body.partition(b"\0")[0].decode("latin-1")
