@@ -8,7 +8,7 @@ import json
 import sqlite3
 import threading
 
-from comfy_widgets.engine.recording import RecordWriter
+from comfy_widgets.engine.recording import GATHER_MORE_S, RecordWriter
 from comfy_widgets.records import migrations
 from comfy_widgets.records.sqlite import IN_CHUNK, Store
 from tests.store_fakes import API_PROMPT, FakeJob, FakeWorkflow, finish, record_queued
@@ -115,6 +115,42 @@ def test_many_generations_go_in_one_transaction_in_order(tmp_path):
     assert _counts(store, "b") == (1, 0)
 
 
+def test_a_write_looks_up_its_rows_in_one_query_per_chunk(tmp_path):
+    # a write of many records asks for the rows it touches once (per IN_CHUNK // 2 records),
+    # not once per record: each statement hands the GIL to the event loop and back
+    store = Store(tmp_path)
+    store.create_batch("b", None, 600)
+    jobs = [FakeJob(batch_id="b", batch_index=i) for i in range(600)]
+    store.record_generations([job.to_record("queued") for job in jobs[:30]])
+    lookups: list[str] = []
+    store._conn.set_trace_callback(
+        lambda sql: lookups.append(sql) if "FROM generations" in sql else None
+    )
+    store.record_generations([finish(job).to_record() for job in jobs[:30]])
+    assert len(lookups) == 1
+    lookups.clear()
+    store.record_generations([job.to_record("queued") for job in jobs[30:]])
+    assert len(lookups) == -(-570 // (IN_CHUNK // 2))
+    store._conn.set_trace_callback(None)
+    rows = store.generation_records(batch_id="b")
+    assert len(rows) == 600 and _counts(store, "b") == (30, 0)
+    assert sum(r["status"] == "completed" and len(r["outputs"]) == 1 for r in rows) == 30
+
+
+def test_a_resent_item_replaces_its_row_within_one_write(tmp_path):
+    # the first attempt's row is found by its batch item, then the second attempt's final
+    # record (same write) finds the row under its new prompt id: one row, counted once
+    store = Store(tmp_path)
+    store.create_batch("b", None, 1)
+    first, second = FakeJob(batch_id="b", batch_index=0), FakeJob(batch_id="b", batch_index=0)
+    store.record_generations(
+        [first.to_record("queued"), second.to_record("queued"), finish(second).to_record()]
+    )
+    rows = store.generation_records(batch_id="b")
+    assert [(r["prompt_id"], r["status"]) for r in rows] == [(second.prompt_id, "completed")]
+    assert _counts(store, "b") == (1, 0) == _recounted(store, "b")
+
+
 class SlowRecorder:
     """Counts calls; each write takes a while, so records pile up behind it."""
 
@@ -154,6 +190,22 @@ async def test_a_final_record_takes_its_own_earlier_ones_and_flush_writes_the_re
     later = writer.submit(FakeJob(prompt_id="r").to_record("running"))
     await asyncio.wait_for(writer.flush(), 10)  # lazy records are written now, not skipped
     assert other.done() and later.done() and recorder.calls == [["f"], ["q", "r"]]
+
+
+async def test_a_final_record_that_may_wait_goes_with_the_next_write():
+    recorder = SlowRecorder()
+    writer = RecordWriter(recorder, asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    patient = writer.submit(finish(FakeJob(prompt_id="m")).to_record(), GATHER_MORE_S)
+    await asyncio.sleep(0)
+    urgent = writer.submit(finish(FakeJob(prompt_id="u")).to_record())  # GATHER_S
+    await asyncio.wait_for(urgent, 10)
+    # the urgent one's write took the patient one along: one write, long before its deadline
+    assert patient.done() and recorder.calls == [["m", "u"]]
+    alone = writer.submit(finish(FakeJob(prompt_id="a")).to_record(), GATHER_MORE_S)
+    await asyncio.wait_for(alone, 10)  # nothing else comes: written by its own deadline
+    assert recorder.calls == [["m", "u"], ["a"]] and loop.time() - start >= GATHER_MORE_S
 
 
 async def test_a_lazy_record_is_written_by_its_deadline_on_its_own():

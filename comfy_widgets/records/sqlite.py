@@ -213,55 +213,84 @@ class Store:
     def record_generations(self, generations: Sequence[GenerationRecord]) -> None:
         """Record several generations, in order, in ONE transaction (the engine's per-tick batch).
 
-        Output files of final ones are written first (outside the transaction, so the write
-        lock is held only for the rows); a generation already final is skipped. When it
-        returns, every row is committed.
+        The rows they touch are looked up in one query; a final generation has its output
+        files written, unless its row is final already (then it is skipped). When it returns,
+        every row is committed. A write fails as a whole (files written for it stay, named by
+        no row, and are written again in full when the item is recorded again).
         """
-        rows: list[tuple[GenerationRecord, list[dict[str, Any]] | None]] = []
-        finishing = self._finished_among(
-            [str(g.prompt_id) for g in generations if g.state in TERMINAL_JOB_STATES]
-        )
-        for generation in generations:
-            outputs = None
-            if generation.state in TERMINAL_JOB_STATES:
-                prompt_id = str(generation.prompt_id)
-                if prompt_id in finishing:
-                    continue
-                finishing.add(prompt_id)
-                outputs = self._save_outputs(generation)
-            rows.append((generation, outputs))
-        if not rows:
+        if not generations:
             return
         with self.transaction() as conn:
+            known = _KnownRows.of(conn, generations)
             moves: dict[str, list[int]] = {}
-            for generation, outputs in rows:
-                self._write_row(conn, generation, generation.state, outputs, moves)
+            for generation in generations:
+                self._record_one(conn, known, generation, moves)
             _move_batch_counts(conn, moves)
 
-    def _save_outputs(self, generation: GenerationRecord) -> list[dict[str, Any]]:
-        """Write a final generation's output files; their stored descriptions."""
+    def _record_one(
+        self,
+        conn: sqlite3.Connection,
+        known: _KnownRows,
+        generation: GenerationRecord,
+        moves: dict[str, list[int]],
+    ) -> None:
+        """Write one generation's row (and a final one's files) inside the caller's transaction.
+
+        A finished row only changes again when a final record comes with its outputs. The
+        batch's completed/failed counts move by the change of this row's status alone, noted
+        in ``moves`` for the caller to apply once per transaction (which holds the write lock,
+        so concurrent writers never miss each other's). A final record carries the prompt
+        again: the server may have rewritten it (0.27's node replacement), and the row must say
+        what ran; the same JSON goes into the PNG files.
+        """
+        final = generation.state in TERMINAL_JOB_STATES
+        fields = _generation_fields(generation, with_json=final)
+        existing = known.find(fields)
+        same_prompt = existing is not None and existing["prompt_id"] == fields["prompt_id"]
+        if existing is not None and same_prompt and existing["status"] in TERMINAL_JOB_STATES:
+            return  # final already: its files are written, a late record changes nothing
+        outputs = self._save_outputs(generation, fields["prompt_json"]) if final else None
+        if not same_prompt and not final:
+            fields = _generation_fields(generation)  # a new row: with its prompt and values
+        workflow = generation.workflow
+        workflow_id = self._workflow_id(conn, workflow) if workflow is not None else None
+        batch_id = fields["batch_id"]
+        if batch_id is not None and batch_id not in self._batch_ids:
+            _ensure_batch(conn, batch_id, workflow_id)
+            self._batch_ids.add(batch_id)
+        status = str(generation.state)
+        values = {
+            **fields,
+            "workflow_id": workflow_id,
+            "status": status,
+            "outputs_json": to_json(outputs) if outputs is not None else None,
+        }
+        old_status: str | None = None
+        if existing is None:
+            row_id = _insert_generation(conn, values)
+        else:
+            row_id, old_status = existing["id"], existing["status"]
+            if same_prompt:
+                _update_generation(conn, row_id, values)
+            else:
+                _replace_generation(conn, row_id, values)
+        known.note(row_id, fields, status, replaced=None if same_prompt else existing)
+        if batch_id is not None:
+            _note_count_move(moves, batch_id, old_status, status)
+
+    def _save_outputs(self, generation: GenerationRecord, prompt_json: str | None) -> list[dict]:
+        """Write a final generation's output files (PNGs carry ``prompt_json``); their stored
+        descriptions."""
         prompt_id = str(generation.prompt_id)
         folder = self.outputs_dir / _output_folder(generation)
+        texts = _png_texts_once(generation, prompt_json)
         return [
-            self._save_output(folder, prompt_id, n, output, generation)
+            self._save_output(folder, prompt_id, n, output, texts)
             for n, output in enumerate(generation.outputs)
         ]
 
-    def _finished_among(self, prompt_ids: list[str]) -> set[str]:
-        """Those of ``prompt_ids`` whose final state is recorded already (a query per
-        ``IN_CHUNK`` ids, not one per id)."""
-        finished: set[str] = set()
-        for start in range(0, len(prompt_ids), IN_CHUNK):
-            part = prompt_ids[start : start + IN_CHUNK]
-            marks = ", ".join("?" * len(part))
-            rows = self.query(
-                f"SELECT prompt_id, status FROM generations WHERE prompt_id IN ({marks})", part
-            )
-            finished.update(r["prompt_id"] for r in rows if r["status"] in TERMINAL_JOB_STATES)
-        return finished
-
     def _save_output(
-        self, folder: Path, prompt_id: str, n: int, output: Output, generation: GenerationRecord
+        self, folder: Path, prompt_id: str, n: int, output: Output, texts: Callable[[], dict]
     ) -> dict[str, Any]:
         """Write one output's bytes (PNGs get ComfyUI metadata); return its stored description."""
         record: dict[str, Any] = {
@@ -275,71 +304,9 @@ class Store:
             "asset_id": getattr(output, "asset_id", None),
         }
         path = folder / f"{safe_name(prompt_id)}_{n}{_suffix(record)}"
-        if write_output_file(output, path, lambda: _png_texts(generation)):
+        if write_output_file(output, path, texts):
             record["local_path"] = str(path)
         return record
-
-    def _write_generation(
-        self,
-        generation: GenerationRecord,
-        status: str,
-        *,
-        outputs: list[dict[str, Any]] | None = None,
-    ) -> None:
-        """Insert or update the generation row with ``status``, in one transaction."""
-        with self.transaction() as conn:
-            moves: dict[str, list[int]] = {}
-            self._write_row(conn, generation, status, outputs, moves)
-            _move_batch_counts(conn, moves)
-
-    def _write_row(
-        self,
-        conn: sqlite3.Connection,
-        generation: GenerationRecord,
-        status: str,
-        outputs: list[dict[str, Any]] | None,
-        moves: dict[str, list[int]],
-    ) -> None:
-        """Insert or update one generation row inside the caller's transaction.
-
-        A finished row only changes again when outputs come with the call (finishing). The
-        batch's completed/failed counts move by the change of this row's status alone, noted
-        in ``moves`` for the caller to apply once per transaction (which holds the write lock,
-        so concurrent writers never miss each other's).
-        """
-        # the prompt again with the final record: the server may have rewritten it (0.27's node
-        # replacement), and the row must say what ran
-        with_json = outputs is not None
-        fields = _generation_fields(generation, with_json=with_json)
-        workflow = generation.workflow
-        workflow_id = self._workflow_id(conn, workflow) if workflow is not None else None
-        batch_id = fields["batch_id"]
-        if batch_id is not None and batch_id not in self._batch_ids:
-            _ensure_batch(conn, batch_id, workflow_id)
-            self._batch_ids.add(batch_id)
-        existing = _find_generation(conn, fields)
-        new_row = existing is None or existing["prompt_id"] != fields["prompt_id"]
-        if new_row and not with_json:
-            fields = _generation_fields(generation)  # a new row: with its prompt and values
-        values = {
-            **fields,
-            "workflow_id": workflow_id,
-            "status": str(status),
-            "outputs_json": to_json(outputs) if outputs is not None else None,
-        }
-        old_status: str | None = None
-        if existing is None:
-            _insert_generation(conn, values)
-        elif existing["prompt_id"] != fields["prompt_id"]:
-            old_status = existing["status"]
-            _replace_generation(conn, existing["id"], values)
-        elif existing["status"] not in TERMINAL_JOB_STATES or outputs is not None:
-            old_status = existing["status"]
-            _update_generation(conn, existing["id"], values)
-        else:
-            return
-        if batch_id is not None:
-            _note_count_move(moves, batch_id, old_status, str(status))
 
     def _workflow_id(self, conn: sqlite3.Connection, workflow: Any) -> int:
         """The workflow's row id, remembered per content hash (one SELECT per workflow)."""
@@ -672,27 +639,74 @@ def _output_folder(generation: GenerationRecord) -> str:
     return safe_name(workflow.name if workflow is not None else "prompts")
 
 
-def _find_generation(conn: sqlite3.Connection, fields: dict[str, Any]) -> sqlite3.Row | None:
-    """The row for this prompt id, else the row holding the same batch item (a re-sent item),
-    in one query."""
-    prompt_id = fields["prompt_id"]
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT id, status, prompt_id FROM generations"
-        " WHERE prompt_id = ? OR (batch_id = ? AND batch_index = ?)"
-        " ORDER BY prompt_id = ? DESC LIMIT 1",
-        (prompt_id, fields["batch_id"], fields["batch_index"], prompt_id),
-    ).fetchone()
-    return row
+class _KnownRows:
+    """The generation rows one write touches, looked up in one query per ``IN_CHUNK`` ids
+    (by prompt id, and by batch item for a re-sent item), and kept up to date as it writes."""
+
+    def __init__(self) -> None:
+        self.by_prompt: dict[str, dict[str, Any]] = {}
+        self.by_item: dict[tuple[str, int], dict[str, Any]] = {}
+
+    @classmethod
+    def of(cls, conn: sqlite3.Connection, generations: Sequence[GenerationRecord]) -> _KnownRows:
+        known = cls()
+        step = IN_CHUNK // 2  # a generation binds its prompt id and maybe its batch index
+        for start in range(0, len(generations), step):
+            for row in conn.execute(*_rows_query(generations[start : start + step])):
+                known._add(dict(row))
+        return known
+
+    def find(self, fields: dict[str, Any]) -> dict[str, Any] | None:
+        """The row of this prompt id, else the row holding the same batch item."""
+        row = self.by_prompt.get(fields["prompt_id"])
+        if row is None and fields["batch_id"] is not None and fields["batch_index"] is not None:
+            row = self.by_item.get((fields["batch_id"], fields["batch_index"]))
+        return row
+
+    def note(
+        self,
+        row_id: int,
+        fields: dict[str, Any],
+        status: str,
+        replaced: dict[str, Any] | None,
+    ) -> None:
+        """The row as just written (``replaced``: the row of an earlier attempt it overwrote)."""
+        if replaced is not None:
+            self.by_prompt.pop(replaced["prompt_id"], None)
+        keys = ("prompt_id", "batch_id", "batch_index")
+        self._add({"id": row_id, "status": status, **{k: fields[k] for k in keys}})
+
+    def _add(self, row: dict[str, Any]) -> None:
+        self.by_prompt[row["prompt_id"]] = row
+        if row["batch_id"] is not None and row["batch_index"] is not None:
+            self.by_item[(row["batch_id"], row["batch_index"])] = row
 
 
-def _insert_generation(conn: sqlite3.Connection, values: dict[str, Any]) -> None:
-    """Insert a generation row from the given column values."""
+def _rows_query(generations: Sequence[GenerationRecord]) -> tuple[str, list[Any]]:
+    """One SELECT for the rows of these prompt ids and of their batch items."""
+    prompt_ids = list({str(g.prompt_id) for g in generations})
+    items: dict[str, set[int]] = {}
+    for g in generations:
+        if g.batch_id is not None and g.batch_index is not None:
+            items.setdefault(str(g.batch_id), set()).add(int(g.batch_index))
+    terms = [f"prompt_id IN ({', '.join('?' * len(prompt_ids))})"]
+    args: list[Any] = list(prompt_ids)
+    for batch_id, indexes in items.items():
+        terms.append(f"(batch_id = ? AND batch_index IN ({', '.join('?' * len(indexes))}))")
+        args += [batch_id, *indexes]
+    sql = "SELECT id, status, prompt_id, batch_id, batch_index FROM generations WHERE "
+    return sql + " OR ".join(terms), args
+
+
+def _insert_generation(conn: sqlite3.Connection, values: dict[str, Any]) -> int:
+    """Insert a generation row from the given column values; its id."""
     values = {**values, "created_at": time.time()}
     cols = ", ".join(values)
-    conn.execute(
+    cursor = conn.execute(
         f"INSERT INTO generations ({cols}) VALUES ({', '.join('?' * len(values))})",
         tuple(values.values()),
     )
+    return int(cursor.lastrowid or 0)
 
 
 def _update_generation(conn: sqlite3.Connection, row_id: int, values: dict[str, Any]) -> None:
@@ -818,12 +832,30 @@ def _unix_time(value: Any) -> float:
     return pd.Timestamp(value).to_pydatetime().timestamp()
 
 
-def _png_texts(generation: GenerationRecord) -> dict[str, str]:
-    """The ComfyUI text chunks for a generation: the API prompt, params, and the UI graph holding
-    the values used (left out when it cannot hold them: ComfyUI then loads the exact prompt)."""
-    return pngmeta.comfy_text_chunks(
-        generation.prompt, generation.ui_graph, dict(generation.parameters)
-    )
+def _png_texts(generation: GenerationRecord, prompt_json: str | None = None) -> dict[str, str]:
+    """The ComfyUI text chunks for a generation: the API prompt (``prompt_json`` when it is
+    encoded already), params, and the UI graph holding the values used (left out when it
+    cannot hold them: ComfyUI then loads the exact prompt)."""
+    if prompt_json is None:
+        return pngmeta.comfy_text_chunks(
+            generation.prompt, generation.ui_graph, dict(generation.parameters)
+        )
+    rest = pngmeta.comfy_text_chunks(None, generation.ui_graph, dict(generation.parameters))
+    return {"prompt": prompt_json, **rest}
+
+
+def _png_texts_once(
+    generation: GenerationRecord, prompt_json: str | None
+) -> Callable[[], dict[str, str]]:
+    """``_png_texts`` made on the first call and kept (a generation's PNGs share them)."""
+    made: list[dict[str, str]] = []
+
+    def texts() -> dict[str, str]:
+        if not made:
+            made.append(_png_texts(generation, prompt_json))
+        return made[0]
+
+    return texts
 
 
 def _suffix(record: dict[str, Any]) -> str:
@@ -857,13 +889,21 @@ def _write_file(path: Path, data: bytes) -> None:
 
     No temporary name and rename: nothing reads the file before the row naming it is committed,
     after this returns, and a crash half-way leaves a file no row names, written again in full
-    when the item is finished again.
+    when the item is finished again. Plain ``os`` calls: ``open()`` makes four system calls
+    before the write, each a hand-over of the GIL the kernel's event loop is waiting for.
     """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
     try:
-        path.write_bytes(data)
+        fd = os.open(path, flags, 0o666)
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        fd = os.open(path, flags, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def text_or_none(value: Any) -> str | None:
