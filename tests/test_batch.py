@@ -290,6 +290,40 @@ async def test_batch_is_recorded_in_the_store(tmp_path, server, workflow):
         store.close()
 
 
+async def test_items_with_more_to_come_let_their_records_wait_and_the_tail_does_not(
+    tmp_path, server, workflow
+):
+    from comfy_widgets.engine.recording import GATHER_MORE_S
+
+    store = Store(tmp_path / "store.sqlite")
+    client = connect(server.url, store=store)
+    try:
+        batch = client.batch(workflow, count=6, seed="increment", concurrency=2, **SMALL)
+        waits: dict[int, float | None] = {}
+
+        def on_item(b, index):
+            job = b.job(index) if index is not None else None
+            if job is not None and index not in waits:
+                waits[index] = job.final_record_wait  # as it was sent
+
+        batch.subscribe_items(on_item)
+        await asyncio.wait_for(batch, 30)
+        # sent while more items were left: nobody waits for their records (their slots were
+        # freed when the server finished), so they may share writes; the last one may not,
+        # and neither may any item still open when it was sent
+        assert waits == {0: GATHER_MORE_S, 1: GATHER_MORE_S, 2: GATHER_MORE_S,
+                         3: GATHER_MORE_S, 4: GATHER_MORE_S, 5: None}  # fmt: skip
+        assert batch.jobs[5].final_record_wait is None
+        assert any(job.final_record_wait is None for job in batch.jobs[3:5])
+        rows = store.generation_records(batch_id=batch.id)
+        assert [(r["batch_index"], r["status"]) for r in rows] == [
+            (i, "completed") for i in range(6)
+        ]
+    finally:
+        await client.aclose()
+        store.close()
+
+
 def test_plain_script_mode_blocks_on_result():
     with sim.serve(seconds_per_step=0.0, previews=False) as server:
         client = connect(server.url)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from comfy_widgets.engine.plan import MAX_ITEMS, VariationPlan
+from comfy_widgets.engine.recording import GATHER_MORE_S
 from comfy_widgets.engine.validation import check_models_on_server, check_server_models
 from comfy_widgets.engine.waiting import wait_detached
 from comfy_widgets.errors import (
@@ -414,6 +415,7 @@ class Batch:
                     break
                 server = min(self._open_servers(), key=self._load)
                 self._send(heapq.heappop(self._todo), server)
+            self._hurry_records()  # stopped: what is still open is the tail
             await self._wait_until(self._all_finished)
         except Exception:
             log.exception("batch %s stopped by an unexpected error", self.id)
@@ -480,6 +482,7 @@ class Batch:
             batch_index=index,
         )
         self._jobs[index] = job
+        self._pace_records(job)
         self._count_state(index, job)
         self._refs.pop(index, None)  # a re-sent item's earlier attempt
         self._live[server].add(index)
@@ -490,6 +493,20 @@ class Batch:
         if job.done():  # finished before we subscribed (e.g. failed at once)
             self._on_job(job)
         self._changed(index)
+
+    def _pace_records(self, job: Job) -> None:
+        """While more items are to be sent, a finished item's record may wait longer for
+        others to share its write (nobody waits for it); once the last is sent, every item
+        still open is in the batch's tail, whose end waits for its records."""
+        if self._todo and not self._stopping:
+            job.final_record_wait = GATHER_MORE_S
+        else:
+            self._hurry_records()
+
+    def _hurry_records(self) -> None:
+        """Every item still open is in the batch's tail: its final record waits the least."""
+        for job in self._open:
+            job.final_record_wait = None
 
     async def _wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait on the loop until ``predicate()`` holds (re-checked after every change)."""

@@ -34,7 +34,7 @@ from comfy_widgets.errors import (
 )
 from comfy_widgets.loops import running_loop
 from comfy_widgets.records import GenerationRecord, Recorder, WorkflowRecord, clean_url
-from comfy_widgets.states import JobState, NodeState
+from comfy_widgets.states import TERMINAL_JOB_STATES, JobState, NodeState
 from comfy_widgets.transport.backend import Backend, LostPolicy, NodeOutput, PromptOutcome
 from comfy_widgets.transport.events import (
     Event,
@@ -191,6 +191,9 @@ class Job:
         self._done = False
         self._subscribers: list[Callable[[Job], None]] = []
         self._deferred_records: list[JobState] = []
+        # how long the final record may wait for others to share its write (None: the
+        # writer's GATHER_S); a batch lets its items wait longer while more are coming
+        self.final_record_wait: float | None = None
         self._tasks: set[Any] = set()  # strong references: the loop keeps only weak ones
         self._history_check: asyncio.Task[None] | None = None
 
@@ -346,7 +349,8 @@ class Job:
             record = self.record()
             record.state = state
             if recorder and self.client.on_loop_thread():
-                written = record_soon(recorder, self.client.loop, record)
+                wait = self.final_record_wait if state in TERMINAL_JOB_STATES else None
+                written = record_soon(recorder, self.client.loop, record, wait)
             else:
                 recorder.record_generation(record)
             if state == JobState.QUEUED and self.batch_id is None and record.workflow is not None:

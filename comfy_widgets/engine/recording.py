@@ -8,9 +8,10 @@ one call at a time, in the order they came: what arrives while a write runs goes
 ``submit`` returns a future that resolves once the record is written, so a job reports its end
 only after its final record is committed.
 
-A final record is written within ``GATHER_S`` (its job is waiting for it); a queued or running
-one within ``LAZY_S``. A write takes the records due by then (every final one) and the earlier
-records of their prompts, and leaves the others' lazy records to wait: at a fast server's pace
+A final record is written within ``GATHER_S`` (its job is waiting for it), or ``GATHER_MORE_S``
+for a batch item with more items to come; a queued or running one within ``LAZY_S``. A write
+takes every final record and the records due by then, with the earlier records of their
+prompts, and leaves the others' lazy records to wait: at a fast server's pace
 a job's queued, running and final records then meet in one write, and only the last is written
 (``latest_per_prompt``): one row write per item instead of three. At a slow server's pace every
 state is still written, ``LAZY_S`` late at most.
@@ -34,6 +35,11 @@ log = logging.getLogger(__name__)
 # switch (about a millisecond on a busy machine), so at a fast server's pace one write takes the
 # records of a few ticks. A job's end is reported at most this much later.
 GATHER_S = 0.01
+# How long a batch item's final record may wait while more items are coming: its batch does not
+# wait for it (the item's server slot was freed when the server finished), and a write costs
+# about as much as the rows of ten items. The batch's last items wait GATHER_S, and every
+# write takes every final record waiting, so the batch still ends GATHER_S after its last item.
+GATHER_MORE_S = 0.05
 # How late a queued or running record may be written (a crash in that window loses only the
 # knowledge that the prompt was queued; resuming the batch then queues that item again).
 LAZY_S = 0.1
@@ -99,10 +105,15 @@ class RecordWriter:
         self._task: asyncio.Task[None] | None = None
         self.writes = 0  # calls made to the recorder (for tests and benchmarks)
 
-    def submit(self, record: GenerationRecord) -> asyncio.Future[None]:
-        """Queue ``record`` (on the loop thread); the future resolves once it is written."""
+    def submit(self, record: GenerationRecord, wait: float | None = None) -> asyncio.Future[None]:
+        """Queue ``record`` (on the loop thread); the future resolves once it is written. A
+        final record waits ``wait`` seconds at most (default ``GATHER_S``), others ``LAZY_S``."""
         done: asyncio.Future[None] = self.loop.create_future()
-        wait = GATHER_S if record.state in TERMINAL_JOB_STATES else LAZY_S
+        final = record.state in TERMINAL_JOB_STATES
+        if not final:
+            wait = LAZY_S
+        elif wait is None:
+            wait = GATHER_S
         due = self.loop.time() + wait
         self._pending.append(_Pending(record, done, due))
         if self._due is None or due < self._due:
@@ -138,13 +149,17 @@ class RecordWriter:
             self._arm()
 
     def _take(self, everything: bool) -> list[_Pending]:
-        """Remove and return what the next write takes: the records due within ``GATHER_S``
-        (every final one) and the earlier records of their prompts, in order."""
+        """Remove and return what the next write takes: every final record and the records
+        due within ``GATHER_S``, with the earlier records of their prompts, in order."""
         if everything:
             batch, self._pending = self._pending, []
         else:
             horizon = self.loop.time() + GATHER_S
-            due = {p.record.prompt_id for p in self._pending if p.due <= horizon}
+            due = {
+                p.record.prompt_id
+                for p in self._pending
+                if p.due <= horizon or p.record.state in TERMINAL_JOB_STATES
+            }
             batch = [p for p in self._pending if p.record.prompt_id in due]
             self._pending = [p for p in self._pending if p.record.prompt_id not in due]
         self._due = min((p.due for p in self._pending), default=None)
@@ -166,6 +181,9 @@ class RecordWriter:
             self._arm()
 
 
-def record_soon(recorder: Recorder, loop: Any, record: GenerationRecord) -> asyncio.Future[None]:
-    """Queue ``record`` on ``recorder``'s writer for ``loop`` (call on the loop thread)."""
-    return writer_for(recorder, loop).submit(record)
+def record_soon(
+    recorder: Recorder, loop: Any, record: GenerationRecord, wait: float | None = None
+) -> asyncio.Future[None]:
+    """Queue ``record`` on ``recorder``'s writer for ``loop`` (call on the loop thread); a
+    final one waits ``wait`` seconds at most (default ``GATHER_S``)."""
+    return writer_for(recorder, loop).submit(record, wait)
