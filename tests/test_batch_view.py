@@ -203,6 +203,32 @@ class ItemBatch(FakeBatch):
             callback(self, index)
 
 
+def test_frames_of_a_noted_item_cost_no_job_lookup_and_previews_still_go_out():
+    batch = ItemBatch(3)
+    batch.add_jobs(3)
+    looked_up: list[int] = []
+    job_at = batch.job
+    batch.job = lambda index: looked_up.append(index) or job_at(index)
+    view = BatchView(batch)
+    sent = recorder(view)
+    settle(view)
+    looked_up.clear()
+    time.sleep(0.06)  # past the throttle interval: the first change goes at once
+    running = batch.jobs[1]
+    running.update(state="running", progress=5.0)
+    for step in range(2, 40):  # a sampler's frames: the item is noted once, sent once more
+        running.state, running.progress = "running", float(step)
+        batch.notify(1)
+    running.preview = b"jpeg-preview"
+    batch.notify(1)
+    settle(view)
+    assert len(looked_up) <= 3, looked_up  # per send, not per frame
+    assert view.progress[1] == 39.0 and view.statuses[1] == "running"
+    previews = [(c, b) for c, b in sent if c["type"] == "thumbs"]
+    assert previews and previews[-1][1] == [b"jpeg-preview"]
+    assert previews[-1][0]["indexes"] == [1] and previews[-1][0]["final"] == [False]
+
+
 def _one_change_costs(total: int) -> tuple[int, int]:
     """Bytes of the comm messages one item's change sends, and of the summary state."""
     import json

@@ -122,23 +122,20 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
     # --- batch -> browser ---------------------------------------------------------------------
 
     def _on_item(self, _batch: Any, index: int | None) -> None:
-        """(Loop thread) an item or the batch changed: note it; the throttle sends it."""
+        """(Loop thread) an item or the batch changed: note it; the throttle sends it.
+
+        Called on every frame of every running item, so it only notes the index: the item's
+        job is looked at when the throttle sends (``_update_items``), previews included.
+        """
         if index is None:
             self._throttle.push({"update": True})
-            return
-        job = self._job(index)
-        if getattr(job, "preview", None):
-            self._push_preview(index, job)
-        if index in self._dirty:
-            return  # already noted: its send is pending (a running item changes per frame)
-        self._dirty.add(index)
-        self._throttle.push({"update": True})
+        elif index not in self._dirty:  # else its send is pending already
+            self._dirty.add(index)
+            self._throttle.push({"update": True})
 
     def _on_change(self, *_args: Any) -> None:
         """(Loop thread) something changed, the batch does not say what: every item is dirty."""
-        self._all_dirty = True
-        for index, job in self._jobs().items():
-            self._push_preview(index, job)
+        self._all_dirty = True  # previews too: ``_update_items`` looks at every job
         self._throttle.push({"update": True})
 
     def _push_preview(self, index: int, job: Any) -> None:
@@ -217,6 +214,7 @@ class BatchView(StaticTwin, anywidget.AnyWidget):
             if not 0 <= index < len(self._status):
                 continue
             job = jobs.get(index) if jobs is not None else self._job(index)
+            self._push_preview(index, job)
             new = (
                 item_status(job, batch_status),
                 item_progress(job),
@@ -468,10 +466,13 @@ def item_progress(job: Any) -> float:
 
 
 def first_image_bytes(job: Any) -> bytes | None:
-    """The encoded bytes of a job's first image output, or None."""
+    """The encoded bytes of a job's first image output, or None (read once: a finished job's
+    outputs hold no bytes, ``data`` reads the store's copy)."""
     for output in getattr(job, "outputs", None) or []:
-        if getattr(output, "kind", "") == "image" and getattr(output, "data", None):
-            return output.data
+        if getattr(output, "kind", "") == "image":
+            data = getattr(output, "data", None)
+            if data:
+                return data
     return None
 
 
