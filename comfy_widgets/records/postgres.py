@@ -46,9 +46,8 @@ from comfy_widgets.records.recorder import (
     WorkflowRecord,
     clean_url,
 )
-from comfy_widgets.records.sqlite import _suffix, safe_name, write_output_file
+from comfy_widgets.records.sqlite import _suffix, png_texts, safe_name, write_output_file
 from comfy_widgets.states import TERMINAL_JOB_STATES, BatchState, JobState
-from comfy_widgets.workflow import pngmeta
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +334,7 @@ class PostgresStore:
         given = [_output_dict(o) for o in generation.saved_outputs]
         outputs = list(generation.outputs or []) if final else []
         folder = _output_folder(generation)
-        texts = _png_texts(generation) if any(_is_png(o) for o in outputs) else {}
+        texts = png_texts(generation, outputs)
 
         def write() -> None:
             if final:
@@ -364,7 +363,7 @@ class PostgresStore:
             record = _output_dict(output)
             relative = f"{folder}/{safe_name(prompt_id)}_{n}{_suffix(record)}"
             path = self.outputs_dir / relative
-            if write_output_file(output, path, lambda: texts):
+            if write_output_file(output, path, texts):
                 record["local_path"] = str(path)
                 record["relative_path"] = relative
             described.append(record)
@@ -801,20 +800,6 @@ def _output_folder(generation: GenerationRecord) -> str:
         return safe_name(generation.batch_id)
     name = generation.workflow.name if generation.workflow is not None else None
     return safe_name(name or "prompts")
-
-
-def _is_png(output: Any) -> bool:
-    """True for an output whose bytes are a PNG (it gets ComfyUI's metadata chunks)."""
-    data = getattr(output, "data", None)
-    return isinstance(data, bytes) and pngmeta.is_png(data)
-
-
-def _png_texts(generation: GenerationRecord) -> dict[str, str]:
-    """ComfyUI's PNG text chunks for a generation: the API prompt, the parameters, and the UI
-    graph holding the values used (left out when there is none)."""
-    return pngmeta.comfy_text_chunks(
-        generation.prompt, generation.ui_graph, dict(generation.parameters)
-    )
 
 
 def _output_dict(output: Any) -> dict[str, Any]:

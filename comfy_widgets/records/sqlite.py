@@ -19,7 +19,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -283,14 +283,14 @@ class Store:
         descriptions."""
         prompt_id = str(generation.prompt_id)
         folder = self.outputs_dir / _output_folder(generation)
-        texts = _png_texts_once(generation, prompt_json)
+        texts = png_texts(generation, generation.outputs, prompt_json)
         return [
             self._save_output(folder, prompt_id, n, output, texts)
             for n, output in enumerate(generation.outputs)
         ]
 
     def _save_output(
-        self, folder: Path, prompt_id: str, n: int, output: Output, texts: Callable[[], dict]
+        self, folder: Path, prompt_id: str, n: int, output: Output, texts: dict[str, str]
     ) -> dict[str, Any]:
         """Write one output's bytes (PNGs get ComfyUI metadata); return its stored description."""
         record: dict[str, Any] = {
@@ -832,10 +832,14 @@ def _unix_time(value: Any) -> float:
     return pd.Timestamp(value).to_pydatetime().timestamp()
 
 
-def _png_texts(generation: GenerationRecord, prompt_json: str | None = None) -> dict[str, str]:
-    """The ComfyUI text chunks for a generation: the API prompt (``prompt_json`` when it is
-    encoded already), params, and the UI graph holding the values used (left out when it
-    cannot hold them: ComfyUI then loads the exact prompt)."""
+def png_texts(
+    generation: GenerationRecord, outputs: Sequence[Any], prompt_json: str | None = None
+) -> dict[str, str]:
+    """The ComfyUI text chunks for a generation's PNG outputs ({} when none is a PNG): the API
+    prompt (``prompt_json`` when it is encoded already), params, and the UI graph holding the
+    values used (left out when it cannot hold them: ComfyUI then loads the exact prompt)."""
+    if not any(_is_png(output) for output in outputs):
+        return {}
     if prompt_json is None:
         return pngmeta.comfy_text_chunks(
             generation.prompt, generation.ui_graph, dict(generation.parameters)
@@ -844,18 +848,10 @@ def _png_texts(generation: GenerationRecord, prompt_json: str | None = None) -> 
     return {"prompt": prompt_json, **rest}
 
 
-def _png_texts_once(
-    generation: GenerationRecord, prompt_json: str | None
-) -> Callable[[], dict[str, str]]:
-    """``_png_texts`` made on the first call and kept (a generation's PNGs share them)."""
-    made: list[dict[str, str]] = []
-
-    def texts() -> dict[str, str]:
-        if not made:
-            made.append(_png_texts(generation, prompt_json))
-        return made[0]
-
-    return texts
+def _is_png(output: Any) -> bool:
+    """True for an output whose bytes are a PNG (it gets ComfyUI's metadata chunks)."""
+    data = getattr(output, "data", None)
+    return isinstance(data, bytes) and pngmeta.is_png(data)
 
 
 def _suffix(record: dict[str, Any]) -> str:
@@ -868,8 +864,8 @@ def _suffix(record: dict[str, Any]) -> str:
     return MIME_SUFFIX.get(record.get("mime") or "", ".bin")
 
 
-def write_output_file(output: Any, path: Path, texts: Callable[[], dict[str, str]]) -> bool:
-    """Write an output's bytes to ``path`` (a PNG with ComfyUI's metadata ``texts()``) and note
+def write_output_file(output: Any, path: Path, texts: dict[str, str]) -> bool:
+    """Write an output's bytes to ``path`` (a PNG with ComfyUI's metadata ``texts``) and note
     the copy on the Output, so its job may let go of the bytes; False when it has none."""
     data = getattr(output, "data", None)
     if not data:
@@ -877,7 +873,7 @@ def write_output_file(output: Any, path: Path, texts: Callable[[], dict[str, str
     if isinstance(data, str):
         data = data.encode("utf-8")
     if pngmeta.is_png(data):
-        data = pngmeta.with_text_chunks(data, texts())
+        data = pngmeta.with_text_chunks(data, texts)
     _write_file(path, data)
     if isinstance(output, Output):
         output.local_path = str(path)
