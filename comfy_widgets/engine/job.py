@@ -34,7 +34,7 @@ from comfy_widgets.errors import (
 )
 from comfy_widgets.loops import running_loop
 from comfy_widgets.records import GenerationRecord, Recorder, WorkflowRecord, clean_url
-from comfy_widgets.states import TERMINAL_JOB_STATES, JobState, NodeState
+from comfy_widgets.states import JobState, NodeState
 from comfy_widgets.transport.backend import Backend, LostPolicy, NodeOutput, PromptOutcome
 from comfy_widgets.transport.events import (
     Event,
@@ -349,8 +349,7 @@ class Job:
             record = self.record()
             record.state = state
             if recorder and self.client.on_loop_thread():
-                wait = self.final_record_wait if state in TERMINAL_JOB_STATES else None
-                written = record_soon(recorder, self.client.loop, record, wait)
+                written = record_soon(recorder, self.client.loop, record, self.final_record_wait)
             else:
                 recorder.record_generation(record)
             if state == JobState.QUEUED and self.batch_id is None and record.workflow is not None:

@@ -185,5 +185,5 @@ def record_soon(
     recorder: Recorder, loop: Any, record: GenerationRecord, wait: float | None = None
 ) -> asyncio.Future[None]:
     """Queue ``record`` on ``recorder``'s writer for ``loop`` (call on the loop thread); a
-    final one waits ``wait`` seconds at most (default ``GATHER_S``)."""
+    final one waits ``wait`` seconds at most (default ``GATHER_S``), others ``LAZY_S``."""
     return writer_for(recorder, loop).submit(record, wait)
