@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _background_lock = threading.Lock()
 _background: asyncio.AbstractEventLoop | None = None
@@ -25,6 +28,16 @@ def background_loop() -> asyncio.AbstractEventLoop:
             thread.start()
             _background = loop
         return _background
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable``, cancelled after ``seconds`` with ``asyncio.TimeoutError``: through
+    ``asyncio.timeout`` where Python has it (3.11+), which makes no task of its own (a task
+    per output fetched is a loop hand-over each), else ``asyncio.wait_for``."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)
 
 
 def running_loop() -> asyncio.AbstractEventLoop | None:

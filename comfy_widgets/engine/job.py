@@ -704,7 +704,10 @@ class Job:
         for node_output in self._node_outputs.values():
             refs.extend(node_output.files)
             outputs.extend(text_output(node_output.node_id, t) for t in node_output.texts)
-        datas = await asyncio.gather(*(self.backend.fetch_output(r) for r in refs))
+        if len(refs) == 1:  # the usual case; gather would make a task for it
+            datas = [await self.backend.fetch_output(refs[0])]
+        else:
+            datas = await asyncio.gather(*(self.backend.fetch_output(r) for r in refs))
         files = [output_from_file(ref, data) for ref, data in zip(refs, datas, strict=True)]
         return files + outputs
 

@@ -33,7 +33,7 @@ from comfy_widgets.errors import (
     ServerConnectionError,
     ServerError,
 )
-from comfy_widgets.loops import LoopBound, running_loop
+from comfy_widgets.loops import LoopBound, running_loop, within
 from comfy_widgets.states import JobState
 from comfy_widgets.transport.backend import (
     LostPolicy,
@@ -439,7 +439,7 @@ class ClassicBackend(LoopBound):
             return await self._read_capped(response, self.max_output_bytes, what)
 
         try:
-            return await asyncio.wait_for(read(), OUTPUT_TIMEOUT_S)
+            return await within(OUTPUT_TIMEOUT_S, read())
         except asyncio.TimeoutError:
             raise ServerConnectionError(
                 f"GET /view of {what} on {self.url} did not finish within {OUTPUT_TIMEOUT_S:.0f} s"

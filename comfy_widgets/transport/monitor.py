@@ -20,6 +20,7 @@ import websockets
 from websockets.asyncio.client import connect as ws_connect
 
 from comfy_widgets.errors import AuthenticationError, ComfyWidgetsError
+from comfy_widgets.loops import within
 from comfy_widgets.states import JobState
 from comfy_widgets.transport.backend import LostPolicy, PromptWatcher
 from comfy_widgets.transport.events import (
@@ -153,8 +154,10 @@ class Monitor:
     async def wait_connected(self, timeout: float = CONNECT_WAIT_S) -> bool:
         """Wait until the socket is open (so no early message is missed); False on timeout."""
         self.ensure_started()
+        if self._connected.is_set():  # every job asks: no timer and no task when it is open
+            return True
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
+            await within(timeout, self._connected.wait())
         except asyncio.TimeoutError:
             return False
         return True
