@@ -96,6 +96,58 @@ async def test_legacy_progress_frames_are_dropped_once_the_socket_carries_progre
     assert seen == ["ProgressEvent"]
 
 
+class _SlowSocket(_Socket):
+    """Frames in bursts: ``None`` in the list makes the reader wait one loop tick, as when the
+    next frames have not arrived yet."""
+
+    async def __anext__(self) -> str | bytes:
+        frame = await super().__anext__()
+        while frame is None:
+            await asyncio.sleep(0)
+            frame = await super().__anext__()
+        return frame
+
+
+def _state(prompt_id: str, value: int, state: str = "running") -> str:
+    node = {"value": value, "max": 20, "state": state, "node_id": "3", "prompt_id": prompt_id}
+    return _frame("progress_state", {"prompt_id": prompt_id, "nodes": {"3": node}})
+
+
+async def test_progress_state_snapshots_read_together_are_dispatched_once_in_order():
+    watcher = monitor.Monitor(client=None, loop=asyncio.get_running_loop())  # type: ignore[arg-type]
+    seen: list[tuple] = []
+
+    def note(event) -> None:
+        nodes = getattr(event, "nodes", None)
+        value = nodes["3"].value if nodes else None
+        seen.append((type(event).__name__, event.prompt_id, value))
+
+    watcher.listeners.append(note)
+    start = _frame("execution_start", {"prompt_id": "a"})
+    frames = [
+        start,
+        *(_state("a", v) for v in range(1, 6)),  # one burst: only the last one matters
+        _frame("executing", {"prompt_id": "a", "node": "9"}),  # dispatches the held one first
+        _state("a", 6),
+        _state("b", 1),  # another prompt: "a"'s snapshot goes out before it is held
+        None,  # the burst ends: the held snapshot goes out at the end of the tick
+        _state("b", 2),
+        _frame("progress_state", {"nodes": {}, "prompt_id": "b"}),  # another spelling: parsed
+        _state("b", 3, "finished"),
+    ]
+    await watcher._read(_SlowSocket(frames))  # the socket closing dispatches the last one
+    assert seen == [
+        ("ExecutionStartEvent", "a", None),
+        ("ProgressStateEvent", "a", 5),
+        ("ExecutingEvent", "a", None),
+        ("ProgressStateEvent", "a", 6),
+        ("ProgressStateEvent", "b", 1),
+        ("ProgressStateEvent", "b", 2),
+        ("ProgressStateEvent", "b", None),
+        ("ProgressStateEvent", "b", 3),
+    ]
+
+
 async def test_a_burst_of_posts_counts_as_posting_between_two_of_them(monkeypatch):
     # the queue refresh waits while POSTs are sent: between two POSTs of a burst the lock is
     # briefly free, and a refresh there would list every queued prompt again

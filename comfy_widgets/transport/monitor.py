@@ -101,6 +101,23 @@ class _connect(ws_connect):
 _LEGACY_PROGRESS = '{"type": "progress", '
 
 
+# How ComfyUI's JSON starts a ``progress_state`` frame, up to its prompt id. Each such frame is
+# a full snapshot of its prompt's nodes, so of several read in one go (a fast sampler's steps
+# come in bursts) only the last is parsed and dispatched: the earlier ones say nothing it does
+# not. A frame of any other kind, or a snapshot of another prompt, dispatches the held one first.
+_PROGRESS_STATE = '{"type": "progress_state", "data": {"prompt_id": "'
+_AFTER_PROMPT_ID = '", "nodes": '
+
+
+def _snapshot_key(frame: str | bytes) -> str | None:
+    """The frame up to its prompt id for a ``progress_state`` spelled as ComfyUI spells it."""
+    if not isinstance(frame, str) or not frame.startswith(_PROGRESS_STATE):
+        return None
+    # the first match ends the id: inside a JSON string both of its quotes would be escaped
+    end = frame.find(_AFTER_PROMPT_ID, len(_PROGRESS_STATE))
+    return frame[:end] if end > 0 else None
+
+
 def _ws_url(http_url: str, client_id: str) -> str:
     scheme, rest = http_url.split("://", 1)
     return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws?clientId={client_id}"
@@ -134,6 +151,8 @@ class Monitor:
         self._last_poll = 0.0
         self._last_frame_at = 0.0
         self._progress_state_seen = False  # on this socket: its ``progress`` frames are dropped
+        self._held: tuple[str, str] | None = None  # a progress_state snapshot not dispatched yet
+        self._held_tick = False  # a dispatch of the held snapshot is scheduled this tick
         self._catch_up_task: asyncio.Task[None] | None = None
         self._reconcile_lock = asyncio.Lock()
         self.auth_error: AuthenticationError | None = None
@@ -275,9 +294,35 @@ class Monitor:
                 self._last_frame_at = time.monotonic()
                 if self._progress_state_seen and _is_legacy_progress(frame):
                     continue
+                key = _snapshot_key(frame)
+                if key is not None:
+                    self._hold(key, frame)
+                    continue
+                self._dispatch_held()
                 self.dispatch(parse_frame(frame))
         finally:
+            self._dispatch_held()
             watchdog.cancel()
+
+    def _hold(self, key: str, frame: str) -> None:
+        """Keep a progress_state snapshot until the frames read with it are read (see
+        ``_PROGRESS_STATE``); a snapshot of another prompt dispatches the one held first."""
+        if self._held is not None and self._held[0] != key:
+            self._dispatch_held()
+        self._held = (key, frame)
+        self._progress_state_seen = True
+        if not self._held_tick:
+            self._held_tick = True
+            self.loop.call_soon(self._end_of_tick)
+
+    def _end_of_tick(self) -> None:
+        self._held_tick = False
+        self._dispatch_held()
+
+    def _dispatch_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self.dispatch(parse_frame(held[1]))
 
     async def _watch_quiet(self) -> None:
         """After QUIET_CHECK_S without a frame, check unfinished jobs over HTTP: a safety net
