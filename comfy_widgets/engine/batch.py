@@ -313,6 +313,7 @@ class Batch:
         if (job.finishing or job.done()) and job.batch_index in live:
             live.discard(job.batch_index)
             wake = True
+            self._hurry_last(job)
         if job.done() and job in self._open:
             self._open.discard(job)
             self._finished += 1
@@ -507,6 +508,12 @@ class Batch:
         """Every item still open is in the batch's tail: its final record waits the least."""
         for job in self._open:
             job.final_record_wait = None
+
+    def _hurry_last(self, job: Job) -> None:
+        """The batch's last item to finish has no record left to share a write with: its
+        final record is written at once (``await batch`` waits for it)."""
+        if not self._todo and all(other.finishing for other in self._open if other is not job):
+            job.final_record_wait = 0.0
 
     async def _wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait on the loop until ``predicate()`` holds (re-checked after every change)."""

@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 GATHER_S = 0.01
 # How long a batch item's final record may wait while more items are coming: its batch does not
 # wait for it (the item's server slot was freed when the server finished), and a write costs
-# about as much as the rows of ten items. The batch's last items wait GATHER_S, and every
-# write takes every final record waiting, so the batch still ends GATHER_S after its last item.
+# about as much as the rows of ten items. The batch's last items wait GATHER_S, the very last
+# one not at all, and every write takes every final record waiting: the batch ends as soon as
+# its last item's record is written.
 GATHER_MORE_S = 0.05
 # How late a queued or running record may be written (a crash in that window loses only the
 # knowledge that the prompt was queued; resuming the batch then queues that item again).
