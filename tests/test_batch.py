@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 
@@ -357,3 +358,34 @@ async def test_a_server_without_model_lists_is_not_taken_to_lack_every_model():
 
     with pytest.raises(ParameterError, match="'checkpoints' folder has 'other.safetensors'"):
         await check_models_on_server(Workflow.load(WORKFLOW_PATH), [prompt], listed)
+
+
+async def test_model_files_seen_on_the_server_are_not_listed_again_but_a_missing_one_is():
+    from comfy_widgets.engine.validation import check_models_on_server
+
+    workflow = Workflow.load(WORKFLOW_PATH)
+    prompt = workflow.to_api()
+    wanted = next(n["inputs"]["ckpt_name"] for n in prompt.values() if "ckpt_name" in n["inputs"])
+    asked: list[str] = []
+    listing = [wanted, "other.safetensors"]
+
+    async def models(folder):
+        asked.append(folder)
+        return list(listing)
+
+    seen: dict[str, frozenset[str]] = {}
+    await check_models_on_server(workflow, [prompt], models, seen)
+    await check_models_on_server(workflow, [prompt], models, seen)  # a second batch: no request
+    assert asked == ["checkpoints"]
+    assert seen == {"checkpoints": frozenset(listing)}
+
+    other = json.loads(json.dumps(prompt))
+    for node in other.values():
+        if "ckpt_name" in node["inputs"]:
+            node["inputs"]["ckpt_name"] = "new.safetensors"
+    with pytest.raises(ParameterError, match="new.safetensors"):  # not seen: listed again
+        await check_models_on_server(workflow, [other], models, seen)
+    assert asked == ["checkpoints", "checkpoints"]
+    listing.append("new.safetensors")  # copied to the server since
+    await check_models_on_server(workflow, [other], models, seen)
+    assert asked == ["checkpoints"] * 3

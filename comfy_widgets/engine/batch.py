@@ -433,7 +433,9 @@ class Batch:
         prompts = [item[0] for item in self._items]
         for server in self.servers:
             try:
-                await check_models_on_server(self.workflow, prompts, server.models)
+                await check_models_on_server(
+                    self.workflow, prompts, server.models, server.models_seen
+                )
             except ServerConnectionError:
                 continue  # an unreachable server is handled when sending to it
 

@@ -60,6 +60,9 @@ class Client:
             url, token=token, auth=auth, headers=headers, api_key=api_key, protocol=protocol
         )
         self.recorder: Recorder = open_recorder(store)
+        # each model folder's files as the server last listed them for a batch's check: a
+        # batch whose files were all there starts without asking again (check_models_on_server)
+        self.models_seen: dict[str, frozenset[str]] = {}
 
     def __repr__(self) -> str:
         return f"Client(url={self.url!r}, protocol={self.protocol!r}, client_id={self.client_id!r})"

@@ -39,6 +39,7 @@ async def check_models_on_server(
     workflow: Workflow,
     prompts: Iterable[dict[str, Any]],
     list_models: Callable[[str], Awaitable[list[str]]],
+    seen: dict[str, frozenset[str]] | None = None,
 ) -> None:
     """Raise ParameterError if the prompts name model files the server does not list.
 
@@ -47,6 +48,9 @@ async def check_models_on_server(
     /models/<folder>``), and every prompt checked against it before anything is queued, so a
     batch whose checkpoint the server lacks is refused once instead of item by item. A folder
     the server cannot list, or lists empty, is left to the server to judge.
+
+    ``seen`` (the server's ``Client.models_seen``) keeps each folder's last list: a folder
+    whose wanted files were all in it is not listed again (a file missing there is).
     """
     if workflow.object_info.trusts_model_lists:
         return
@@ -59,12 +63,16 @@ async def check_models_on_server(
                 wanted.setdefault(str(param.model_list), {}).setdefault(value, param)
     errors: dict[str, str] = {}
     for folder, values in wanted.items():
+        if seen is not None and seen.get(folder, frozenset()).issuperset(values):
+            continue
         try:
             available = await list_models(folder)
         except ComfyWidgetsError:
             continue
         if not isinstance(available, list) or not available:
             continue  # no list to judge by (a v2 server lists none): the server decides
+        if seen is not None:
+            seen[folder] = frozenset(v for v in available if isinstance(v, str))
         for value, param in values.items():
             if value not in available and param.name not in errors:
                 errors[param.name] = _missing_model(param, value, folder, available)
