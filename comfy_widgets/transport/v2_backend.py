@@ -36,7 +36,7 @@ from comfy_widgets.errors import (
     ServerError,
     SubmitOutcomeUnknownError,
 )
-from comfy_widgets.loops import LoopBound, running_loop
+from comfy_widgets.loops import LoopBound, running_loop, within
 from comfy_widgets.states import JobState
 from comfy_widgets.transport.backend import (
     LostPolicy,
@@ -540,7 +540,7 @@ class V2Backend(LoopBound):
         if self._healthy:
             return True
         try:
-            self._healthy = await asyncio.wait_for(self.client.health(), timeout)
+            self._healthy = await within(timeout, self.client.health())
         except (asyncio.TimeoutError, ComfyWidgetsError):
             return False
         return self._healthy
