@@ -389,3 +389,19 @@ async def test_model_files_seen_on_the_server_are_not_listed_again_but_a_missing
     listing.append("new.safetensors")  # copied to the server since
     await check_models_on_server(workflow, [other], models, seen)
     assert asked == ["checkpoints"] * 3
+
+
+async def test_a_batch_opens_its_socket_while_it_checks_the_models(client, workflow):
+    asked: list[str] = []
+    models = client.models
+
+    async def listing(folder=None):
+        await asyncio.sleep(0)  # the loop turns once, as on any request
+        monitor = client.backend._monitor
+        asked.append("connecting" if monitor is not None and monitor._task else "not yet")
+        return await models(folder)
+
+    client.models = listing  # type: ignore[method-assign]
+    df = await asyncio.wait_for(client.batch(workflow, count=2, **SMALL), 30)
+    assert asked == ["connecting"]  # the handshake did not wait for the model list
+    assert df["status"].tolist() == ["completed", "completed"]

@@ -141,6 +141,7 @@ class Batch:
         # batch``, ``result()``, ``df``), so a batch nobody reads as a frame never loads pandas
         self._future: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._wake = asyncio.Event()
+        self._connecting: list[asyncio.Task[bool]] = []  # sockets opening (``_run``)
         self._todo = list(range(len(self._items)))  # a heap: lowest index is sent first
         self._down: set[Client] = set()
         self._live: dict[Client, set[int]] = {server: set() for server in self.servers}
@@ -404,6 +405,9 @@ class Batch:
     async def _run(self) -> None:
         """Send items in order while a server has a free slot; finish when all are done."""
         self._set_status(BatchState.RUNNING)
+        # each server's socket opens while the models are checked, not after (every job
+        # still waits for its own server's): a first batch starts a handshake sooner
+        self._connecting = [asyncio.create_task(s.backend.wait_connected()) for s in self.servers]
         try:
             await self._check_models()
         except ParameterError as exc:
