@@ -17,9 +17,11 @@ cold start, two above 1,000 items):
 
 Printed first the cold start (the first ``client.batch()`` in a fresh process against a second
 one in the same process, on the fresh simulator); then per size: best wall time, client CPU per
-item, the ratios ours / minimal, bytes to the browser per item, peak RSS, and at 1,000 the time
-to queue every item at once. Items save into one folder per 1,000 (``prefixes_for``), so the
-simulator keeps its pace at 10,000.
+item, the ratios ours / minimal, bytes to the browser per item, peak RSS, at 1,000 the time to
+queue every item at once, and at 10,000 the CPU per item 1,000 items at a time through the best
+run of each client (``print_windows``). The figure per size is a best of many short runs at
+small sizes and of two long ones at 10,000; the windows show linearity more directly. Items save
+into one folder per 1,000 (``prefixes_for``), so the simulator keeps its pace at 10,000.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ WORKFLOW = EXAMPLE / "sd15_txt2img_api.json"
 SIZE_PX = 64
 QUEUE_SIZE = 1000  # the size at which queueing every item at once is timed too
 FOLDER_ITEMS = 1000  # output files per folder at most (``prefixes_for``)
+WINDOW_ITEMS = 1000  # a run of 10 windows or more reports its CPU per item window by window
 
 
 def free_port() -> int:
@@ -101,7 +104,7 @@ def prompt_for(seed: int, prefix: str) -> dict[str, Any]:
 # --- the minimal client ------------------------------------------------------------------------
 
 
-async def minimal_run(url: str, count: int, first_seed: int) -> dict[str, float]:
+async def minimal_run(url: str, count: int, first_seed: int) -> dict[str, Any]:
     """Queue ``count`` prompts, follow one WebSocket, GET every image once; figures as a dict."""
     import httpx
     import websockets
@@ -136,6 +139,7 @@ async def minimal_run(url: str, count: int, first_seed: int) -> dict[str, float]
         poster = asyncio.create_task(post_all())
         fetches: list[asyncio.Task] = []
         done = 0
+        windows: list[float] = []  # CPU seconds used by each WINDOW_ITEMS-th item done
         while done < count:
             frame = await ws.recv()
             if not isinstance(frame, str):
@@ -147,6 +151,8 @@ async def minimal_run(url: str, count: int, first_seed: int) -> dict[str, float]
             elif message["type"] == "execution_success":
                 fetches.append(asyncio.create_task(fetch(files.pop(data["prompt_id"], []))))
                 done += 1
+                if done % WINDOW_ITEMS == 0:
+                    windows.append(time.process_time() - cpu)
         queued_s = await poster
         await asyncio.gather(*fetches)
     assert len(images) == count and all(images)
@@ -154,6 +160,7 @@ async def minimal_run(url: str, count: int, first_seed: int) -> dict[str, float]
         "wall_s": time.perf_counter() - start,
         "cpu_s": time.process_time() - cpu,
         "queued_s": queued_s,
+        "windows": windows,
     }
 
 
@@ -202,7 +209,7 @@ class CommCounter:
 
 async def ours_run(
     url: str, count: int, first_seed: int, view: bool, queue_all: bool = False
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """The same work through ``client.batch`` (store on), optionally with a BatchView shown.
 
     ``queue_all``: every item in flight at once (``concurrency=count``), as the minimal client
@@ -239,16 +246,22 @@ async def ours_run(
     )
     marks: dict[str, float] = {}
     posted: set[int] = set()
+    finished: set[int] = set()
+    windows: list[float] = []  # as the minimal client's
 
     def on_item(b: Any, index: int | None) -> None:
         # O(1) per change: the benchmark's own bookkeeping must not grow with the batch
-        if index is None or index in posted:
+        job = b._jobs[index] if index is not None else None
+        if job is None:
             return
-        job = b._jobs[index]
-        if job is not None and job.posted:
+        if index not in posted and job.posted:
             posted.add(index)
             if len(posted) == count:
                 marks["queued"] = time.perf_counter() - start
+        if index not in finished and job.done():
+            finished.add(index)
+            if len(finished) % WINDOW_ITEMS == 0:
+                windows.append(time.process_time() - cpu)
 
     batch.subscribe_items(on_item)
     if view:
@@ -263,6 +276,7 @@ async def ours_run(
         "cpu_s": cpu_s,
         "queued_s": marks.get("queued", float("nan")),
         "browser_bytes": CommCounter.bytes_sent,
+        "windows": windows,
     }
 
 
@@ -311,12 +325,30 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(figures))
 
 
-def measure(kind: str, url: str, count: int, seed: int) -> dict[str, float]:
+def measure(kind: str, url: str, count: int, seed: int) -> dict[str, Any]:
     """Run one child process and return its figures."""
     command = [sys.executable, __file__, "--child", kind, "--url", url]
     command += ["--count", str(count), "--seed", str(seed)]
     out = subprocess.run(command, check=True, capture_output=True, text=True, timeout=3600)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def print_windows(best: dict[str, dict[str, Any]]) -> None:
+    """CPU per item, 1,000 items at a time, through each client's best long run: flat when
+    nothing the client keeps grows with the batch (the first window of ours includes making
+    the batch, its plan stored once for every item)."""
+    for kind in ("minimal", "ours", "view"):
+        marks = [0.0, *best[kind]["windows"]]
+        spans = zip(marks, marks[1:], strict=False)
+        per_item = [(b - a) / WINDOW_ITEMS * 1000 for a, b in spans]
+        half = len(per_item) // 2
+        trend = (sum(per_item[half:]) / (len(per_item) - half)) / (sum(per_item[:half]) / half)
+        print(
+            f"        {kind} CPU/item per {WINDOW_ITEMS:,} items done: "
+            f"{' '.join(f'{x:.2f}' for x in per_item)} ms (second half / first half "
+            f"{trend:.2f}x)",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -377,6 +409,8 @@ def main() -> None:
                 f"with view {best['view']['peak_rss_mb']:.0f} MB",
                 flush=True,
             )
+            if size >= 10 * WINDOW_ITEMS:
+                print_windows(best)
             if "queue" in runs:
                 minimal_q = min(f["queued_s"] for f in runs["minimal"])
                 ours_q = min(f["queued_s"] for f in runs["queue"])
