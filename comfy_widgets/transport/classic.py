@@ -12,6 +12,7 @@ import base64
 import functools
 import json
 import logging
+import mimetypes
 import os
 import ssl
 import threading
@@ -695,13 +696,16 @@ class ClassicBackend(LoopBound):
 
 def preload() -> None:
     """Do now what a client's first request would (import httpx's transport, build the TLS
-    context), so that request is as quick as the next ones."""
+    context), so that request is as quick as the next ones; and what its first output would:
+    ``mimetypes`` reads the system's MIME tables on its first lookup (about 5 ms)."""
     import anyio._backends._asyncio  # noqa: F401  (httpx's first request imports it)
     import httpcore  # noqa: F401
 
     from comfy_widgets.transport import monitor  # noqa: F401  (the first watch imports it)
 
     _tls_context()
+    if not mimetypes.inited:  # init() again would drop types the user added
+        mimetypes.init()
 
 
 @functools.cache
