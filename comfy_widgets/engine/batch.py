@@ -518,7 +518,7 @@ class Batch:
     def _hurry_last(self, job: Job) -> None:
         """The batch's last item to finish has no record left to share a write with: its
         final record is written at once (``await batch`` waits for it)."""
-        if not self._todo and all(other.finishing for other in self._open if other is not job):
+        if not self._todo and not any(self._live.values()):  # nothing sent is still running
             job.final_record_wait = 0.0
 
     async def _wait_until(self, predicate: Callable[[], bool]) -> None:
