@@ -141,7 +141,8 @@ class Batch:
         # batch``, ``result()``, ``df``), so a batch nobody reads as a frame never loads pandas
         self._future: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._wake = asyncio.Event()
-        self._connecting: list[asyncio.Task[bool]] = []  # sockets opening (``_run``)
+        # the sockets opening (``_run``), held so the loop cannot drop the tasks mid-way
+        self._connecting: list[asyncio.Task[bool]] = []
         self._todo = list(range(len(self._items)))  # a heap: lowest index is sent first
         self._down: set[Client] = set()
         self._live: dict[Client, set[int]] = {server: set() for server in self.servers}
